@@ -1,0 +1,1 @@
+"""chatops-deploy: deploy from chat."""
