@@ -1,0 +1,104 @@
+"""Build the artifact of one commit, once.
+
+The App's build command runs in the checked-out work tree through prefect-shell, its output
+streamed line by line to the run's logs. The resulting file is kept in the artifact cache
+(``$CHATOPS_HOME/artifacts`` or ``CHATOPS_ARTIFACT_CACHE``) under the app, the sha and a digest
+of the build command and glob: promoting the same commit to another environment, redeploying or
+rolling back never builds again.
+"""
+
+import hashlib
+import os
+import shutil
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+from prefect_shell import ShellOperation
+
+from chatops.settings import paths
+
+TAIL_LINES = 30
+_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PRIVATE_KEY", "API_KEY")
+
+
+class BuildFailed(RuntimeError):
+    """The build command failed or did not produce exactly one artifact; ``tail`` says why."""
+
+    def __init__(self, message: str, tail: list[str]):
+        super().__init__(message)
+        self.tail = tail
+
+
+@dataclass(frozen=True)
+class Built:
+    """Where the artifact of a build is, and whether it came from the cache."""
+
+    artifact: str
+    cached: bool
+
+
+def cache_dir(app: str, sha: str, build_command: str, artifact_glob: str) -> Path:
+    recipe = hashlib.sha256(f"{build_command}\0{artifact_glob}".encode()).hexdigest()[:12]
+    return paths().artifacts / app / f"{sha}-{recipe}"
+
+
+def cached_artifact(folder: Path) -> Path | None:
+    found = list(folder.glob("*")) if folder.is_dir() else []
+    return found[0] if len(found) == 1 else None
+
+
+def secret_variables() -> list[str]:
+    """Names of environment variables a build must not see (tokens of this process)."""
+    return sorted(name for name in os.environ
+                  if name.startswith("CHATOPS_") or any(w in name.upper() for w in _SECRET_WORDS))
+
+
+def find_artifact(worktree: Path, artifact_glob: str) -> Path:
+    """The one file ``artifact_glob`` matches in ``worktree``; :class:`BuildFailed` otherwise."""
+    matches = sorted(p for p in worktree.glob(artifact_glob) if p.is_file())
+    if len(matches) != 1:
+        listed = ", ".join(str(p.relative_to(worktree)) for p in matches) or "nothing"
+        raise BuildFailed(
+            f"artifact glob {artifact_glob!r} must match exactly one file, matched {listed}", [])
+    return matches[0]
+
+
+def run_build(worktree: Path, build_command: str, sha: str) -> None:
+    """Run ``build_command`` in ``worktree`` with GIT_COMMIT=sha, streaming output to the logs."""
+    unset = secret_variables()
+    commands = ["exec 2>&1", *([f"unset {' '.join(unset)}"] if unset else []), build_command]
+    operation = ShellOperation(commands=commands, working_dir=worktree, stream_output=True,
+                               env={"GIT_COMMIT": sha})
+    with operation:
+        process = operation.trigger()
+        try:
+            process.wait_for_completion()
+        except RuntimeError as exc:
+            tail = list(deque(process.fetch_result(), maxlen=TAIL_LINES))
+            raise BuildFailed(f"build command failed: {exc}", tail) from None
+
+
+@task(name="build", cache_policy=NO_CACHE)
+def build(app: str, sha: str, build_command: str, artifact_glob: str, worktree: str) -> Built:
+    """Build ``sha`` of ``app`` in ``worktree`` unless the cache already holds its artifact."""
+    logger = get_run_logger()
+    folder = cache_dir(app, sha, build_command, artifact_glob)
+    if (hit := cached_artifact(folder)) is not None:
+        logger.info("Already built %s of %s: using %s", sha[:7], app, hit)
+        return Built(artifact=str(hit), cached=True)
+    run_build(Path(worktree), build_command, sha)
+    artifact = find_artifact(Path(worktree), artifact_glob)
+    staging = folder.with_name(f".{folder.name}.{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copy2(artifact, staging / artifact.name)
+    try:
+        staging.rename(folder)
+    except OSError:  # another run cached the same build first
+        shutil.rmtree(staging)
+    logger.info("Built %s (%d bytes)", artifact.name, artifact.stat().st_size)
+    return Built(artifact=str(folder / artifact.name), cached=False)

@@ -1,0 +1,126 @@
+"""Record deploys on GitHub: a Deployment per deploy, and its statuses as the deploy goes on.
+
+GitHub shows them on the repository's Environments page and on pull requests. The API base URL
+comes from the ``GitHubAccess`` block, so GitHub Enterprise Server works the same way.
+
+POSTs are never retried by the HTTP client (a retried create would make two deployments);
+status updates are retried as Prefect task retries instead.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from github import Auth, Github, GithubException, GithubRetry
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+from prefect.states import State
+
+from blocks.github import GitHubAccess
+
+DESCRIPTION_LIMIT = 140
+PAYLOAD_MARK = "chatops"
+"""Key of the deployment ``payload`` that marks deployments this system created itself."""
+
+
+class DeploymentRefused(RuntimeError):
+    """GitHub would not create the deployment; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class GitHubDeployment:
+    """A GitHub Deployment this run reports to."""
+
+    id: int
+    sha: str
+    ref: str
+
+
+def github_client(access: GitHubAccess) -> Github:
+    """A PyGithub client for ``access``: GETs retried on 5xx, writes never retried here."""
+    retry = GithubRetry(total=3, backoff_factor=0.5, allowed_methods={"GET", "HEAD"})
+    return Github(auth=Auth.Token(access.token.get_secret_value()), base_url=access.api_url,
+                  retry=retry, timeout=20, seconds_between_requests=None,
+                  seconds_between_writes=None)
+
+
+def failing_checks(data: Any) -> list[str]:
+    """Names and states of the required checks listed in a 409 body, e.g. ``ci/test (failure)``."""
+    found = []
+    for error in (data or {}).get("errors") or []:
+        for context in error.get("contexts") or [] if isinstance(error, dict) else []:
+            if context.get("state") != "success":
+                found.append(f"{context.get('context')} ({context.get('state') or 'missing'})")
+    return found
+
+
+def refusal(exc: GithubException, ref: str) -> DeploymentRefused:
+    """What to tell a person when GitHub answers create-deployment with 409 or 422."""
+    message = str((exc.data or {}).get("message", "")) if isinstance(exc.data, dict) else ""
+    if exc.status == 409 and "status checks" in message.lower():
+        checks = ", ".join(failing_checks(exc.data)) or "see the commit's checks on GitHub"
+        return DeploymentRefused(f"Required checks are not green for {ref}: {checks}. "
+                                 "Fix them, or force the deploy (deploy! …) to skip the checks.")
+    if exc.status == 409:
+        return DeploymentRefused(f"GitHub could not merge the default branch into {ref}: "
+                                 f"{message or 'merge conflict'}. Merge it yourself and retry.")
+    return DeploymentRefused(f"GitHub does not know ref {ref!r}: {message or 'unknown ref'}.")
+
+
+def _worth_retrying(task: object, task_run: object, state: State) -> bool:
+    try:
+        state.result()
+    except DeploymentRefused:
+        return False
+    except GithubException as exc:
+        return exc.status >= 500
+    except Exception:
+        return True
+    return False
+
+
+@task(name="record deployment", retries=2, retry_delay_seconds=2,
+      retry_condition_fn=_worth_retrying, cache_policy=NO_CACHE)
+def record_deployment(access: GitHubAccess, repository: str, ref: str, environment: str, *,
+                      task_name: str, payload: dict[str, Any], description: str,
+                      required_contexts: list[str] | None, production: bool,
+                      deployment_id: int | None = None) -> GitHubDeployment:
+    """Create the GitHub Deployment of this deploy, or attach to ``deployment_id``.
+
+    ``required_contexts=None`` lets GitHub check every status of the commit; ``[]`` skips the
+    checks (a forced deploy). 409 and 422 become :class:`DeploymentRefused`.
+    """
+    repo = github_client(access).get_repo(repository)
+    if deployment_id is not None:
+        found = repo.get_deployment(deployment_id)
+        return GitHubDeployment(id=found.id, sha=found.sha, ref=found.ref)
+    extra = {} if required_contexts is None else {"required_contexts": required_contexts}
+    try:
+        created = repo.create_deployment(
+            ref, task=task_name, auto_merge=False, payload=payload, environment=environment,
+            description=description[:DESCRIPTION_LIMIT], production_environment=production,
+            transient_environment=False, **extra)
+    except GithubException as exc:
+        if exc.status in (409, 422):
+            raise refusal(exc, ref) from None
+        raise
+    if created.id is None:  # 202: GitHub merged the default branch in instead of deploying
+        raise DeploymentRefused(f"GitHub did not create a deployment for {ref}: "
+                                f"{created.raw_data.get('message', 'no deployment made')}")
+    get_run_logger().info("GitHub deployment %s for %s at %s", created.id, ref, created.sha)
+    return GitHubDeployment(id=created.id, sha=created.sha, ref=ref)
+
+
+@task(name="report to github", retries=3, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def report_status(access: GitHubAccess, repository: str, deployment_id: int, state: str, *,
+                  description: str, log_url: str | None, environment_url: str | None) -> None:
+    """Post one deployment status (``in_progress``, ``success``, ``failure``, ``error``...).
+
+    A ``success`` marks the environment's earlier deployments inactive.
+    """
+    repo = github_client(access).get_repo(repository, lazy=True)
+    optional = {key: value for key, value in
+                (("target_url", log_url), ("environment_url", environment_url)) if value}
+    repo.get_deployment(deployment_id).create_status(
+        state, description=description[:DESCRIPTION_LIMIT],
+        auto_inactive=state == "success", **optional)

@@ -1,0 +1,56 @@
+"""Wait until a restarted host serves the commit that was just deployed.
+
+The environment's ``health_url`` (``{host}`` is replaced by the host's name) must answer HTTP 200
+with the full git sha somewhere in its body. Until then, or until the timeout, it is polled once a
+second. Proxy settings from the environment are ignored: health checks go straight to the host.
+"""
+
+import time
+import urllib.error
+import urllib.request
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+POLL_SECONDS = 1.0
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class Unhealthy(RuntimeError):
+    """A host did not serve the new commit in time."""
+
+
+def probe(url: str, timeout: float) -> tuple[int | None, str]:
+    """One GET of ``url``: the status (None when unreachable) and the start of the body."""
+    try:
+        with _opener.open(url, timeout=timeout) as response:
+            return response.status, response.read(65536).decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except (OSError, ValueError) as exc:
+        return None, str(exc)
+
+
+def health_url(template: str, host: str) -> str:
+    return template.replace("{host}", host.rpartition(":")[0] if ":" in host else host)
+
+
+@task(name="health check", cache_policy=NO_CACHE)
+def health_check(url_template: str, host: str, sha: str, timeout: float) -> float:
+    """Poll the host's health URL until it answers 200 with ``sha``; return the seconds it took."""
+    url = health_url(url_template, host)
+    started = time.monotonic()
+    deadline = started + timeout
+    status, body = None, ""
+    while time.monotonic() < deadline:
+        status, body = probe(url, timeout=min(5.0, timeout))
+        if status == 200 and sha in body:
+            waited = time.monotonic() - started
+            get_run_logger().info("%s is healthy on %s after %.1f s", host, sha[:7], waited)
+            return waited
+        time.sleep(POLL_SECONDS)
+    seen = f"HTTP {status}" if status else f"no answer ({body[:100]})"
+    if status == 200:
+        seen = f"HTTP 200 without {sha[:7]}: {body[:100]!r}"
+    raise Unhealthy(f"{host} not healthy on {sha[:7]} after {timeout:.0f} s: last saw {seen}")

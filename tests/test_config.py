@@ -1,0 +1,126 @@
+"""``chatops config apply``: the YAML file becomes Prefect blocks; mistakes are named precisely."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from blocks import App, Environment, GitHubAccess
+from chatops import cli, config
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "chatops.yaml"
+SECRETS = {
+    "CHATOPS_GITHUB_TOKEN": "ghp_example-token",
+    "CHATOPS_SLACK_BOT_TOKEN": "xoxb-example",
+    "CHATOPS_SSH_KEY_STAGING": "-----BEGIN OPENSSH PRIVATE KEY-----\nstaging\n",
+    "CHATOPS_SSH_KEY_PRODUCTION": "-----BEGIN OPENSSH PRIVATE KEY-----\nproduction\n",
+}
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "chatops.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def example() -> dict:
+    return yaml.safe_load(EXAMPLE.read_text())
+
+
+def test_example_file_describes_every_block() -> None:
+    blocks = config.build_blocks(EXAMPLE, config.load(EXAMPLE), SECRETS)
+    assert sorted(blocks) == [
+        "chatops-app/shop", "chatops-environment/shop-production",
+        "chatops-environment/shop-staging", "chatops-github/default", "chatops-slack/default"]
+    staging = blocks["chatops-environment/shop-staging"]
+    assert staging.hosts == ["stg-web-1.example.net", "stg-web-2.example.net"]
+    assert staging.ssh_private_key.get_secret_value() == SECRETS["CHATOPS_SSH_KEY_STAGING"]
+    assert len(staging.known_hosts) == 2
+    app = blocks["chatops-app/shop"]
+    assert app.environments == ["staging", "production"]
+    assert app.tasks == {"migrate": "./bin/migrate.sh"}
+    assert blocks["chatops-environment/shop-production"].required_contexts == ["ci/build",
+                                                                             "ci/test"]
+
+
+def test_secrets_are_not_in_the_file() -> None:
+    text = EXAMPLE.read_text()
+    assert all(value.strip() not in text for value in SECRETS.values())
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [
+    (lambda d: d["apps"]["shop"].update(colour="red"), "apps.shop.colour: Extra inputs"),
+    (lambda d: d["apps"]["shop"]["environments"]["staging"].pop("hosts"),
+     "apps.shop.environments.staging.hosts: Field required"),
+    (lambda d: d["apps"].update({"Shop!": d["apps"]["shop"]}), "apps.Shop!"),
+    (lambda d: d["apps"]["shop"]["environments"]["staging"].update(hosts=["web;rm -rf /"]),
+     "apps.shop.environments.staging.hosts.0"),
+    (lambda d: d["apps"]["shop"]["environments"]["staging"].update(deploy_path="srv/$(x)"),
+     "apps.shop.environments.staging.deploy_path"),
+    (lambda d: d["apps"]["shop"]["environments"]["staging"]["ssh"].update(
+        known_hosts=["not a key"]), "known_hosts.0"),
+    (lambda d: d["apps"]["shop"].update(default_environment="qa"),
+     "apps.shop.default_environment: 'qa' is not one of its environments"),
+    (lambda d: d["apps"]["shop"]["environments"]["staging"].update(
+        health_url="http://{host}:8080/{path}"), "only the {host} placeholder"),
+    (lambda d: d["apps"]["shop"]["environments"]["staging"].update(batch_size=0),
+     "batch_size"),
+    (lambda d: d.update(apps={}), "apps: "),
+])
+def test_invalid_config_names_file_and_key(tmp_path: Path, mutate, expected: str) -> None:
+    data = example()
+    mutate(data)
+    path = write(tmp_path, data)
+    with pytest.raises(config.ConfigError) as caught:
+        config.build_blocks(path, config.load(path), SECRETS)
+    assert str(path) in str(caught.value)
+    assert expected in str(caught.value)
+
+
+def test_missing_secret_names_the_variable(tmp_path: Path) -> None:
+    env = dict(SECRETS)
+    del env["CHATOPS_SSH_KEY_PRODUCTION"]
+    with pytest.raises(config.ConfigError, match=r"apps\.shop\.environments\.production\.ssh\."
+                       r"private_key_env: environment variable CHATOPS_SSH_KEY_PRODUCTION"):
+        config.build_blocks(EXAMPLE, config.load(EXAMPLE), env)
+
+
+@pytest.mark.parametrize("text", ["apps: [1, 2", "{{{", "- just\n- a list\n", ""])
+def test_unreadable_yaml_is_refused(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "chatops.yaml"
+    path.write_text(text)
+    with pytest.raises(config.ConfigError, match=str(path)):
+        config.load(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError, match="cannot read"):
+        config.load(tmp_path / "nope.yaml")
+
+
+def test_apply_saves_blocks_and_updates_them(prefect_server: None, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["config", "apply", str(EXAMPLE)]) == 0
+    assert App.load("shop").repository == "acme/shop"
+    assert Environment.load("shop-staging").batch_size == 1
+    assert GitHubAccess.load("default").token.get_secret_value() == "ghp_example-token"
+
+    data = example()
+    data["apps"]["shop"]["environments"]["staging"]["batch_size"] = 2
+    assert cli.main(["config", "apply", str(write(tmp_path, data))]) == 0
+    assert Environment.load("shop-staging").batch_size == 2
+
+
+def test_invalid_file_saves_nothing(prefect_server: None, tmp_path: Path, capsys,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    data = example()
+    data["apps"]["cart"] = dict(data["apps"]["shop"], repository="acme/cart")
+    data["apps"]["cart"]["environments"]["staging"]["ssh"]["private_key_env"] = "UNSET_VAR"
+    assert cli.main(["config", "apply", str(write(tmp_path, data))]) == 2
+    assert "UNSET_VAR is not set" in capsys.readouterr().err
+    with pytest.raises(ValueError):
+        App.load("cart")
