@@ -36,12 +36,15 @@ class GitHubDeployment:
     ref: str
 
 
-def github_client(access: GitHubAccess) -> Github:
-    """A PyGithub client for ``access``: GETs retried on 5xx, writes never retried here."""
+def github_client(access: GitHubAccess, lazy: bool = False) -> Github:
+    """A PyGithub client for ``access``: GETs retried on 5xx, writes never retried here.
+
+    A ``lazy`` client builds objects from ids without fetching them first.
+    """
     retry = GithubRetry(total=3, backoff_factor=0.5, allowed_methods={"GET", "HEAD"})
     return Github(auth=Auth.Token(access.token.get_secret_value()), base_url=access.api_url,
                   retry=retry, timeout=20, seconds_between_requests=None,
-                  seconds_between_writes=None)
+                  seconds_between_writes=None, lazy=lazy)
 
 
 def failing_checks(data: Any) -> list[str]:
@@ -118,7 +121,7 @@ def report_status(access: GitHubAccess, repository: str, deployment_id: int, sta
 
     A ``success`` marks the environment's earlier deployments inactive.
     """
-    repo = github_client(access).get_repo(repository, lazy=True)
+    repo = github_client(access, lazy=True).get_repo(repository)
     optional = {key: value for key, value in
                 (("target_url", log_url), ("environment_url", environment_url)) if value}
     repo.get_deployment(deployment_id).create_status(

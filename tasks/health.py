@@ -39,6 +39,11 @@ def health_url(template: str, host: str) -> str:
 @task(name="health check", cache_policy=NO_CACHE)
 def health_check(url_template: str, host: str, sha: str, timeout: float) -> float:
     """Poll the host's health URL until it answers 200 with ``sha``; return the seconds it took."""
+    return wait_healthy(url_template, host, sha, timeout)
+
+
+def wait_healthy(url_template: str, host: str, sha: str, timeout: float) -> float:
+    """What :func:`health_check` does, callable outside a task (e.g. while rolling back)."""
     url = health_url(url_template, host)
     started = time.monotonic()
     deadline = started + timeout

@@ -26,6 +26,7 @@ from prefect.logging import get_run_logger
 from prefect.transactions import Transaction, get_transaction
 
 from blocks.environment import Environment
+from tasks.health import Unhealthy, wait_healthy
 
 _KEY_TYPES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 
@@ -191,13 +192,24 @@ def activate(env: Environment, host: str, release: Release) -> str | None:
 
 
 def restore(conn: Connection, env: Environment, host: str, previous: str | None) -> None:
-    """Put ``host`` back on ``previous`` and restart it; without one, only log."""
+    """Put ``host`` back on ``previous``, restart it and wait until it is healthy again.
+
+    Without a previous release there is nothing to go back to: that is only logged.
+    """
     logger = get_run_logger()
     if previous is None:
         logger.warning("%s had no earlier release to go back to; left as it is", host)
         return
     switch(conn, env, host, previous)
     restart(conn, env, host)
+    if env.health_url:
+        revision = f"{releases_dir(env)}/{previous}/REVISION"
+        sha = remote(conn, f"cat {shlex.quote(revision)}", 30, host)
+        try:
+            wait_healthy(env.health_url, host, sha, env.health_timeout)
+        except Unhealthy as exc:
+            logger.error("Rolled %s back to %s, but it is not healthy: %s", host, previous, exc)
+            return
     logger.warning("Rolled %s back to %s", host, previous)
 
 
