@@ -1,0 +1,469 @@
+"""The chat command language: every Slack ``/deploy`` text, chat message and CLI line is read here.
+
+:func:`parse` turns text into a :class:`Command` or raises :class:`CommandError`, whose message is
+a short reply for the user that shows the right syntax. Nothing runs before the whole text has
+been read and every app, environment, host, task and ref in it validated, so a command that
+parses is safe to hand to flows (no shell metacharacters, no ``..``, no control characters).
+
+    >>> parse("shop@feature/login to staging")
+    Command(action='deploy', app='shop', ref='feature/login', environment='staging', hosts=None, \
+task='deploy', force=False, message=None)
+    >>> parse("deploy:migrate shop to prod/web-1,web-2!").hosts
+    ['web-1', 'web-2']
+    >>> parse("lock production on shop: release freeze").message
+    'release freeze'
+
+The forms (keywords are case-insensitive, extra whitespace is ignored, ``!`` at the end forces):
+
+* ``[deploy] APP[@REF] [to|in|on ENV[/HOST1,HOST2]]`` — ``APP/REF`` works too and refs may contain
+  ``/`` (``shop/feature/login``); ``deploy!`` forces, ``deploy:TASK`` runs the app's task ``TASK``.
+* ``deploys APP[/REF] [in ENV]`` (recent deploys), ``where APP`` or ``where can i deploy APP``,
+  ``latest APP [on ENV]``, ``status [APP [in ENV]]``.
+* ``rollback APP in|on|to ENV [to REF]`` (without ``REF``: the previous release).
+* ``lock ENV on APP[: MESSAGE]``, ``unlock ENV on APP``, ``unlock all [on APP]``,
+  ``check ENV on APP``, ``help``.
+
+A trailing ``!`` is accepted on deploy, rollback, lock and unlock only, and always means force,
+also right after a lock message (``lock prod on shop: freeze!`` is a forced lock "freeze").
+``prod`` and ``stg`` stand for ``production`` and ``staging``. A ref or environment that is not
+given stays ``None``: the app's configured defaults fill it in later. After a leading ``deploy``
+the next word is always an app, so an app that shares its name with a keyword (``status``) is
+deployed with ``deploy status``.
+"""
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+Action = Literal[
+    "deploy",
+    "rollback",
+    "status",
+    "deploys",
+    "where",
+    "latest",
+    "lock",
+    "unlock",
+    "unlock_all",
+    "check",
+    "help",
+]
+ACTIONS: frozenset[str] = frozenset(get_args(Action))
+FORCEABLE_ACTIONS: frozenset[str] = frozenset(
+    {"deploy", "rollback", "lock", "unlock", "unlock_all"}
+)
+"""Actions a trailing ``!`` applies to; on the read-only ones it is refused."""
+
+ENVIRONMENT_ALIASES: dict[str, str] = {"prod": "production", "stg": "staging"}
+
+MAX_TEXT_LENGTH = 1000
+MAX_NAME_LENGTH = 63
+MAX_HOST_LENGTH = 253
+MAX_REF_LENGTH = 255
+MAX_MESSAGE_LENGTH = 200
+
+HELP_TEXT = """\
+Type after /deploy (the leading word `deploy` is optional; prod = production, stg = staging):
+  shop                                  default branch to the default environment
+  shop@feature/login to staging         a branch, tag or sha (also: shop/feature/login)
+  shop to production!                   `!` at the end forces
+  shop to staging/web-1,web-2           only these hosts
+  deploy:migrate shop to staging        run the app's `migrate` task
+  rollback shop in production [to v1.4.2]
+  status [shop]  ·  where shop  ·  latest shop on staging  ·  deploys shop in production
+  lock production on shop: release freeze  ·  unlock production on shop  ·  unlock all
+  check production on shop              can shop deploy to production now?"""
+
+_ENV_WORDS = ("to", "in", "on")  # shop to staging
+_OWNER_WORDS = ("on", "in", "for")  # lock production on shop
+_HELP_WORDS = ("help", "?", "-h", "--help")
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+_HOST_CHARS = _NAME_CHARS | {".", ":"}
+_PORT = re.compile(r"[0-9]{1,5}")
+_SHA = re.compile(r"[0-9a-fA-F]{7,40}")
+# Stricter than git: of the characters git allows in a ref, only those no shell treats specially.
+_REF_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/+@")
+_DEPLOY_WORD = re.compile(r"deploy(?P<bang>!)?(?::(?P<task>\S*?))?(?P<bang2>!)?")
+# Invisible characters that reorder text: what a user reads would not be what runs.
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+class CommandError(ValueError):
+    """Text that is not a command we can run; ``str(error)`` is a short reply for the user."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One parsed command. Fields a form does not use keep their defaults.
+
+    ``ref``/``environment`` are ``None`` when not typed (the app's defaults apply; for
+    ``rollback`` a ``None`` ref means the previous release). ``hosts`` is ``None`` for all hosts
+    of the environment. ``task`` is ``"deploy"`` unless ``deploy:TASK`` was used. ``message`` is
+    the free-text lock reason: display it (escaped), never run it.
+    """
+
+    action: Action
+    app: str | None = None
+    ref: str | None = None
+    environment: str | None = None
+    hosts: list[str] | None = field(default=None, hash=False)
+    task: str = "deploy"
+    force: bool = False
+    message: str | None = None
+
+
+def parse(text: str) -> Command:
+    """Read one command; raise :class:`CommandError` (a ``ValueError``) if it cannot be read.
+
+    Empty text is ``help``. See the module docstring for the forms.
+    """
+    words, force = _take_force(_words(text))
+    command = _dispatch(words, force)
+    if command.force and command.action not in FORCEABLE_ACTIONS:
+        raise CommandError(
+            f"`!` (force) does not apply to `{command.action}`; type it without the `!`."
+        )
+    return command
+
+
+def validate_name(kind: str, name: str) -> str:
+    """Return ``name`` lower-cased if it is a valid ``kind`` name, else raise CommandError.
+
+    App, environment and task names are ``[a-z0-9][a-z0-9-]*``, at most 63 characters (upper
+    case is accepted and lowered). ``kind="host"`` also allows dot-separated labels and a
+    ``:PORT`` suffix, as hosts are written in an environment (``web-1.internal:2222``).
+    """
+    if not isinstance(name, str) or not name:
+        raise CommandError(f"the {kind} name is missing.")
+    if kind == "host":
+        return _validate_host(name)
+    _reject_bad_char(kind, name, _NAME_CHARS, "letters, digits and '-'", fold_case=True)
+    lowered = name.lower()
+    if len(lowered) > MAX_NAME_LENGTH:
+        raise CommandError(f"{kind} {_show(name)} is longer than {MAX_NAME_LENGTH} characters.")
+    if not _NAME.fullmatch(lowered):
+        raise CommandError(f"{kind} {_show(name)} must start with a letter or digit.")
+    return lowered
+
+
+def validate_ref(ref: str) -> str:
+    """Return ``ref`` unchanged if it is a safe git branch, tag or commit sha, else raise.
+
+    Accepts a 7–40 digit hex sha or a name following ``git check-ref-format`` (no ``..``, no
+    ``//``, no leading ``-`` or ``/``, no trailing ``/``, ``.`` or ``.lock``, no component starting
+    with ``.``, at most 255 characters) written with letters, digits and ``. _ - / + @`` only.
+    """
+    if not isinstance(ref, str) or not ref:
+        raise CommandError("the ref (branch, tag or sha) is missing.")
+    if len(ref) > MAX_REF_LENGTH:
+        raise CommandError(f"ref {_show(ref)} is longer than {MAX_REF_LENGTH} characters.")
+    if _SHA.fullmatch(ref):
+        return ref
+    _reject_bad_char("ref", ref, _REF_CHARS, "letters, digits and . _ - / + @", fold_case=False)
+    problem = _ref_shape_problem(ref)
+    if problem:
+        raise CommandError(f"ref {_show(ref)} {problem}.")
+    return ref
+
+
+# --- reading the text ------------------------------------------------------------------------
+
+
+def _words(text: str) -> list[str]:
+    if not isinstance(text, str):
+        raise CommandError("a command must be text.")
+    if len(text) > MAX_TEXT_LENGTH:
+        raise CommandError(
+            f"that command is {len(text)} characters long; the limit is {MAX_TEXT_LENGTH}."
+        )
+    for char in text:
+        if _is_control(char):
+            raise CommandError(f"the command contains the control character {_char(char)}.")
+    return text.split()
+
+
+def _is_control(char: str) -> bool:
+    if char in "\t\n\r":
+        return False  # whitespace from multi-line chat messages
+    return unicodedata.category(char) in ("Cc", "Cs") or char in _BIDI_CONTROLS
+
+
+def _take_force(words: list[str]) -> tuple[list[str], bool]:
+    """Strip a trailing ``!`` (attached to the last word or on its own)."""
+    if not words or not words[-1].endswith("!"):
+        return words, False
+    last = words[-1][:-1]
+    return (words[:-1] + [last] if last else words[:-1]), True
+
+
+def _dispatch(words: list[str], force: bool) -> Command:
+    if not words:
+        return Command("help", force=force)
+    head, rest = words[0].lower(), words[1:]
+    if head in _HELP_WORDS:
+        return Command("help", force=force)
+    deploy_word = _DEPLOY_WORD.fullmatch(head)
+    if deploy_word:
+        return _deploy(rest, _task(deploy_word), force or _bangs(deploy_word))
+    reader = _READERS.get(head)
+    if reader:
+        return reader(rest, force)
+    return _deploy(words, "deploy", force)
+
+
+def _task(deploy_word: re.Match[str]) -> str:
+    task = deploy_word.group("task")
+    if task is None:
+        return "deploy"
+    if not task:
+        raise CommandError("name the task after `deploy:`, e.g. `deploy:migrate shop to staging`.")
+    return validate_name("task", task)
+
+
+def _bangs(deploy_word: re.Match[str]) -> bool:
+    return bool(deploy_word.group("bang") or deploy_word.group("bang2"))
+
+
+# --- the forms -------------------------------------------------------------------------------
+
+
+def _deploy(words: list[str], task: str, force: bool) -> Command:
+    if not words:
+        raise CommandError("which app? e.g. `deploy shop to staging` (or `help`).")
+    app, ref = _target(words[0])
+    environment, hosts = _place(words[1:], app, allow_hosts=True)
+    return Command("deploy", app, ref, environment, hosts, task, force)
+
+
+def _deploys(words: list[str], force: bool) -> Command:
+    if not words:
+        raise CommandError("which app? e.g. `deploys shop in production`.")
+    app, ref = _target(words[0])
+    environment, _ = _place(words[1:], app, allow_hosts=False)
+    return Command("deploys", app, ref, environment, force=force)
+
+
+def _where(words: list[str], force: bool) -> Command:
+    if [word.lower() for word in words[:3]] == ["can", "i", "deploy"]:
+        words = words[3:]
+    if words and words[-1] == "?":
+        words = words[:-1]
+    if len(words) != 1 or words[0] in ("?", ""):
+        raise CommandError("write `where APP`, e.g. `where shop` (or `where can i deploy shop`).")
+    return Command("where", _app(words[0].removesuffix("?")), force=force)
+
+
+def _latest(words: list[str], force: bool) -> Command:
+    if not words:
+        raise CommandError("which app? e.g. `latest shop on staging`.")
+    app = _app(words[0])
+    environment, _ = _place(words[1:], app, allow_hosts=False)
+    return Command("latest", app, environment=environment, force=force)
+
+
+def _status(words: list[str], force: bool) -> Command:
+    if not words:
+        return Command("status", force=force)
+    app = _app(words[0])
+    environment, _ = _place(words[1:], app, allow_hosts=False)
+    return Command("status", app, environment=environment, force=force)
+
+
+def _rollback(words: list[str], force: bool) -> Command:
+    usage = "write `rollback APP in ENV [to REF]`, e.g. `rollback shop in production to v1.4.2`."
+    if len(words) < 3 or words[1].lower() not in _ENV_WORDS:
+        raise CommandError(f"say where to roll back: {usage}")
+    app = _app(words[0])
+    to_ref = next((i for i in range(3, len(words)) if words[i].lower() == "to"), len(words))
+    environment, hosts = _environment_spec(words[2:to_ref], allow_hosts=True)
+    ref = None
+    if to_ref < len(words):
+        if len(words) != to_ref + 2:
+            raise CommandError(f"give one ref after `to`: {usage}")
+        ref = validate_ref(words[to_ref + 1])
+    return Command("rollback", app, ref, environment, hosts, force=force)
+
+
+def _lock(words: list[str], force: bool) -> Command:
+    usage = "write `lock ENV on APP[: MESSAGE]`, e.g. `lock production on shop: release freeze`."
+    if len(words) < 3 or words[1].lower() not in _OWNER_WORDS:
+        raise CommandError(usage)
+    app_part, _, message = " ".join(words[2:]).partition(":")
+    app_part = app_part.strip()
+    if app_part.endswith("!"):  # lock production on shop!: message
+        app_part, force = app_part[:-1], True
+    if " " in app_part:
+        raise CommandError(f"put the message after a colon: {usage}")
+    environment = _environment(words[0])
+    message = message.strip() or None
+    if message and len(message) > MAX_MESSAGE_LENGTH:
+        raise CommandError(f"keep the lock message under {MAX_MESSAGE_LENGTH} characters.")
+    return Command("lock", _app(app_part), environment=environment, force=force, message=message)
+
+
+def _unlock(words: list[str], force: bool) -> Command:
+    if words and words[0].lower() == "all":
+        if len(words) == 1:
+            return Command("unlock_all", force=force)
+        if len(words) == 3 and words[1].lower() in _OWNER_WORDS:
+            return Command("unlock_all", _app(words[2]), force=force)
+    environment, app = _environment_on_app(words, "unlock")
+    return Command("unlock", app, environment=environment, force=force)
+
+
+def _check(words: list[str], force: bool) -> Command:
+    environment, app = _environment_on_app(words, "check")
+    return Command("check", app, environment=environment, force=force)
+
+
+_READERS = {
+    "deploys": _deploys,
+    "where": _where,
+    "latest": _latest,
+    "status": _status,
+    "rollback": _rollback,
+    "lock": _lock,
+    "unlock": _unlock,
+    "check": _check,
+}
+
+
+# --- parts of the forms ----------------------------------------------------------------------
+
+
+def _target(word: str) -> tuple[str, str | None]:
+    """``APP``, ``APP@REF`` or ``APP/REF`` → (app, ref or None)."""
+    split = re.search(r"[@/]", word)
+    if not split:
+        return _app(word), None
+    app_part, sep, ref_part = word[: split.start()], split.group(), word[split.end() :]
+    if not app_part:
+        raise CommandError(f"the app name is missing before `{sep}` in {_show(word)}.")
+    app = _app(app_part)
+    if not ref_part:
+        raise CommandError(f"the ref is missing after `{sep}`: write `{app}{sep}BRANCH`.")
+    return app, validate_ref(ref_part)
+
+
+def _place(words: list[str], app: str, allow_hosts: bool) -> tuple[str | None, list[str] | None]:
+    """``[to|in|on ENV[/HOSTS]]`` after an app → (environment or None, hosts or None)."""
+    if not words:
+        return None, None
+    if words[0].lower() not in _ENV_WORDS:
+        raise CommandError(
+            f"unexpected {_show(words[0])} after `{app}`: write `{app} to ENVIRONMENT` "
+            f"or `{app}@BRANCH`."
+        )
+    if len(words) == 1:
+        raise CommandError(f"which environment? e.g. `{app} {words[0].lower()} staging`.")
+    return _environment_spec(words[1:], allow_hosts)
+
+
+def _environment_spec(words: list[str], allow_hosts: bool) -> tuple[str, list[str] | None]:
+    """``ENV`` or ``ENV/HOST1,HOST2`` (spaces around ``/`` and ``,`` tolerated)."""
+    merged: list[str] = []
+    for word in words:
+        if merged and (merged[-1][-1] in "/," or word[0] in "/,"):
+            merged[-1] += word
+        else:
+            merged.append(word)
+    if not merged:
+        raise CommandError("which environment? e.g. `shop to staging`.")
+    if len(merged) > 1:
+        raise CommandError(f"unexpected {_show(' '.join(merged[1:]))} after the environment.")
+    spec = merged[0]
+    name, slash, host_list = spec.partition("/")
+    environment = _environment(name)
+    if not slash:
+        return environment, None
+    if not allow_hosts:
+        raise CommandError(f"this command takes no host list: drop {_show(slash + host_list)}.")
+    if not all(host_list.split(",")):
+        raise CommandError(f"list hosts after `/`, e.g. `{environment}/web-1,web-2`.")
+    hosts = [validate_name("host", host) for host in host_list.split(",")]
+    return environment, list(dict.fromkeys(hosts))
+
+
+def _environment_on_app(words: list[str], verb: str) -> tuple[str, str]:
+    if len(words) != 3 or words[1].lower() not in _OWNER_WORDS:
+        raise CommandError(f"write `{verb} ENVIRONMENT on APP`, e.g. `{verb} production on shop`.")
+    return _environment(words[0]), _app(words[2])
+
+
+def _app(word: str) -> str:
+    return validate_name("app", word)
+
+
+def _environment(word: str) -> str:
+    name = validate_name("environment", word)
+    return ENVIRONMENT_ALIASES.get(name, name)
+
+
+# --- validation helpers ----------------------------------------------------------------------
+
+
+def _validate_host(host: str) -> str:
+    lowered = host.lower()
+    _reject_bad_char("host", host, _HOST_CHARS, "letters, digits, '-', '.' and :PORT", True)
+    name, colon, port = lowered.partition(":")
+    if colon and not (_PORT.fullmatch(port) and 0 < int(port) < 65536):
+        raise CommandError(f"host {_show(host)} has a bad port; write `name:PORT`.")
+    if len(name) > MAX_HOST_LENGTH:
+        raise CommandError(f"host {_show(host)} is longer than {MAX_HOST_LENGTH} characters.")
+    for label in name.split("."):
+        if not _NAME.fullmatch(label) or len(label) > MAX_NAME_LENGTH:
+            raise CommandError(
+                f"host {_show(host)} is not a host name (dot-separated letters, digits and '-')."
+            )
+    return lowered
+
+
+def _reject_bad_char(
+    kind: str, value: str, allowed: frozenset[str], allowed_text: str, fold_case: bool
+) -> None:
+    """Raise naming the first thing in ``value`` that may not appear in a ``kind``."""
+    if ".." in value:
+        raise CommandError(f"{kind} {_show(value)} contains '..'.")
+    for char in value:
+        # ASCII first: some non-ASCII letters lower-case into ASCII ones (KELVIN SIGN -> k).
+        if not char.isascii() or (char.lower() if fold_case else char) not in allowed:
+            raise CommandError(
+                f"{kind} {_show(value)} contains {_char(char)}; use only {allowed_text}."
+            )
+
+
+def _ref_shape_problem(ref: str) -> str | None:
+    """What ``git check-ref-format`` would object to in ``ref`` (characters already checked)."""
+    if ref.startswith("-"):
+        return "must not start with '-'"
+    if ref.startswith("/") or ref.endswith("/"):
+        return "must not start or end with '/'"
+    if "//" in ref:
+        return "contains '//'"
+    if ref.endswith("."):
+        return "must not end with '.'"
+    if ref == "@" or "@{" in ref:
+        return "is not a usable ref"
+    for part in ref.split("/"):
+        if part.startswith("."):
+            return f"has a part starting with '.' ({_show(part)})"
+        if part.endswith(".lock"):
+            return f"has a part ending in '.lock' ({_show(part)})"
+    return None
+
+
+def _char(char: str) -> str:
+    """Name one character so that look-alikes and invisible ones can be told apart."""
+    if char.isascii() and char.isprintable():
+        return repr(char)
+    return f"{char!r} (U+{ord(char):04X})"
+
+
+def _show(value: str, limit: int = 40) -> str:
+    """Quote a piece of user text for an error reply, shortened and with escapes visible."""
+    shown = value if len(value) <= limit else value[:limit] + "…"
+    return repr(shown)
