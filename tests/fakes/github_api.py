@@ -1,0 +1,1187 @@
+"""A fake GitHub REST API (the deployments subset) on 127.0.0.1 that PyGithub talks to.
+
+It answers the way api.github.com does, checked against the copies of GitHub's own material in
+``/work/shared/fixtures/`` (set ``CHATOPS_FIXTURES`` to move them): the OpenAPI subset and example
+bodies in ``github_rest/`` and the recorded real exchanges in ``pygithub_replay/``.
+
+Use it through the ``fake_github`` fixture (function scope)::
+
+    def test_records_deployment(fake_github, tmp_path):
+        fake_github.add_repo("acme/shop", git_dir=repo_path)  # refs resolve with git rev-parse
+        gh = fake_github.client()  # Github(auth=Auth.Token(token), base_url=fake_github.url, ...)
+        repo = gh.get_repo("acme/shop")
+        dep = repo.create_deployment("main", environment="staging", required_contexts=[],
+                                     auto_merge=False)
+        dep.create_status("success", target_url="https://ci.example/run/1")
+        assert [s["state"] for s in fake_github.statuses(dep.id)] == ["success"]
+        assert fake_github.violations == []
+
+Set-up: ``add_repo(full_name, git_dir=None, default_branch="main", refs=None)``,
+``add_environment(full_name, name)``,
+``set_commit_statuses(full_name, sha_or_ref, {context: state})``.
+Fault injection: ``fail_next(method, path_regex, status, body=None, times=1, headers=None,
+process=False)`` and ``delay(seconds, method=None, path_regex=None)``. Inspection:
+``deployments`` (API objects in creation order), ``statuses(deployment_id)`` (oldest first),
+``requests`` (``RecordedRequest``), ``violations``.
+
+What every exchange is checked against (``OpenApiContract``, openapi-schema-validator's
+``OAS30Validator`` with ``date-time`` and ``uri`` format checks):
+
+* request bodies against the operation's ``requestBody`` schema: a body that does not validate is
+  recorded in ``violations`` and answered 422 the way GitHub answers it;
+* every response the fake makes against the schema of its status code (undocumented 4xx against
+  ``basic-error``): one that does not validate is recorded and replaced by a 422;
+* requests to routes outside the subset are recorded and answered 404. ``GET /repos/{owner}/{repo}``
+  is served (PyGithub needs it) but has no schema in the subset, so it is not validated.
+
+Behaviour modelled on GitHub (create-deployment checks run in GitHub's order):
+
+* refs resolve to commits; an unknown one → 422 ``No ref found for: X``;
+* ``auto_merge`` (default true!) on a ref behind the default branch merges the default branch
+  into it (202 ``{"message": "Auto-merged main into X on deployment."}``, no deployment, the
+  branch really moves in ``git_dir``) or, when it cannot (conflicts, or the ref is a sha or tag,
+  e.g. an older commit being rolled back to), 409 ``Conflict merging main into X.``;
+* commit-status contexts must all be ``success``: every reported one when ``required_contexts`` is
+  omitted, the listed ones (missing = failing) otherwise, none for ``[]``; else 409 ``Conflict:
+  Commit status checks failed for X.`` whose ``errors[0].contexts`` lists every reported context;
+* ``payload`` is echoed as given (object or string; ``{}`` when absent), ``description`` is
+  ``null`` when absent, ``production_environment`` defaults to ``environment == "production"``;
+* lists (deployments, statuses) are newest first, paginated with ``Link`` headers;
+* a status with ``environment`` moves the deployment there (``original_environment`` stays);
+  ``log_url`` and ``target_url`` mirror each other (``log_url`` wins); a description over 140
+  characters → 422;
+* a ``success`` status with ``auto_inactive`` (default true) adds an ``inactive`` status, keeping
+  the old ``log_url``, to every other non-transient deployment of the same environment whose
+  latest status is ``success`` -- production ones too, although the description's text says
+  "non-production" -- at once, where GitHub uses a background job;
+* deleting an active deployment (latest status ``success``) → 422 unless it is the only one of
+  its environment;
+* no ``Authorization`` → 401 ``Requires authentication``; a wrong token → 401 ``Bad credentials``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import itertools
+import json
+import math
+import os
+import re
+import secrets
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from github import Auth, Github
+from jsonschema import FormatChecker
+from jsonschema.protocols import Validator
+from openapi_schema_validator import OAS30Validator, oas30_format_checker
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT4
+
+FIXTURES = Path(os.environ.get("CHATOPS_FIXTURES", "/work/shared/fixtures"))
+SPEC_PATH = FIXTURES / "github_rest" / "github_deployments_openapi.json"
+GITHUB_API = "https://api.github.com"
+HTML_HOST = "https://github.com"
+DOCS = "https://docs.github.com/rest"
+MAX_STATUS_DESCRIPTION = 140
+COMMIT_STATES = frozenset({"error", "failure", "pending", "success"})
+ACTIVE_DELETE_MESSAGE = (
+    "We cannot delete an active deployment unless it is the only deployment in a given environment."
+)
+HEX_SHA = re.compile(r"^[0-9a-f]{40}$")
+# Revision syntax git understands but GitHub's ref lookup does not (and option-looking refs).
+_NOT_A_REF = re.compile(r"^-|\.\.|@\{|[~^:?*\[\\\s\x00-\x1f\x7f]")
+_HTTP_METHODS = ("get", "put", "post", "delete", "patch")
+
+
+# --------------------------------------------------------------------------- contract
+def _is_uri(value: object) -> bool:
+    """An absolute URI, or ``""``: the schema itself gives ``""`` as the default of uri fields."""
+    if not isinstance(value, str) or value == "":
+        return True
+    parts = urllib.parse.urlsplit(value)
+    return bool(parts.scheme and parts.netloc)
+
+
+_DATE_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+def _is_date_time(value: object) -> bool:
+    """RFC 3339 date-time, as GitHub writes it (``2012-07-20T01:19:13Z``)."""
+    if not isinstance(value, str):
+        return True
+    if not _DATE_TIME.match(value):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _format_checker() -> FormatChecker:
+    checker = FormatChecker(formats=())
+    checker.checkers.update(oas30_format_checker.checkers)
+    checker.checks("uri")(_is_uri)
+    checker.checks("date-time")(_is_date_time)
+    return checker
+
+
+def _escape(part: str) -> str:
+    return part.replace("~", "~0").replace("/", "~1")
+
+
+class OpenApiContract:
+    """The deployments subset of GitHub's OpenAPI description, as request/response validators.
+
+    Every method returns a list of readable problems; ``[]`` means valid::
+
+        contract = OpenApiContract()
+        contract.response_errors("POST", "/repos/{owner}/{repo}/deployments", 201, body)
+        statuses = "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses"
+        contract.request_errors("POST", statuses, {"state": "bogus"})
+        # -> ["state: 'bogus' is not one of ['error', 'failure', ...]"]
+        contract.schema_errors("#/components/schemas/deployment", body)
+
+    ``$ref`` resolves inside the description; formats ``date-time``, ``uri``, ``int32``/``int64``
+    are checked. Undocumented 4xx answers are held to ``basic-error``; undocumented 5xx pass (any
+    GitHub endpoint may fail); any other undocumented status is a problem.
+    """
+
+    uri = "urn:chatops-tests:github-deployments-openapi"
+
+    def __init__(self, spec_path: Path = SPEC_PATH) -> None:
+        self.spec: dict[str, Any] = json.loads(spec_path.read_text())
+        resource = Resource.from_contents(self.spec, default_specification=DRAFT4)
+        self._registry: Registry = Registry().with_resource(self.uri, resource)
+        self._formats = _format_checker()
+        self._validators: dict[str, Validator] = {}
+
+    def operations(self) -> list[tuple[str, str]]:
+        """``(METHOD, path template)`` of every operation in the description."""
+        return [
+            (method.upper(), template)
+            for template, item in self.spec["paths"].items()
+            for method in item
+            if method in _HTTP_METHODS
+        ]
+
+    def operation(self, method: str, template: str) -> dict[str, Any] | None:
+        """The operation object, or None when the description does not have it."""
+        return self.spec["paths"].get(template, {}).get(method.lower())
+
+    def docs_url(self, method: str, template: str) -> str:
+        """The operation's documentation URL, which GitHub puts in ``documentation_url``."""
+        operation = self.operation(method, template) or {}
+        return operation.get("externalDocs", {}).get("url", DOCS)
+
+    def request_errors(self, method: str, template: str, body: Any) -> list[str]:
+        """Problems of a request body against the operation's ``requestBody`` schema."""
+        operation = self._require(method, template)
+        if "requestBody" not in operation:
+            return []
+        parts = ["paths", template, method.lower(), "requestBody", "content", "application/json"]
+        return self.schema_errors(self._pointer(*parts, "schema"), body)
+
+    def response_errors(self, method: str, template: str, status: int, body: Any) -> list[str]:
+        """Problems of a response (status + parsed JSON body, None for no body)."""
+        operation = self._require(method, template)
+        response, parts = self._response(operation, method, template, status)
+        if response is None:
+            if status >= 500:
+                return []
+            if status >= 400:
+                return self.schema_errors("#/components/schemas/basic-error", body)
+            return [f"status {status} is not documented for {method.upper()} {template}"]
+        if "application/json" not in response.get("content", {}):
+            return ["204 must have no body"] if status == 204 and body is not None else []
+        pointer = self._pointer(*parts, "content", "application/json", "schema")
+        return self.schema_errors(pointer, body)
+
+    def schema_errors(self, pointer: str, instance: Any) -> list[str]:
+        """Problems of ``instance`` against the schema at ``pointer`` (``#/components/...``)."""
+        validator = self._validator(pointer)
+        errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path)))
+        return [f"{'/'.join(map(str, e.absolute_path)) or '<body>'}: {e.message}" for e in errors]
+
+    def _require(self, method: str, template: str) -> dict[str, Any]:
+        operation = self.operation(method, template)
+        if operation is None:
+            raise KeyError(f"{method.upper()} {template} is not in the OpenAPI subset")
+        return operation
+
+    def _response(
+        self, operation: dict[str, Any], method: str, template: str, status: int
+    ) -> tuple[dict[str, Any] | None, list[str]]:
+        response = operation["responses"].get(str(status))
+        parts = ["paths", template, method.lower(), "responses", str(status)]
+        if response is not None and "$ref" in response:
+            parts = response["$ref"].removeprefix("#/").split("/")
+            response = self._resolve(parts)
+        return response, parts
+
+    def _resolve(self, parts: list[str]) -> dict[str, Any]:
+        node: Any = self.spec
+        for part in parts:
+            node = node[part]
+        return node
+
+    def _pointer(self, *parts: str) -> str:
+        return "#/" + "/".join(_escape(part) for part in parts)
+
+    def _validator(self, pointer: str) -> Validator:
+        if pointer not in self._validators:
+            schema = {"$ref": self.uri + pointer}
+            self._validators[pointer] = OAS30Validator(
+                schema, registry=self._registry, format_checker=self._formats
+            )
+        return self._validators[pointer]
+
+
+_CONTRACT: OpenApiContract | None = None
+
+
+def contract() -> OpenApiContract:
+    """The shared ``OpenApiContract`` of the fixtures' description (loaded once)."""
+    global _CONTRACT
+    if _CONTRACT is None:
+        _CONTRACT = OpenApiContract()
+    return _CONTRACT
+
+
+# --------------------------------------------------------------------------- records
+@dataclass
+class RecordedRequest:
+    """One request as the fake received it; ``status`` is what the fake answered.
+
+    ``path`` is the request path as sent (percent-encoded, no query string); ``query`` holds the
+    query parameters; ``json`` the parsed body (None when there was none or it was not JSON).
+    """
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    json: Any
+    status: int | None = None
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Rule:
+    method: str | None
+    pattern: re.Pattern[str] | None
+    times: float
+    reply: _Reply | None = None
+    seconds: float = 0.0
+    process: bool = False
+
+    def matches(self, method: str, path: str) -> bool:
+        method_ok = self.method is None or self.method == method
+        return method_ok and (self.pattern is None or bool(self.pattern.search(path)))
+
+
+@dataclass
+class _Environment:
+    id: int
+    name: str
+    created_at: str
+
+
+@dataclass
+class _Repo:
+    id: int
+    full_name: str
+    git_dir: Path | None
+    default_branch: str
+    refs: dict[str, str]
+    created_at: str
+    commit_statuses: dict[str, dict[str, str]] = field(default_factory=dict)
+    environments: dict[str, _Environment] = field(default_factory=dict)
+
+
+@dataclass
+class _Deployment:
+    id: int
+    repo: _Repo
+    sha: str
+    ref: str
+    task: str
+    payload: Any
+    environment: str
+    original_environment: str
+    description: str | None
+    transient: bool
+    production: bool
+    creator: str
+    created_at: str
+    updated_at: str
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+
+    def latest_state(self) -> str | None:
+        return self.statuses[-1]["state"] if self.statuses else None
+
+
+@dataclass(frozen=True)
+class _Route:
+    method: str
+    template: str
+    handler: str
+    pattern: re.Pattern[str]
+
+    @property
+    def in_contract(self) -> bool:
+        return contract().operation(self.method, self.template) is not None
+
+
+@dataclass
+class _Call:
+    """A routed, authenticated, validated request, as the handlers see it."""
+
+    route: _Route
+    repo: _Repo
+    path: str
+    params: dict[str, str]
+    query: dict[str, str]
+    body: Any
+    docs: str
+
+
+def _route(method: str, template: str, handler: str) -> _Route:
+    regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template))
+    return _Route(method, template, handler, re.compile(f"^{regex}$"))
+
+
+_DEPLOYMENT = "/repos/{owner}/{repo}/deployments/{deployment_id}"
+ROUTES = (
+    _route("GET", "/repos/{owner}/{repo}", "_get_repo"),
+    _route("GET", "/repos/{owner}/{repo}/deployments", "_list_deployments"),
+    _route("POST", "/repos/{owner}/{repo}/deployments", "_create_deployment"),
+    _route("GET", _DEPLOYMENT, "_get_deployment"),
+    _route("DELETE", _DEPLOYMENT, "_delete_deployment"),
+    _route("GET", _DEPLOYMENT + "/statuses", "_list_statuses"),
+    _route("POST", _DEPLOYMENT + "/statuses", "_create_status"),
+    _route("GET", _DEPLOYMENT + "/statuses/{status_id}", "_get_status"),
+    _route("GET", "/repos/{owner}/{repo}/environments", "_list_environments"),
+    _route("GET", "/repos/{owner}/{repo}/environments/{environment_name}", "_get_environment"),
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _node_id(kind: str, number: int) -> str:
+    """GitHub's legacy global ids: base64 of ``"<len(kind):03>:<Kind><id>"``."""
+    return base64.b64encode(f"{len(kind):03d}:{kind}{number}".encode()).decode()
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+
+
+def _int_param(value: str | None, default: int, low: int, high: int) -> int:
+    try:
+        number = int(value) if value is not None else default
+    except ValueError:
+        number = default
+    return min(max(number, low), high)
+
+
+# --------------------------------------------------------------------------- the fake
+class FakeGitHub:
+    """A fake api.github.com for deployments; a real HTTP server on ``127.0.0.1``.
+
+    ``FakeGitHub(token=None, login="chatops-bot")``: ``token`` is the one valid token (a random
+    ``ghp_…`` by default), ``login`` the user it belongs to (the ``creator`` of what it creates).
+    ``start()``/``stop()`` or ``with FakeGitHub() as fake:``; ``fake.url`` is the base URL to give
+    PyGithub (``fake.client()`` builds such a client). See the module docstring for behaviour.
+    """
+
+    def __init__(self, token: str | None = None, login: str = "chatops-bot") -> None:
+        self.token = token or f"ghp_{secrets.token_hex(18)}"
+        self.login = login
+        self.contract = contract()
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._ids = itertools.count(1)
+        self._repos: dict[str, _Repo] = {}
+        self._deployments: dict[int, _Deployment] = {}
+        self._user_ids: dict[str, int] = {}
+        self._requests: list[RecordedRequest] = []
+        self._violations: list[str] = []
+        self._faults: list[_Rule] = []
+        self._delays: list[_Rule] = []
+        self._connections: set[socket.socket] = set()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    # ---- lifecycle
+    def start(self) -> FakeGitHub:
+        """Start serving in a background thread; returns self."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close the listening socket and every open client connection."""
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeGitHub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def client(self, token: str | None = None, **options: Any) -> Github:
+        """A PyGithub client for this fake: no retries, no throttling, 10 s timeout by default.
+
+        ``token`` defaults to the valid one; ``options`` override ``Github(...)`` keyword
+        arguments, e.g. ``retry=GithubRetry()``, ``per_page=2``, ``timeout=1``.
+        """
+        settings: dict[str, Any] = {
+            "retry": None,
+            "seconds_between_requests": None,
+            "seconds_between_writes": None,
+            "timeout": 10,
+        }
+        auth = Auth.Token(token or self.token)
+        return Github(auth=auth, base_url=self.url, **(settings | options))
+
+    # ---- set-up
+    def add_repo(
+        self,
+        full_name: str,
+        git_dir: Path | str | None = None,
+        *,
+        default_branch: str = "main",
+        refs: Mapping[str, str] | None = None,
+    ) -> None:
+        """Serve repository ``owner/name``.
+
+        Refs given to create-deployment resolve through ``refs`` (name → sha) first, then with
+        ``git -C git_dir rev-parse --verify <ref>^{commit}``; without ``git_dir`` only 40-hex shas
+        resolve. ``default_branch`` is what ``auto_merge`` merges from (only with ``git_dir``).
+        """
+        with self._lock:
+            self._repos[full_name] = _Repo(
+                id=next(self._ids),
+                full_name=full_name,
+                git_dir=Path(git_dir) if git_dir is not None else None,
+                default_branch=default_branch,
+                refs=dict(refs or {}),
+                created_at=_now(),
+            )
+
+    def add_environment(self, full_name: str, name: str) -> None:
+        """Create environment ``name`` (GitHub also creates one on the first deployment to it)."""
+        with self._lock:
+            self._ensure_environment(self._repo(full_name), name)
+
+    def set_commit_statuses(
+        self, full_name: str, sha_or_ref: str, contexts: Mapping[str, str]
+    ) -> None:
+        """Report commit statuses ``{context: state}`` (error/failure/pending/success) on a commit.
+
+        Later calls update contexts like new statuses do on GitHub (latest per context wins).
+        """
+        bad = {state for state in contexts.values() if state not in COMMIT_STATES}
+        if bad:
+            raise ValueError(f"commit status states must be in {sorted(COMMIT_STATES)}: {bad}")
+        with self._lock:
+            repo = self._repo(full_name)
+            sha = _resolve_ref(repo, sha_or_ref)
+            if sha is None:
+                raise ValueError(f"{sha_or_ref!r} does not resolve in {full_name}")
+            repo.commit_statuses.setdefault(sha, {}).update(contexts)
+
+    # ---- fault injection
+    def fail_next(
+        self,
+        method: str,
+        path_regex: str,
+        status: int,
+        body: Any = None,
+        times: int = 1,
+        headers: Mapping[str, str] | None = None,
+        *,
+        process: bool = False,
+    ) -> None:
+        """Answer the next ``times`` matching requests with ``status`` (and ``body``) instead.
+
+        ``path_regex`` is searched in the request path (e.g. ``r"/deployments$"``). The default
+        body is GitHub's error shape with the status' reason phrase. The injected answer is served
+        as given, but a documented status is still checked against its schema (a 201 without
+        ``sha`` lands in ``violations``). It models GitHub failing, not refusing: by default the
+        request is not processed at all; with ``process=True`` it is (the deployment is created)
+        and only the answer is lost, like a gateway timing out after the work was done.
+        """
+        if method.upper() in ("GET", "HEAD") and status == 202:
+            raise ValueError("PyGithub re-polls a 202 to GET every 2 s, forever; GitHub never does")
+        reply = _Reply(status, body, dict(headers or {}))
+        if body is None and status != 204:
+            reply.body = _error_body(status, HTTPStatus(status).phrase, DOCS)
+        rule = _Rule(method.upper(), re.compile(path_regex), times, reply=reply, process=process)
+        with self._lock:
+            self._faults.append(rule)
+
+    def delay(
+        self, seconds: float, method: str | None = None, path_regex: str | None = None
+    ) -> None:
+        """Hold every later matching request ``seconds`` before answering (``delay(0)`` ends it)."""
+        pattern = re.compile(path_regex) if path_regex else None
+        rule = _Rule(method.upper() if method else None, pattern, math.inf, seconds=seconds)
+        with self._lock:
+            self._delays = [] if seconds <= 0 else [*self._delays, rule]
+
+    # ---- inspection
+    @property
+    def deployments(self) -> list[dict[str, Any]]:
+        """Every live deployment as the API shows it (incl. ``payload``), in creation order."""
+        with self._lock:
+            return [self._render_deployment(d) for d in self._deployments.values()]
+
+    def statuses(self, deployment_id: int) -> list[dict[str, Any]]:
+        """The deployment's statuses as the API shows them, oldest first (the API: newest first)."""
+        with self._lock:
+            deployment = self._deployments[deployment_id]
+            return [self._render_status(deployment, s) for s in deployment.statuses]
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received, in arrival order."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def violations(self) -> list[str]:
+        """Contract problems seen so far; product tests assert this is ``[]``."""
+        with self._lock:
+            return list(self._violations)
+
+    # ---- request pipeline (called from server threads)
+    def _dispatch(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> _Reply:
+        split = urllib.parse.urlsplit(target)
+        query = dict(urllib.parse.parse_qsl(split.query))
+        body, parsed = _parse_json(raw)
+        record = RecordedRequest(method, split.path, query, headers, body)
+        with self._lock:
+            self._requests.append(record)
+            fault = _take(self._faults, method, split.path)
+            pauses = [r.seconds for r in self._delays if r.matches(method, split.path)]
+        if pauses:
+            self._stopping.wait(max(pauses))
+        with self._lock:
+            reply = self._answer(record, parsed, fault)
+            record.status = reply.status
+        return reply
+
+    def _answer(self, request: RecordedRequest, parsed: bool, fault: _Rule | None) -> _Reply:
+        match = _match(request.method, request.path)
+        route = match[0] if match else None
+        if fault is not None and fault.reply is not None and not fault.process:
+            self._check_reply(request, route, fault.reply)
+            return fault.reply
+        reply = self._authenticate(request.headers)
+        if reply is None:
+            reply = self._routed(request, *match, parsed) if match else self._unrouted(request)
+        problems = self._check_reply(request, route, reply)
+        if fault is not None and fault.reply is not None:
+            self._check_reply(request, route, fault.reply)
+            return fault.reply
+        return _response_invalid(problems, request) if problems else reply
+
+    def _authenticate(self, headers: Mapping[str, str]) -> _Reply | None:
+        value = _header(headers, "Authorization")
+        if value is None:
+            return _Reply(401, _error_body(401, "Requires authentication", DOCS))
+        scheme, _, credential = value.partition(" ")
+        valid = secrets.compare_digest(credential.encode(), self.token.encode())
+        if scheme.lower() in ("token", "bearer") and valid:
+            return None
+        return _Reply(401, _error_body(401, "Bad credentials", DOCS))
+
+    def _unrouted(self, request: RecordedRequest) -> _Reply:
+        where = f"{request.method} {request.path}"
+        self._violation(f"{where}: no such operation in the deployments subset")
+        return _Reply(404, _error_body(404, "Not Found", DOCS))
+
+    def _routed(
+        self, request: RecordedRequest, route: _Route, params: dict[str, str], parsed: bool
+    ) -> _Reply:
+        """Path parameters, repository, body: checked in GitHub's order, then the handler."""
+        docs = self.contract.docs_url(route.method, route.template)
+        where = f"{route.method} {route.template}"
+        for name in ("deployment_id", "status_id"):
+            if name in params and not params[name].isdigit():
+                self._violation(f"{where}: {name}={params[name]!r} is not an integer")
+                return _Reply(404, _error_body(404, "Not Found", docs))
+        repo = self._repos.get(f"{params['owner']}/{params['repo']}")
+        if repo is None:
+            return _Reply(404, _error_body(404, "Not Found", docs))
+        if not parsed:
+            self._violation(f"{where}: request body is not JSON")
+            return _Reply(400, _error_body(400, "Problems parsing JSON", docs))
+        invalid = self._check_request(route, request.json, docs)
+        if invalid is not None:
+            return invalid
+        call = _Call(route, repo, request.path, params, request.query, request.json or {}, docs)
+        return getattr(self, route.handler)(call)
+
+    def _check_request(self, route: _Route, body: Any, docs: str) -> _Reply | None:
+        if not route.in_contract or route.method != "POST":
+            return None
+        problems = self.contract.request_errors(route.method, route.template, body)
+        for problem in problems:
+            self._violation(f"{route.method} {route.template}: request body: {problem}")
+        return _request_invalid(route, problems, docs) if problems else None
+
+    def _check_reply(
+        self, request: RecordedRequest, route: _Route | None, reply: _Reply
+    ) -> list[str]:
+        if route is None or not route.in_contract:
+            return []
+        problems = self.contract.response_errors(
+            route.method, route.template, reply.status, reply.body
+        )
+        where = f"{request.method} {request.path}"
+        for problem in problems:
+            self._violation(f"{where}: response {reply.status}: {problem}")
+        return problems
+
+    def _violation(self, text: str) -> None:
+        with self._lock:
+            self._violations.append(text)
+
+    # ---- handlers: one per route, each answers a _Call
+    def _get_repo(self, call: _Call) -> _Reply:
+        return _Reply(200, self._render_repo(call.repo))
+
+    def _list_deployments(self, call: _Call) -> _Reply:
+        names = ("sha", "ref", "task", "environment")
+        filters = {name: call.query[name] for name in names if call.query.get(name)}
+        found = [
+            self._render_deployment(d)
+            for d in reversed(self._deployments.values())
+            if d.repo is call.repo and all(getattr(d, k) == v for k, v in filters.items())
+        ]
+        return self._page(found, call)
+
+    def _create_deployment(self, call: _Call) -> _Reply:
+        repo, ref = call.repo, call.body["ref"]
+        sha = _resolve_ref(repo, ref)
+        if sha is None:
+            return _Reply(422, _error_body(422, f"No ref found for: {ref}", call.docs))
+        if call.body.get("auto_merge", True):
+            merged = _auto_merge(repo, ref, sha, call.docs)
+            if merged is not None:
+                return merged
+        refused = _contexts_refusal(repo, ref, sha, call.body.get("required_contexts"), call.docs)
+        if refused is not None:
+            return refused
+        rendered = self._render_deployment(self._new_deployment(repo, sha, call.body))
+        return _Reply(201, rendered, {"Location": rendered["url"]})
+
+    def _get_deployment(self, call: _Call) -> _Reply:
+        deployment = self._find_deployment(call)
+        if deployment is None:
+            return _not_found(call)
+        return _Reply(200, self._render_deployment(deployment))
+
+    def _delete_deployment(self, call: _Call) -> _Reply:
+        deployment = self._find_deployment(call)
+        if deployment is None:
+            return _not_found(call)
+        same_environment = [
+            d for d in self._deployments.values()
+            if d.repo is call.repo and d.environment == deployment.environment
+        ]
+        if deployment.latest_state() == "success" and len(same_environment) > 1:
+            body = _error_body(422, "Validation Failed", call.docs, errors=[ACTIVE_DELETE_MESSAGE])
+            return _Reply(422, body)
+        del self._deployments[deployment.id]
+        return _Reply(204)
+
+    def _list_statuses(self, call: _Call) -> _Reply:
+        deployment = self._find_deployment(call)
+        if deployment is None:
+            return _not_found(call)
+        found = [self._render_status(deployment, s) for s in reversed(deployment.statuses)]
+        return self._page(found, call)
+
+    def _create_status(self, call: _Call) -> _Reply:
+        deployment = self._find_deployment(call)
+        if deployment is None:
+            return _not_found(call)
+        description = call.body.get("description") or ""
+        if len(description) > MAX_STATUS_DESCRIPTION:
+            message = f"description is too long (maximum is {MAX_STATUS_DESCRIPTION} characters)"
+            body = _validation_failed("DeploymentStatus", "description", message, call.docs)
+            return _Reply(422, body)
+        status = self._add_status(deployment, call.body, description)
+        if status["state"] == "success" and call.body.get("auto_inactive", True) is not False:
+            self._inactivate_others(deployment)
+        rendered = self._render_status(deployment, status)
+        return _Reply(201, rendered, {"Location": rendered["url"]})
+
+    def _get_status(self, call: _Call) -> _Reply:
+        deployment = self._find_deployment(call)
+        wanted = int(call.params["status_id"])
+        statuses = deployment.statuses if deployment else []
+        status = next((s for s in statuses if s["id"] == wanted), None)
+        if deployment is None or status is None:
+            return _not_found(call)
+        return _Reply(200, self._render_status(deployment, status))
+
+    def _list_environments(self, call: _Call) -> _Reply:
+        environments = call.repo.environments.values()
+        everything = [self._render_environment(call.repo, e) for e in environments]
+        page = self._page(everything, call)
+        page.body = {"total_count": len(everything), "environments": page.body}
+        return page
+
+    def _get_environment(self, call: _Call) -> _Reply:
+        name = urllib.parse.unquote(call.params["environment_name"])
+        environment = call.repo.environments.get(name)
+        if environment is None:
+            return _not_found(call)
+        return _Reply(200, self._render_environment(call.repo, environment))
+
+    # ---- domain helpers
+    def _repo(self, full_name: str) -> _Repo:
+        if full_name not in self._repos:
+            raise KeyError(f"unknown repository {full_name!r}: call add_repo() first")
+        return self._repos[full_name]
+
+    def _find_deployment(self, call: _Call) -> _Deployment | None:
+        deployment = self._deployments.get(int(call.params["deployment_id"]))
+        return deployment if deployment is not None and deployment.repo is call.repo else None
+
+    def _new_deployment(self, repo: _Repo, sha: str, body: dict[str, Any]) -> _Deployment:
+        environment = body.get("environment", "production")
+        now = _now()
+        deployment = _Deployment(
+            id=next(self._ids),
+            repo=repo,
+            sha=sha,
+            ref=body["ref"],
+            task=body.get("task", "deploy"),
+            payload=body.get("payload", {}),
+            environment=environment,
+            original_environment=environment,
+            description=body.get("description"),
+            transient=body.get("transient_environment", False),
+            production=body.get("production_environment", environment == "production"),
+            creator=self.login,
+            created_at=now,
+            updated_at=now,
+        )
+        self._deployments[deployment.id] = deployment
+        self._ensure_environment(repo, environment)
+        return deployment
+
+    def _add_status(self, deployment: _Deployment, body: dict, description: str) -> dict:
+        log_url = body.get("log_url")
+        if log_url is None:
+            log_url = body.get("target_url") or ""
+        deployment.environment = body.get("environment") or deployment.environment
+        status = {
+            "id": next(self._ids),
+            "state": body["state"],
+            "description": description,
+            "environment": deployment.environment,
+            "log_url": log_url,
+            "environment_url": body.get("environment_url") or "",
+            "creator": self.login,
+            "created_at": _now(),
+        }
+        deployment.statuses.append(status)
+        deployment.updated_at = status["created_at"]
+        return status
+
+    def _inactivate_others(self, deployment: _Deployment) -> None:
+        for other in self._deployments.values():
+            if (
+                other is not deployment
+                and other.repo is deployment.repo
+                and other.environment == deployment.environment
+                and not other.transient
+                and other.latest_state() == "success"
+            ):
+                last = other.statuses[-1]
+                inactive = {**last, "id": next(self._ids), "state": "inactive", "description": "",
+                            "environment_url": "", "created_at": _now()}
+                other.statuses.append(inactive)
+                other.updated_at = inactive["created_at"]
+
+    def _ensure_environment(self, repo: _Repo, name: str) -> None:
+        if name not in repo.environments:
+            repo.environments[name] = _Environment(next(self._ids), name, _now())
+
+    # ---- rendering (what the API shows)
+    def _api(self, repo: _Repo) -> str:
+        return f"{self.url}/repos/{repo.full_name}"
+
+    def _deployment_url(self, deployment: _Deployment) -> str:
+        return f"{self._api(deployment.repo)}/deployments/{deployment.id}"
+
+    def _page(self, items: list[Any], call: _Call) -> _Reply:
+        """One page of ``items`` (``per_page`` ≤ 100, default 30) with GitHub's ``Link`` header."""
+        per_page = _int_param(call.query.get("per_page"), 30, 1, 100)
+        last = max(1, math.ceil(len(items) / per_page))
+        page = _int_param(call.query.get("page"), 1, 1, 10**6)
+
+        def link(number: int, rel: str) -> str:
+            target = urllib.parse.urlencode({**call.query, "page": str(number)})
+            return f'<{self.url}{call.path}?{target}>; rel="{rel}"'
+
+        links = [link(page - 1, "prev")] if page > 1 else []
+        links += [link(page + 1, "next"), link(last, "last")] if page < last else []
+        links += [link(1, "first")] if page > 1 else []
+        chunk = items[(page - 1) * per_page : page * per_page]
+        return _Reply(200, chunk, {"Link": ", ".join(links)} if links else {})
+
+    def _user(self, login: str, kind: str = "User") -> dict[str, Any]:
+        number = self._user_ids.setdefault(login, 1000 + len(self._user_ids))
+        api = f"{self.url}/users/{login}"
+        return {
+            "login": login,
+            "id": number,
+            "node_id": _node_id(kind, number),
+            "avatar_url": f"https://avatars.githubusercontent.com/u/{number}?v=4",
+            "gravatar_id": "",
+            "url": api,
+            "html_url": f"{HTML_HOST}/{login}",
+            "followers_url": f"{api}/followers",
+            "following_url": f"{api}/following{{/other_user}}",
+            "gists_url": f"{api}/gists{{/gist_id}}",
+            "starred_url": f"{api}/starred{{/owner}}{{/repo}}",
+            "subscriptions_url": f"{api}/subscriptions",
+            "organizations_url": f"{api}/orgs",
+            "repos_url": f"{api}/repos",
+            "events_url": f"{api}/events{{/privacy}}",
+            "received_events_url": f"{api}/received_events",
+            "type": kind,
+            "site_admin": False,
+        }
+
+    def _render_repo(self, repo: _Repo) -> dict[str, Any]:
+        owner, name = repo.full_name.split("/", 1)
+        api = self._api(repo)
+        return {
+            "id": repo.id,
+            "node_id": _node_id("Repository", repo.id),
+            "name": name,
+            "full_name": repo.full_name,
+            "private": True,
+            "owner": self._user(owner, "Organization"),
+            "html_url": f"{HTML_HOST}/{repo.full_name}",
+            "description": None,
+            "fork": False,
+            "url": api,
+            "deployments_url": f"{api}/deployments",
+            "statuses_url": f"{api}/statuses/{{sha}}",
+            "created_at": repo.created_at,
+            "updated_at": repo.created_at,
+            "pushed_at": repo.created_at,
+            "default_branch": repo.default_branch,
+            "visibility": "private",
+            "permissions": {"admin": False, "maintain": False, "push": True, "triage": True,
+                            "pull": True},
+        }
+
+    def _render_deployment(self, deployment: _Deployment) -> dict[str, Any]:
+        url = self._deployment_url(deployment)
+        return {
+            "url": url,
+            "id": deployment.id,
+            "node_id": _node_id("Deployment", deployment.id),
+            "sha": deployment.sha,
+            "ref": deployment.ref,
+            "task": deployment.task,
+            "payload": json.loads(json.dumps(deployment.payload)),
+            "original_environment": deployment.original_environment,
+            "environment": deployment.environment,
+            "description": deployment.description,
+            "creator": self._user(deployment.creator),
+            "created_at": deployment.created_at,
+            "updated_at": deployment.updated_at,
+            "statuses_url": f"{url}/statuses",
+            "repository_url": self._api(deployment.repo),
+            "transient_environment": deployment.transient,
+            "production_environment": deployment.production,
+            "performed_via_github_app": None,
+        }
+
+    def _render_status(self, deployment: _Deployment, status: dict[str, Any]) -> dict[str, Any]:
+        deployment_url = self._deployment_url(deployment)
+        return {
+            "url": f"{deployment_url}/statuses/{status['id']}",
+            "id": status["id"],
+            "node_id": _node_id("DeploymentStatus", status["id"]),
+            "state": status["state"],
+            "creator": self._user(status["creator"]),
+            "description": status["description"],
+            "environment": status["environment"],
+            "target_url": status["log_url"],
+            "created_at": status["created_at"],
+            "updated_at": status["created_at"],
+            "deployment_url": deployment_url,
+            "repository_url": self._api(deployment.repo),
+            "environment_url": status["environment_url"],
+            "log_url": status["log_url"],
+            "performed_via_github_app": None,
+        }
+
+    def _render_environment(self, repo: _Repo, environment: _Environment) -> dict[str, Any]:
+        quoted = urllib.parse.quote(environment.name, safe="")
+        return {
+            "id": environment.id,
+            "node_id": _node_id("Environment", environment.id),
+            "name": environment.name,
+            "url": f"{self._api(repo)}/environments/{quoted}",
+            "html_url": f"{HTML_HOST}/{repo.full_name}/deployments/activity_log"
+            f"?environments_filter={urllib.parse.quote(environment.name)}",
+            "created_at": environment.created_at,
+            "updated_at": environment.created_at,
+            "protection_rules": [],
+            "deployment_branch_policy": None,
+        }
+
+    def _standard_headers(self) -> dict[str, str]:
+        used = len(self._requests)
+        return {
+            "Content-Type": "application/json; charset=utf-8",
+            "X-GitHub-Media-Type": "github.v3; format=json",
+            "X-RateLimit-Limit": "5000",
+            "X-RateLimit-Remaining": str(max(0, 5000 - used)),
+            "X-RateLimit-Reset": str(int(time.time()) + 3600),
+            "X-RateLimit-Used": str(used),
+            "X-RateLimit-Resource": "core",
+            "X-GitHub-Request-Id": secrets.token_hex(8).upper(),
+        }
+
+    # ---- connection bookkeeping (so stop() can close keep-alive connections)
+    def _track(self, connection: socket.socket, open_: bool) -> None:
+        with self._lock:
+            if open_:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+
+# --------------------------------------------------------------------------- helpers
+def _match(method: str, path: str) -> tuple[_Route, dict[str, str]] | None:
+    for route in ROUTES:
+        found = route.pattern.match(path)
+        if found and route.method == method:
+            return route, found.groupdict()
+    return None
+
+
+def _take(rules: list[_Rule], method: str, path: str) -> _Rule | None:
+    rule = next((r for r in rules if r.matches(method, path)), None)
+    if rule is not None:
+        rule.times -= 1
+        if rule.times <= 0:
+            rules.remove(rule)
+    return rule
+
+
+def _parse_json(raw: bytes) -> tuple[Any, bool]:
+    if not raw.strip():
+        return None, True
+    try:
+        return json.loads(raw), True
+    except ValueError:
+        return None, False
+
+
+def _error_body(status: int, message: str, docs: str, **extra: Any) -> dict[str, Any]:
+    """GitHub's error shape: ``message``, ``documentation_url`` and (since 2024) ``status``."""
+    return {"message": message, **extra, "documentation_url": docs, "status": str(status)}
+
+
+def _validation_failed(resource: str, field_name: str, message: str, docs: str) -> dict[str, Any]:
+    error = {"resource": resource, "code": "custom", "field": field_name, "message": message}
+    return _error_body(422, "Validation Failed", docs, errors=[error])
+
+
+def _request_invalid(route: _Route, problems: list[str], docs: str) -> _Reply:
+    """422 for a body GitHub's schema check refuses (state errors use GitHub's model message)."""
+    if route.handler == "_create_status" and any(p.startswith("state:") for p in problems):
+        message = "state is not included in the list"
+        return _Reply(422, _validation_failed("DeploymentStatus", "state", message, docs))
+    return _Reply(422, _error_body(422, "Invalid request.\n\n" + "\n".join(problems), docs))
+
+
+def _response_invalid(problems: list[str], request: RecordedRequest) -> _Reply:
+    """What the client gets instead of a response that broke the contract (a fake bug)."""
+    where = f"{request.method} {request.path}"
+    message = f"fake GitHub: the response to {where} broke the OpenAPI contract"
+    return _Reply(422, _error_body(422, message, DOCS, errors=[
+        {"resource": "FakeGitHub", "code": "invalid", "message": p} for p in problems
+    ]))
+
+
+def _not_found(call: _Call) -> _Reply:
+    return _Reply(404, _error_body(404, "Not Found", call.docs))
+
+
+def _resolve_ref(repo: _Repo, ref: str) -> str | None:
+    """The commit sha ``ref`` names in ``repo`` (see ``FakeGitHub.add_repo``), or None."""
+    if ref in repo.refs:
+        return repo.refs[ref]
+    if repo.git_dir is None:
+        return ref.lower() if HEX_SHA.match(ref.lower()) else None
+    if not ref or _NOT_A_REF.search(ref):
+        return None
+    result = _git(repo.git_dir, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _auto_merge(repo: _Repo, ref: str, sha: str, docs: str) -> _Reply | None:
+    """GitHub's ``auto_merge``: None when ``sha`` already contains the default branch.
+
+    Otherwise merge the default branch into branch ``ref`` (202, the branch moves) or, when that
+    is impossible (conflicts, or ``ref`` is a sha or tag), refuse with 409.
+    """
+    if repo.git_dir is None:
+        return None
+    base = _resolve_ref(repo, f"refs/heads/{repo.default_branch}")
+    if base is None or _git(repo.git_dir, "merge-base", "--is-ancestor", base, sha).returncode == 0:
+        return None
+    message = f"Auto-merged {repo.default_branch} into {ref} on deployment."
+    if _merge_into_branch(repo.git_dir, ref.removeprefix("refs/heads/"), sha, base, message):
+        return _Reply(202, {"message": message})
+    conflict = f"Conflict merging {repo.default_branch} into {ref}."
+    return _Reply(409, _error_body(409, conflict, docs))
+
+
+def _contexts_refusal(
+    repo: _Repo, ref: str, sha: str, required: list[str] | None, docs: str
+) -> _Reply | None:
+    """409 unless every required context is ``success`` (omitted = all reported contexts)."""
+    reported = repo.commit_statuses.get(sha, {})
+    needed = list(reported) if required is None else required
+    if all(reported.get(context) == "success" for context in needed):
+        return None
+    contexts = [{"context": c, "state": s} for c, s in reported.items()]
+    error = {"resource": "Deployment", "field": "required_contexts", "code": "invalid",
+             "contexts": contexts}
+    message = f"Conflict: Commit status checks failed for {ref}."
+    return _Reply(409, _error_body(409, message, docs, errors=[error]))
+
+
+_GIT_ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "GitHub",
+    "GIT_AUTHOR_EMAIL": "noreply@github.com",
+    "GIT_COMMITTER_NAME": "GitHub",
+    "GIT_COMMITTER_EMAIL": "noreply@github.com",
+    "GIT_TERMINAL_PROMPT": "0",
+}
+
+
+def _git(git_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = ["git", "-C", str(git_dir), "-c", "commit.gpgsign=false", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, env=_GIT_ENV)
+
+
+def _merge_into_branch(git_dir: Path, branch: str, sha: str, base: str, message: str) -> bool:
+    """Merge ``base`` into branch ``branch`` (at ``sha``) server-side; False if it cannot."""
+    if _NOT_A_REF.search(branch):
+        return False
+    head = _git(git_dir, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")
+    if head.returncode != 0 or head.stdout.strip() != sha:
+        return False  # not a branch (a sha or a tag): GitHub cannot merge into it
+    tree = _git(git_dir, "merge-tree", "--write-tree", sha, base)
+    if tree.returncode != 0:
+        return False
+    tree_id = tree.stdout.splitlines()[0]
+    commit = _git(git_dir, "commit-tree", tree_id, "-p", sha, "-p", base, "-m", message)
+    if commit.returncode != 0:
+        return False
+    moved = _git(git_dir, "update-ref", f"refs/heads/{branch}", commit.stdout.strip(), sha)
+    return moved.returncode == 0
+
+
+def _handler_for(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, like GitHub
+        disable_nagle_algorithm = True
+        wbufsize = -1  # headers and body leave in one segment (no delayed-ACK stalls)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+            pass
+
+        def setup(self) -> None:
+            super().setup()
+            fake._track(self.connection, True)
+
+        def finish(self) -> None:
+            fake._track(self.connection, False)
+            with contextlib.suppress(OSError):
+                super().finish()
+
+        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            self._serve()
+
+        do_POST = do_PUT = do_PATCH = do_DELETE = do_GET  # noqa: N815 - stdlib names
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            reply = fake._dispatch(self.command, self.path, dict(self.headers.items()), raw)
+            try:
+                self._send(reply, fake)
+            except OSError:
+                self.close_connection = True
+
+        def _send(self, reply: _Reply, fake: FakeGitHub) -> None:
+            data = b"" if reply.body is None else json.dumps(reply.body).encode()
+            self.send_response(reply.status)
+            for name, value in (fake._standard_headers() | reply.headers).items():
+                self.send_header(name, value)
+            if reply.status != 204:
+                self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+@pytest.fixture
+def fake_github() -> Iterator[FakeGitHub]:
+    """A started ``FakeGitHub`` (function scope); the server is shut down after the test."""
+    with FakeGitHub() as fake:
+        yield fake
