@@ -1,7 +1,7 @@
 """The runner: serves the deploy flow so the front door's requests become running deploys.
 
 ``python -m chatops.runner`` (started by ``chatops up``) registers the ``deploy/chatops``
-deployment with the Prefect server and polls it for new runs every
+and ``rollback/chatops`` deployments with the Prefect server and polls it for new runs every
 ``PREFECT_RUNNER_POLL_FREQUENCY`` seconds (``chatops up`` sets 1); each run gets its own
 subprocess. For many machines, deploy the same flow to a work pool with prefect.yaml instead and
 start workers there.
@@ -11,17 +11,21 @@ import os
 
 from prefect import serve
 
-from chatops.settings import DEPLOYMENT_NAME
+from chatops.settings import DEPLOYMENT_NAME, ROLLBACK_DEPLOYMENT_NAME
 from flows.deploy import deploy
+from flows.rollback import rollback
 
 DEFAULT_LIMIT = 8
 
 
 def main() -> None:
-    name = DEPLOYMENT_NAME.split("/", 1)[1]
-    deployment = deploy.to_deployment(name=name, tags=["chatops"],
-                                      description="Deploy an app to an environment.")
-    serve(deployment, limit=int(os.environ.get("CHATOPS_RUNNER_LIMIT", DEFAULT_LIMIT)))
+    deployments = [
+        deploy.to_deployment(name=DEPLOYMENT_NAME.split("/", 1)[1], tags=["chatops"],
+                             description="Deploy a commit of an app to an environment."),
+        rollback.to_deployment(name=ROLLBACK_DEPLOYMENT_NAME.split("/", 1)[1], tags=["chatops"],
+                               description="Switch an environment back to an earlier release."),
+    ]
+    serve(*deployments, limit=int(os.environ.get("CHATOPS_RUNNER_LIMIT", DEFAULT_LIMIT)))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEPLOYMENT_NAME = "deploy/chatops"
-"""The Prefect deployment (``<flow>/<deployment>``) that the front door starts runs of."""
+"""The Prefect deployment (``<flow>/<deployment>``) that the front door starts deploys with."""
+ROLLBACK_DEPLOYMENT_NAME = "rollback/chatops"
+"""The Prefect deployment that switches an environment back to a release it already has."""
 
 
 @dataclass(frozen=True)

@@ -5,24 +5,20 @@ started again from the Prefect UI, and the front door (Slack, GitHub webhooks, t
 to fill them in.
 """
 
-from collections.abc import Iterator
 from typing import Any
 
 from prefect import flow, runtime, unmapped
-from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.transactions import transaction
 
 from flows.report import DeployReport, run_title
-from flows.target import Target, UnknownTarget, load_target
-from tasks.build import BuildFailed, build
-from tasks.git import UnknownRef, checkout, remove_worktree
-from tasks.github import PAYLOAD_MARK, DeploymentRefused, GitHubDeployment, record_deployment
-from tasks.health import Unhealthy, health_check
-from tasks.hosts import Release, activate, prune, run_task_command, upload
+from flows.serial import one_at_a_time
+from flows.steps import record, results, roll_out
+from flows.target import load_target
+from tasks.build import build
+from tasks.git import checkout, remove_worktree
+from tasks.hosts import Release, prune, run_task_command, upload
 
-FAILURES = (UnknownTarget, UnknownRef, DeploymentRefused, BuildFailed, Unhealthy)
-"""Errors that mean "this deploy cannot work" (GitHub state ``failure``); others are ``error``."""
+STEPS = ["record deployment", "checkout", "build", "upload", "activate", "health check"]
 
 
 def flow_run_name() -> str:
@@ -43,10 +39,12 @@ def deploy(app: str, environment: str, ref: str | None = None, sha: str | None =
     ``{"channel": ..., "thread_ts": ...}`` for the Slack message.
     """
     target = load_target(app, environment, hosts, task, ref)
-    report = DeployReport(target, requested_by, notify, task)
-    try:
+    steps = STEPS if task == "deploy" else [*STEPS[:4], f"task {task}", *STEPS[4:]]
+    report = DeployReport(target, requested_by, notify, steps)
+    with one_at_a_time(app, environment), report.running():
         with report.step("record deployment"):
-            report.recorded(record(report, target, sha, deployment_id, force, task, requested_by))
+            report.recorded(record(report, target, sha or target.ref, task=task, force=force,
+                                   requested_by=requested_by, deployment_id=deployment_id))
         with report.step("checkout"):
             tree = checkout(target.app.default_clone_url, target.ref,
                             report.deployment.sha if report.deployment else sha)
@@ -66,65 +64,5 @@ def deploy(app: str, environment: str, ref: str | None = None, sha: str | None =
             with report.step(f"task {task}"):
                 run_task_command(target.environment, target.hosts[0], release, target.task_command)
         roll_out(report, target, release)
-    except FAILURES as exc:
-        report.failed("failure", describe(exc))
-        raise
-    except Exception as exc:
-        report.failed("error", describe(exc))
-        raise
-    report.succeeded()
     prune.map(unmapped(target.environment), target.hosts).wait()
     return report.summary
-
-
-def record(report: DeployReport, target: Target, sha: str | None, deployment_id: int | None,
-           force: bool, task: str, requested_by: str) -> GitHubDeployment | None:
-    """Create (or attach to) the GitHub deployment; None when GitHub reporting is off."""
-    if report.github is None:
-        return None
-    payload = {PAYLOAD_MARK: {"flow_run_id": str(runtime.flow_run.id),
-                              "requested_by": requested_by}}
-    return record_deployment(
-        report.github, target.app.repository, sha or target.ref, target.environment_name,
-        task_name=task, payload=payload, description=f"{requested_by or 'chatops'} via chatops",
-        required_contexts=[] if force else target.environment.required_contexts,
-        production=target.environment.production, deployment_id=deployment_id)
-
-
-def roll_out(report: DeployReport, target: Target, release: Release) -> None:
-    """Switch, restart and health-check the hosts batch by batch.
-
-    All of it is one transaction: when any batch fails, every host switched so far (this batch
-    and the earlier ones) is switched back to its previous release and restarted.
-    """
-    env = target.environment
-    with transaction():
-        for batch in batches(target.hosts, env.batch_size):
-            with report.step("activate"):
-                results(activate.map(unmapped(env), batch, unmapped(release)))
-            if env.health_url:
-                with report.step("health check"):
-                    results(health_check.map(unmapped(env.health_url), batch,
-                                             unmapped(release.sha), unmapped(env.health_timeout)))
-    if not env.health_url:
-        report.mark("health check", "skipped")
-
-
-def batches(hosts: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(hosts), size):
-        yield hosts[start:start + size]
-
-
-def results(futures: list[PrefectFuture]) -> list[Any]:
-    """Wait for every future, then raise the first failure (so no task is left running)."""
-    for future in futures:
-        future.wait()
-    return [future.result() for future in futures]
-
-
-def describe(exc: BaseException) -> str:
-    """A short account of a failure for people; a failed build includes its last lines."""
-    text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, BuildFailed) and exc.tail:
-        text += "\n" + "\n".join(exc.tail)
-    return text

@@ -28,12 +28,16 @@ from prefect.utilities.urls import url_for
 
 from blocks.github import GitHubAccess
 from blocks.slack import SlackAccess
-from flows.target import Target
+from flows.target import Target, UnknownTarget
 from tasks import history, slack
-from tasks.github import GitHubDeployment, report_status
+from tasks.build import BuildFailed
+from tasks.git import UnknownRef
+from tasks.github import DeploymentRefused, GitHubDeployment, report_status
+from tasks.health import Unhealthy
 
-STEPS = ["record deployment", "checkout", "build", "upload", "activate", "health check"]
 EXCERPT_CHARS = 2000
+FAILURES = (UnknownTarget, UnknownRef, DeploymentRefused, BuildFailed, Unhealthy)
+"""Errors that mean "this deploy cannot work" (GitHub state ``failure``); others are ``error``."""
 
 
 def run_title(app: str, ref: str, sha: str | None, environment: str) -> str:
@@ -53,12 +57,11 @@ class DeployReport:
     """The state of one deploy as people see it; see the module docstring."""
 
     def __init__(self, target: Target, requested_by: str, notify: dict[str, Any] | None,
-                 task_name: str):
+                 steps: list[str]):
         self.logger = get_run_logger()
         self.target = target
         self.github: GitHubAccess | None = load_optional(GitHubAccess)
         self.deployment: GitHubDeployment | None = None
-        steps = STEPS if task_name == "deploy" else [*STEPS[:4], f"task {task_name}", *STEPS[4:]]
         self.summary: dict[str, Any] = {
             "app": target.name, "environment": target.environment_name, "ref": target.ref,
             "sha": None, "requested_by": requested_by or "someone", "hosts": target.hosts,
@@ -149,6 +152,19 @@ class DeployReport:
                 client.update_flow_run(run_id, name=self.summary["title"], tags=sorted(tags))
         self._update_slack()
 
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Report the block's outcome: success, or failure/error with what went wrong."""
+        try:
+            yield
+        except FAILURES as exc:
+            self.failed("failure", describe(exc))
+            raise
+        except Exception as exc:
+            self.failed("error", describe(exc))
+            raise
+        self.succeeded()
+
     def succeeded(self) -> None:
         self._finish("success", None, f"Deployed {self.target.ref} to "
                                       f"{self.target.environment_name}")
@@ -181,3 +197,11 @@ class DeployReport:
                           environment_url=self.target.environment.url)
         except Exception as exc:  # GitHub being down must not fail or hide the deploy itself
             self.logger.warning("Could not report %s to GitHub: %s", state, self.redact(str(exc)))
+
+
+def describe(exc: BaseException) -> str:
+    """A short account of a failure for people; a failed build includes its last lines."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, BuildFailed) and exc.tail:
+        text += "\n" + "\n".join(exc.tail)
+    return text

@@ -237,3 +237,18 @@ def prune(env: Environment, host: str) -> list[str]:
             paths = " ".join(shlex.quote(f"{releases_dir(env)}/{name}") for name in doomed)
             remote(conn, f"rm -rf -- {paths}", 120, host)
     return doomed
+
+
+@task(name="list releases", retries=1, cache_policy=NO_CACHE)
+def list_releases(env: Environment, host: str) -> tuple[list[Release], str | None]:
+    """The complete releases on ``host``, oldest first, and the id ``current`` points at."""
+    script = ('cd "$1" 2>/dev/null || exit 0; for d in */; do d=${d%/}; '
+              '[ -f "$d/REVISION" ] && printf "%s %s\\n" "$d" "$(head -c 64 "$d/REVISION")"; '
+              'done; true')
+    with connect(env, host) as conn:
+        listing = remote(conn, f"sh -c {shlex.quote(script)} sh {shlex.quote(releases_dir(env))}",
+                         30, host)
+        live = current_release(conn, env, host)
+    found = [Release(id=rid, sha=sha) for rid, sha in
+             (line.split(" ", 1) for line in listing.splitlines() if " " in line)]
+    return sorted(found, key=lambda r: r.id), live

@@ -5,7 +5,10 @@ State lives in a throwaway CHATOPS_HOME / PREFECT_HOME, set here before Prefect 
 """
 
 import os
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,3 +46,46 @@ def chatops_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "chatops-home"
     monkeypatch.setenv("CHATOPS_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def served_flows(prefect_server: None) -> Iterator[None]:
+    """The runner (``python -m chatops.runner``) serving the deploy and rollback deployments
+    against the test Prefect server, as ``chatops up`` runs it."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(),
+               PREFECT_RUNNER_POLL_FREQUENCY="1")
+    log = open(_STATE / "runner.log", "wb")  # noqa: SIM115 - closed at teardown
+    runner = subprocess.Popen([sys.executable, "-m", "chatops.runner"], env=env,
+                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_for_deployments(["deploy/chatops", "rollback/chatops"], runner)
+        yield
+    finally:
+        runner.terminate()
+        try:
+            runner.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            runner.kill()
+            runner.wait()
+        log.close()
+
+
+def wait_for_deployments(names: list[str], runner: subprocess.Popen,
+                         seconds: float = 90) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    deadline = time.monotonic() + seconds
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            if runner.poll() is not None:
+                raise RuntimeError(f"runner exited: {(_STATE / 'runner.log').read_text()[-2000:]}")
+            try:
+                for name in names:
+                    client.read_deployment_by_name(name)
+                return
+            except ObjectNotFound:
+                time.sleep(0.3)
+    raise RuntimeError(f"deployments {names} not served within {seconds} s")

@@ -12,10 +12,14 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.deployments import run_deployment
 
 from blocks import App, Environment, GitHubAccess
+from chatops import cli
 from chatops.settings import paths
 from flows.deploy import deploy
+from flows.rollback import rollback
 from tests.testbed.gitrepo import AppRepo
 from tests.testbed.hosts import SshKey, TestHost
 
@@ -152,3 +156,79 @@ def test_custom_task_and_host_filter(shop: Shop) -> None:
     assert (second.root / "MIGRATED").read_text().strip() == "migrating"
     assert not (first.root / "current").exists()
     assert shop.repo.v1 in shop.serving(second)
+
+
+def test_rollback_switches_back_without_building(shop: Shop) -> None:
+    deploy(app="shop", environment="staging", ref="v1")
+    deploy(app="shop", environment="staging", ref="v2")
+
+    back = rollback(app="shop", environment="staging", requested_by="dave")
+    assert [s["name"] for s in back["steps"]] == ["find release", "record deployment",
+                                                  "activate", "health check"]
+    for host in shop.hosts:
+        assert shop.repo.v1 in shop.serving(host)
+    rolled = shop.github.deployments[-1]
+    assert rolled["task"] == "rollback" and rolled["sha"] == shop.repo.v1
+    assert states(shop.github, rolled["id"]) == ["in_progress", "success"]
+
+    forward = rollback(app="shop", environment="staging", ref=shop.repo.v2[:7])
+    assert forward["sha"] == shop.repo.v2
+    for host in shop.hosts:
+        assert shop.repo.v2 in shop.serving(host)
+
+    state = rollback(app="shop", environment="staging", ref="0badc0de", return_state=True)
+    assert state.is_failed()
+    assert "releases kept there" in str(state.message) or "releases kept there" in repr(
+        state.result(raise_on_failure=False))
+
+
+def test_cli_deploy_follows_the_run_and_sets_the_exit_code(shop: Shop, served_flows: None,
+                                                           capsys) -> None:
+    assert cli.main(["deploy", "shop/v1", "to", "staging", "--as", "erin"]) == 0
+    out = capsys.readouterr().out
+    assert "Deploying shop@v1 → staging" in out
+    assert "/runs/flow-run/" in out
+    assert "✓ build" in out and "✓ health check" in out
+    for host in shop.hosts:
+        assert shop.repo.v1 in shop.serving(host)
+
+    assert cli.main(["deploy", "shop/no-such-branch", "to", "staging"]) == 1
+    assert "Failed" in capsys.readouterr().out
+
+
+def test_cli_refuses_bad_requests_before_starting_anything(shop: Shop, capsys) -> None:
+    with get_client(sync_client=True) as client:
+        before = client.count_flow_runs()
+    assert cli.main(["deploy", "shop/x;rm -rf /", "to", "staging"]) == 2
+    assert cli.main(["deploy", "nosuchapp", "to", "staging"]) == 2
+    assert "unknown app 'nosuchapp'" in capsys.readouterr().err
+    with get_client(sync_client=True) as client:
+        assert client.count_flow_runs() == before
+
+
+def test_deploys_of_one_environment_take_turns(shop: Shop, served_flows: None) -> None:
+    params = {"app": "shop", "environment": "staging"}
+    runs = [run_deployment("deploy/chatops", parameters={**params, "ref": ref}, timeout=0)
+            for ref in ("v1", "v2")]
+    finished = [run_deployment_wait(run.id) for run in runs]
+    assert all(run.state.is_completed() for run in finished)
+    with get_client(sync_client=True) as client:
+        spans = []
+        for run in runs:
+            tasks = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+            spans.append((min(t.start_time for t in tasks if t.start_time),
+                          max(t.end_time for t in tasks if t.end_time)))
+    first, second = sorted(spans)
+    assert first[1] <= second[0], "the two deploys overlapped"
+
+
+def run_deployment_wait(run_id, seconds: float = 300):
+    deadline = time.monotonic() + seconds
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            run = client.read_flow_run(run_id)
+            if run.state and run.state.is_final():
+                return run
+            time.sleep(0.5)
+    raise AssertionError(f"flow run {run_id} did not finish in {seconds} s")

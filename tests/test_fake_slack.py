@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from slack_sdk.http_retry import RateLimitErrorRetryHandler
 from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
+from tests.fakes import FIXTURES as SHARED_FIXTURES
 from tests.fakes.slack_api import (
     ERRORS_NEWER_THAN_SPEC,
     FakeSlack,
@@ -27,7 +27,7 @@ from tests.fakes.slack_api import (
     spec_errors,
 )
 
-FIXTURES = Path("/work/shared/fixtures/slack")
+FIXTURES = SHARED_FIXTURES / "slack"
 CHANNEL = "C0DEPLOYS01"
 
 

@@ -1,7 +1,6 @@
 """Request signatures: only requests Slack or GitHub signed with our secret get through."""
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -17,8 +16,9 @@ from chatops.signatures import (
     verify_github,
     verify_slack,
 )
+from tests.fakes import FIXTURES as SHARED_FIXTURES
 
-FIXTURES = Path(os.environ.get("CHATOPS_FIXTURES", "/work/shared/fixtures"))
+FIXTURES = SHARED_FIXTURES
 SLACK = json.loads((FIXTURES / "slack/signature_test_vector.json").read_text())
 GITHUB = json.loads((FIXTURES / "github_webhooks/github_webhook_signature_vector.json").read_text())
 

@@ -1,7 +1,7 @@
 """A fake GitHub REST API (the deployments subset) on 127.0.0.1 that PyGithub talks to.
 
 It answers the way api.github.com does, checked against the copies of GitHub's own material in
-``/work/shared/fixtures/`` (set ``CHATOPS_FIXTURES`` to move them): the OpenAPI subset and example
+``shared/fixtures/`` (set ``CHATOPS_FIXTURES`` to move them): the OpenAPI subset and example
 bodies in ``github_rest/`` and the recorded real exchanges in ``pygithub_replay/``.
 
 Use it through the ``fake_github`` fixture (function scope)::
@@ -90,7 +90,9 @@ from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-FIXTURES = Path(os.environ.get("CHATOPS_FIXTURES", "/work/shared/fixtures"))
+from tests.fakes import FIXTURES as SHARED_FIXTURES
+
+FIXTURES = SHARED_FIXTURES
 SPEC_PATH = FIXTURES / "github_rest" / "github_deployments_openapi.json"
 GITHUB_API = "https://api.github.com"
 HTML_HOST = "https://github.com"

@@ -1,7 +1,7 @@
 """A fake Slack Web API on 127.0.0.1, plus a fake ``response_url`` receiver.
 
 It answers the way Slack does, checked against the copies of Slack's own material in
-``/work/shared/fixtures/slack/``: the Web API OpenAPI subset (chat.postMessage, chat.update,
+``shared/fixtures/slack/``: the Web API OpenAPI subset (chat.postMessage, chat.update,
 chat.postEphemeral, auth.test) and its example responses. Errors are HTTP 200
 ``{"ok": false, "error": ...}`` with error strings from the spec's enums; rate limits are HTTP 429
 with ``Retry-After``.
@@ -41,7 +41,6 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -49,7 +48,9 @@ import pytest
 from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 
-FIXTURES = Path("/work/shared/fixtures/slack")
+from tests.fakes import FIXTURES as SHARED_FIXTURES
+
+FIXTURES = SHARED_FIXTURES / "slack"
 SPEC_PATH = FIXTURES / "slack_web_openapi_chat_subset.json"
 
 #: Error strings Slack documents today that the 2021 spec's enums lack. Error bodies may use them
