@@ -1,0 +1,9 @@
+#!/bin/bash
+# Run the whole test suite on this machine, installing what it needs first (as root).
+# Usage: scripts/test.sh [pytest arguments]     e.g. scripts/test.sh -k rollback
+set -euo pipefail
+ROOT=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
+cd "$ROOT"
+scripts/install-deps.sh
+.venv/bin/ruff check .
+exec .venv/bin/pytest "$@"
