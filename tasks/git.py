@@ -120,8 +120,8 @@ def _worth_retrying(task: object, task_run: object, state: State) -> bool:
     return False
 
 
-@task(name="checkout", retries=2, retry_delay_seconds=2, retry_condition_fn=_worth_retrying,
-      cache_policy=NO_CACHE)
+@task(name="checkout", task_run_name="checkout {ref}", retries=2, retry_delay_seconds=2,
+      retry_condition_fn=_worth_retrying, cache_policy=NO_CACHE)
 def checkout(clone_url: str, ref: str, sha: str | None = None) -> Checkout:
     """Fetch the app's mirror and add a clean work tree at ``sha`` (or at what ``ref`` names).
 

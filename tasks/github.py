@@ -47,21 +47,26 @@ def github_client(access: GitHubAccess, lazy: bool = False) -> Github:
                   seconds_between_writes=None, lazy=lazy)
 
 
-def failing_checks(data: Any) -> list[str]:
-    """Names and states of the required checks listed in a 409 body, e.g. ``ci/test (failure)``."""
-    found = []
-    for error in (data or {}).get("errors") or []:
-        for context in error.get("contexts") or [] if isinstance(error, dict) else []:
-            if context.get("state") != "success":
-                found.append(f"{context.get('context')} ({context.get('state') or 'missing'})")
-    return found
+def failing_checks(data: Any, required: list[str] | None) -> list[str]:
+    """The checks that block a deploy, from a 409 body: ``ci/test (failure)``, ``lint (missing)``.
+
+    GitHub lists the checks it saw; a required check that never reported is not in the body, so
+    it is found by comparing with ``required``.
+    """
+    errors = data.get("errors") if isinstance(data, dict) else None
+    seen: dict[str, str] = {}
+    for error in errors or []:
+        for context in (error.get("contexts") or []) if isinstance(error, dict) else []:
+            seen[str(context.get("context"))] = str(context.get("state"))
+    blocking = [f"{name} ({state})" for name, state in seen.items() if state != "success"]
+    return blocking + [f"{name} (missing)" for name in required or [] if name not in seen]
 
 
-def refusal(exc: GithubException, ref: str) -> DeploymentRefused:
+def refusal(exc: GithubException, ref: str, required: list[str] | None) -> DeploymentRefused:
     """What to tell a person when GitHub answers create-deployment with 409 or 422."""
     message = str((exc.data or {}).get("message", "")) if isinstance(exc.data, dict) else ""
     if exc.status == 409 and "status checks" in message.lower():
-        checks = ", ".join(failing_checks(exc.data)) or "see the commit's checks on GitHub"
+        checks = ", ".join(failing_checks(exc.data, required)) or "see the commit on GitHub"
         return DeploymentRefused(f"Required checks are not green for {ref}: {checks}. "
                                  "Fix them, or force the deploy (deploy! …) to skip the checks.")
     if exc.status == 409:
@@ -105,7 +110,7 @@ def record_deployment(access: GitHubAccess, repository: str, ref: str, environme
             transient_environment=False, **extra)
     except GithubException as exc:
         if exc.status in (409, 422):
-            raise refusal(exc, ref) from None
+            raise refusal(exc, ref, required_contexts) from None
         raise
     if created.id is None:  # 202: GitHub merged the default branch in instead of deploying
         raise DeploymentRefused(f"GitHub did not create a deployment for {ref}: "

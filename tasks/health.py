@@ -36,7 +36,7 @@ def health_url(template: str, host: str) -> str:
     return template.replace("{host}", host.rpartition(":")[0] if ":" in host else host)
 
 
-@task(name="health check", cache_policy=NO_CACHE)
+@task(name="health check", task_run_name="health check {host}", cache_policy=NO_CACHE)
 def health_check(url_template: str, host: str, sha: str, timeout: float) -> float:
     """Poll the host's health URL until it answers 200 with ``sha``; return the seconds it took."""
     return wait_healthy(url_template, host, sha, timeout)

@@ -138,7 +138,8 @@ def restart(conn: Connection, env: Environment, host: str) -> None:
            env.command_timeout, host)
 
 
-@task(name="upload", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@task(name="upload", task_run_name="upload {host}", retries=2, retry_delay_seconds=1,
+      cache_policy=NO_CACHE)
 def upload(env: Environment, host: str, artifact: str, release: Release) -> str:
     """Copy ``artifact`` and a REVISION file into ``releases/<release.id>/`` on ``host``.
 
@@ -158,7 +159,7 @@ def upload(env: Environment, host: str, artifact: str, release: Release) -> str:
     return host
 
 
-@task(name="run task", cache_policy=NO_CACHE)
+@task(name="run task", task_run_name="run task on {host}", cache_policy=NO_CACHE)
 def run_task_command(env: Environment, host: str, release: Release, command: str) -> None:
     """Run a custom deploy task's ``command`` in the new release's folder, before any switch."""
     with connect(env, host) as conn:
@@ -166,7 +167,7 @@ def run_task_command(env: Environment, host: str, release: Release, command: str
                env.command_timeout, host)
 
 
-@task(name="activate", cache_policy=NO_CACHE)
+@task(name="activate", task_run_name="activate {host}", cache_policy=NO_CACHE)
 def activate(env: Environment, host: str, release: Release) -> str | None:
     """Switch ``host`` to ``release`` and restart it; return the release it ran before.
 
@@ -222,7 +223,8 @@ def switch_back(txn: Transaction) -> None:
         restore(conn, env, host, txn.get("previous"))
 
 
-@task(name="prune releases", cache_policy=NO_CACHE)
+@task(name="prune releases", task_run_name="prune releases {host}",
+      cache_policy=NO_CACHE)
 def prune(env: Environment, host: str) -> list[str]:
     """Delete all but the newest ``keep_releases`` releases; never the current or previous one."""
     with connect(env, host) as conn:
@@ -239,7 +241,8 @@ def prune(env: Environment, host: str) -> list[str]:
     return doomed
 
 
-@task(name="list releases", retries=1, cache_policy=NO_CACHE)
+@task(name="list releases", task_run_name="list releases {host}", retries=1,
+      cache_policy=NO_CACHE)
 def list_releases(env: Environment, host: str) -> tuple[list[Release], str | None]:
     """The complete releases on ``host``, oldest first, and the id ``current`` points at."""
     script = ('cd "$1" 2>/dev/null || exit 0; for d in */; do d=${d%/}; '

@@ -5,6 +5,7 @@ State lives in a throwaway CHATOPS_HOME / PREFECT_HOME, set here before Prefect 
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,3 +90,7 @@ def wait_for_deployments(names: list[str], runner: subprocess.Popen,
             except ObjectNotFound:
                 time.sleep(0.3)
     raise RuntimeError(f"deployments {names} not served within {seconds} s")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_STATE, ignore_errors=True)
