@@ -32,7 +32,6 @@ from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
 from blocks import App, Environment  # noqa: E402
 from flows.deploy import deploy  # noqa: E402
-from tasks.health import wait_healthy  # noqa: E402
 from tests.testbed.gitrepo import make_app_repo  # noqa: E402
 from tests.testbed.hosts import make_ssh_key, netns_hosts  # noqa: E402
 
@@ -65,7 +64,7 @@ def by_hand(repo, hosts, key, sha: str, work: Path) -> dict[str, float]:
             conn.run(f"echo {sha} > {release}/REVISION && ln -sfn {release} {DEPLOY_PATH}/current"
                      f" && {DEPLOY_PATH}/bin/restart-tomcat {DEPLOY_PATH}", hide=True,
                      in_stream=False)
-        wait_healthy(HEALTH, host.address, sha, 120)
+        host.wait_http("/demo/health", contains=sha, timeout=120)
     times["ship, restart, health (sequential)"] = time.monotonic() - started
     return times
 

@@ -1,8 +1,8 @@
 """Wait until a restarted host serves the commit that was just deployed.
 
 The environment's ``health_url`` (``{host}`` is replaced by the host's name) must answer HTTP 200
-with the full git sha somewhere in its body. Until then, or until the timeout, it is polled once a
-second. Proxy settings from the environment are ignored: health checks go straight to the host.
+with the full git sha somewhere in its body. Until then, or until the timeout, it is polled four
+times a second. Proxy settings from the environment are ignored: health checks go straight to the host.
 """
 
 import time
@@ -13,7 +13,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.25
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 

@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
 from prefect.deployments import run_deployment
 
 from blocks import App, Environment, GitHubAccess
@@ -20,6 +25,7 @@ from chatops import cli
 from chatops.settings import paths
 from flows.deploy import deploy
 from flows.rollback import rollback
+from tasks import history
 from tests.testbed.gitrepo import AppRepo
 from tests.testbed.hosts import SshKey, TestHost
 
@@ -232,3 +238,60 @@ def run_deployment_wait(run_id, seconds: float = 300):
                 return run
             time.sleep(0.5)
     raise AssertionError(f"flow run {run_id} did not finish in {seconds} s")
+
+
+def run_logs(run_id) -> list[str]:
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
+                                limit=200)
+    return [log.message for log in logs]
+
+
+def test_without_github_it_still_deploys_and_says_so_once(shop: Shop) -> None:
+    GitHubAccess.delete("default")
+    state = deploy(app="shop", environment="staging", ref="v1", return_state=True)
+    assert state.is_completed()
+    for host in shop.hosts:
+        assert shop.repo.v1 in shop.serving(host)
+    notes = [m for m in run_logs(state.state_details.flow_run_id) if "GitHub reporting is off" in m]
+    assert len(notes) == 1
+    assert shop.github.deployments == []
+
+
+def test_failing_checks_stop_the_deploy_before_anything_is_built(shop: Shop) -> None:
+    shop.github.set_commit_statuses("acme/shop", shop.repo.v2, {"ci/test": "failure"})
+    state = deploy(app="shop", environment="staging", ref="v2", return_state=True)
+    assert state.is_failed()
+    assert "ci/test (failure)" in state.message
+    assert shop.github.deployments == []
+    assert not (paths().artifacts / "shop").exists()
+    assert not any((h.root / "releases").exists() for h in shop.hosts)
+
+    forced = deploy(app="shop", environment="staging", ref="v2", force=True)
+    assert forced["outcome"] == "success"
+
+
+def test_what_is_deployed_where_and_no_secret_leaks(shop: Shop, ssh_key: SshKey) -> None:
+    done = deploy(app="shop", environment="staging", ref="feature/login", requested_by="frank")
+    [entry] = [d for d in history.deployed_everywhere() if d.key == "deployed-shop-staging"]
+    assert shop.repo.v2 in entry.markdown and "feature/login" in entry.markdown
+    assert "frank" in entry.markdown
+
+    shop.hosts[0].drop_ssh()
+    failed = deploy(app="shop", environment="staging", ref="v1", return_state=True)
+    assert failed.is_failed()
+
+    secrets = [shop.github.token, *ssh_key.private_text.strip().splitlines()[1:-1]]
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts()
+        texts = [str(a.data) for a in artifacts]
+    for run_id in (done["run_url"].rsplit("/", 1)[-1], failed.state_details.flow_run_id):
+        texts += run_logs(run_id)
+    for deployment in shop.github.deployments:
+        texts += [str(s) for s in shop.github.statuses(deployment["id"])]
+    texts.append(str(failed.message))
+    leaked = [t for t in texts for secret in secrets if secret in t]
+    assert leaked == []
+    report = next(a for a in artifacts if a.flow_run_id == failed.state_details.flow_run_id
+                  and a.key is None)
+    assert "error" in str(report.data) and "What went wrong" in str(report.data)
