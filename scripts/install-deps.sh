@@ -16,6 +16,8 @@
 #                                    Maven plugins and libraries in /usr/share/maven-repo: the
 #                                    example app builds from there with `mvn -o` (no Maven Central)
 #   tomcat10-common                  Tomcat 10.1 (/usr/share/tomcat10) run as a plain process
+#   chromium                         the browser the UI tests drive (Playwright, never its own
+#                                    browser download)
 #   curl, python3-venv               health checks by hand; the venv
 set -euo pipefail
 
@@ -26,6 +28,7 @@ PACKAGES=(
   libsurefire-java libmaven-jar-plugin-java libmaven-war-plugin-java
   junit5 libjakarta-servlet-api-java
   tomcat10-common
+  chromium
   python3-venv
 )
 

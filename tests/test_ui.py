@@ -1,0 +1,64 @@
+"""The Prefect UI, in a real browser, shows a deploy started from the CLI: run, steps, history."""
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterTags,
+)
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from blocks import Environment
+from chatops import cli
+from tests.test_deploy_e2e import DEPLOY_PATH, save_app
+from tests.up_server import ChatopsUp
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def test_ui_shows_the_run_its_steps_and_what_is_deployed(tmp_path: Path, deploy_hosts,
+                                                        app_repo, ssh_key) -> None:
+    with ChatopsUp(tmp_path / "home") as up, temporary_settings({PREFECT_API_URL: up.api}):
+        save_app(app_repo)
+        Environment(hosts=[h.address for h in deploy_hosts], ssh_user="root",
+                    ssh_private_key=ssh_key.private_text,
+                    known_hosts=[h.known_hosts_line for h in deploy_hosts],
+                    deploy_path=DEPLOY_PATH,
+                    restart_command=f"{DEPLOY_PATH}/bin/restart-tomcat {DEPLOY_PATH}",
+                    health_url="http://{host}:8080/demo/health", health_timeout=60,
+                    batch_size=2).save("shop-staging", overwrite=True)
+        assert cli.main(["deploy", "shop/v1", "to", "staging", "--as", "grace"]) == 0
+        with get_client(sync_client=True) as client:
+            [run] = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=["app:shop", "env:staging"])))
+            [deployed] = client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["deployed-shop-staging"])))
+        title = f"shop@v1 ({app_repo.v1[:7]}) → staging"
+        assert run.name == title
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{up.base}/runs/flow-run/{run.id}")
+            page.get_by_text(title).first.wait_for(timeout=30_000)
+            page.get_by_text("Completed").first.wait_for(timeout=30_000)
+            page.screenshot(path=str(tmp_path / "flow-run.png"))
+            page.get_by_text("Task Runs", exact=True).first.click()
+            for host in deploy_hosts:
+                page.get_by_text(f"health check {host.address}").first.wait_for(timeout=30_000)
+
+            page.goto(f"{up.base}/artifacts/key/deployed-shop-staging")
+            page.get_by_text("What is deployed on shop staging").wait_for(timeout=30_000)
+            page.get_by_text(title).first.wait_for(timeout=30_000)
+            page.goto(f"{up.base}/artifacts/artifact/{deployed.id}")
+            page.get_by_text(app_repo.v1).first.wait_for(timeout=30_000)
+            page.screenshot(path=str(tmp_path / "deployed.png"))
+            browser.close()

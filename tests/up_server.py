@@ -1,0 +1,97 @@
+"""``chatops up`` as a child process, for tests that need the whole system with its UI."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str) -> tuple[int, bytes]:
+    with _opener.open(url, timeout=5) as response:
+        return response.status, response.read()
+
+
+def post_json(url: str, body: dict) -> object:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with _opener.open(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def wait_for(predicate: Callable[[], object], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+class ChatopsUp:
+    """``chatops up --port <free>`` with its own CHATOPS_HOME, stopped (Ctrl-C) on exit.
+
+    ``.base`` is the UI address, ``.api`` the API; ``.log`` has everything it printed.
+    """
+
+    def __init__(self, home: Path):
+        self.home = home
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.api = f"{self.base}/api"
+        self.log = home.parent / "up.log"
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "ChatopsUp":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env.update(CHATOPS_HOME=str(self.home), CHATOPS_GATEWAY_PORT=str(free_port()),
+                   DO_NOT_TRACK="1")
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "chatops.cli", "up", "--port", str(self.port)], env=env,
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if not wait_for(lambda: "chatops is up" in self.output(), 120):
+            self.__exit__()
+            raise RuntimeError(f"chatops up did not start:\n{self.output()}")
+        if not wait_for(self.serving, 60):
+            self.__exit__()
+            raise RuntimeError(f"the flows were not served:\n{self.output()}")
+        return self
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def serving(self) -> bool:
+        found = post_json(f"{self.api}/deployments/filter", {})
+        return sorted(d["name"] for d in found) == ["chatops", "chatops"]
+
+    def stop(self) -> int:
+        """Ctrl-C, as a person would; the exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=30)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
