@@ -6,6 +6,7 @@
     chatops config apply chatops.yaml       write the apps and environments to Prefect
     chatops deploy shop/feature-x to staging
     chatops status                          what is deployed where
+    chatops gateway                         serve the Slack and GitHub endpoints
 
 ``chatops deploy`` takes the same words as the chat command, starts the run through the Prefect
 deployment (like Slack and GitHub do), follows it step by step and exits non-zero on failure.
@@ -121,6 +122,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from chatops import gateway  # FastAPI and uvicorn load only for this command
+
+    gateway.main(args.host, args.port)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="chatops", description="Deploy from chat.")
     sub = top.add_subparsers(dest="command", required=True)
@@ -137,6 +145,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("words", nargs="+", help="e.g. shop/feature-x to staging")
     p.add_argument("--as", dest="requested_by", default=getpass.getuser())
     p.set_defaults(func=cmd_deploy)
+    p = sub.add_parser("gateway", help="serve the Slack and GitHub endpoints")
+    p.add_argument("--host", help="default: CHATOPS_GATEWAY_HOST or 127.0.0.1")
+    p.add_argument("--port", type=int, help="default: CHATOPS_GATEWAY_PORT or 8000")
+    p.set_defaults(func=cmd_gateway)
     p = sub.add_parser("status", help="what is deployed where")
     p.set_defaults(func=cmd_status)
     return top

@@ -2,7 +2,8 @@
 
 The environment's ``health_url`` (``{host}`` is replaced by the host's name) must answer HTTP 200
 with the full git sha somewhere in its body. Until then, or until the timeout, it is polled four
-times a second. Proxy settings from the environment are ignored: health checks go straight to the host.
+times a second. Proxy settings from the environment are ignored: health checks go straight to the
+host.
 """
 
 import time
