@@ -40,7 +40,9 @@ def deploy(app: str, environment: str, ref: str | None = None, sha: str | None =
     """
     target = load_target(app, environment, hosts, task, ref)
     steps = STEPS if task == "deploy" else [*STEPS[:4], f"task {task}", *STEPS[4:]]
-    report = DeployReport(target, requested_by, notify, steps)
+    again = {"app": app, "environment": environment, "ref": target.ref, "hosts": hosts,
+             "task": task}
+    report = DeployReport(target, requested_by, notify, steps, force_parameters=again)
     with one_at_a_time(app, environment), report.running():
         with report.step("record deployment"):
             report.recorded(record(report, target, sha or target.ref, task=task, force=force,

@@ -32,7 +32,7 @@ from flows.target import Target, UnknownTarget
 from tasks import history, slack
 from tasks.build import BuildFailed
 from tasks.git import UnknownRef
-from tasks.github import DeploymentRefused, GitHubDeployment, report_status
+from tasks.github import ChecksNotGreen, DeploymentRefused, GitHubDeployment, report_status
 from tasks.health import Unhealthy
 
 EXCERPT_CHARS = 2000
@@ -57,11 +57,12 @@ class DeployReport:
     """The state of one deploy as people see it; see the module docstring."""
 
     def __init__(self, target: Target, requested_by: str, notify: dict[str, Any] | None,
-                 steps: list[str]):
+                 steps: list[str], force_parameters: dict[str, Any] | None = None):
         self.logger = get_run_logger()
         self.target = target
         self.github: GitHubAccess | None = load_optional(GitHubAccess)
         self.deployment: GitHubDeployment | None = None
+        self.force_parameters = force_parameters
         self.summary: dict[str, Any] = {
             "app": target.name, "environment": target.environment_name, "ref": target.ref,
             "sha": None, "requested_by": requested_by or "someone", "hosts": target.hosts,
@@ -158,6 +159,8 @@ class DeployReport:
         try:
             yield
         except FAILURES as exc:
+            if isinstance(exc, ChecksNotGreen) and self.force_parameters:
+                self.summary["force_parameters"] = self.force_parameters  # "Deploy anyway"
             self.failed("failure", describe(exc))
             raise
         except Exception as exc:

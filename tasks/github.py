@@ -27,6 +27,10 @@ class DeploymentRefused(RuntimeError):
     """GitHub would not create the deployment; the message says why and what to do."""
 
 
+class ChecksNotGreen(DeploymentRefused):
+    """The commit's required checks are failing or missing; a forced deploy skips them."""
+
+
 @dataclass(frozen=True)
 class GitHubDeployment:
     """A GitHub Deployment this run reports to."""
@@ -67,7 +71,7 @@ def refusal(exc: GithubException, ref: str, required: list[str] | None) -> Deplo
     message = str((exc.data or {}).get("message", "")) if isinstance(exc.data, dict) else ""
     if exc.status == 409 and "status checks" in message.lower():
         checks = ", ".join(failing_checks(exc.data, required)) or "see the commit on GitHub"
-        return DeploymentRefused(f"Required checks are not green for {ref}: {checks}. "
+        return ChecksNotGreen(f"Required checks are not green for {ref}: {checks}. "
                                  "Fix them, or force the deploy (deploy! …) to skip the checks.")
     if exc.status == 409:
         return DeploymentRefused(f"GitHub could not merge the default branch into {ref}: "

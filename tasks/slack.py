@@ -329,6 +329,29 @@ def _rollback_button(progress: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def _deploy_anyway_button(progress: dict[str, Any]) -> dict[str, Any] | None:
+    """Offered when GitHub refused the deploy because required checks are not green."""
+    parameters = progress.get("force_parameters")
+    value = json.dumps(parameters, separators=(",", ":")) if isinstance(parameters, dict) else ""
+    if not value or len(value) > 2000:
+        return None
+    question = (f"Deploy *{escape_mrkdwn(_title(progress))}* although its required checks "
+                "are not green?")
+    return {
+        "type": "button",
+        "action_id": "deploy_anyway",
+        "text": _plain("Deploy anyway", 75),
+        "style": "danger",
+        "value": value,
+        "confirm": {
+            "title": _plain("Skip the checks?", 100),
+            "text": _mrkdwn(question, 300),
+            "confirm": _plain("Deploy anyway", 30),
+            "deny": _plain("Cancel", 30),
+        },
+    }
+
+
 def _actions_block(progress: dict[str, Any]) -> dict[str, Any] | None:
     elements: list[dict[str, Any]] = []
     run_url = progress.get("run_url")
@@ -344,6 +367,9 @@ def _actions_block(progress: dict[str, Any]) -> dict[str, Any] | None:
     if progress.get("outcome") == "success":
         rollback = _rollback_button(progress)
         elements += [rollback] if rollback else []
+    if progress.get("outcome") == "failure":
+        anyway = _deploy_anyway_button(progress)
+        elements += [anyway] if anyway else []
     if not elements:
         return None
     return {"type": "actions", "block_id": "deploy_actions", "elements": elements}
@@ -367,13 +393,15 @@ def render_deploy_message(progress: dict[str, Any]) -> tuple[str, list[dict[str,
          "steps": [{"name": "build", "state": "pending|running|done|failed|skipped|cached",
                     "seconds": 12.5 | None}, …],
          "outcome": None | "success" | "failure" | "error", "error": str | None,
-         "deployment_id": int | None}
+         "deployment_id": int | None, "force_parameters": dict | None}
 
     The card: a header ``shop@feature-x (1a2b3c4) → staging``, a summary with fields (who,
     environment, hosts, state, commit, GitHub deployment), the step checklist with timings, an
     error excerpt when the deploy failed, and buttons: "View run" (link) and, after a success,
     "Roll back" (``action_id="rollback"``, ``value='{"app":…,"environment":…}'``, danger, with a
-    confirm dialog). A Slack user ID in ``requested_by`` becomes a mention; any other text is
+    confirm dialog), or, when GitHub refused the deploy over red checks and ``force_parameters``
+    holds the deploy's parameters, "Deploy anyway" (``action_id="deploy_anyway"``, value = those
+    parameters as JSON, with a confirm dialog). A Slack user ID in ``requested_by`` becomes a mention; any other text is
     escaped. Block Kit limits are respected by clipping.
     """
     header = {

@@ -20,7 +20,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.deployments import run_deployment
 
-from blocks import App, Environment, GitHubAccess
+from blocks import App, Environment, GitHubAccess, SlackAccess
 from chatops import cli
 from chatops.settings import paths
 from flows.deploy import deploy
@@ -295,3 +295,27 @@ def test_what_is_deployed_where_and_no_secret_leaks(shop: Shop, ssh_key: SshKey)
     report = next(a for a in artifacts if a.flow_run_id == failed.state_details.flow_run_id
                   and a.key is None)
     assert "error" in str(report.data) and "What went wrong" in str(report.data)
+
+
+def test_slack_message_follows_the_deploy(shop: Shop, fake_slack) -> None:
+    SlackAccess(bot_token=fake_slack.token, api_url=fake_slack.api_url).save("default",
+                                                                           overwrite=True)
+    try:
+        done = deploy(app="shop", environment="staging", ref="v1", requested_by="U0ALICE001",
+                      notify={"channel": "C0DEPLOYS01"})
+        [message] = fake_slack.top_level("C0DEPLOYS01")
+        assert message.updates >= 5, "the card is updated as steps finish"
+        assert "success" in message.text and done["title"] in str(message.blocks)
+        assert "rollback" in str(message.blocks)
+
+        shop.github.set_commit_statuses("acme/shop", shop.repo.v2, {"ci/test": "failure"})
+        state = deploy(app="shop", environment="staging", ref="v2", return_state=True,
+                       notify={"channel": "C0DEPLOYS01"})
+        assert state.is_failed()
+        refused = fake_slack.top_level("C0DEPLOYS01")[-1]
+        assert "deploy_anyway" in str(refused.blocks) and "ci/test (failure)" in str(
+            refused.blocks)
+        assert fake_slack.replies("C0DEPLOYS01", refused.ts), "the excerpt goes to the thread"
+        assert fake_slack.violations == []
+    finally:
+        SlackAccess.delete("default")
