@@ -271,11 +271,14 @@ def test_failing_checks_stop_the_deploy_before_anything_is_built(shop: Shop) -> 
     assert forced["outcome"] == "success"
 
 
-def test_what_is_deployed_where_and_no_secret_leaks(shop: Shop, ssh_key: SshKey) -> None:
+def test_what_is_deployed_where_and_no_secret_leaks(shop: Shop, ssh_key: SshKey,
+                                                    capsys) -> None:
     done = deploy(app="shop", environment="staging", ref="feature/login", requested_by="frank")
     [entry] = [d for d in history.deployed_everywhere() if d.key == "deployed-shop-staging"]
     assert shop.repo.v2 in entry.markdown and "feature/login" in entry.markdown
     assert "frank" in entry.markdown
+    assert cli.main(["status"]) == 0
+    assert f"shop on staging: feature/login at {shop.repo.v2}" in capsys.readouterr().out
 
     shop.hosts[0].drop_ssh()
     failed = deploy(app="shop", environment="staging", ref="v1", return_state=True)
