@@ -401,8 +401,8 @@ def render_deploy_message(progress: dict[str, Any]) -> tuple[str, list[dict[str,
     "Roll back" (``action_id="rollback"``, ``value='{"app":…,"environment":…}'``, danger, with a
     confirm dialog), or, when GitHub refused the deploy over red checks and ``force_parameters``
     holds the deploy's parameters, "Deploy anyway" (``action_id="deploy_anyway"``, value = those
-    parameters as JSON, with a confirm dialog). A Slack user ID in ``requested_by`` becomes a mention; any other text is
-    escaped. Block Kit limits are respected by clipping.
+    parameters as JSON, with a confirm dialog). A Slack user ID in ``requested_by`` becomes a
+    mention; any other text is escaped. Block Kit limits are respected by clipping.
     """
     header = {
         "type": "header",
