@@ -1,0 +1,162 @@
+"""The apps and environments the gateway knows, kept in memory and refreshed in the background.
+
+Every Slack command and GitHub event needs the configuration (is ``shop`` an app? which
+environments does it have? who may deploy to production?), and Slack allows 3 s for an answer.
+Reading blocks from Prefect on each request would put the Prefect server on that path, so the
+gateway reads them all once at start-up and again every few seconds, each time within a timeout::
+
+    catalog = Catalog(prefect_loader(client), refresh_seconds=5)
+    await catalog.refresh()          # at start-up
+    catalog.start()                  # then in the background
+    app = catalog.snapshot.app("shop")
+
+A refresh that fails or times out keeps the last good :class:`Snapshot`; requests never wait for
+one. Blocks are read **without secrets** (SSH keys come back as ``********``): the gateway has no
+use for them, so it never holds them.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from prefect.client.orchestration import PrefectClient
+from prefect.exceptions import PrefectHTTPStatusError
+from pydantic import ValidationError
+
+from blocks.app import App
+from blocks.environment import Environment
+
+APP_SLUG = "chatops-app"
+ENVIRONMENT_SLUG = "chatops-environment"
+PAGE_SIZE = 200
+
+logger = logging.getLogger("chatops.catalog")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """All apps (by name) and environments (by block name ``<app>-<env>``) at one moment.
+
+    ``loaded_at`` is the ``time.monotonic()`` of the load; 0 means nothing was ever loaded.
+    """
+
+    apps: Mapping[str, App] = field(default_factory=dict)
+    environments: Mapping[str, Environment] = field(default_factory=dict)
+    loaded_at: float = 0.0
+
+    @property
+    def loaded(self) -> bool:
+        return self.loaded_at > 0
+
+    def app(self, name: str) -> App | None:
+        return self.apps.get(name)
+
+    def environment(self, app: str, environment: str) -> Environment | None:
+        """The environment's config, if the app lists it and its block exists."""
+        found = self.apps.get(app)
+        if found is None or environment not in found.environments:
+            return None
+        return self.environments.get(f"{app}-{environment}")
+
+    def apps_for_repository(self, repository: str) -> list[tuple[str, App]]:
+        """``(name, app)`` of every app built from ``owner/name`` (GitHub ignores case)."""
+        wanted = repository.lower()
+        return [(name, app) for name, app in sorted(self.apps.items())
+                if app.repository.lower() == wanted]
+
+
+Loader = Callable[[], Awaitable[Snapshot]]
+
+
+class Catalog:
+    """Holds the current :class:`Snapshot` and replaces it every ``refresh_seconds``."""
+
+    def __init__(self, load: Loader, refresh_seconds: float = 5.0, timeout: float = 5.0) -> None:
+        self._load = load
+        self.refresh_seconds = refresh_seconds
+        self.timeout = timeout
+        self.snapshot = Snapshot()
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+
+    @classmethod
+    def fixed(cls, snapshot: Snapshot) -> "Catalog":
+        """A catalog that always holds ``snapshot`` (for tools and tests without Prefect)."""
+
+        async def same() -> Snapshot:
+            return snapshot
+
+        catalog = cls(same)
+        catalog.snapshot = snapshot
+        return catalog
+
+    async def refresh(self) -> bool:
+        """Load a new snapshot within the timeout; on any failure keep the old one."""
+        try:
+            self.snapshot = await asyncio.wait_for(self._load(), self.timeout)
+        except Exception as exc:  # a Prefect outage must not take the gateway down
+            if not self._failing:  # once per outage, not every few seconds
+                logger.warning("Configuration refresh failed, keeping the last good copy: %s",
+                               type(exc).__name__)
+            self._failing = True
+            return False
+        if self._failing:
+            logger.info("Configuration refresh works again")
+        self._failing = False
+        return True
+
+    def start(self) -> None:
+        """Refresh in the background until :meth:`stop`."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._refresh_forever(), name="catalog-refresh")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_seconds)
+            await self.refresh()
+
+
+def prefect_loader(client: PrefectClient) -> Loader:
+    """A loader reading every ``chatops-app`` and ``chatops-environment`` block via ``client``."""
+
+    async def load() -> Snapshot:
+        apps = await _read_blocks(client, APP_SLUG, App)
+        environments = await _read_blocks(client, ENVIRONMENT_SLUG, Environment)
+        return Snapshot(MappingProxyType(apps), MappingProxyType(environments), time.monotonic())
+
+    return load
+
+
+async def _read_blocks(client: PrefectClient, slug: str, kind: type[Any]) -> dict[str, Any]:
+    """Every block of one type by name; a type never saved yet is simply empty."""
+    found: dict[str, Any] = {}
+    offset = 0
+    while True:
+        try:
+            page = await client.read_block_documents_by_type(
+                slug, offset=offset, limit=PAGE_SIZE, include_secrets=False)
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code == 404:
+                return found
+            raise
+        for document in page:
+            try:
+                # model_validate, not Block.load: no "block loaded" event per refresh.
+                found[document.name] = kind.model_validate(document.data)
+            except ValidationError:
+                logger.warning("Skipping block %s/%s: it does not validate", slug, document.name)
+        if len(page) < PAGE_SIZE:
+            return found
+        offset += PAGE_SIZE

@@ -1,0 +1,150 @@
+"""End to end through the front door: signed Slack and GitHub requests become real deploys.
+
+The gateway (real lifespan, real ``PrefectStarter``) starts runs of ``deploy/chatops``; the
+runner of ``served_flows`` executes them on the test bed (real git, mvn, sshd hosts running
+Tomcat), reporting to the fake GitHub API and the fake Slack Web API.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+
+from blocks import App, Environment, GitHubAccess, SlackAccess
+from chatops.slack_requests import SLOW_NOTE
+from tests.fakes.github_api import FakeGitHub
+from tests.fakes.slack_api import FakeSlack
+from tests.test_gateway_helpers import (
+    ALICE,
+    DEPLOYS,
+    clear_locks,
+    deployment_event,
+    gateway,
+    post_github,
+    post_slack,
+    slash_body,
+    wait_for,
+)
+from tests.testbed.gitrepo import AppRepo
+from tests.testbed.hosts import SshKey, TestHost
+
+pytestmark = pytest.mark.e2e
+DEPLOY_PATH = "/srv/app"
+RUN_SECONDS = 240
+
+
+@dataclass
+class FrontDoor:
+    client: TestClient
+    hosts: list[TestHost]
+    repo: AppRepo
+    github: FakeGitHub
+    slack: FakeSlack
+
+    def serving(self, host: TestHost) -> str:
+        status, body = host.http_get("/demo/health")
+        assert status == 200, body
+        return body
+
+
+@pytest.fixture
+def front_door(served_flows: None, chatops_home: Path, deploy_hosts: list[TestHost],
+               app_repo: AppRepo, ssh_key: SshKey, fake_github: FakeGitHub,
+               fake_slack: FakeSlack) -> Iterator[FrontDoor]:
+    clear_locks()
+    fake_github.add_repo("acme/shop", git_dir=app_repo.path)
+    GitHubAccess(token=fake_github.token, api_url=fake_github.url).save("default",
+                                                                        overwrite=True)
+    SlackAccess(bot_token=fake_slack.token, api_url=fake_slack.api_url).save("default",
+                                                                           overwrite=True)
+    App(repository="acme/shop", clone_url=app_repo.url, default_ref="main",
+        default_environment="staging", environments=["staging"]).save("shop", overwrite=True)
+    Environment(
+        hosts=[h.address for h in deploy_hosts], ssh_user="root",
+        ssh_private_key=ssh_key.private_text,
+        known_hosts=[h.known_hosts_line for h in deploy_hosts], connect_timeout=3,
+        command_timeout=60, deploy_path=DEPLOY_PATH,
+        restart_command=f"{DEPLOY_PATH}/bin/restart-tomcat {DEPLOY_PATH}",
+        health_url="http://{host}:8080/demo/health", health_timeout=60,
+        url="https://staging.shop.example").save("shop-staging", overwrite=True)
+    with gateway() as client:
+        yield FrontDoor(client, deploy_hosts, app_repo, fake_github, fake_slack)
+    assert fake_github.violations == []
+    assert fake_slack.violations == []
+
+
+def finished_run(run_id: str) -> FlowRun:
+    deadline = time.monotonic() + RUN_SECONDS
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            run = client.read_flow_run(run_id)
+            if run.state and run.state.is_final():
+                return run
+            time.sleep(1)
+    raise AssertionError(f"run {run_id} did not finish within {RUN_SECONDS} s")
+
+
+def test_slash_command_deploys_v1_and_keeps_the_channel_message_current(
+        front_door: FrontDoor) -> None:
+    url = front_door.slack.response_url("deploy-v1")
+    body = slash_body("shop@v1 to staging", url, user=ALICE, channel=DEPLOYS)
+    started = time.monotonic()
+    response = post_slack(front_door.client, "/slack/commands", body)
+    assert time.monotonic() - started < 3
+    reply = response.json()
+    if reply["text"].endswith(SLOW_NOTE):  # Prefect took over 2 s: the link follows
+        reply = wait_for(lambda: front_door.slack.responses("deploy-v1"), 30)[0]
+    assert reply["response_type"] == "in_channel"
+    assert reply["text"].startswith(f"<@{ALICE}> is deploying *shop@v1 → staging*")
+    run_id = reply["text"].split("/runs/flow-run/")[1].split("|")[0]
+
+    run = finished_run(run_id)
+
+    assert run.state.is_completed(), run.state.message
+    for host in front_door.hosts:
+        assert front_door.repo.v1 in front_door.serving(host)
+    [message] = front_door.slack.top_level(DEPLOYS)
+    assert message.updates >= 1
+    assert "in progress" in message.history[0].text
+    assert message.history[-1].text.startswith(
+        f"Deploy shop@v1 ({front_door.repo.v1[:7]}) → staging: success")
+    [deployment] = front_door.github.deployments
+    assert deployment["ref"] == "v1"
+    assert [s["state"] for s in front_door.github.statuses(deployment["id"])] == [
+        "in_progress", "success"]
+
+
+def test_deployment_created_on_github_is_deployed_and_reported_on_that_deployment(
+        front_door: FrontDoor) -> None:
+    repo = front_door.github.client().get_repo("acme/shop")
+    created = repo.create_deployment("v1", environment="staging", required_contexts=[],
+                                     auto_merge=False, payload={"note": "from the GitHub UI"})
+    body = deployment_event(repository="acme/shop", environment="staging", id=created.id,
+                            sha=created.sha, ref="v1", creator="octocat",
+                            payload={"note": "from the GitHub UI"})
+
+    response = post_github(front_door.client, body, "deployment")
+    assert response.status_code == 202
+    [started] = response.json()["runs"]
+    again = post_github(front_door.client, body, "deployment").json()["runs"][0]
+    assert again["run_id"] == started["run_id"]
+
+    run = finished_run(started["run_id"])
+
+    assert run.state.is_completed(), run.state.message
+    assert run.parameters["deployment_id"] == created.id
+    assert run.parameters["requested_by"] == "octocat"
+    states = [s["state"] for s in front_door.github.statuses(created.id)]
+    assert states == ["in_progress", "success"]
+    assert [d["id"] for d in front_door.github.deployments] == [created.id]
+    for host in front_door.hosts:
+        assert front_door.repo.v1 in front_door.serving(host)
+    assert front_door.github.deployments[0]["payload"] == {
+        "note": "from the GitHub UI"}

@@ -1,0 +1,173 @@
+"""Shared pieces of the gateway tests: signed requests, a test configuration, a recording starter.
+
+No tests here; ``test_gateway*.py`` import what they need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi.testclient import TestClient
+from prefect.client.orchestration import get_client
+
+from blocks import App, Environment
+from chatops.gateway import GatewaySettings, create_app
+from chatops.locks import LOCK_TAG
+from chatops.signatures import sign_github, sign_slack
+from chatops.starter import RunRequest, StartedRun
+from tests.fakes import FIXTURES
+
+SLACK_SECRET = "slack-signing-secret-for-tests"
+GITHUB_SECRET = "github-webhook-secret-for-tests"
+ALICE, BOB, BOSS = "U0ALICE001", "U0BOB00001", "U0BOSS0001"
+DEPLOYS, RANDOM = "C0DEPLOYS1", "C0RANDOM01"
+SETTINGS = GatewaySettings(slack_signing_secret=SLACK_SECRET, github_webhook_secret=GITHUB_SECRET)
+
+WEBHOOKS = FIXTURES / "github_webhooks"
+SLACK_FIXTURES = FIXTURES / "slack"
+
+
+class RecordingStarter:
+    """Records what would be started; ``delay`` plays a slow Prefect API."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.requests: list[RunRequest] = []
+
+    async def start(self, request: RunRequest) -> StartedRun:
+        await asyncio.sleep(self.delay)
+        self.requests.append(request)
+        number = len(self.requests)
+        return StartedRun(id=f"run-{number}", name=f"run-{number}",
+                          url=f"http://prefect.test/runs/flow-run/run-{number}")
+
+    @property
+    def parameters(self) -> list[dict[str, Any]]:
+        return [request.parameters for request in self.requests]
+
+
+def save_config() -> None:
+    """Apps: shop (default env staging; production restricted), billing (no default env),
+    hello (octokit's Codertocat/Hello-World; staging auto-deploys master), ghost (env missing)."""
+
+    def env(hosts: list[str], **extra: Any) -> Environment:
+        return Environment(hosts=hosts, ssh_private_key="not-a-real-key", deploy_path="/srv/app",
+                           restart_command="true", **extra)
+
+    App(repository="acme/shop", default_environment="staging", environments=["staging",
+        "production"], tasks={"migrate": "./bin/migrate"}).save("shop", overwrite=True)
+    env(["web-1", "web-2"]).save("shop-staging", overwrite=True)
+    env(["web-1.prod", "web-2.prod"], production=True, allowed_users=[BOSS],
+        allowed_channels=[DEPLOYS]).save("shop-production", overwrite=True)
+    App(repository="acme/billing", environments=["staging", "production"]).save(
+        "billing", overwrite=True)
+    env(["billing-1"]).save("billing-staging", overwrite=True)
+    env(["billing-2"]).save("billing-production", overwrite=True)
+    App(repository="Codertocat/Hello-World", default_ref="master",
+        environments=["staging", "production"]).save("hello", overwrite=True)
+    env(["hello-1"], auto_deploy_branch="master").save("hello-staging", overwrite=True)
+    env(["hello-2"]).save("hello-production", overwrite=True)
+    App(repository="acme/ghost", environments=["qa"]).save("ghost", overwrite=True)
+
+
+def clear_locks() -> None:
+    with get_client(sync_client=True) as client:
+        for variable in client.read_variables(limit=200):
+            if LOCK_TAG in variable.tags:
+                client.delete_variable_by_name(variable.name)
+
+
+@contextlib.contextmanager
+def gateway(starter: Any = None, settings: GatewaySettings = SETTINGS) -> Iterator[TestClient]:
+    """The gateway app, lifespan included (configuration loaded from the test Prefect)."""
+    with TestClient(create_app(settings, starter=starter)) as client:
+        yield client
+
+
+# --------------------------------------------------------------------------- Slack requests
+def slack_headers(body: bytes, secret: str = SLACK_SECRET,
+                  timestamp: int | None = None) -> dict[str, str]:
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": sign_slack(body, ts, secret),
+            "Content-Type": "application/x-www-form-urlencoded"}
+
+
+_trigger = iter(range(10**9))
+
+
+def slash_body(text: str, response_url: str, user: str = ALICE, channel: str = DEPLOYS,
+               trigger_id: str | None = None) -> bytes:
+    """A slash command form as Slack sends it (field set of the real payload fixture)."""
+    form = {"token": "ignored", "team_id": "T0TEAM0001", "team_domain": "acme",
+            "channel_id": channel, "channel_name": "deploys", "user_id": user,
+            "user_name": "someone", "command": "/deploy", "text": text,
+            "api_app_id": "A0APP00001", "response_url": response_url,
+            "trigger_id": trigger_id or f"{time.time_ns()}.{next(_trigger)}.abc"}
+    return urllib.parse.urlencode(form).encode()
+
+
+def action_body(action_id: str, value: Any, response_url: str, user: str = ALICE,
+                channel: str = DEPLOYS) -> bytes:
+    """A block_actions form built on the bolt-python fixture payload."""
+    payload = json.loads((SLACK_FIXTURES / "block_actions.payload.json").read_text())
+    payload["user"]["id"] = user
+    payload["channel"]["id"] = channel
+    payload["container"]["channel_id"] = channel
+    payload["response_url"] = response_url
+    payload["trigger_id"] = f"{time.time_ns()}.{next(_trigger)}.click"
+    payload["actions"][0].update(action_id=action_id, value=value if isinstance(value, str)
+                                 else json.dumps(value))
+    return urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def post_slack(client: TestClient, path: str, body: bytes, **header_args: Any) -> Any:
+    return client.post(path, content=body, headers=slack_headers(body, **header_args))
+
+
+# --------------------------------------------------------------------------- GitHub requests
+def github_headers(body: bytes, event: str, delivery: str | None = None,
+                   secret: str = GITHUB_SECRET) -> dict[str, str]:
+    return {"X-GitHub-Event": event, "X-Hub-Signature-256": sign_github(body, secret),
+            "X-GitHub-Delivery": delivery or f"delivery-{time.time_ns()}",
+            "Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/044aadd"}
+
+
+def webhook_fixture(name: str) -> bytes:
+    """An octokit example payload, byte for byte."""
+    return (WEBHOOKS / f"{name}.payload.json").read_bytes()
+
+
+def deployment_event(**changes: Any) -> bytes:
+    """octokit's deployment payload with fields of ``deployment`` (or ``repository``) changed."""
+    payload = json.loads(webhook_fixture("deployment"))
+    repository = changes.pop("repository", None)
+    if repository:
+        payload["repository"]["full_name"] = repository
+    login = changes.pop("creator", None)
+    if login:
+        payload["deployment"]["creator"]["login"] = login
+    payload["deployment"].update(changes)
+    return json.dumps(payload).encode()
+
+
+def post_github(client: TestClient, body: bytes, event: str, delivery: str | None = None,
+                secret: str = GITHUB_SECRET) -> Any:
+    return client.post("/github/webhook", content=body,
+                       headers=github_headers(body, event, delivery, secret))
+
+
+def wait_for(condition: Any, seconds: float = 10.0) -> Any:
+    """Poll ``condition()`` until it is truthy; return its value (or fail after ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not true within {seconds} s")
