@@ -28,7 +28,7 @@ from flows.deploy import deploy
 from flows.rollback import rollback
 from tasks import history
 from tests.fakes.slack_api import FakeSlack
-from tests.test_gateway_helpers import (
+from tests.gateway_support import (
     ALICE,
     BOB,
     BOSS,

@@ -21,7 +21,7 @@ from blocks import App, Environment, GitHubAccess, SlackAccess
 from chatops.slack_requests import SLOW_NOTE
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.slack_api import FakeSlack
-from tests.test_gateway_helpers import (
+from tests.gateway_support import (
     ALICE,
     DEPLOYS,
     clear_locks,

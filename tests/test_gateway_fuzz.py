@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from chatops.commands import validate_ref
 from chatops.starter import RunRequest
 from tests.fakes.slack_api import FakeSlack
-from tests.test_gateway_helpers import (
+from tests.gateway_support import (
     RecordingStarter,
     action_body,
     clear_locks,
