@@ -20,17 +20,17 @@ from prefect.client.schemas.filters import (
 )
 from prefect.deployments import run_deployment
 
-from blocks import App, Environment, GitHubAccess, SlackAccess
+from blocks import Environment, GitHubAccess, SlackAccess
 from chatops import cli
 from chatops.settings import paths
 from flows.deploy import deploy
 from flows.rollback import rollback
 from tasks import history
+from tests.shop import DEPLOY_PATH, save_shop, serving, wait_finished
 from tests.testbed.gitrepo import AppRepo
 from tests.testbed.hosts import SshKey, TestHost
 
 pytestmark = pytest.mark.e2e
-DEPLOY_PATH = "/srv/app"
 
 
 @dataclass
@@ -43,9 +43,7 @@ class Shop:
     env: Environment
 
     def serving(self, host: TestHost) -> str:
-        status, body = host.http_get("/demo/health")
-        assert status == 200, body
-        return body
+        return serving(host)
 
     def current(self, host: TestHost) -> str:
         return (host.root / "current").readlink().name
@@ -55,28 +53,13 @@ class Shop:
         self.env.save("shop-staging", overwrite=True)
 
 
-def save_app(repo: AppRepo) -> None:
-    App(repository="acme/shop", clone_url=repo.url, default_ref="main",
-        default_environment="staging", environments=["staging"],
-        tasks={"migrate": "echo migrating > ../../MIGRATED"}).save("shop", overwrite=True)
-
-
 @pytest.fixture
 def shop(prefect_server: None, chatops_home: Path, deploy_hosts: list[TestHost],
          app_repo: AppRepo, ssh_key: SshKey, fake_github) -> Iterator[Shop]:
     fake_github.add_repo("acme/shop", git_dir=app_repo.path)
     GitHubAccess(token=fake_github.token, api_url=fake_github.url).save("default",
                                                                         overwrite=True)
-    save_app(app_repo)
-    env = Environment(
-        hosts=[h.address for h in deploy_hosts], ssh_user="root",
-        ssh_private_key=ssh_key.private_text,
-        known_hosts=[h.known_hosts_line for h in deploy_hosts],
-        connect_timeout=3, command_timeout=60, deploy_path=DEPLOY_PATH,
-        restart_command=f"{DEPLOY_PATH}/bin/restart-tomcat {DEPLOY_PATH}",
-        health_url="http://{host}:8080/demo/health", health_timeout=60, batch_size=1,
-        keep_releases=3, url="https://staging.shop.example")
-    env.save("shop-staging", overwrite=True)
+    env = save_shop(app_repo, deploy_hosts, ssh_key)
     yield Shop(hosts=deploy_hosts, repo=app_repo, github=fake_github, env=env)
     assert fake_github.violations == []
 
@@ -216,7 +199,7 @@ def test_deploys_of_one_environment_take_turns(shop: Shop, served_flows: None) -
     params = {"app": "shop", "environment": "staging"}
     runs = [run_deployment("deploy/chatops", parameters={**params, "ref": ref}, timeout=0)
             for ref in ("v1", "v2")]
-    finished = [run_deployment_wait(run.id) for run in runs]
+    finished = [wait_finished(run.id) for run in runs]
     assert all(run.state.is_completed() for run in finished)
     with get_client(sync_client=True) as client:
         spans = []
@@ -227,17 +210,6 @@ def test_deploys_of_one_environment_take_turns(shop: Shop, served_flows: None) -
                           max(t.end_time for t in tasks if t.end_time)))
     first, second = sorted(spans)
     assert first[1] <= second[0], "the two deploys overlapped"
-
-
-def run_deployment_wait(run_id, seconds: float = 300):
-    deadline = time.monotonic() + seconds
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            run = client.read_flow_run(run_id)
-            if run.state and run.state.is_final():
-                return run
-            time.sleep(0.5)
-    raise AssertionError(f"flow run {run_id} did not finish in {seconds} s")
 
 
 def run_logs(run_id) -> list[str]:

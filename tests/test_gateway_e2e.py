@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import FlowRun
 
-from blocks import App, Environment, GitHubAccess, SlackAccess
+from blocks import GitHubAccess, SlackAccess
 from chatops.slack_requests import SLOW_NOTE
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.slack_api import FakeSlack
@@ -32,12 +30,11 @@ from tests.gateway_support import (
     slash_body,
     wait_for,
 )
+from tests.shop import save_shop, serving, wait_finished
 from tests.testbed.gitrepo import AppRepo
 from tests.testbed.hosts import SshKey, TestHost
 
 pytestmark = pytest.mark.e2e
-DEPLOY_PATH = "/srv/app"
-RUN_SECONDS = 240
 
 
 @dataclass
@@ -49,9 +46,7 @@ class FrontDoor:
     slack: FakeSlack
 
     def serving(self, host: TestHost) -> str:
-        status, body = host.http_get("/demo/health")
-        assert status == 200, body
-        return body
+        return serving(host)
 
 
 @pytest.fixture
@@ -64,31 +59,11 @@ def front_door(served_flows: None, chatops_home: Path, deploy_hosts: list[TestHo
                                                                         overwrite=True)
     SlackAccess(bot_token=fake_slack.token, api_url=fake_slack.api_url).save("default",
                                                                            overwrite=True)
-    App(repository="acme/shop", clone_url=app_repo.url, default_ref="main",
-        default_environment="staging", environments=["staging"]).save("shop", overwrite=True)
-    Environment(
-        hosts=[h.address for h in deploy_hosts], ssh_user="root",
-        ssh_private_key=ssh_key.private_text,
-        known_hosts=[h.known_hosts_line for h in deploy_hosts], connect_timeout=3,
-        command_timeout=60, deploy_path=DEPLOY_PATH,
-        restart_command=f"{DEPLOY_PATH}/bin/restart-tomcat {DEPLOY_PATH}",
-        health_url="http://{host}:8080/demo/health", health_timeout=60,
-        url="https://staging.shop.example").save("shop-staging", overwrite=True)
+    save_shop(app_repo, deploy_hosts, ssh_key)
     with gateway() as client:
         yield FrontDoor(client, deploy_hosts, app_repo, fake_github, fake_slack)
     assert fake_github.violations == []
     assert fake_slack.violations == []
-
-
-def finished_run(run_id: str) -> FlowRun:
-    deadline = time.monotonic() + RUN_SECONDS
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            run = client.read_flow_run(run_id)
-            if run.state and run.state.is_final():
-                return run
-            time.sleep(1)
-    raise AssertionError(f"run {run_id} did not finish within {RUN_SECONDS} s")
 
 
 def test_slash_command_deploys_v1_and_keeps_the_channel_message_current(
@@ -105,7 +80,7 @@ def test_slash_command_deploys_v1_and_keeps_the_channel_message_current(
     assert reply["text"].startswith(f"<@{ALICE}> is deploying *shop@v1 → staging*")
     run_id = reply["text"].split("/runs/flow-run/")[1].split("|")[0]
 
-    run = finished_run(run_id)
+    run = wait_finished(run_id)
 
     assert run.state.is_completed(), run.state.message
     for host in front_door.hosts:
@@ -136,7 +111,7 @@ def test_deployment_created_on_github_is_deployed_and_reported_on_that_deploymen
     again = post_github(front_door.client, body, "deployment").json()["runs"][0]
     assert again["run_id"] == started["run_id"]
 
-    run = finished_run(started["run_id"])
+    run = wait_finished(started["run_id"])
 
     assert run.state.is_completed(), run.state.message
     assert run.parameters["deployment_id"] == created.id

@@ -13,9 +13,8 @@ from prefect.client.schemas.filters import (
 )
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from blocks import Environment
 from chatops import cli
-from tests.test_deploy_e2e import DEPLOY_PATH, save_app
+from tests.shop import save_shop
 from tests.up_server import ChatopsUp
 
 pytestmark = pytest.mark.e2e
@@ -27,14 +26,7 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 def test_ui_shows_the_run_its_steps_and_what_is_deployed(tmp_path: Path, deploy_hosts,
                                                         app_repo, ssh_key) -> None:
     with ChatopsUp(tmp_path / "home") as up, temporary_settings({PREFECT_API_URL: up.api}):
-        save_app(app_repo)
-        Environment(hosts=[h.address for h in deploy_hosts], ssh_user="root",
-                    ssh_private_key=ssh_key.private_text,
-                    known_hosts=[h.known_hosts_line for h in deploy_hosts],
-                    deploy_path=DEPLOY_PATH,
-                    restart_command=f"{DEPLOY_PATH}/bin/restart-tomcat {DEPLOY_PATH}",
-                    health_url="http://{host}:8080/demo/health", health_timeout=60,
-                    batch_size=2).save("shop-staging", overwrite=True)
+        save_shop(app_repo, deploy_hosts, ssh_key, batch_size=2)
         assert cli.main(["deploy", "shop/v1", "to", "staging", "--as", "grace"]) == 0
         with get_client(sync_client=True) as client:
             [run] = client.read_flow_runs(flow_run_filter=FlowRunFilter(
