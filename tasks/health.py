@@ -34,7 +34,7 @@ def probe(url: str, timeout: float) -> tuple[int | None, str]:
 
 
 def health_url(template: str, host: str) -> str:
-    return template.replace("{host}", host.rpartition(":")[0] if ":" in host else host)
+    return template.replace("{host}", host.partition(":")[0])  # the SSH port is not HTTP's
 
 
 @task(name="health check", task_run_name="health check {host}", cache_policy=NO_CACHE)

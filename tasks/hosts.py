@@ -69,8 +69,9 @@ def load_private_key(text: str) -> paramiko.PKey:
 
 
 def split_host(host: str, default_port: int) -> tuple[str, int]:
-    name, _, port = host.rpartition(":") if ":" in host else (host, "", "")
-    return (name, int(port)) if port else (host, default_port)
+    """``web-1:2222`` → ``("web-1", 2222)``; ``web-1`` → ``("web-1", default_port)``."""
+    name, colon, port = host.rpartition(":")
+    return (name, int(port)) if colon else (host, default_port)
 
 
 def pin_host_keys(client: paramiko.SSHClient, known_hosts: list[str]) -> None:
