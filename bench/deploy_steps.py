@@ -24,9 +24,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 STATE = Path(tempfile.mkdtemp(prefix="chatops-bench-"))
-os.environ.update(CHATOPS_HOME=str(STATE / "home"), PREFECT_HOME=str(STATE / "prefect"),
-                  DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                  PREFECT_LOGGING_LEVEL="WARNING")
+os.environ.update(
+    CHATOPS_HOME=str(STATE / "home"),
+    PREFECT_HOME=str(STATE / "prefect"),
+    DO_NOT_TRACK="1",
+    PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    PREFECT_LOGGING_LEVEL="WARNING",
+)
 
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
@@ -50,20 +54,34 @@ def by_hand(repo, hosts, key, sha: str, work: Path) -> dict[str, float]:
     subprocess.run(["git", "-C", str(tree), "checkout", "-q", sha], check=True)
     times["checkout"] = time.monotonic() - started
     started = time.monotonic()
-    subprocess.run(["mvn", "-B", "-q", "clean", "package"], cwd=tree, check=True,
-                   env=dict(os.environ, GIT_COMMIT=sha), stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["mvn", "-B", "-q", "clean", "package"],
+        cwd=tree,
+        check=True,
+        env=dict(os.environ, GIT_COMMIT=sha),
+        stdout=subprocess.DEVNULL,
+    )
     times["build"] = time.monotonic() - started
     started = time.monotonic()
     for host in hosts:
-        with Connection(host.address, user="root", connect_kwargs={
-                "key_filename": str(key.private), "look_for_keys": False,
-                "allow_agent": False}) as conn:
+        with Connection(
+            host.address,
+            user="root",
+            connect_kwargs={
+                "key_filename": str(key.private),
+                "look_for_keys": False,
+                "allow_agent": False,
+            },
+        ) as conn:
             release = f"{DEPLOY_PATH}/releases/manual-{sha[:7]}"
             conn.run(f"mkdir -p {release}", hide=True, in_stream=False)
             conn.put(str(tree / "target" / "demo.war"), f"{release}/demo.war")
-            conn.run(f"echo {sha} > {release}/REVISION && ln -sfn {release} {DEPLOY_PATH}/current"
-                     f" && {DEPLOY_PATH}/bin/restart-tomcat {DEPLOY_PATH}", hide=True,
-                     in_stream=False)
+            conn.run(
+                f"echo {sha} > {release}/REVISION && ln -sfn {release} {DEPLOY_PATH}/current"
+                f" && {DEPLOY_PATH}/bin/restart-tomcat {DEPLOY_PATH}",
+                hide=True,
+                in_stream=False,
+            )
         host.wait_http("/demo/health", contains=sha, timeout=120)
     times["ship, restart, health (sequential)"] = time.monotonic() - started
     return times
@@ -71,12 +89,18 @@ def by_hand(repo, hosts, key, sha: str, work: Path) -> dict[str, float]:
 
 def configure(repo, hosts, key) -> None:
     App(repository="acme/demo", clone_url=repo.url, environments=["staging"]).save(
-        "demo", overwrite=True)
-    Environment(hosts=[h.address for h in hosts], ssh_user="root",
-                ssh_private_key=key.private_text, known_hosts=[h.known_hosts_line for h in hosts],
-                deploy_path=DEPLOY_PATH, restart_command=f"{DEPLOY_PATH}/bin/restart-tomcat "
-                f"{DEPLOY_PATH}", health_url=HEALTH, batch_size=1).save(
-        "demo-staging", overwrite=True)
+        "demo", overwrite=True
+    )
+    Environment(
+        hosts=[h.address for h in hosts],
+        ssh_user="root",
+        ssh_private_key=key.private_text,
+        known_hosts=[h.known_hosts_line for h in hosts],
+        deploy_path=DEPLOY_PATH,
+        restart_command=f"{DEPLOY_PATH}/bin/restart-tomcat {DEPLOY_PATH}",
+        health_url=HEALTH,
+        batch_size=1,
+    ).save("demo-staging", overwrite=True)
 
 
 def pipeline(ref: str) -> tuple[float, dict[str, float]]:
@@ -125,10 +149,14 @@ def run(write: Path | None) -> None:
         "",
         "## Whole deploy",
         "",
-        *table([("baseline (by hand, 2 hosts one after the other)", manual_total, None),
+        *table(
+            [
+                ("baseline (by hand, 2 hosts one after the other)", manual_total, None),
                 ("pipeline, first deploy (build)", cold_total, manual_total),
                 ("pipeline, new commit (build)", second_total, manual_total),
-                ("pipeline, commit already built (cache)", cached_total, manual_total)]),
+                ("pipeline, commit already built (cache)", cached_total, manual_total),
+            ]
+        ),
         "",
         "## Pipeline steps, first deploy (v1)",
         "",

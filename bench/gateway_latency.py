@@ -45,8 +45,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="chatops-bench-prefect-"))
-os.environ.update(DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                  PREFECT_LOGGING_LEVEL="WARNING")
+os.environ.update(
+    DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING"
+)
 
 SLACK_SECRET = "bench-slack-secret"
 GITHUB_SECRET = "bench-github-secret"
@@ -90,22 +91,37 @@ def configure() -> None:
     from blocks import App, Environment
     from flows.deploy import deploy
 
-    App(repository="acme/shop", default_environment="staging",
-        environments=["staging"]).save("shop", overwrite=True)
-    Environment(hosts=["web-1", "web-2"], ssh_private_key="unused", deploy_path="/srv/app",
-                restart_command="true").save("shop-staging", overwrite=True)
+    App(repository="acme/shop", default_environment="staging", environments=["staging"]).save(
+        "shop", overwrite=True
+    )
+    Environment(
+        hosts=["web-1", "web-2"],
+        ssh_private_key="unused",
+        deploy_path="/srv/app",
+        restart_command="true",
+    ).save("shop-staging", overwrite=True)
     deploy.to_deployment(name="chatops").apply()
 
 
 @contextmanager
 def running_gateway(api_url: str, log: Path) -> Iterator[str]:
     port = free_port()
-    env = dict(os.environ, PREFECT_API_URL=api_url, CHATOPS_GATEWAY_PORT=str(port),
-               CHATOPS_SLACK_SIGNING_SECRET=SLACK_SECRET,
-               CHATOPS_GITHUB_WEBHOOK_SECRET=GITHUB_SECRET, PYTHONPATH=str(ROOT))
+    env = dict(
+        os.environ,
+        PREFECT_API_URL=api_url,
+        CHATOPS_GATEWAY_PORT=str(port),
+        CHATOPS_SLACK_SIGNING_SECRET=SLACK_SECRET,
+        CHATOPS_GITHUB_WEBHOOK_SECRET=GITHUB_SECRET,
+        PYTHONPATH=str(ROOT),
+    )
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "chatops.gateway"], cwd=ROOT, env=env,
-                                   stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chatops.gateway"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 60
@@ -131,27 +147,43 @@ def running_gateway(api_url: str, log: Path) -> Iterator[str]:
 def slash(text: str, response_url: str, number: int) -> tuple[bytes, dict[str, str]]:
     from chatops.signatures import sign_slack
 
-    body = urllib.parse.urlencode({
-        "command": "/deploy", "text": text, "user_id": "U0BENCH001", "channel_id": "C0BENCH001",
-        "team_id": "T0BENCH001", "response_url": response_url,
-        "trigger_id": f"bench.{number}.{time.time_ns()}"}).encode()
+    body = urllib.parse.urlencode(
+        {
+            "command": "/deploy",
+            "text": text,
+            "user_id": "U0BENCH001",
+            "channel_id": "C0BENCH001",
+            "team_id": "T0BENCH001",
+            "response_url": response_url,
+            "trigger_id": f"bench.{number}.{time.time_ns()}",
+        }
+    ).encode()
     ts = str(int(time.time()))
-    return body, {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": sign_slack(body, ts,
-                                                                                  SLACK_SECRET),
-                  "Content-Type": "application/x-www-form-urlencoded"}
+    return body, {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": sign_slack(body, ts, SLACK_SECRET),
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
 
 
 def webhook(event: str, payload: dict) -> tuple[bytes, dict[str, str]]:
     from chatops.signatures import sign_github
 
     body = json.dumps(payload).encode()
-    return body, {"X-GitHub-Event": event, "X-GitHub-Delivery": f"bench-{time.time_ns()}",
-                  "X-Hub-Signature-256": sign_github(body, GITHUB_SECRET),
-                  "Content-Type": "application/json"}
+    return body, {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": f"bench-{time.time_ns()}",
+        "X-Hub-Signature-256": sign_github(body, GITHUB_SECRET),
+        "Content-Type": "application/json",
+    }
 
 
-def measure(n: int, send: Callable[[int], httpx.Response], check: Callable[[httpx.Response], None],
-            deadline: float) -> list[float]:
+def measure(
+    n: int,
+    send: Callable[[int], httpx.Response],
+    check: Callable[[httpx.Response], None],
+    deadline: float,
+) -> list[float]:
     times = []
     for i in range(n):
         if time.monotonic() > deadline:
@@ -185,11 +217,15 @@ def main() -> int:
     late = {"slash deploy": 0}
     deployment_ids = itertools.count(10_000_000)
 
-    with prefect_test_harness(server_startup_timeout=120), response_url_receiver() as (
-            response_url, received):
+    with (
+        prefect_test_harness(server_startup_timeout=120),
+        response_url_receiver() as (response_url, received),
+    ):
         configure()
-        with running_gateway(PREFECT_API_URL.value(), log) as base, httpx.Client(
-                base_url=base, timeout=10) as http:
+        with (
+            running_gateway(PREFECT_API_URL.value(), log) as base,
+            httpx.Client(base_url=base, timeout=10) as http,
+        ):
 
             def ok(response: httpx.Response) -> None:
                 assert response.status_code in (200, 202), response.text
@@ -204,36 +240,59 @@ def main() -> int:
                 body, headers = webhook("deployment", deployment)
                 return http.post("/github/webhook", content=body, headers=headers)
 
-            kinds: dict[str, tuple[Callable[[int], httpx.Response],
-                                   Callable[[httpx.Response], None]]] = {
+            kinds: dict[
+                str, tuple[Callable[[int], httpx.Response], Callable[[httpx.Response], None]]
+            ] = {
                 "GET /healthz (baseline)": (lambda i: http.get("/healthz"), ok),
-                "slash help": (lambda i: http.post("/slack/commands", content=(
-                    s := slash("help", response_url, i))[0], headers=s[1]), ok),
-                "slash deploy": (lambda i: http.post("/slack/commands", content=(
-                    s := slash("shop@main to staging", response_url, i))[0], headers=s[1]),
-                    slash_ok),
+                "slash help": (
+                    lambda i: http.post(
+                        "/slack/commands",
+                        content=(s := slash("help", response_url, i))[0],
+                        headers=s[1],
+                    ),
+                    ok,
+                ),
+                "slash deploy": (
+                    lambda i: http.post(
+                        "/slack/commands",
+                        content=(s := slash("shop@main to staging", response_url, i))[0],
+                        headers=s[1],
+                    ),
+                    slash_ok,
+                ),
                 "webhook deployment": (deployment_event, ok),
-                "webhook push (ignored)": (lambda i: http.post("/github/webhook", content=(
-                    w := webhook("push", push))[0], headers=w[1]), ok),
+                "webhook push (ignored)": (
+                    lambda i: http.post(
+                        "/github/webhook", content=(w := webhook("push", push))[0], headers=w[1]
+                    ),
+                    ok,
+                ),
             }
             for _, (send, check) in kinds.items():  # warm-up: connections, imports, caches
                 for i in range(5):
                     check(send(-1 - i))
-            results = {name: measure(n, send, check, deadline)
-                       for name, (send, check) in kinds.items()}
+            results = {
+                name: measure(n, send, check, deadline) for name, (send, check) in kinds.items()
+            }
             time.sleep(1)
 
     base_median = statistics.median(results["GET /healthz (baseline)"])
     base_p99 = p99(results["GET /healthz (baseline)"])
     print(f"gateway latency, {n} sequential requests per kind, 127.0.0.1, Prefect test server")
-    print(f"{'kind':<26}{'n':>5}{'median ms':>11}{'p99 ms':>9}{'max ms':>9}"
-          f"{'median ×':>10}{'p99 ×':>8}")
+    print(
+        f"{'kind':<26}{'n':>5}{'median ms':>11}{'p99 ms':>9}{'max ms':>9}"
+        f"{'median ×':>10}{'p99 ×':>8}"
+    )
     for name, times in results.items():
         median, tail = statistics.median(times), p99(times)
-        print(f"{name:<26}{len(times):>5}{median * 1000:>11.1f}{tail * 1000:>9.1f}"
-              f"{max(times) * 1000:>9.1f}{median / base_median:>10.1f}{tail / base_p99:>8.1f}")
-    print(f"slash deploys answered 'Starting…' (over the 2 s budget): {late['slash deploy']}; "
-          f"response_url posts received: {len(received)}")
+        print(
+            f"{name:<26}{len(times):>5}{median * 1000:>11.1f}{tail * 1000:>9.1f}"
+            f"{max(times) * 1000:>9.1f}{median / base_median:>10.1f}{tail / base_p99:>8.1f}"
+        )
+    print(
+        f"slash deploys answered 'Starting…' (over the 2 s budget): {late['slash deploy']}; "
+        f"response_url posts received: {len(received)}"
+    )
     return 0
 
 

@@ -12,6 +12,4 @@ class SlackAccess(Block):
     _description = "Bot token used to post and update deploy messages in Slack."
 
     bot_token: SecretStr = Field(description="Bot token, xoxb-...")
-    api_url: str = Field(
-        default="https://slack.com/api/", description="Slack Web API base URL."
-    )
+    api_url: str = Field(default="https://slack.com/api/", description="Slack Web API base URL.")

@@ -66,8 +66,11 @@ class Snapshot:
     def apps_for_repository(self, repository: str) -> list[tuple[str, App]]:
         """``(name, app)`` of every app built from ``owner/name`` (GitHub ignores case)."""
         wanted = repository.lower()
-        return [(name, app) for name, app in sorted(self.apps.items())
-                if app.repository.lower() == wanted]
+        return [
+            (name, app)
+            for name, app in sorted(self.apps.items())
+            if app.repository.lower() == wanted
+        ]
 
 
 Loader = Callable[[], Awaitable[Snapshot]]
@@ -101,8 +104,10 @@ class Catalog:
             self.snapshot = await asyncio.wait_for(self._load(), self.timeout)
         except Exception as exc:  # a Prefect outage must not take the gateway down
             if not self._failing:  # once per outage, not every few seconds
-                logger.warning("Configuration refresh failed, keeping the last good copy: %s",
-                               type(exc).__name__)
+                logger.warning(
+                    "Configuration refresh failed, keeping the last good copy: %s",
+                    type(exc).__name__,
+                )
             self._failing = True
             return False
         if self._failing:
@@ -146,7 +151,8 @@ async def _read_blocks(client: PrefectClient, slug: str, kind: type[Any]) -> dic
     while True:
         try:
             page = await client.read_block_documents_by_type(
-                slug, offset=offset, limit=PAGE_SIZE, include_secrets=False)
+                slug, offset=offset, limit=PAGE_SIZE, include_secrets=False
+            )
         except PrefectHTTPStatusError as exc:
             if exc.response.status_code == 404:
                 return found

@@ -34,8 +34,12 @@ from flows.target import UnknownTarget, load_app
 from tasks import history
 
 FOLLOW_POLL_SECONDS = 0.5
-MARKS = {StateType.COMPLETED: "✓", StateType.FAILED: "✗", StateType.CRASHED: "✗",
-         StateType.CANCELLED: "–"}
+MARKS = {
+    StateType.COMPLETED: "✓",
+    StateType.FAILED: "✗",
+    StateType.CRASHED: "✗",
+    StateType.CANCELLED: "–",
+}
 
 
 def deploy_parameters(words: str, requested_by: str) -> dict:
@@ -46,17 +50,25 @@ def deploy_parameters(words: str, requested_by: str) -> dict:
     app = load_app(command.app)
     environment = command.environment or app.default_environment
     if environment is None:
-        raise CommandError(f"which environment? {command.app} deploys to: "
-                           f"{', '.join(app.environments)}")
-    return {"app": command.app, "environment": environment,
-            "ref": command.ref or app.default_ref, "force": command.force,
-            "hosts": command.hosts, "task": command.task, "requested_by": requested_by}
+        raise CommandError(
+            f"which environment? {command.app} deploys to: {', '.join(app.environments)}"
+        )
+    return {
+        "app": command.app,
+        "environment": environment,
+        "ref": command.ref or app.default_ref,
+        "force": command.force,
+        "hosts": command.hosts,
+        "task": command.task,
+        "requested_by": requested_by,
+    }
 
 
 def print_task_changes(flow_run_id: UUID, seen: dict[UUID, StateType]) -> None:
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
     for run in sorted(runs, key=lambda r: r.expected_start_time or r.created):
         state = run.state_type
         if state is None or seen.get(run.id) == state:
@@ -86,12 +98,19 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         print(f"chatops: {exc}", file=sys.stderr)
         return 2
     title = run_title(params["app"], params["ref"], None, params["environment"])
-    run = run_deployment(DEPLOYMENT_NAME, parameters=params, timeout=0, flow_run_name=title,
-                         tags=[f"app:{params['app']}", f"env:{params['environment']}"])
+    run = run_deployment(
+        DEPLOYMENT_NAME,
+        parameters=params,
+        timeout=0,
+        flow_run_name=title,
+        tags=[f"app:{params['app']}", f"env:{params['environment']}"],
+    )
     print(f"Deploying {title}\n  {url_for('flow-run', obj_id=run.id)}", flush=True)
     final = follow(run.id)
-    print(f"{final.name}: {final.state.name}" + (f": {final.state.message}"
-                                                 if final.state.message else ""))
+    print(
+        f"{final.name}: {final.state.name}"
+        + (f": {final.state.message}" if final.state.message else "")
+    )
     return 0 if final.state.is_completed() else 1
 
 
@@ -138,7 +157,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("config", help="manage configuration")
     apply = p.add_subparsers(dest="config_command", required=True).add_parser(
-        "apply", help="create or update the blocks described by a chatops.yaml")
+        "apply", help="create or update the blocks described by a chatops.yaml"
+    )
     apply.add_argument("file")
     apply.set_defaults(func=cmd_config_apply)
     p = sub.add_parser("deploy", help="deploy APP[/REF] to ENV and follow it")

@@ -131,12 +131,16 @@ def check_references(path: Path, config: ConfigFile) -> None:
     """Cross-key rules a schema cannot express."""
     for name, app in config.apps.items():
         if app.default_environment and app.default_environment not in app.environments:
-            raise ConfigError(f"{path}: apps.{name}.default_environment: "
-                              f"{app.default_environment!r} is not one of its environments")
+            raise ConfigError(
+                f"{path}: apps.{name}.default_environment: "
+                f"{app.default_environment!r} is not one of its environments"
+            )
         for env_name, env in app.environments.items():
             if env.health_url and _PLACEHOLDER.search(env.health_url):
-                raise ConfigError(f"{path}: apps.{name}.environments.{env_name}.health_url: "
-                                  "only the {host} placeholder is allowed")
+                raise ConfigError(
+                    f"{path}: apps.{name}.environments.{env_name}.health_url: "
+                    "only the {host} placeholder is allowed"
+                )
 
 
 def secret(path: Path, key: str, variable: str, environ: Mapping[str, str]) -> str:
@@ -146,18 +150,25 @@ def secret(path: Path, key: str, variable: str, environ: Mapping[str, str]) -> s
     return value
 
 
-def environment_block(path: Path, key: str, env: EnvironmentConfig,
-                      environ: Mapping[str, str]) -> Environment:
+def environment_block(
+    path: Path, key: str, env: EnvironmentConfig, environ: Mapping[str, str]
+) -> Environment:
     settings = env.model_dump(exclude={"ssh"})
     return Environment(
-        **settings, ssh_user=env.ssh.user, ssh_port=env.ssh.port,
-        ssh_private_key=secret(path, f"{key}.ssh.private_key_env", env.ssh.private_key_env,
-                               environ),
-        known_hosts=env.ssh.known_hosts, connect_timeout=env.ssh.connect_timeout)
+        **settings,
+        ssh_user=env.ssh.user,
+        ssh_port=env.ssh.port,
+        ssh_private_key=secret(
+            path, f"{key}.ssh.private_key_env", env.ssh.private_key_env, environ
+        ),
+        known_hosts=env.ssh.known_hosts,
+        connect_timeout=env.ssh.connect_timeout,
+    )
 
 
-def build_blocks(path: Path, config: ConfigFile,
-                 environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def build_blocks(
+    path: Path, config: ConfigFile, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Every block the file describes, by the name it is saved under; secrets read from env."""
     environ = os.environ if environ is None else environ
     blocks: dict[str, Any] = {}
@@ -173,7 +184,8 @@ def build_blocks(path: Path, config: ConfigFile,
         for env_name, env in app.environments.items():
             key = f"apps.{name}.environments.{env_name}"
             blocks[f"chatops-environment/{name}-{env_name}"] = environment_block(
-                path, key, env, environ)
+                path, key, env, environ
+            )
     return blocks
 
 

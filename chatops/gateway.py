@@ -60,8 +60,10 @@ class GatewaySettings:
 
     @classmethod
     def from_env(cls) -> "GatewaySettings":
-        return cls(slack_signing_secret=os.environ.get("CHATOPS_SLACK_SIGNING_SECRET", ""),
-                   github_webhook_secret=os.environ.get("CHATOPS_GITHUB_WEBHOOK_SECRET", ""))
+        return cls(
+            slack_signing_secret=os.environ.get("CHATOPS_SLACK_SIGNING_SECRET", ""),
+            github_webhook_secret=os.environ.get("CHATOPS_GITHUB_WEBHOOK_SECRET", ""),
+        )
 
 
 class BodyTooLarge(Exception):
@@ -82,12 +84,18 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(settings: GatewaySettings | None = None, *, starter: Starter | None = None,
-               responder: slack_requests.Responder | None = None) -> FastAPI:
+def create_app(
+    settings: GatewaySettings | None = None,
+    *,
+    starter: Starter | None = None,
+    responder: slack_requests.Responder | None = None,
+) -> FastAPI:
     """The ASGI app. ``starter`` and ``responder`` replace the real ones (tests, tools)."""
     settings = settings or GatewaySettings.from_env()
-    for name, secret in (("CHATOPS_SLACK_SIGNING_SECRET", settings.slack_signing_secret),
-                         ("CHATOPS_GITHUB_WEBHOOK_SECRET", settings.github_webhook_secret)):
+    for name, secret in (
+        ("CHATOPS_SLACK_SIGNING_SECRET", settings.slack_signing_secret),
+        ("CHATOPS_GITHUB_WEBHOOK_SECRET", settings.github_webhook_secret),
+    ):
         if not secret.strip():
             logger.warning("%s is not set: its endpoint answers 401 to every request", name)
 
@@ -104,22 +112,33 @@ def create_app(settings: GatewaySettings | None = None, *, starter: Starter | No
             app.state.background = background
             app.state.catalog = catalog
             app.state.slack = slack_requests.SlackRequests(
-                catalog=catalog, locks=locks, starter=runs, background=background,
+                catalog=catalog,
+                locks=locks,
+                starter=runs,
+                background=background,
                 responder=responder or slack_requests.WebhookResponder(),
                 history=slack_requests.PrefectHistory(client),
                 deploy_deployment=settings.deploy_deployment,
-                rollback_deployment=settings.rollback_deployment, budget=settings.slack_budget)
+                rollback_deployment=settings.rollback_deployment,
+                budget=settings.slack_budget,
+            )
             app.state.github = github_events.GitHubEvents(
-                catalog=catalog, locks=locks, starter=runs, background=background,
-                deploy_deployment=settings.deploy_deployment, budget=settings.github_budget)
+                catalog=catalog,
+                locks=locks,
+                starter=runs,
+                background=background,
+                deploy_deployment=settings.deploy_deployment,
+                budget=settings.github_budget,
+            )
             try:
                 yield
             finally:
                 await catalog.stop()
                 await background.drain(SHUTDOWN_GRACE_SECONDS)
 
-    app = FastAPI(title="chatops gateway", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(
+        title="chatops gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     _add_error_answers(app)
 
     @app.get("/healthz")
@@ -146,8 +165,9 @@ def create_app(settings: GatewaySettings | None = None, *, starter: Starter | No
     @app.post("/github/webhook")
     async def github_webhook(request: Request) -> Response:
         body = await read_body(request)
-        verify_github(body, request.headers.get(GITHUB_SIGNATURE_HEADER),
-                      settings.github_webhook_secret)
+        verify_github(
+            body, request.headers.get(GITHUB_SIGNATURE_HEADER), settings.github_webhook_secret
+        )
         delivery = github_events.read_delivery(request.headers, body)
         outcome = await request.app.state.github.handle(delivery)
         return JSONResponse(outcome.body, status_code=outcome.status)
@@ -185,11 +205,16 @@ def main(host: str | None = None, port: int | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if not PREFECT_API_URL.value():
         # Prefect would quietly start a throwaway server with an empty configuration instead.
-        raise SystemExit("chatops gateway: set PREFECT_API_URL to the Prefect server's API "
-                         "(e.g. http://127.0.0.1:4200/api)")
-    uvicorn.run(create_app(), host=host or os.environ.get("CHATOPS_GATEWAY_HOST", "127.0.0.1"),
-                port=port or int(os.environ.get("CHATOPS_GATEWAY_PORT", "8000")),
-                log_level="info")
+        raise SystemExit(
+            "chatops gateway: set PREFECT_API_URL to the Prefect server's API "
+            "(e.g. http://127.0.0.1:4200/api)"
+        )
+    uvicorn.run(
+        create_app(),
+        host=host or os.environ.get("CHATOPS_GATEWAY_HOST", "127.0.0.1"),
+        port=port or int(os.environ.get("CHATOPS_GATEWAY_PORT", "8000")),
+        log_level="info",
+    )
 
 
 if __name__ == "__main__":

@@ -99,8 +99,16 @@ def read_delivery(headers: Mapping[str, str], body: bytes) -> Delivery:
 class GitHubEvents:
     """Handles deliveries; see the module docstring for what each event does."""
 
-    def __init__(self, *, catalog: Catalog, locks: Locks, starter: Starter,
-                 background: Background, deploy_deployment: str, budget: float = 8.0) -> None:
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        locks: Locks,
+        starter: Starter,
+        background: Background,
+        deploy_deployment: str,
+        budget: float = 8.0,
+    ) -> None:
         self.catalog = catalog
         self.locks = locks
         self.starter = starter
@@ -123,8 +131,13 @@ class GitHubEvents:
             outcome = Outcome(422, {"error": str(exc)})
         except NotReady as exc:
             outcome = Outcome(503, {"error": str(exc)})
-        logger.info("GitHub %s delivery %s: %s %s", delivery.event, delivery.delivery_id,
-                    outcome.status, json.dumps(outcome.body)[:500])
+        logger.info(
+            "GitHub %s delivery %s: %s %s",
+            delivery.event,
+            delivery.delivery_id,
+            outcome.status,
+            json.dumps(outcome.body)[:500],
+        )
         return outcome
 
     async def _ping(self, delivery: Delivery) -> Outcome:
@@ -145,10 +158,16 @@ class GitHubEvents:
         repository = _repository(payload)
         name, app_tasks = self._app_for(repository, environment)
         request = deploy_run(
-            app=name, environment=environment, ref=ref, sha=sha, deployment_id=deployment_id,
+            app=name,
+            environment=environment,
+            ref=ref,
+            sha=sha,
+            deployment_id=deployment_id,
             requested_by=_login(_dict(deployment.get("creator")).get("login")),
             task=_task(deployment.get("task"), app_tasks),
-            key=f"github-deployment-{deployment_id}", deployment=self.deploy_deployment)
+            key=f"github-deployment-{deployment_id}",
+            deployment=self.deploy_deployment,
+        )
         return await self._start_all([request])
 
     async def _push(self, delivery: Delivery) -> Outcome:
@@ -163,19 +182,30 @@ class GitHubEvents:
             raise BadDelivery("missing X-GitHub-Delivery header")
         repository = _repository(payload)
         snapshot = self._snapshot()
-        targets = [(name, env_name) for name, app in snapshot.apps_for_repository(repository)
-                   for env_name in app.environments
-                   if (env := snapshot.environment(name, env_name)) is not None
-                   and env.auto_deploy_branch == branch]
+        targets = [
+            (name, env_name)
+            for name, app in snapshot.apps_for_repository(repository)
+            for env_name in app.environments
+            if (env := snapshot.environment(name, env_name)) is not None
+            and env.auto_deploy_branch == branch
+        ]
         if not targets:
             raise Ignored(f"no environment auto-deploys {branch} of {repository}")
         pusher = _dict(payload.get("pusher")).get("name") or _dict(payload.get("sender")).get(
-            "login")
-        requests = [deploy_run(app=name, environment=env_name, ref=branch, sha=sha,
-                               requested_by=_login(pusher),
-                               key=f"github-push-{delivery.delivery_id}-{name}-{env_name}",
-                               deployment=self.deploy_deployment)
-                    for name, env_name in targets]
+            "login"
+        )
+        requests = [
+            deploy_run(
+                app=name,
+                environment=env_name,
+                ref=branch,
+                sha=sha,
+                requested_by=_login(pusher),
+                key=f"github-push-{delivery.delivery_id}-{name}-{env_name}",
+                deployment=self.deploy_deployment,
+            )
+            for name, env_name in targets
+        ]
         return await self._start_all(requests)
 
     def _snapshot(self) -> Snapshot:
@@ -190,8 +220,9 @@ class GitHubEvents:
         apps = snapshot.apps_for_repository(repository)
         if not apps:
             raise Ignored(f"repository {repository} is not configured")
-        matches = [(name, app) for name, app in apps
-                   if snapshot.environment(name, environment) is not None]
+        matches = [
+            (name, app) for name, app in apps if snapshot.environment(name, environment) is not None
+        ]
         if not matches:
             raise Ignored(f"no app of {repository} has an environment {environment!r}")
         if len(matches) > 1:
@@ -202,12 +233,18 @@ class GitHubEvents:
 
     async def _start_all(self, requests: list[RunRequest]) -> Outcome:
         """Start every run within the budget; past it, answer 202 and let them finish."""
-        outcome = await self.background.within(self._start_each(requests), self.budget,
-                                               then=self._log_late)
+        outcome = await self.background.within(
+            self._start_each(requests), self.budget, then=self._log_late
+        )
         if outcome is not None:
             return outcome
-        return Outcome(202, {"starting": [r.title for r in requests],
-                             "note": "Prefect is slow; the runs start in the background"})
+        return Outcome(
+            202,
+            {
+                "starting": [r.title for r in requests],
+                "note": "Prefect is slow; the runs start in the background",
+            },
+        )
 
     async def _start_each(self, requests: list[RunRequest]) -> Outcome:
         results = await asyncio.gather(*(self._start(r) for r in requests))
@@ -232,8 +269,9 @@ class GitHubEvents:
         return {**result, "run_id": run.id, "run_url": run.url}
 
     async def _log_late(self, outcome: Outcome) -> None:
-        logger.info("Runs started after the answer: %s %s", outcome.status,
-                    json.dumps(outcome.body)[:500])
+        logger.info(
+            "Runs started after the answer: %s %s", outcome.status, json.dumps(outcome.body)[:500]
+        )
 
 
 def _dict(value: Any) -> dict[str, Any]:

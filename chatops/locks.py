@@ -45,8 +45,13 @@ class Lock:
     at: str
 
     def value(self) -> dict[str, Any]:
-        return {"app": self.app, "environment": self.environment, "by": self.by,
-                "message": self.message, "at": self.at}
+        return {
+            "app": self.app,
+            "environment": self.environment,
+            "by": self.by,
+            "message": self.message,
+            "at": self.at,
+        }
 
     @property
     def since(self) -> str:
@@ -88,8 +93,9 @@ class Locks:
         """Every lock, sorted by app and environment."""
         return await self._bounded(self._read_all())
 
-    async def blocking(self, app: str, environment: str, user: str | None,
-                       force: bool = False) -> Lock | None:
+    async def blocking(
+        self, app: str, environment: str, user: str | None, force: bool = False
+    ) -> Lock | None:
         """The lock that stops ``user`` deploying there (their own lock never does), or None.
 
         ``user=None`` (an automatic deploy) is blocked by any lock; ``force`` by none.
@@ -99,8 +105,9 @@ class Locks:
         lock = await self.get(app, environment)
         return lock if lock is not None and lock.by != user else None
 
-    async def take(self, app: str, environment: str, by: str, message: str | None = None,
-                   force: bool = False) -> Lock | None:
+    async def take(
+        self, app: str, environment: str, by: str, message: str | None = None, force: bool = False
+    ) -> Lock | None:
         """Lock for ``by``; return the lock it replaced (a steal or a new message), if any.
 
         Raises :class:`LockHeld` when someone else holds it and ``force`` is false.
@@ -108,8 +115,9 @@ class Locks:
         wanted = Lock(app, environment, by, message, datetime.now(UTC).isoformat())
         return await self._bounded(self._take(wanted, force))
 
-    async def release(self, app: str, environment: str, by: str,
-                      force: bool = False) -> Lock | None:
+    async def release(
+        self, app: str, environment: str, by: str, force: bool = False
+    ) -> Lock | None:
         """Unlock; return the removed lock, or None when there was none.
 
         Raises :class:`LockHeld` when someone else holds it and ``force`` is false.
@@ -130,14 +138,17 @@ class Locks:
 
     async def _read_all(self) -> list[Lock]:
         response = await self.client.request(
-            "POST", "/variables/filter",
-            json={"variables": {"tags": {"all_": [LOCK_TAG]}}, "limit": 200})
+            "POST",
+            "/variables/filter",
+            json={"variables": {"tags": {"all_": [LOCK_TAG]}}, "limit": 200},
+        )
         found = []
         for variable in response.json():
             value = variable.get("value")
             if isinstance(value, dict):
-                lock = _from_value(value, str(value.get("app", "")),
-                                   str(value.get("environment", "")))
+                lock = _from_value(
+                    value, str(value.get("app", "")), str(value.get("environment", ""))
+                )
                 if lock is not None and lock_name(lock.app, lock.environment) == variable["name"]:
                     found.append(lock)
         return sorted(found, key=lambda lock: (lock.app, lock.environment))
@@ -146,7 +157,8 @@ class Locks:
         name = lock_name(wanted.app, wanted.environment)
         try:
             await self.client.create_variable(
-                VariableCreate(name=name, value=wanted.value(), tags=[LOCK_TAG]))
+                VariableCreate(name=name, value=wanted.value(), tags=[LOCK_TAG])
+            )
             return None
         except ObjectAlreadyExists:
             pass
@@ -155,10 +167,12 @@ class Locks:
             raise LockHeld(held)
         if held is None:  # unlocked since the create failed: try again from the start
             await self.client.create_variable(
-                VariableCreate(name=name, value=wanted.value(), tags=[LOCK_TAG]))
+                VariableCreate(name=name, value=wanted.value(), tags=[LOCK_TAG])
+            )
             return None
         await self.client.update_variable(
-            VariableUpdate(name=name, value=wanted.value(), tags=[LOCK_TAG]))
+            VariableUpdate(name=name, value=wanted.value(), tags=[LOCK_TAG])
+        )
         return held
 
     async def _release(self, app: str, environment: str, by: str, force: bool) -> Lock | None:
@@ -177,5 +191,10 @@ def _from_value(value: Any, app: str, environment: str) -> Lock | None:
     if not isinstance(value, dict):
         return Lock(app, environment, "someone", None, "") if value is not None else None
     message = value.get("message")
-    return Lock(app=app, environment=environment, by=str(value.get("by") or "someone"),
-                message=str(message) if message else None, at=str(value.get("at") or ""))
+    return Lock(
+        app=app,
+        environment=environment,
+        by=str(value.get("by") or "someone"),
+        message=str(message) if message else None,
+        at=str(value.get("at") or ""),
+    )

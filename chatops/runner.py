@@ -20,10 +20,16 @@ DEFAULT_LIMIT = 8
 
 def main() -> None:
     deployments = [
-        deploy.to_deployment(name=DEPLOYMENT_NAME.split("/", 1)[1], tags=["chatops"],
-                             description="Deploy a commit of an app to an environment."),
-        rollback.to_deployment(name=ROLLBACK_DEPLOYMENT_NAME.split("/", 1)[1], tags=["chatops"],
-                               description="Switch an environment back to an earlier release."),
+        deploy.to_deployment(
+            name=DEPLOYMENT_NAME.split("/", 1)[1],
+            tags=["chatops"],
+            description="Deploy a commit of an app to an environment.",
+        ),
+        rollback.to_deployment(
+            name=ROLLBACK_DEPLOYMENT_NAME.split("/", 1)[1],
+            tags=["chatops"],
+            description="Switch an environment back to an earlier release.",
+        ),
     ]
     serve(*deployments, limit=int(os.environ.get("CHATOPS_RUNNER_LIMIT", DEFAULT_LIMIT)))
 

@@ -115,8 +115,9 @@ def read_form(body: bytes) -> dict[str, str]:
     """An ``application/x-www-form-urlencoded`` body as a dict (first value of each field)."""
     try:
         text = body.decode("utf-8")
-        pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS,
-                                       errors="strict")
+        pairs = urllib.parse.parse_qsl(
+            text, keep_blank_values=True, max_num_fields=MAX_FIELDS, errors="strict"
+        )
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("the body is not a valid url-encoded form") from None
     form: dict[str, str] = {}
@@ -129,8 +130,15 @@ def slash_command(form: dict[str, str]) -> SlashCommand:
     """The fields of a slash command we use; the deprecated ``token`` is ignored."""
     if "text" not in form:
         raise BadRequest("the form has no text field")
-    return SlashCommand(form["text"], _requester(form.get("user_id"), form.get("channel_id"),
-                                                 form.get("response_url"), form.get("trigger_id")))
+    return SlashCommand(
+        form["text"],
+        _requester(
+            form.get("user_id"),
+            form.get("channel_id"),
+            form.get("response_url"),
+            form.get("trigger_id"),
+        ),
+    )
 
 
 def block_action(form: dict[str, str]) -> BlockAction | None:
@@ -151,9 +159,14 @@ def block_action(form: dict[str, str]) -> BlockAction | None:
     if not isinstance(action_id, str) or not (value is None or isinstance(value, str)):
         raise BadRequest("the action has no action_id")
     channel = _dict(payload.get("channel")).get("id") or _dict(payload.get("container")).get(
-        "channel_id")
-    requester = _requester(_dict(payload.get("user")).get("id"), channel,
-                           payload.get("response_url"), payload.get("trigger_id"))
+        "channel_id"
+    )
+    requester = _requester(
+        _dict(payload.get("user")).get("id"),
+        channel,
+        payload.get("response_url"),
+        payload.get("trigger_id"),
+    )
     return BlockAction(action_id, value, requester)
 
 
@@ -166,11 +179,15 @@ def _requester(user_id: Any, channel_id: Any, response_url: Any, trigger_id: Any
         raise BadRequest("missing or malformed user_id")
     if not isinstance(channel_id, str) or not SLACK_ID.fullmatch(channel_id):
         raise BadRequest("missing or malformed channel_id")
-    if not isinstance(response_url, str) or not re.fullmatch(r"https?://[^\s<>|]{1,2000}",
-                                                             response_url):
+    if not isinstance(response_url, str) or not re.fullmatch(
+        r"https?://[^\s<>|]{1,2000}", response_url
+    ):
         raise BadRequest("missing or malformed response_url")
-    trigger = trigger_id if isinstance(trigger_id, str) and re.fullmatch(
-        r"[A-Za-z0-9._-]{1,200}", trigger_id) else None
+    trigger = (
+        trigger_id
+        if isinstance(trigger_id, str) and re.fullmatch(r"[A-Za-z0-9._-]{1,200}", trigger_id)
+        else None
+    )
     return Requester(user_id, channel_id, response_url, trigger)
 
 
@@ -191,8 +208,9 @@ class WebhookResponder:
         def post() -> int:
             client = WebhookClient(response_url, timeout=self.timeout)
             body = reply.body()
-            return client.send(text=body["text"], response_type=body["response_type"],
-                               replace_original=False).status_code
+            return client.send(
+                text=body["text"], response_type=body["response_type"], replace_original=False
+            ).status_code
 
         try:
             status = await asyncio.to_thread(post)
@@ -225,20 +243,39 @@ class PrefectHistory:
         tags = [f"app:{app}"] + ([f"env:{environment}"] if environment else [])
         runs = await self.client.read_flow_runs(
             flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=tags)),
-            sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=50)
-        return [{"name": run.name, "state": run.state_name or "unknown",
-                 "ref": run.parameters.get("ref"), "by": run.parameters.get("requested_by"),
-                 "when": run.expected_start_time, "url": url_for("flow-run", obj_id=run.id)}
-                for run in runs]
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=50,
+        )
+        return [
+            {
+                "name": run.name,
+                "state": run.state_name or "unknown",
+                "ref": run.parameters.get("ref"),
+                "by": run.parameters.get("requested_by"),
+                "when": run.expected_start_time,
+                "url": url_for("flow-run", obj_id=run.id),
+            }
+            for run in runs
+        ]
 
 
 # --------------------------------------------------------------------------- the handler
 class SlackRequests:
     """Answers slash commands and button clicks; see the module docstring for the path."""
 
-    def __init__(self, *, catalog: Catalog, locks: Locks, starter: Starter,
-                 background: Background, responder: Responder, history: History,
-                 deploy_deployment: str, rollback_deployment: str, budget: float = 2.0) -> None:
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        locks: Locks,
+        starter: Starter,
+        background: Background,
+        responder: Responder,
+        history: History,
+        deploy_deployment: str,
+        rollback_deployment: str,
+        budget: float = 2.0,
+    ) -> None:
         self.catalog = catalog
         self.locks = locks
         self.starter = starter
@@ -249,10 +286,17 @@ class SlackRequests:
         self.rollback_deployment = rollback_deployment
         self.budget = budget
         self._handlers: dict[str, Callable[[Command, Requester], Awaitable[Reply]]] = {
-            "help": self._help, "where": self._where, "deploy": self._deploy,
-            "rollback": self._rollback, "lock": self._lock, "unlock": self._unlock,
-            "unlock_all": self._unlock_all, "check": self._check, "status": self._status,
-            "latest": self._latest, "deploys": self._deploys,
+            "help": self._help,
+            "where": self._where,
+            "deploy": self._deploy,
+            "rollback": self._rollback,
+            "lock": self._lock,
+            "unlock": self._unlock,
+            "unlock_all": self._unlock_all,
+            "check": self._check,
+            "status": self._status,
+            "latest": self._latest,
+            "deploys": self._deploys,
         }
 
     async def command(self, slash: SlashCommand) -> Reply:
@@ -287,11 +331,19 @@ class SlackRequests:
         for name in app.environments:
             env = self.catalog.snapshot.environment(command.app, name)
             hosts = ", ".join(env.hosts) if env else "not configured"
-            notes = [note for note, on in (("default", name == app.default_environment),
-                                           ("production", bool(env and env.production))) if on]
+            notes = [
+                note
+                for note, on in (
+                    ("default", name == app.default_environment),
+                    ("production", bool(env and env.production)),
+                )
+                if on
+            ]
             rules = _permission_summary(env) if env else ""
-            lines.append(f"• *{name}*{' (' + ', '.join(notes) + ')' if notes else ''}: "
-                         f"{escape_mrkdwn(hosts)}{rules}")
+            lines.append(
+                f"• *{name}*{' (' + ', '.join(notes) + ')' if notes else ''}: "
+                f"{escape_mrkdwn(hosts)}{rules}"
+            )
         if not app.environments:
             lines.append("no environments are configured.")
         return Reply("\n".join(lines))
@@ -305,12 +357,22 @@ class SlackRequests:
         self._check_task(command.task, app, command.app)
         self._check_permission(env, requester, command.app, name)
         request = deploy_run(
-            app=command.app, environment=name, ref=command.ref or app.default_ref,
-            requested_by=requester.user_id, force=command.force, hosts=command.hosts,
-            task=command.task, notify=_notify(requester), key=requester.idempotency_key,
-            deployment=self.deploy_deployment)
-        return await self._in_time(requester, self._start(request, requester, command.force),
-                                   f"Starting {escape_mrkdwn(request.title)}…")
+            app=command.app,
+            environment=name,
+            ref=command.ref or app.default_ref,
+            requested_by=requester.user_id,
+            force=command.force,
+            hosts=command.hosts,
+            task=command.task,
+            notify=_notify(requester),
+            key=requester.idempotency_key,
+            deployment=self.deploy_deployment,
+        )
+        return await self._in_time(
+            requester,
+            self._start(request, requester, command.force),
+            f"Starting {escape_mrkdwn(request.title)}…",
+        )
 
     async def _rollback(self, command: Command, requester: Requester) -> Reply:
         assert command.app is not None
@@ -319,11 +381,20 @@ class SlackRequests:
         self._check_hosts(command.hosts, env, command.app, name)
         self._check_permission(env, requester, command.app, name)
         request = rollback_run(
-            app=command.app, environment=name, ref=command.ref, requested_by=requester.user_id,
-            hosts=command.hosts, notify=_notify(requester), key=requester.idempotency_key,
-            deployment=self.rollback_deployment)
-        return await self._in_time(requester, self._start(request, requester, command.force),
-                                   f"Starting {escape_mrkdwn(request.title)}…")
+            app=command.app,
+            environment=name,
+            ref=command.ref,
+            requested_by=requester.user_id,
+            hosts=command.hosts,
+            notify=_notify(requester),
+            key=requester.idempotency_key,
+            deployment=self.rollback_deployment,
+        )
+        return await self._in_time(
+            requester,
+            self._start(request, requester, command.force),
+            f"Starting {escape_mrkdwn(request.title)}…",
+        )
 
     async def _start(self, request: RunRequest, requester: Requester, force: bool) -> Reply:
         """Check the lock, then start the run; every outcome is a reply, never an exception."""
@@ -332,30 +403,42 @@ class SlackRequests:
         try:
             held = await self.locks.blocking(app, environment, requester.user_id, force)
         except LocksUnavailable:
-            return Reply(f"I could not check whether *{environment}* on *{app}* is locked (the "
-                         "Prefect API did not answer), so nothing was started. Try again.")
+            return Reply(
+                f"I could not check whether *{environment}* on *{app}* is locked (the "
+                "Prefect API did not answer), so nothing was started. Try again."
+            )
         if held is not None:
-            return Reply(f":lock: {_describe_lock(held)}\nTo {verb} anyway, end the command "
-                         "with `!`.")
+            return Reply(
+                f":lock: {_describe_lock(held)}\nTo {verb} anyway, end the command with `!`."
+            )
         try:
             run = await asyncio.wait_for(self.starter.start(request), START_TIMEOUT)
         except ObjectNotFound:
-            return Reply(f"The Prefect deployment `{request.deployment}` does not exist: is the "
-                         "chatops runner (`chatops up`) running?")
+            return Reply(
+                f"The Prefect deployment `{request.deployment}` does not exist: is the "
+                "chatops runner (`chatops up`) running?"
+            )
         except TimeoutError:
-            return Reply(f"Prefect did not confirm the run of {escape_mrkdwn(request.title)} "
-                         f"within {START_TIMEOUT:.0f} s. Check the Prefect UI before retrying.")
+            return Reply(
+                f"Prefect did not confirm the run of {escape_mrkdwn(request.title)} "
+                f"within {START_TIMEOUT:.0f} s. Check the Prefect UI before retrying."
+            )
         except Exception as exc:
             logger.warning("Starting %s failed: %s", request.deployment, type(exc).__name__)
-            return Reply(f"Could not start {escape_mrkdwn(request.title)}: the Prefect API "
-                         f"failed ({type(exc).__name__}). Nothing was started.")
+            return Reply(
+                f"Could not start {escape_mrkdwn(request.title)}: the Prefect API "
+                f"failed ({type(exc).__name__}). Nothing was started."
+            )
         link = f"<{run.url}|{escape_mrkdwn(run.name)}>" if run.url else f"`{run.name}`"
         hosts = request.parameters.get("hosts")
         where = f" (hosts: {escape_mrkdwn(', '.join(hosts))})" if hosts else ""
         doing = "is rolling back" if verb == "roll back" else "is deploying"
         forced = " (forced)" if request.parameters.get("force") else ""
-        return Reply(f"{requester.mention} {doing} *{escape_mrkdwn(request.title)}*{where}"
-                     f"{forced}. Follow it: {link}", public=True)
+        return Reply(
+            f"{requester.mention} {doing} *{escape_mrkdwn(request.title)}*{where}"
+            f"{forced}. Follow it: {link}",
+            public=True,
+        )
 
     # ---- locks
     async def _lock(self, command: Command, requester: Requester) -> Reply:
@@ -363,16 +446,24 @@ class SlackRequests:
 
         async def take() -> Reply:
             try:
-                replaced = await self.locks.take(app, environment, requester.user_id,
-                                                 command.message, command.force)
+                replaced = await self.locks.take(
+                    app, environment, requester.user_id, command.message, command.force
+                )
             except LockHeld as exc:
-                return Reply(f":lock: {_describe_lock(exc.lock)}\nTake it over with "
-                             f"`lock {environment} on {app}!`.")
+                return Reply(
+                    f":lock: {_describe_lock(exc.lock)}\nTake it over with "
+                    f"`lock {environment} on {app}!`."
+                )
             reason = f": {escape_mrkdwn(command.message)}" if command.message else ""
-            taken = (f" (taken over from <@{replaced.by}>)"
-                     if replaced and replaced.by != requester.user_id else "")
-            return Reply(f":lock: {requester.mention} locked *{environment}* on *{app}*"
-                         f"{reason}{taken}.", public=True)
+            taken = (
+                f" (taken over from <@{replaced.by}>)"
+                if replaced and replaced.by != requester.user_id
+                else ""
+            )
+            return Reply(
+                f":lock: {requester.mention} locked *{environment}* on *{app}*{reason}{taken}.",
+                public=True,
+            )
 
         return await self._in_time(requester, self._locks_reply(take), "Locking…")
 
@@ -381,16 +472,21 @@ class SlackRequests:
 
         async def release() -> Reply:
             try:
-                removed = await self.locks.release(app, environment, requester.user_id,
-                                                   command.force)
+                removed = await self.locks.release(
+                    app, environment, requester.user_id, command.force
+                )
             except LockHeld as exc:
-                return Reply(f":lock: {_describe_lock(exc.lock)}\nRemove it anyway with "
-                             f"`unlock {environment} on {app}!`.")
+                return Reply(
+                    f":lock: {_describe_lock(exc.lock)}\nRemove it anyway with "
+                    f"`unlock {environment} on {app}!`."
+                )
             if removed is None:
                 return Reply(f"*{environment}* on *{app}* was not locked.")
             whose = f" (it was <@{removed.by}>'s)" if removed.by != requester.user_id else ""
-            return Reply(f":unlock: {requester.mention} unlocked *{environment}* on *{app}*"
-                         f"{whose}.", public=True)
+            return Reply(
+                f":unlock: {requester.mention} unlocked *{environment}* on *{app}*{whose}.",
+                public=True,
+            )
 
         return await self._in_time(requester, self._locks_reply(release), "Unlocking…")
 
@@ -404,19 +500,27 @@ class SlackRequests:
                 if command.app not in (None, lock.app):
                     continue
                 env = self.catalog.snapshot.environment(lock.app, lock.environment)
-                allowed = env is None or _permission_problem(env, requester, lock.app,
-                                                             lock.environment) is None
+                allowed = (
+                    env is None
+                    or _permission_problem(env, requester, lock.app, lock.environment) is None
+                )
                 if allowed and (lock.by == requester.user_id or command.force):
-                    if await self.locks.release(lock.app, lock.environment, requester.user_id,
-                                                force=True):
+                    if await self.locks.release(
+                        lock.app, lock.environment, requester.user_id, force=True
+                    ):
                         removed.append(f"*{lock.environment}* on *{lock.app}*")
                 else:
                     kept.append(_describe_lock(lock))
-            text = (f":unlock: {requester.mention} unlocked {', '.join(removed)}."
-                    if removed else "No locks of yours to remove.")
+            text = (
+                f":unlock: {requester.mention} unlocked {', '.join(removed)}."
+                if removed
+                else "No locks of yours to remove."
+            )
             if kept:
-                text += ("\nStill locked (not yours, or you may not deploy there; `unlock all!`"
-                         " removes others' locks):\n• " + "\n• ".join(kept))
+                text += (
+                    "\nStill locked (not yours, or you may not deploy there; `unlock all!`"
+                    " removes others' locks):\n• " + "\n• ".join(kept)
+                )
             return Reply(text, public=bool(removed))
 
         return await self._in_time(requester, self._locks_reply(release_all), "Unlocking…")
@@ -432,8 +536,9 @@ class SlackRequests:
                 return Reply(problem)
             held = await self.locks.blocking(command.app, name, requester.user_id)
             if held is not None:
-                return Reply(f":lock: {_describe_lock(held)}\nA deploy ending in `!` would "
-                             "go ahead anyway.")
+                return Reply(
+                    f":lock: {_describe_lock(held)}\nA deploy ending in `!` would go ahead anyway."
+                )
             return Reply(f":white_check_mark: You can deploy *{command.app}* to *{name}* now.")
 
         return await self._in_time(requester, self._locks_reply(check), "Checking…")
@@ -442,8 +547,10 @@ class SlackRequests:
         try:
             return await work()
         except LocksUnavailable:
-            return Reply("The Prefect API did not answer in time, so the locks could not be "
-                         "read or changed. Try again.")
+            return Reply(
+                "The Prefect API did not answer in time, so the locks could not be "
+                "read or changed. Try again."
+            )
 
     def _lockable(self, command: Command, requester: Requester) -> tuple[str, str]:
         assert command.app is not None and command.environment is not None
@@ -459,8 +566,9 @@ class SlackRequests:
     async def _latest(self, command: Command, requester: Requester) -> Reply:
         return await self._deployed_reply(command, requester, detailed=True)
 
-    async def _deployed_reply(self, command: Command, requester: Requester,
-                              detailed: bool) -> Reply:
+    async def _deployed_reply(
+        self, command: Command, requester: Requester, detailed: bool
+    ) -> Reply:
         keys: set[str] | None = None
         if command.app is not None:
             app = self._app(command.app)
@@ -517,14 +625,20 @@ class SlackRequests:
         requester = action.requester
         app_name = validate_name("app", value.get("app"))
         app = self._app(app_name)
-        name, env = self._environment(app_name, app, validate_name("environment",
-                                                                   value.get("environment")))
+        name, env = self._environment(
+            app_name, app, validate_name("environment", value.get("environment"))
+        )
         self._check_permission(env, requester, app_name, name)
         if action.action_id == "rollback":
-            request = rollback_run(app=app_name, environment=name, ref=None,
-                                   requested_by=requester.user_id, notify=_notify(requester),
-                                   key=requester.idempotency_key,
-                                   deployment=self.rollback_deployment)
+            request = rollback_run(
+                app=app_name,
+                environment=name,
+                ref=None,
+                requested_by=requester.user_id,
+                notify=_notify(requester),
+                key=requester.idempotency_key,
+                deployment=self.rollback_deployment,
+            )
             return await self._start(request, requester, force=False)
         hosts = value.get("hosts")
         if hosts is not None:
@@ -535,15 +649,24 @@ class SlackRequests:
         self._check_hosts(hosts, env, app_name, name)
         self._check_task(task, app, app_name)
         ref = validate_ref(value["ref"]) if value.get("ref") else app.default_ref
-        request = deploy_run(app=app_name, environment=name, ref=ref,
-                             requested_by=requester.user_id, force=True, hosts=hosts, task=task,
-                             notify=_notify(requester), key=requester.idempotency_key,
-                             deployment=self.deploy_deployment)
+        request = deploy_run(
+            app=app_name,
+            environment=name,
+            ref=ref,
+            requested_by=requester.user_id,
+            force=True,
+            hosts=hosts,
+            task=task,
+            notify=_notify(requester),
+            key=requester.idempotency_key,
+            deployment=self.deploy_deployment,
+        )
         return await self._start(request, requester, force=True)
 
     # ---- shared checks
-    async def _in_time(self, requester: Requester, work: Coroutine[Any, Any, Reply],
-                       waiting: str) -> Reply:
+    async def _in_time(
+        self, requester: Requester, work: Coroutine[Any, Any, Reply], waiting: str
+    ) -> Reply:
         """``work``'s reply if it comes within the budget, else ``waiting`` now and it later."""
 
         async def later(reply: Reply) -> None:
@@ -557,45 +680,54 @@ class SlackRequests:
     def _app(self, name: str | None) -> App:
         snapshot = self.catalog.snapshot
         if not snapshot.loaded:
-            raise Refusal("The configuration has not been loaded from Prefect yet; try again in "
-                          "a few seconds.")
+            raise Refusal(
+                "The configuration has not been loaded from Prefect yet; try again in "
+                "a few seconds."
+            )
         app = snapshot.app(name or "")
         if app is None:
             known = ", ".join(f"`{n}`" for n in sorted(snapshot.apps)) or "none yet"
             raise Refusal(f"I don't know an app called `{name}`. Apps: {known}.")
         return app
 
-    def _environment(self, app_name: str, app: App,
-                     name: str | None) -> tuple[str, Environment]:
+    def _environment(self, app_name: str, app: App, name: str | None) -> tuple[str, Environment]:
         """The environment named (or the app's default); never a guess at production."""
         known = ", ".join(f"`{n}`" for n in app.environments) or "none"
         chosen = name or app.default_environment
         if chosen is None:
-            raise Refusal(f"Which environment? *{app_name}* deploys to {known}, e.g. "
-                          f"`{app_name} to {app.environments[0] if app.environments else 'ENV'}`.")
+            raise Refusal(
+                f"Which environment? *{app_name}* deploys to {known}, e.g. "
+                f"`{app_name} to {app.environments[0] if app.environments else 'ENV'}`."
+            )
         if chosen not in app.environments:
             raise Refusal(f"*{app_name}* has no environment `{chosen}`. It has: {known}.")
         env = self.catalog.snapshot.environment(app_name, chosen)
         if env is None:
-            raise Refusal(f"*{app_name}* lists `{chosen}`, but its settings (block "
-                          f"`{app_name}-{chosen}`) are missing. Ask whoever runs chatops.")
+            raise Refusal(
+                f"*{app_name}* lists `{chosen}`, but its settings (block "
+                f"`{app_name}-{chosen}`) are missing. Ask whoever runs chatops."
+            )
         return chosen, env
 
-    def _check_hosts(self, hosts: list[str] | None, env: Environment, app: str,
-                     environment: str) -> None:
+    def _check_hosts(
+        self, hosts: list[str] | None, env: Environment, app: str, environment: str
+    ) -> None:
         strangers = [h for h in hosts or [] if h not in env.hosts]
         if strangers:
-            raise Refusal(f"*{app}* {environment} has no host "
-                          f"{escape_mrkdwn(', '.join(strangers))}. Its hosts: "
-                          f"{escape_mrkdwn(', '.join(env.hosts))}.")
+            raise Refusal(
+                f"*{app}* {environment} has no host "
+                f"{escape_mrkdwn(', '.join(strangers))}. Its hosts: "
+                f"{escape_mrkdwn(', '.join(env.hosts))}."
+            )
 
     def _check_task(self, task: str, app: App, app_name: str) -> None:
         if task != "deploy" and task not in app.tasks:
             known = ", ".join(f"`deploy:{t}`" for t in app.tasks) or "none"
             raise Refusal(f"*{app_name}* has no task `{task}`. Its tasks: {known}.")
 
-    def _check_permission(self, env: Environment, requester: Requester, app: str,
-                          environment: str) -> None:
+    def _check_permission(
+        self, env: Environment, requester: Requester, app: str, environment: str
+    ) -> None:
         problem = _permission_problem(env, requester, app, environment)
         if problem:
             raise Refusal(problem)
@@ -607,8 +739,9 @@ def _notify(requester: Requester) -> dict[str, Any]:
     return {"channel": requester.channel_id, "thread_ts": None}
 
 
-def _permission_problem(env: Environment, requester: Requester, app: str,
-                        environment: str) -> str | None:
+def _permission_problem(
+    env: Environment, requester: Requester, app: str, environment: str
+) -> str | None:
     """Why this user in this channel may not deploy ``app`` to ``environment``, or None."""
     if env.allowed_users and requester.user_id not in env.allowed_users:
         who = ", ".join(f"<@{u}>" for u in env.allowed_users)
@@ -662,6 +795,9 @@ def _run_text(run: dict[str, Any]) -> str:
     name = escape_mrkdwn(str(run["name"]))
     link = f"<{run['url']}|{name}>" if run.get("url") else name
     when = run["when"].strftime("%Y-%m-%d %H:%M UTC") if run.get("when") else ""
-    by = f" by <@{run['by']}>" if run.get("by") and SLACK_ID.fullmatch(str(run["by"])) else (
-        f" by {escape_mrkdwn(str(run['by']))}" if run.get("by") else "")
+    by = (
+        f" by <@{run['by']}>"
+        if run.get("by") and SLACK_ID.fullmatch(str(run["by"]))
+        else (f" by {escape_mrkdwn(str(run['by']))}" if run.get("by") else "")
+    )
     return f"• {link}: {escape_mrkdwn(str(run['state']))}{by} {when}".rstrip()

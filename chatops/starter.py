@@ -65,24 +65,57 @@ class Starter(Protocol):
     async def start(self, request: RunRequest) -> StartedRun: ...
 
 
-def deploy_run(*, app: str, environment: str, ref: str, requested_by: str,
-               sha: str | None = None, deployment_id: int | None = None, force: bool = False,
-               hosts: list[str] | None = None, task: str = "deploy",
-               notify: dict[str, Any] | None = None, key: str | None = None,
-               deployment: str = DEPLOYMENT_NAME) -> RunRequest:
+def deploy_run(
+    *,
+    app: str,
+    environment: str,
+    ref: str,
+    requested_by: str,
+    sha: str | None = None,
+    deployment_id: int | None = None,
+    force: bool = False,
+    hosts: list[str] | None = None,
+    task: str = "deploy",
+    notify: dict[str, Any] | None = None,
+    key: str | None = None,
+    deployment: str = DEPLOYMENT_NAME,
+) -> RunRequest:
     """A run of the deploy flow (see ``flows/deploy.py`` for what each parameter does)."""
-    parameters = {"app": app, "environment": environment, "ref": ref, "sha": sha,
-                  "deployment_id": deployment_id, "requested_by": requested_by, "force": force,
-                  "hosts": hosts, "task": task, "notify": notify}
+    parameters = {
+        "app": app,
+        "environment": environment,
+        "ref": ref,
+        "sha": sha,
+        "deployment_id": deployment_id,
+        "requested_by": requested_by,
+        "force": force,
+        "hosts": hosts,
+        "task": task,
+        "notify": notify,
+    }
     return RunRequest(deployment, parameters, run_title(app, ref, sha, environment), key)
 
 
-def rollback_run(*, app: str, environment: str, ref: str | None, requested_by: str,
-                 hosts: list[str] | None = None, notify: dict[str, Any] | None = None,
-                 key: str | None = None, deployment: str = ROLLBACK_DEPLOYMENT_NAME) -> RunRequest:
+def rollback_run(
+    *,
+    app: str,
+    environment: str,
+    ref: str | None,
+    requested_by: str,
+    hosts: list[str] | None = None,
+    notify: dict[str, Any] | None = None,
+    key: str | None = None,
+    deployment: str = ROLLBACK_DEPLOYMENT_NAME,
+) -> RunRequest:
     """A run of the rollback flow; ``ref=None`` goes back to the previous release."""
-    parameters = {"app": app, "environment": environment, "ref": ref,
-                  "requested_by": requested_by, "hosts": hosts, "notify": notify}
+    parameters = {
+        "app": app,
+        "environment": environment,
+        "ref": ref,
+        "requested_by": requested_by,
+        "hosts": hosts,
+        "notify": notify,
+    }
     title = run_title(app, ref or PREVIOUS, None, environment)
     return RunRequest(deployment, parameters, title, key)
 
@@ -95,9 +128,14 @@ class PrefectStarter:
 
     async def start(self, request: RunRequest) -> StartedRun:
         run = await arun_deployment(
-            request.deployment, client=self.client, parameters=request.parameters, timeout=0,
-            idempotency_key=request.idempotency_key, flow_run_name=request.title,
-            tags=request.tags)
+            request.deployment,
+            client=self.client,
+            parameters=request.parameters,
+            timeout=0,
+            idempotency_key=request.idempotency_key,
+            flow_run_name=request.title,
+            tags=request.tags,
+        )
         return StartedRun(id=str(run.id), name=run.name, url=url_for("flow-run", obj_id=run.id))
 
 
@@ -123,8 +161,9 @@ class Background:
         task.add_done_callback(self._finished)
         return task
 
-    async def within(self, work: Coroutine[Any, Any, T], seconds: float,
-                     then: Callable[[T], Awaitable[None]]) -> T | None:
+    async def within(
+        self, work: Coroutine[Any, Any, T], seconds: float, then: Callable[[T], Awaitable[None]]
+    ) -> T | None:
         """``work``'s result if it is done within ``seconds``; else None and ``then(result)``
         once it is."""
         task = self.spawn(work, "budgeted")

@@ -47,8 +47,12 @@ def base_environment(api_url: str) -> dict[str, str]:
 
 def spawn(argv: list[str], env: Mapping[str, str]) -> subprocess.Popen:
     # Children get default signal handling even when we were started in the background.
-    return subprocess.Popen(argv, env=dict(env), stdin=subprocess.DEVNULL,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        argv,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def wait_healthy(api_url: str, process: subprocess.Popen, seconds: float) -> None:
@@ -87,8 +91,20 @@ def start_all(host: str, port: int) -> tuple[list[subprocess.Popen], str]:
     os.makedirs(env["PREFECT_HOME"], exist_ok=True)
     try:
         if not os.environ.get("PREFECT_API_URL"):
-            server = spawn([sys.executable, "-m", "prefect", "server", "start",
-                            "--host", host, "--port", str(port)], env)
+            server = spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "prefect",
+                    "server",
+                    "start",
+                    "--host",
+                    host,
+                    "--port",
+                    str(port),
+                ],
+                env,
+            )
             processes.append(server)
             wait_healthy(api_url, server, SERVER_START_SECONDS)
         processes.append(spawn([sys.executable, "-m", "chatops.runner"], env))

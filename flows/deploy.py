@@ -27,10 +27,18 @@ def flow_run_name() -> str:
 
 
 @flow(name="deploy", flow_run_name=flow_run_name, task_runner=ThreadPoolTaskRunner(max_workers=16))
-def deploy(app: str, environment: str, ref: str | None = None, sha: str | None = None,
-           deployment_id: int | None = None, requested_by: str = "", force: bool = False,
-           hosts: list[str] | None = None, task: str = "deploy",
-           notify: dict[str, Any] | None = None) -> dict[str, Any]:
+def deploy(
+    app: str,
+    environment: str,
+    ref: str | None = None,
+    sha: str | None = None,
+    deployment_id: int | None = None,
+    requested_by: str = "",
+    force: bool = False,
+    hosts: list[str] | None = None,
+    task: str = "deploy",
+    notify: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Deploy ``ref`` (or ``sha``) of ``app`` to ``environment``; return the deploy summary.
 
     ``deployment_id`` attaches to an existing GitHub deployment instead of creating one;
@@ -40,28 +48,56 @@ def deploy(app: str, environment: str, ref: str | None = None, sha: str | None =
     """
     target = load_target(app, environment, hosts, task, ref)
     steps = STEPS if task == "deploy" else [*STEPS[:4], f"task {task}", *STEPS[4:]]
-    again = {"app": app, "environment": environment, "ref": target.ref, "hosts": hosts,
-             "task": task}
+    again = {
+        "app": app,
+        "environment": environment,
+        "ref": target.ref,
+        "hosts": hosts,
+        "task": task,
+    }
     report = DeployReport(target, requested_by, notify, steps, force_parameters=again)
     with one_at_a_time(app, environment), report.running():
         with report.step("record deployment"):
-            report.recorded(record(report, target, sha or target.ref, task=task, force=force,
-                                   requested_by=requested_by, deployment_id=deployment_id))
+            report.recorded(
+                record(
+                    report,
+                    target,
+                    sha or target.ref,
+                    task=task,
+                    force=force,
+                    requested_by=requested_by,
+                    deployment_id=deployment_id,
+                )
+            )
         with report.step("checkout"):
-            tree = checkout(target.app.default_clone_url, target.ref,
-                            report.deployment.sha if report.deployment else sha)
+            tree = checkout(
+                target.app.default_clone_url,
+                target.ref,
+                report.deployment.sha if report.deployment else sha,
+            )
         release = Release.new(tree.sha)
         report.resolved(tree.sha, release.id)
         with report.step("build"):
             try:
-                built = build(target.name, tree.sha, target.app.build_command,
-                              target.app.artifact_glob, tree.worktree)
+                built = build(
+                    target.name,
+                    tree.sha,
+                    target.app.build_command,
+                    target.app.artifact_glob,
+                    tree.worktree,
+                )
             finally:
                 remove_worktree(tree)
             report.mark("build", "cached" if built.cached else "done")
         with report.step("upload"):
-            results(upload.map(unmapped(target.environment), target.hosts,
-                               unmapped(built.artifact), unmapped(release)))
+            results(
+                upload.map(
+                    unmapped(target.environment),
+                    target.hosts,
+                    unmapped(built.artifact),
+                    unmapped(release),
+                )
+            )
         if target.task_command:
             with report.step(f"task {task}"):
                 run_task_command(target.environment, target.hosts[0], release, target.task_command)

@@ -56,19 +56,33 @@ def load_optional(block_type: type, name: str = "default") -> Any | None:
 class DeployReport:
     """The state of one deploy as people see it; see the module docstring."""
 
-    def __init__(self, target: Target, requested_by: str, notify: dict[str, Any] | None,
-                 steps: list[str], force_parameters: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        target: Target,
+        requested_by: str,
+        notify: dict[str, Any] | None,
+        steps: list[str],
+        force_parameters: dict[str, Any] | None = None,
+    ):
         self.logger = get_run_logger()
         self.target = target
         self.github: GitHubAccess | None = load_optional(GitHubAccess)
         self.deployment: GitHubDeployment | None = None
         self.force_parameters = force_parameters
         self.summary: dict[str, Any] = {
-            "app": target.name, "environment": target.environment_name, "ref": target.ref,
-            "sha": None, "requested_by": requested_by or "someone", "hosts": target.hosts,
-            "run_url": self.run_url(), "environment_url": target.environment.url,
+            "app": target.name,
+            "environment": target.environment_name,
+            "ref": target.ref,
+            "sha": None,
+            "requested_by": requested_by or "someone",
+            "hosts": target.hosts,
+            "run_url": self.run_url(),
+            "environment_url": target.environment.url,
             "steps": [{"name": n, "state": "pending", "seconds": None} for n in steps],
-            "outcome": None, "error": None, "deployment_id": None, "release": None,
+            "outcome": None,
+            "error": None,
+            "deployment_id": None,
+            "release": None,
             "title": run_title(target.name, target.ref, None, target.environment_name),
         }
         self.secrets = self._secret_values()
@@ -105,8 +119,9 @@ class DeployReport:
 
     def _update_slack(self) -> None:
         if self.slack:
-            slack.update_deploy_message(self.slack["client"], self.slack["channel"],
-                                        self.slack["ts"], self.summary)
+            slack.update_deploy_message(
+                self.slack["client"], self.slack["channel"], self.slack["ts"], self.summary
+            )
 
     def _step(self, name: str) -> dict[str, Any]:
         return next(s for s in self.summary["steps"] if s["name"] == name)
@@ -142,13 +157,18 @@ class DeployReport:
 
     def resolved(self, sha: str, release: str) -> None:
         """The commit is known: name the run after it and tag it with app and environment."""
-        self.summary.update(sha=sha, release=release,
-                            title=run_title(self.target.name, self.target.ref, sha,
-                                            self.target.environment_name))
+        self.summary.update(
+            sha=sha,
+            release=release,
+            title=run_title(self.target.name, self.target.ref, sha, self.target.environment_name),
+        )
         run_id = runtime.flow_run.id
         if run_id:
-            tags = {*runtime.flow_run.tags, f"app:{self.target.name}",
-                    f"env:{self.target.environment_name}"}
+            tags = {
+                *runtime.flow_run.tags,
+                f"app:{self.target.name}",
+                f"env:{self.target.environment_name}",
+            }
             with get_client(sync_client=True) as client:
                 client.update_flow_run(run_id, name=self.summary["title"], tags=sorted(tags))
         self._update_slack()
@@ -169,21 +189,32 @@ class DeployReport:
         self.succeeded()
 
     def succeeded(self) -> None:
-        self._finish("success", None, f"Deployed {self.target.ref} to "
-                                      f"{self.target.environment_name}")
+        self._finish(
+            "success", None, f"Deployed {self.target.ref} to {self.target.environment_name}"
+        )
         history.write_deployed(self.summary)
 
     def failed(self, outcome: str, error: str) -> None:
         """The deploy ended with ``failure`` (it could not be done) or ``error`` (it broke)."""
-        self._finish(outcome, self.redact(error)[-EXCERPT_CHARS:],
-                     f"Deploy {outcome}: {self.redact(error).splitlines()[0][:100]}")
+        self._finish(
+            outcome,
+            self.redact(error)[-EXCERPT_CHARS:],
+            f"Deploy {outcome}: {self.redact(error).splitlines()[0][:100]}",
+        )
         if self.slack and self.summary["error"]:
-            slack.post_thread_reply(self.slack["client"], self.slack["channel"],
-                                    self.slack["ts"], f"```{self.summary['error']}```")
+            slack.post_thread_reply(
+                self.slack["client"],
+                self.slack["channel"],
+                self.slack["ts"],
+                f"```{self.summary['error']}```",
+            )
 
     def _finish(self, outcome: str, error: str | None, description: str) -> None:
-        self.summary.update(outcome=outcome, error=error,
-                            finished=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
+        self.summary.update(
+            outcome=outcome,
+            error=error,
+            finished=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        )
         for entry in self.summary["steps"]:
             if entry["state"] in ("pending", "running"):
                 entry["state"] = "skipped" if entry["state"] == "pending" else "failed"
@@ -195,9 +226,15 @@ class DeployReport:
         if self.github is None or self.deployment is None:
             return
         try:
-            report_status(self.github, self.target.app.repository, self.deployment.id, state,
-                          description=description, log_url=self.summary["run_url"],
-                          environment_url=self.target.environment.url)
+            report_status(
+                self.github,
+                self.target.app.repository,
+                self.deployment.id,
+                state,
+                description=description,
+                log_url=self.summary["run_url"],
+                environment_url=self.target.environment.url,
+            )
         except Exception as exc:  # GitHub being down must not fail or hide the deploy itself
             self.logger.warning("Could not report %s to GitHub: %s", state, self.redact(str(exc)))
 

@@ -25,11 +25,17 @@ def flow_run_name() -> str:
     return run_title(p["app"], p.get("ref") or PREVIOUS, None, p["environment"])
 
 
-@flow(name="rollback", flow_run_name=flow_run_name,
-      task_runner=ThreadPoolTaskRunner(max_workers=16))
-def rollback(app: str, environment: str, ref: str | None = None, requested_by: str = "",
-             hosts: list[str] | None = None,
-             notify: dict[str, Any] | None = None) -> dict[str, Any]:
+@flow(
+    name="rollback", flow_run_name=flow_run_name, task_runner=ThreadPoolTaskRunner(max_workers=16)
+)
+def rollback(
+    app: str,
+    environment: str,
+    ref: str | None = None,
+    requested_by: str = "",
+    hosts: list[str] | None = None,
+    notify: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Switch ``app`` in ``environment`` back to the release of ``ref`` (default: the previous).
 
     ``ref`` is a release id, a commit sha (or its start), or a ref whose commit was deployed
@@ -42,8 +48,16 @@ def rollback(app: str, environment: str, ref: str | None = None, requested_by: s
             release = choose_release(target, ref)
         report.resolved(release.sha, release.id)
         with report.step("record deployment"):
-            report.recorded(record(report, target, release.sha, task="rollback", force=True,
-                                   requested_by=requested_by))
+            report.recorded(
+                record(
+                    report,
+                    target,
+                    release.sha,
+                    task="rollback",
+                    force=True,
+                    requested_by=requested_by,
+                )
+            )
         roll_out(report, target, release)
     return report.summary
 
@@ -57,13 +71,18 @@ def choose_release(target: Target, ref: str | None) -> Release:
     if ref is None:
         earlier = [r for r in ordered if live is None or r.id < live]
         if not earlier:
-            raise UnknownTarget(f"{target.name} {target.environment_name} has no release before "
-                                f"{live or 'the current one'} on all its hosts")
+            raise UnknownTarget(
+                f"{target.name} {target.environment_name} has no release before "
+                f"{live or 'the current one'} on all its hosts"
+            )
         return earlier[-1]
-    matches = [r for r in ordered if ref in (r.id, r.sha) or (len(ref) >= 7 and
-                                                               r.sha.startswith(ref))]
+    matches = [
+        r for r in ordered if ref in (r.id, r.sha) or (len(ref) >= 7 and r.sha.startswith(ref))
+    ]
     if not matches:
         kept = ", ".join(r.id for r in ordered) or "none"
-        raise UnknownTarget(f"no release of {ref!r} on every host of {target.name} "
-                            f"{target.environment_name}; releases kept there: {kept}")
+        raise UnknownTarget(
+            f"no release of {ref!r} on every host of {target.name} "
+            f"{target.environment_name}; releases kept there: {kept}"
+        )
     return matches[-1]

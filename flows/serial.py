@@ -30,7 +30,8 @@ def ensure_limit(name: str) -> None:
         except ObjectNotFound:
             with suppress(ObjectAlreadyExists):  # another run created it first
                 client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(name=name, limit=1))
+                    GlobalConcurrencyLimitCreate(name=name, limit=1)
+                )
 
 
 def busy(name: str) -> bool:
@@ -44,8 +45,10 @@ def one_at_a_time(app: str, environment: str) -> Iterator[None]:
     name = limit_name(app, environment)
     ensure_limit(name)
     if busy(name):
-        get_run_logger().info("Another deploy of %s %s is running; waiting for it to finish",
-                              app, environment)
-    with concurrency(name, occupy=1, timeout_seconds=WAIT_SECONDS,
-                     lease_duration=LEASE_SECONDS, strict=True):
+        get_run_logger().info(
+            "Another deploy of %s %s is running; waiting for it to finish", app, environment
+        )
+    with concurrency(
+        name, occupy=1, timeout_seconds=WAIT_SECONDS, lease_duration=LEASE_SECONDS, strict=True
+    ):
         yield

@@ -37,8 +37,13 @@ def load_app(name: str) -> App:
         raise UnknownTarget(f"unknown app {name!r}") from None
 
 
-def load_target(app_name: str, environment: str, hosts: list[str] | None = None,
-                task: str = "deploy", ref: str | None = None) -> Target:
+def load_target(
+    app_name: str,
+    environment: str,
+    hosts: list[str] | None = None,
+    task: str = "deploy",
+    ref: str | None = None,
+) -> Target:
     """Resolve a request; raise :class:`UnknownTarget` saying what is known instead."""
     app = load_app(app_name)
     if environment not in app.environments:
@@ -49,8 +54,10 @@ def load_target(app_name: str, environment: str, hosts: list[str] | None = None,
     if hosts:
         strangers = [h for h in hosts if h not in env.hosts]
         if strangers:
-            raise UnknownTarget(f"{app_name} {environment} has no host {', '.join(strangers)}; "
-                                f"its hosts: {', '.join(env.hosts)}")
+            raise UnknownTarget(
+                f"{app_name} {environment} has no host {', '.join(strangers)}; "
+                f"its hosts: {', '.join(env.hosts)}"
+            )
         chosen = [h for h in env.hosts if h in hosts]
     command = None
     if task != "deploy":
@@ -58,5 +65,12 @@ def load_target(app_name: str, environment: str, hosts: list[str] | None = None,
             known = ", ".join(["deploy", *app.tasks])
             raise UnknownTarget(f"{app_name} has no deploy task {task!r}; known: {known}")
         command = app.tasks[task]
-    return Target(name=app_name, app=app, environment_name=environment, environment=env,
-                  hosts=chosen, ref=ref or app.default_ref, task_command=command)
+    return Target(
+        name=app_name,
+        app=app,
+        environment_name=environment,
+        environment=env,
+        hosts=chosen,
+        ref=ref or app.default_ref,
+        task_command=command,
+    )

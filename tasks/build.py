@@ -53,8 +53,11 @@ def cached_artifact(folder: Path) -> Path | None:
 
 def secret_variables() -> list[str]:
     """Names of environment variables a build must not see (tokens of this process)."""
-    return sorted(name for name in os.environ
-                  if name.startswith("CHATOPS_") or any(w in name.upper() for w in _SECRET_WORDS))
+    return sorted(
+        name
+        for name in os.environ
+        if name.startswith("CHATOPS_") or any(w in name.upper() for w in _SECRET_WORDS)
+    )
 
 
 def find_artifact(worktree: Path, artifact_glob: str) -> Path:
@@ -63,7 +66,8 @@ def find_artifact(worktree: Path, artifact_glob: str) -> Path:
     if len(matches) != 1:
         listed = ", ".join(str(p.relative_to(worktree)) for p in matches) or "nothing"
         raise BuildFailed(
-            f"artifact glob {artifact_glob!r} must match exactly one file, matched {listed}", [])
+            f"artifact glob {artifact_glob!r} must match exactly one file, matched {listed}", []
+        )
     return matches[0]
 
 
@@ -71,8 +75,9 @@ def run_build(worktree: Path, build_command: str, sha: str) -> None:
     """Run ``build_command`` in ``worktree`` with GIT_COMMIT=sha, streaming output to the logs."""
     unset = secret_variables()
     commands = ["exec 2>&1", *([f"unset {' '.join(unset)}"] if unset else []), build_command]
-    operation = ShellOperation(commands=commands, working_dir=worktree, stream_output=True,
-                               env={"GIT_COMMIT": sha})
+    operation = ShellOperation(
+        commands=commands, working_dir=worktree, stream_output=True, env={"GIT_COMMIT": sha}
+    )
     with operation:
         process = operation.trigger()
         try:

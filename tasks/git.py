@@ -49,12 +49,17 @@ def mirror_path(clone_url: str) -> Path:
 def git(*args: str, cwd: Path | None = None) -> str:
     """Run git with ``args`` (no shell) and return its stdout; raise with git's own message."""
     proc = subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=GIT_TIMEOUT,
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=GIT_TIMEOUT,
         env=git_environment(),
     )
     if proc.returncode:
-        raise subprocess.CalledProcessError(proc.returncode, ["git", args[0]], proc.stdout,
-                                            proc.stderr.strip())
+        raise subprocess.CalledProcessError(
+            proc.returncode, ["git", args[0]], proc.stdout, proc.stderr.strip()
+        )
     return proc.stdout.strip()
 
 
@@ -89,8 +94,9 @@ def update_mirror(clone_url: str) -> Path:
 def resolve(mirror: Path, ref: str) -> str:
     """The full sha ``ref`` (branch, tag or sha) names in ``mirror``, else :class:`UnknownRef`."""
     try:
-        return git("rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}",
-                   cwd=mirror)
+        return git(
+            "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", cwd=mirror
+        )
     except subprocess.CalledProcessError:
         raise UnknownRef(f"ref {ref!r} is not a branch, tag or commit of the repository") from None
 
@@ -120,8 +126,14 @@ def _worth_retrying(task: object, task_run: object, state: State) -> bool:
     return False
 
 
-@task(name="checkout", task_run_name="checkout {ref}", retries=2, retry_delay_seconds=2,
-      retry_condition_fn=_worth_retrying, cache_policy=NO_CACHE)
+@task(
+    name="checkout",
+    task_run_name="checkout {ref}",
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=_worth_retrying,
+    cache_policy=NO_CACHE,
+)
 def checkout(clone_url: str, ref: str, sha: str | None = None) -> Checkout:
     """Fetch the app's mirror and add a clean work tree at ``sha`` (or at what ``ref`` names).
 

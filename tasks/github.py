@@ -46,9 +46,15 @@ def github_client(access: GitHubAccess, lazy: bool = False) -> Github:
     A ``lazy`` client builds objects from ids without fetching them first.
     """
     retry = GithubRetry(total=3, backoff_factor=0.5, allowed_methods={"GET", "HEAD"})
-    return Github(auth=Auth.Token(access.token.get_secret_value()), base_url=access.api_url,
-                  retry=retry, timeout=20, seconds_between_requests=None,
-                  seconds_between_writes=None, lazy=lazy)
+    return Github(
+        auth=Auth.Token(access.token.get_secret_value()),
+        base_url=access.api_url,
+        retry=retry,
+        timeout=20,
+        seconds_between_requests=None,
+        seconds_between_writes=None,
+        lazy=lazy,
+    )
 
 
 def failing_checks(data: Any, required: list[str] | None) -> list[str]:
@@ -71,11 +77,15 @@ def refusal(exc: GithubException, ref: str, required: list[str] | None) -> Deplo
     message = str((exc.data or {}).get("message", "")) if isinstance(exc.data, dict) else ""
     if exc.status == 409 and "status checks" in message.lower():
         checks = ", ".join(failing_checks(exc.data, required)) or "see the commit on GitHub"
-        return ChecksNotGreen(f"Required checks are not green for {ref}: {checks}. "
-                                 "Fix them, or force the deploy (deploy! …) to skip the checks.")
+        return ChecksNotGreen(
+            f"Required checks are not green for {ref}: {checks}. "
+            "Fix them, or force the deploy (deploy! …) to skip the checks."
+        )
     if exc.status == 409:
-        return DeploymentRefused(f"GitHub could not merge the default branch into {ref}: "
-                                 f"{message or 'merge conflict'}. Merge it yourself and retry.")
+        return DeploymentRefused(
+            f"GitHub could not merge the default branch into {ref}: "
+            f"{message or 'merge conflict'}. Merge it yourself and retry."
+        )
     return DeploymentRefused(f"GitHub does not know ref {ref!r}: {message or 'unknown ref'}.")
 
 
@@ -91,12 +101,26 @@ def _worth_retrying(task: object, task_run: object, state: State) -> bool:
     return False
 
 
-@task(name="record deployment", retries=2, retry_delay_seconds=2,
-      retry_condition_fn=_worth_retrying, cache_policy=NO_CACHE)
-def record_deployment(access: GitHubAccess, repository: str, ref: str, environment: str, *,
-                      task_name: str, payload: dict[str, Any], description: str,
-                      required_contexts: list[str] | None, production: bool,
-                      deployment_id: int | None = None) -> GitHubDeployment:
+@task(
+    name="record deployment",
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=_worth_retrying,
+    cache_policy=NO_CACHE,
+)
+def record_deployment(
+    access: GitHubAccess,
+    repository: str,
+    ref: str,
+    environment: str,
+    *,
+    task_name: str,
+    payload: dict[str, Any],
+    description: str,
+    required_contexts: list[str] | None,
+    production: bool,
+    deployment_id: int | None = None,
+) -> GitHubDeployment:
     """Create the GitHub Deployment of this deploy, or attach to ``deployment_id``.
 
     ``required_contexts=None`` lets GitHub check every status of the commit; ``[]`` skips the
@@ -109,30 +133,53 @@ def record_deployment(access: GitHubAccess, repository: str, ref: str, environme
     extra = {} if required_contexts is None else {"required_contexts": required_contexts}
     try:
         created = repo.create_deployment(
-            ref, task=task_name, auto_merge=False, payload=payload, environment=environment,
-            description=description[:DESCRIPTION_LIMIT], production_environment=production,
-            transient_environment=False, **extra)
+            ref,
+            task=task_name,
+            auto_merge=False,
+            payload=payload,
+            environment=environment,
+            description=description[:DESCRIPTION_LIMIT],
+            production_environment=production,
+            transient_environment=False,
+            **extra,
+        )
     except GithubException as exc:
         if exc.status in (409, 422):
             raise refusal(exc, ref, required_contexts) from None
         raise
     if created.id is None:  # 202: GitHub merged the default branch in instead of deploying
-        raise DeploymentRefused(f"GitHub did not create a deployment for {ref}: "
-                                f"{created.raw_data.get('message', 'no deployment made')}")
+        raise DeploymentRefused(
+            f"GitHub did not create a deployment for {ref}: "
+            f"{created.raw_data.get('message', 'no deployment made')}"
+        )
     get_run_logger().info("GitHub deployment %s for %s at %s", created.id, ref, created.sha)
     return GitHubDeployment(id=created.id, sha=created.sha, ref=ref)
 
 
 @task(name="report to github", retries=3, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def report_status(access: GitHubAccess, repository: str, deployment_id: int, state: str, *,
-                  description: str, log_url: str | None, environment_url: str | None) -> None:
+def report_status(
+    access: GitHubAccess,
+    repository: str,
+    deployment_id: int,
+    state: str,
+    *,
+    description: str,
+    log_url: str | None,
+    environment_url: str | None,
+) -> None:
     """Post one deployment status (``in_progress``, ``success``, ``failure``, ``error``...).
 
     A ``success`` marks the environment's earlier deployments inactive.
     """
     repo = github_client(access, lazy=True).get_repo(repository)
-    optional = {key: value for key, value in
-                (("target_url", log_url), ("environment_url", environment_url)) if value}
+    optional = {
+        key: value
+        for key, value in (("target_url", log_url), ("environment_url", environment_url))
+        if value
+    }
     repo.get_deployment(deployment_id).create_status(
-        state, description=description[:DESCRIPTION_LIMIT],
-        auto_inactive=state == "success", **optional)
+        state,
+        description=description[:DESCRIPTION_LIMIT],
+        auto_inactive=state == "success",
+        **optional,
+    )

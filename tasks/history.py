@@ -43,7 +43,8 @@ def report_markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"# {summary['title']}",
         "",
-        "| | |", "|---|---|",
+        "| | |",
+        "|---|---|",
         f"| outcome | **{_cell(summary.get('outcome'))}** |",
         f"| requested by | {_cell(summary.get('requested_by'))} |",
         f"| ref | `{_cell(summary.get('ref'))}` |",
@@ -53,7 +54,8 @@ def report_markdown(summary: dict[str, Any]) -> str:
         f"| release | `{_cell(summary.get('release'))}` |",
         f"| GitHub deployment | {_cell(summary.get('deployment_id'))} |",
         "",
-        "| step | state | seconds |", "|---|---|---|",
+        "| step | state | seconds |",
+        "|---|---|---|",
     ]
     for step in summary["steps"]:
         seconds = f"{step['seconds']:.1f}" if step.get("seconds") is not None else "–"
@@ -65,20 +67,24 @@ def report_markdown(summary: dict[str, Any]) -> str:
 
 def deployed_markdown(summary: dict[str, Any]) -> str:
     """What now runs in one app environment, as Markdown."""
-    return "\n".join([
-        f"**{summary['app']}** on **{summary['environment']}**: "
-        f"`{_cell(summary.get('ref'))}` at `{_cell(summary.get('sha'))}`",
-        "",
-        f"- release `{_cell(summary.get('release'))}` on {_cell(', '.join(summary['hosts']))}",
-        f"- deployed by {_cell(summary.get('requested_by'))} at {_cell(summary.get('finished'))}",
-        f"- run: {_cell(summary.get('run_url'))}",
-    ])
+    return "\n".join(
+        [
+            f"**{summary['app']}** on **{summary['environment']}**: "
+            f"`{_cell(summary.get('ref'))}` at `{_cell(summary.get('sha'))}`",
+            "",
+            f"- release `{_cell(summary.get('release'))}` on {_cell(', '.join(summary['hosts']))}",
+            f"- deployed by {_cell(summary.get('requested_by'))} "
+            f"at {_cell(summary.get('finished'))}",
+            f"- run: {_cell(summary.get('run_url'))}",
+        ]
+    )
 
 
 def write_report(summary: dict[str, Any]) -> None:
     """Attach the deploy report to the current run."""
-    create_markdown_artifact(markdown=report_markdown(summary),
-                             description=f"Deploy report: {summary['title']}")
+    create_markdown_artifact(
+        markdown=report_markdown(summary), description=f"Deploy report: {summary['title']}"
+    )
 
 
 def write_deployed(summary: dict[str, Any]) -> None:
@@ -86,7 +92,8 @@ def write_deployed(summary: dict[str, Any]) -> None:
     create_markdown_artifact(
         key=deployed_key(summary["app"], summary["environment"]),
         markdown=deployed_markdown(summary),
-        description=f"What is deployed on {summary['app']} {summary['environment']}")
+        description=f"What is deployed on {summary['app']} {summary['environment']}",
+    )
 
 
 def deployed_everywhere() -> list[Deployed]:
@@ -95,7 +102,15 @@ def deployed_everywhere() -> list[Deployed]:
     with get_client(sync_client=True) as client:
         latest = client.read_latest_artifacts(
             artifact_filter=ArtifactCollectionFilter(key=key_filter),
-            sort=ArtifactCollectionSort.KEY_ASC)
-    return [Deployed(key=a.key, markdown=str(a.data), updated=str(a.updated),
-                     flow_run_id=str(a.flow_run_id) if a.flow_run_id else None)
-            for a in latest if a.key and a.key.startswith(DEPLOYED_PREFIX)]
+            sort=ArtifactCollectionSort.KEY_ASC,
+        )
+    return [
+        Deployed(
+            key=a.key,
+            markdown=str(a.data),
+            updated=str(a.updated),
+            flow_run_id=str(a.flow_run_id) if a.flow_run_id else None,
+        )
+        for a in latest
+        if a.key and a.key.startswith(DEPLOYED_PREFIX)
+    ]

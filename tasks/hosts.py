@@ -91,12 +91,18 @@ def connect(env: Environment, host: str) -> Connection:
     name, port = split_host(host, env.ssh_port)
     timeout = env.connect_timeout
     conn = Connection(
-        name, user=env.ssh_user, port=port, connect_timeout=int(timeout),
+        name,
+        user=env.ssh_user,
+        port=port,
+        connect_timeout=int(timeout),
         config=Config(overrides={"run": {"in_stream": False}}),
         connect_kwargs={
             "pkey": load_private_key(env.ssh_private_key.get_secret_value()),
-            "look_for_keys": False, "allow_agent": False,
-            "banner_timeout": timeout, "auth_timeout": timeout, "channel_timeout": timeout,
+            "look_for_keys": False,
+            "allow_agent": False,
+            "banner_timeout": timeout,
+            "auth_timeout": timeout,
+            "channel_timeout": timeout,
         },
     )
     if env.known_hosts:
@@ -130,17 +136,31 @@ def switch(conn: Connection, env: Environment, host: str, release_id: str) -> No
     link, target = current_link(env), f"releases/{release_id}"
     tmp = f"{link}.{release_id}.tmp"
     q = shlex.quote
-    remote(conn, f"test -d {q(releases_dir(env) + '/' + release_id)} && "
-                 f"ln -sfn {q(target)} {q(tmp)} && mv -Tf {q(tmp)} {q(link)}", 30, host)
+    remote(
+        conn,
+        f"test -d {q(releases_dir(env) + '/' + release_id)} && "
+        f"ln -sfn {q(target)} {q(tmp)} && mv -Tf {q(tmp)} {q(link)}",
+        30,
+        host,
+    )
 
 
 def restart(conn: Connection, env: Environment, host: str) -> None:
-    remote(conn, f"cd {shlex.quote(current_link(env))} && {env.restart_command}",
-           env.command_timeout, host)
+    remote(
+        conn,
+        f"cd {shlex.quote(current_link(env))} && {env.restart_command}",
+        env.command_timeout,
+        host,
+    )
 
 
-@task(name="upload", task_run_name="upload {host}", retries=2, retry_delay_seconds=1,
-      cache_policy=NO_CACHE)
+@task(
+    name="upload",
+    task_run_name="upload {host}",
+    retries=2,
+    retry_delay_seconds=1,
+    cache_policy=NO_CACHE,
+)
 def upload(env: Environment, host: str, artifact: str, release: Release) -> str:
     """Copy ``artifact`` and a REVISION file into ``releases/<release.id>/`` on ``host``.
 
@@ -164,8 +184,12 @@ def upload(env: Environment, host: str, artifact: str, release: Release) -> str:
 def run_task_command(env: Environment, host: str, release: Release, command: str) -> None:
     """Run a custom deploy task's ``command`` in the new release's folder, before any switch."""
     with connect(env, host) as conn:
-        remote(conn, f"cd {shlex.quote(releases_dir(env) + '/' + release.id)} && {command}",
-               env.command_timeout, host)
+        remote(
+            conn,
+            f"cd {shlex.quote(releases_dir(env) + '/' + release.id)} && {command}",
+            env.command_timeout,
+            host,
+        )
 
 
 @task(name="activate", task_run_name="activate {host}", cache_policy=NO_CACHE)
@@ -224,17 +248,16 @@ def switch_back(txn: Transaction) -> None:
         restore(conn, env, host, txn.get("previous"))
 
 
-@task(name="prune releases", task_run_name="prune releases {host}",
-      cache_policy=NO_CACHE)
+@task(name="prune releases", task_run_name="prune releases {host}", cache_policy=NO_CACHE)
 def prune(env: Environment, host: str) -> list[str]:
     """Delete all but the newest ``keep_releases`` releases; never the current or previous one."""
     with connect(env, host) as conn:
         live = current_release(conn, env, host)
         listing = remote(conn, f"ls -1 {shlex.quote(releases_dir(env))}", 30, host).split()
         ordered = sorted(name for name in listing if not name.startswith("."))
-        keep = set(ordered[-env.keep_releases:])
+        keep = set(ordered[-env.keep_releases :])
         if live in ordered:
-            keep.update(ordered[max(0, ordered.index(live) - 1): ordered.index(live) + 1])
+            keep.update(ordered[max(0, ordered.index(live) - 1) : ordered.index(live) + 1])
         doomed = [name for name in ordered if name not in keep]
         if doomed:
             paths = " ".join(shlex.quote(f"{releases_dir(env)}/{name}") for name in doomed)
@@ -242,17 +265,21 @@ def prune(env: Environment, host: str) -> list[str]:
     return doomed
 
 
-@task(name="list releases", task_run_name="list releases {host}", retries=1,
-      cache_policy=NO_CACHE)
+@task(name="list releases", task_run_name="list releases {host}", retries=1, cache_policy=NO_CACHE)
 def list_releases(env: Environment, host: str) -> tuple[list[Release], str | None]:
     """The complete releases on ``host``, oldest first, and the id ``current`` points at."""
-    script = ('cd "$1" 2>/dev/null || exit 0; for d in */; do d=${d%/}; '
-              '[ -f "$d/REVISION" ] && printf "%s %s\\n" "$d" "$(head -c 64 "$d/REVISION")"; '
-              'done; true')
+    script = (
+        'cd "$1" 2>/dev/null || exit 0; for d in */; do d=${d%/}; '
+        '[ -f "$d/REVISION" ] && printf "%s %s\\n" "$d" "$(head -c 64 "$d/REVISION")"; '
+        "done; true"
+    )
     with connect(env, host) as conn:
-        listing = remote(conn, f"sh -c {shlex.quote(script)} sh {shlex.quote(releases_dir(env))}",
-                         30, host)
+        listing = remote(
+            conn, f"sh -c {shlex.quote(script)} sh {shlex.quote(releases_dir(env))}", 30, host
+        )
         live = current_release(conn, env, host)
-    found = [Release(id=rid, sha=sha) for rid, sha in
-             (line.split(" ", 1) for line in listing.splitlines() if " " in line)]
+    found = [
+        Release(id=rid, sha=sha)
+        for rid, sha in (line.split(" ", 1) for line in listing.splitlines() if " " in line)
+    ]
     return sorted(found, key=lambda r: r.id), live

@@ -335,8 +335,9 @@ def _deploy_anyway_button(progress: dict[str, Any]) -> dict[str, Any] | None:
     value = json.dumps(parameters, separators=(",", ":")) if isinstance(parameters, dict) else ""
     if not value or len(value) > 2000:
         return None
-    question = (f"Deploy *{escape_mrkdwn(_title(progress))}* although its required checks "
-                "are not green?")
+    question = (
+        f"Deploy *{escape_mrkdwn(_title(progress))}* although its required checks are not green?"
+    )
     return {
         "type": "button",
         "action_id": "deploy_anyway",

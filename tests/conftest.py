@@ -55,11 +55,17 @@ def served_flows(prefect_server: None) -> Iterator[None]:
     against the test Prefect server, as ``chatops up`` runs it."""
     from prefect.settings import PREFECT_API_URL
 
-    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(),
-               PREFECT_RUNNER_POLL_FREQUENCY="1")
+    env = dict(
+        os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PREFECT_RUNNER_POLL_FREQUENCY="1"
+    )
     log = open(_STATE / "runner.log", "wb")  # noqa: SIM115 - closed at teardown
-    runner = subprocess.Popen([sys.executable, "-m", "chatops.runner"], env=env,
-                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "chatops.runner"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         wait_for_deployments(["deploy/chatops", "rollback/chatops"], runner)
         yield
@@ -73,8 +79,7 @@ def served_flows(prefect_server: None) -> Iterator[None]:
         log.close()
 
 
-def wait_for_deployments(names: list[str], runner: subprocess.Popen,
-                         seconds: float = 90) -> None:
+def wait_for_deployments(names: list[str], runner: subprocess.Popen, seconds: float = 90) -> None:
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 

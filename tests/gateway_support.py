@@ -44,8 +44,11 @@ class RecordingStarter:
         await asyncio.sleep(self.delay)
         self.requests.append(request)
         number = len(self.requests)
-        return StartedRun(id=f"run-{number}", name=f"run-{number}",
-                          url=f"http://prefect.test/runs/flow-run/run-{number}")
+        return StartedRun(
+            id=f"run-{number}",
+            name=f"run-{number}",
+            url=f"http://prefect.test/runs/flow-run/run-{number}",
+        )
 
     @property
     def parameters(self) -> list[dict[str, Any]]:
@@ -57,20 +60,37 @@ def save_config() -> None:
     hello (octokit's Codertocat/Hello-World; staging auto-deploys master), ghost (env missing)."""
 
     def env(hosts: list[str], **extra: Any) -> Environment:
-        return Environment(hosts=hosts, ssh_private_key="not-a-real-key", deploy_path="/srv/app",
-                           restart_command="true", **extra)
+        return Environment(
+            hosts=hosts,
+            ssh_private_key="not-a-real-key",
+            deploy_path="/srv/app",
+            restart_command="true",
+            **extra,
+        )
 
-    App(repository="acme/shop", default_environment="staging", environments=["staging",
-        "production"], tasks={"migrate": "./bin/migrate"}).save("shop", overwrite=True)
+    App(
+        repository="acme/shop",
+        default_environment="staging",
+        environments=["staging", "production"],
+        tasks={"migrate": "./bin/migrate"},
+    ).save("shop", overwrite=True)
     env(["web-1", "web-2"]).save("shop-staging", overwrite=True)
-    env(["web-1.prod", "web-2.prod"], production=True, allowed_users=[BOSS],
-        allowed_channels=[DEPLOYS]).save("shop-production", overwrite=True)
+    env(
+        ["web-1.prod", "web-2.prod"],
+        production=True,
+        allowed_users=[BOSS],
+        allowed_channels=[DEPLOYS],
+    ).save("shop-production", overwrite=True)
     App(repository="acme/billing", environments=["staging", "production"]).save(
-        "billing", overwrite=True)
+        "billing", overwrite=True
+    )
     env(["billing-1"]).save("billing-staging", overwrite=True)
     env(["billing-2"]).save("billing-production", overwrite=True)
-    App(repository="Codertocat/Hello-World", default_ref="master",
-        environments=["staging", "production"]).save("hello", overwrite=True)
+    App(
+        repository="Codertocat/Hello-World",
+        default_ref="master",
+        environments=["staging", "production"],
+    ).save("hello", overwrite=True)
     env(["hello-1"], auto_deploy_branch="master").save("hello-staging", overwrite=True)
     env(["hello-2"]).save("hello-production", overwrite=True)
     App(repository="acme/ghost", environments=["qa"]).save("ghost", overwrite=True)
@@ -91,29 +111,48 @@ def gateway(starter: Any = None, settings: GatewaySettings = SETTINGS) -> Iterat
 
 
 # --------------------------------------------------------------------------- Slack requests
-def slack_headers(body: bytes, secret: str = SLACK_SECRET,
-                  timestamp: int | None = None) -> dict[str, str]:
+def slack_headers(
+    body: bytes, secret: str = SLACK_SECRET, timestamp: int | None = None
+) -> dict[str, str]:
     ts = str(int(time.time()) if timestamp is None else timestamp)
-    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": sign_slack(body, ts, secret),
-            "Content-Type": "application/x-www-form-urlencoded"}
+    return {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": sign_slack(body, ts, secret),
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
 
 
 _trigger = iter(range(10**9))
 
 
-def slash_body(text: str, response_url: str, user: str = ALICE, channel: str = DEPLOYS,
-               trigger_id: str | None = None) -> bytes:
+def slash_body(
+    text: str,
+    response_url: str,
+    user: str = ALICE,
+    channel: str = DEPLOYS,
+    trigger_id: str | None = None,
+) -> bytes:
     """A slash command form as Slack sends it (field set of the real payload fixture)."""
-    form = {"token": "ignored", "team_id": "T0TEAM0001", "team_domain": "acme",
-            "channel_id": channel, "channel_name": "deploys", "user_id": user,
-            "user_name": "someone", "command": "/deploy", "text": text,
-            "api_app_id": "A0APP00001", "response_url": response_url,
-            "trigger_id": trigger_id or f"{time.time_ns()}.{next(_trigger)}.abc"}
+    form = {
+        "token": "ignored",
+        "team_id": "T0TEAM0001",
+        "team_domain": "acme",
+        "channel_id": channel,
+        "channel_name": "deploys",
+        "user_id": user,
+        "user_name": "someone",
+        "command": "/deploy",
+        "text": text,
+        "api_app_id": "A0APP00001",
+        "response_url": response_url,
+        "trigger_id": trigger_id or f"{time.time_ns()}.{next(_trigger)}.abc",
+    }
     return urllib.parse.urlencode(form).encode()
 
 
-def action_body(action_id: str, value: Any, response_url: str, user: str = ALICE,
-                channel: str = DEPLOYS) -> bytes:
+def action_body(
+    action_id: str, value: Any, response_url: str, user: str = ALICE, channel: str = DEPLOYS
+) -> bytes:
     """A block_actions form built on the bolt-python fixture payload."""
     payload = json.loads((SLACK_FIXTURES / "block_actions.payload.json").read_text())
     payload["user"]["id"] = user
@@ -121,8 +160,9 @@ def action_body(action_id: str, value: Any, response_url: str, user: str = ALICE
     payload["container"]["channel_id"] = channel
     payload["response_url"] = response_url
     payload["trigger_id"] = f"{time.time_ns()}.{next(_trigger)}.click"
-    payload["actions"][0].update(action_id=action_id, value=value if isinstance(value, str)
-                                 else json.dumps(value))
+    payload["actions"][0].update(
+        action_id=action_id, value=value if isinstance(value, str) else json.dumps(value)
+    )
     return urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
 
 
@@ -131,11 +171,16 @@ def post_slack(client: TestClient, path: str, body: bytes, **header_args: Any) -
 
 
 # --------------------------------------------------------------------------- GitHub requests
-def github_headers(body: bytes, event: str, delivery: str | None = None,
-                   secret: str = GITHUB_SECRET) -> dict[str, str]:
-    return {"X-GitHub-Event": event, "X-Hub-Signature-256": sign_github(body, secret),
-            "X-GitHub-Delivery": delivery or f"delivery-{time.time_ns()}",
-            "Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/044aadd"}
+def github_headers(
+    body: bytes, event: str, delivery: str | None = None, secret: str = GITHUB_SECRET
+) -> dict[str, str]:
+    return {
+        "X-GitHub-Event": event,
+        "X-Hub-Signature-256": sign_github(body, secret),
+        "X-GitHub-Delivery": delivery or f"delivery-{time.time_ns()}",
+        "Content-Type": "application/json",
+        "User-Agent": "GitHub-Hookshot/044aadd",
+    }
 
 
 def webhook_fixture(name: str) -> bytes:
@@ -156,10 +201,16 @@ def deployment_event(**changes: Any) -> bytes:
     return json.dumps(payload).encode()
 
 
-def post_github(client: TestClient, body: bytes, event: str, delivery: str | None = None,
-                secret: str = GITHUB_SECRET) -> Any:
-    return client.post("/github/webhook", content=body,
-                       headers=github_headers(body, event, delivery, secret))
+def post_github(
+    client: TestClient,
+    body: bytes,
+    event: str,
+    delivery: str | None = None,
+    secret: str = GITHUB_SECRET,
+) -> Any:
+    return client.post(
+        "/github/webhook", content=body, headers=github_headers(body, event, delivery, secret)
+    )
 
 
 def wait_for(condition: Any, seconds: float = 10.0) -> Any:

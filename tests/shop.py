@@ -14,18 +14,33 @@ from tests.testbed.hosts import SshKey, TestHost
 DEPLOY_PATH = "/srv/app"
 
 
-def save_shop(repo: AppRepo, hosts: list[TestHost], ssh_key: SshKey,
-              **environment: Any) -> Environment:
+def save_shop(
+    repo: AppRepo, hosts: list[TestHost], ssh_key: SshKey, **environment: Any
+) -> Environment:
     """Save the ``shop`` App and its ``staging`` Environment (``environment`` overrides fields)."""
-    App(repository="acme/shop", clone_url=repo.url, default_ref="main",
-        default_environment="staging", environments=["staging"],
-        tasks={"migrate": "echo migrating > ../../MIGRATED"}).save("shop", overwrite=True)
+    App(
+        repository="acme/shop",
+        clone_url=repo.url,
+        default_ref="main",
+        default_environment="staging",
+        environments=["staging"],
+        tasks={"migrate": "echo migrating > ../../MIGRATED"},
+    ).save("shop", overwrite=True)
     settings: dict[str, Any] = dict(
-        hosts=[h.address for h in hosts], ssh_user="root", ssh_private_key=ssh_key.private_text,
-        known_hosts=[h.known_hosts_line for h in hosts], connect_timeout=3, command_timeout=60,
-        deploy_path=DEPLOY_PATH, restart_command=f"{DEPLOY_PATH}/bin/restart-tomcat {DEPLOY_PATH}",
-        health_url="http://{host}:8080/demo/health", health_timeout=60, batch_size=1,
-        keep_releases=3, url="https://staging.shop.example")
+        hosts=[h.address for h in hosts],
+        ssh_user="root",
+        ssh_private_key=ssh_key.private_text,
+        known_hosts=[h.known_hosts_line for h in hosts],
+        connect_timeout=3,
+        command_timeout=60,
+        deploy_path=DEPLOY_PATH,
+        restart_command=f"{DEPLOY_PATH}/bin/restart-tomcat {DEPLOY_PATH}",
+        health_url="http://{host}:8080/demo/health",
+        health_timeout=60,
+        batch_size=1,
+        keep_releases=3,
+        url="https://staging.shop.example",
+    )
     env = Environment(**{**settings, **environment})
     env.save("shop-staging", overwrite=True)
     return env

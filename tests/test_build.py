@@ -19,8 +19,7 @@ def tree(tmp_path: Path) -> Path:
 
 
 def run(tree: Path, command: str, glob: str = "target/*.war", sha: str = SHA):
-    return build(app="shop", sha=sha, build_command=command, artifact_glob=glob,
-                 worktree=str(tree))
+    return build(app="shop", sha=sha, build_command=command, artifact_glob=glob, worktree=str(tree))
 
 
 def test_builds_once_per_commit(prefect_server: None, chatops_home: Path, tree: Path) -> None:
@@ -35,9 +34,9 @@ def test_builds_once_per_commit(prefect_server: None, chatops_home: Path, tree: 
     assert not other.cached and counter.read_text().count("built") == 2
 
 
-def test_build_sees_the_sha_but_not_our_secrets(prefect_server: None, chatops_home: Path,
-                                                tree: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_build_sees_the_sha_but_not_our_secrets(
+    prefect_server: None, chatops_home: Path, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CHATOPS_GITHUB_TOKEN", "ghp_supersecret")
     monkeypatch.setenv("DEPLOY_API_TOKEN", "also-secret")
     run(tree, "env > target/env.txt && cp target/env.txt target/app.war")
@@ -46,18 +45,23 @@ def test_build_sees_the_sha_but_not_our_secrets(prefect_server: None, chatops_ho
     assert "supersecret" not in seen and "also-secret" not in seen
 
 
-@pytest.mark.parametrize(("command", "expected"), [
-    ("true", "matched nothing"),
-    ("touch target/a.war target/b.war", "matched target/a.war, target/b.war"),
-])
-def test_artifact_glob_must_match_one_file(prefect_server: None, chatops_home: Path,
-                                           tree: Path, command: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("true", "matched nothing"),
+        ("touch target/a.war target/b.war", "matched target/a.war, target/b.war"),
+    ],
+)
+def test_artifact_glob_must_match_one_file(
+    prefect_server: None, chatops_home: Path, tree: Path, command: str, expected: str
+) -> None:
     with pytest.raises(BuildFailed, match=expected):
         run(tree, command)
 
 
-def test_failed_build_keeps_the_last_lines(prefect_server: None, chatops_home: Path,
-                                           tree: Path) -> None:
+def test_failed_build_keeps_the_last_lines(
+    prefect_server: None, chatops_home: Path, tree: Path
+) -> None:
     command = "for i in $(seq 1 100); do echo line $i; done; echo 'ERROR: compile' >&2; exit 3"
     with pytest.raises(BuildFailed) as caught:
         run(tree, command)
@@ -66,12 +70,18 @@ def test_failed_build_keeps_the_last_lines(prefect_server: None, chatops_home: P
     assert len(caught.value.tail) <= 30
 
 
-def test_maven_builds_the_example_offline(prefect_server: None, chatops_home: Path,
-                                          app_repo, tmp_path: Path) -> None:
+def test_maven_builds_the_example_offline(
+    prefect_server: None, chatops_home: Path, app_repo, tmp_path: Path
+) -> None:
     tree = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", app_repo.url, str(tree)], check=True)
-    built = build(app="demo", sha=app_repo.v2, build_command="mvn -B clean package",
-                  artifact_glob="target/*.war", worktree=str(tree))
+    built = build(
+        app="demo",
+        sha=app_repo.v2,
+        build_command="mvn -B clean package",
+        artifact_glob="target/*.war",
+        worktree=str(tree),
+    )
     assert Path(built.artifact).name == "demo.war"
     with zipfile.ZipFile(built.artifact) as war:
         names = war.namelist()

@@ -30,8 +30,12 @@ def example() -> dict:
 def test_example_file_describes_every_block() -> None:
     blocks = config.build_blocks(EXAMPLE, config.load(EXAMPLE), SECRETS)
     assert sorted(blocks) == [
-        "chatops-app/shop", "chatops-environment/shop-production",
-        "chatops-environment/shop-staging", "chatops-github/default", "chatops-slack/default"]
+        "chatops-app/shop",
+        "chatops-environment/shop-production",
+        "chatops-environment/shop-staging",
+        "chatops-github/default",
+        "chatops-slack/default",
+    ]
     staging = blocks["chatops-environment/shop-staging"]
     assert staging.hosts == ["stg-web-1.example.net", "stg-web-2.example.net"]
     assert staging.ssh_private_key.get_secret_value() == SECRETS["CHATOPS_SSH_KEY_STAGING"]
@@ -39,8 +43,10 @@ def test_example_file_describes_every_block() -> None:
     app = blocks["chatops-app/shop"]
     assert app.environments == ["staging", "production"]
     assert app.tasks == {"migrate": "./bin/migrate.sh"}
-    assert blocks["chatops-environment/shop-production"].required_contexts == ["ci/build",
-                                                                             "ci/test"]
+    assert blocks["chatops-environment/shop-production"].required_contexts == [
+        "ci/build",
+        "ci/test",
+    ]
 
 
 def test_secrets_are_not_in_the_file() -> None:
@@ -48,25 +54,43 @@ def test_secrets_are_not_in_the_file() -> None:
     assert all(value.strip() not in text for value in SECRETS.values())
 
 
-@pytest.mark.parametrize(("mutate", "expected"), [
-    (lambda d: d["apps"]["shop"].update(colour="red"), "apps.shop.colour: Extra inputs"),
-    (lambda d: d["apps"]["shop"]["environments"]["staging"].pop("hosts"),
-     "apps.shop.environments.staging.hosts: Field required"),
-    (lambda d: d["apps"].update({"Shop!": d["apps"]["shop"]}), "apps.Shop!"),
-    (lambda d: d["apps"]["shop"]["environments"]["staging"].update(hosts=["web;rm -rf /"]),
-     "apps.shop.environments.staging.hosts.0"),
-    (lambda d: d["apps"]["shop"]["environments"]["staging"].update(deploy_path="srv/$(x)"),
-     "apps.shop.environments.staging.deploy_path"),
-    (lambda d: d["apps"]["shop"]["environments"]["staging"]["ssh"].update(
-        known_hosts=["not a key"]), "known_hosts.0"),
-    (lambda d: d["apps"]["shop"].update(default_environment="qa"),
-     "apps.shop.default_environment: 'qa' is not one of its environments"),
-    (lambda d: d["apps"]["shop"]["environments"]["staging"].update(
-        health_url="http://{host}:8080/{path}"), "only the {host} placeholder"),
-    (lambda d: d["apps"]["shop"]["environments"]["staging"].update(batch_size=0),
-     "batch_size"),
-    (lambda d: d.update(apps={}), "apps: "),
-])
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: d["apps"]["shop"].update(colour="red"), "apps.shop.colour: Extra inputs"),
+        (
+            lambda d: d["apps"]["shop"]["environments"]["staging"].pop("hosts"),
+            "apps.shop.environments.staging.hosts: Field required",
+        ),
+        (lambda d: d["apps"].update({"Shop!": d["apps"]["shop"]}), "apps.Shop!"),
+        (
+            lambda d: d["apps"]["shop"]["environments"]["staging"].update(hosts=["web;rm -rf /"]),
+            "apps.shop.environments.staging.hosts.0",
+        ),
+        (
+            lambda d: d["apps"]["shop"]["environments"]["staging"].update(deploy_path="srv/$(x)"),
+            "apps.shop.environments.staging.deploy_path",
+        ),
+        (
+            lambda d: d["apps"]["shop"]["environments"]["staging"]["ssh"].update(
+                known_hosts=["not a key"]
+            ),
+            "known_hosts.0",
+        ),
+        (
+            lambda d: d["apps"]["shop"].update(default_environment="qa"),
+            "apps.shop.default_environment: 'qa' is not one of its environments",
+        ),
+        (
+            lambda d: d["apps"]["shop"]["environments"]["staging"].update(
+                health_url="http://{host}:8080/{path}"
+            ),
+            "only the {host} placeholder",
+        ),
+        (lambda d: d["apps"]["shop"]["environments"]["staging"].update(batch_size=0), "batch_size"),
+        (lambda d: d.update(apps={}), "apps: "),
+    ],
+)
 def test_invalid_config_names_file_and_key(tmp_path: Path, mutate, expected: str) -> None:
     data = example()
     mutate(data)
@@ -80,8 +104,11 @@ def test_invalid_config_names_file_and_key(tmp_path: Path, mutate, expected: str
 def test_missing_secret_names_the_variable(tmp_path: Path) -> None:
     env = dict(SECRETS)
     del env["CHATOPS_SSH_KEY_PRODUCTION"]
-    with pytest.raises(config.ConfigError, match=r"apps\.shop\.environments\.production\.ssh\."
-                       r"private_key_env: environment variable CHATOPS_SSH_KEY_PRODUCTION"):
+    with pytest.raises(
+        config.ConfigError,
+        match=r"apps\.shop\.environments\.production\.ssh\."
+        r"private_key_env: environment variable CHATOPS_SSH_KEY_PRODUCTION",
+    ):
         config.build_blocks(EXAMPLE, config.load(EXAMPLE), env)
 
 
@@ -98,8 +125,9 @@ def test_missing_file(tmp_path: Path) -> None:
         config.load(tmp_path / "nope.yaml")
 
 
-def test_apply_saves_blocks_and_updates_them(prefect_server: None, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_apply_saves_blocks_and_updates_them(
+    prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     assert cli.main(["config", "apply", str(EXAMPLE)]) == 0
@@ -113,8 +141,9 @@ def test_apply_saves_blocks_and_updates_them(prefect_server: None, tmp_path: Pat
     assert Environment.load("shop-staging").batch_size == 2
 
 
-def test_invalid_file_saves_nothing(prefect_server: None, tmp_path: Path, capsys,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_invalid_file_saves_nothing(
+    prefect_server: None, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     data = example()

@@ -54,11 +54,16 @@ class Shop:
 
 
 @pytest.fixture
-def shop(prefect_server: None, chatops_home: Path, deploy_hosts: list[TestHost],
-         app_repo: AppRepo, ssh_key: SshKey, fake_github) -> Iterator[Shop]:
+def shop(
+    prefect_server: None,
+    chatops_home: Path,
+    deploy_hosts: list[TestHost],
+    app_repo: AppRepo,
+    ssh_key: SshKey,
+    fake_github,
+) -> Iterator[Shop]:
     fake_github.add_repo("acme/shop", git_dir=app_repo.path)
-    GitHubAccess(token=fake_github.token, api_url=fake_github.url).save("default",
-                                                                        overwrite=True)
+    GitHubAccess(token=fake_github.token, api_url=fake_github.url).save("default", overwrite=True)
     env = save_shop(app_repo, deploy_hosts, ssh_key)
     yield Shop(hosts=deploy_hosts, repo=app_repo, github=fake_github, env=env)
     assert fake_github.violations == []
@@ -106,10 +111,12 @@ def test_unhealthy_second_batch_rolls_every_host_back(shop: Shop) -> None:
     deploy(app="shop", environment="staging", ref="v1")
     healthy, sick = shop.hosts
     # The second host restarts fine on any release but v2, which then never becomes healthy.
-    sick.run(f"mv {DEPLOY_PATH}/bin/restart-tomcat {DEPLOY_PATH}/bin/real-restart && "
-             f"printf '#!/bin/sh\\ngrep -q {shop.repo.v2} {DEPLOY_PATH}/current/REVISION && exit 0"
-             f"\\nexec {DEPLOY_PATH}/bin/real-restart \"$@\"\\n' > {DEPLOY_PATH}/bin/restart-tomcat"
-             f" && chmod +x {DEPLOY_PATH}/bin/restart-tomcat")
+    sick.run(
+        f"mv {DEPLOY_PATH}/bin/restart-tomcat {DEPLOY_PATH}/bin/real-restart && "
+        f"printf '#!/bin/sh\\ngrep -q {shop.repo.v2} {DEPLOY_PATH}/current/REVISION && exit 0"
+        f'\\nexec {DEPLOY_PATH}/bin/real-restart "$@"\\n\' > {DEPLOY_PATH}/bin/restart-tomcat'
+        f" && chmod +x {DEPLOY_PATH}/bin/restart-tomcat"
+    )
     shop.save_env(health_timeout=8)
 
     state = deploy(app="shop", environment="staging", ref="v2", return_state=True)
@@ -139,8 +146,9 @@ def test_unreachable_host_fails_cleanly_and_switches_nothing(shop: Shop) -> None
 
 def test_custom_task_and_host_filter(shop: Shop) -> None:
     first, second = shop.hosts
-    summary = deploy(app="shop", environment="staging", ref="v1", task="migrate",
-                     hosts=[second.address])
+    summary = deploy(
+        app="shop", environment="staging", ref="v1", task="migrate", hosts=[second.address]
+    )
     assert summary["hosts"] == [second.address]
     assert (second.root / "MIGRATED").read_text().strip() == "migrating"
     assert not (first.root / "current").exists()
@@ -152,8 +160,12 @@ def test_rollback_switches_back_without_building(shop: Shop) -> None:
     deploy(app="shop", environment="staging", ref="v2")
 
     back = rollback(app="shop", environment="staging", requested_by="dave")
-    assert [s["name"] for s in back["steps"]] == ["find release", "record deployment",
-                                                  "activate", "health check"]
+    assert [s["name"] for s in back["steps"]] == [
+        "find release",
+        "record deployment",
+        "activate",
+        "health check",
+    ]
     for host in shop.hosts:
         assert shop.repo.v1 in shop.serving(host)
     rolled = shop.github.deployments[-1]
@@ -168,11 +180,13 @@ def test_rollback_switches_back_without_building(shop: Shop) -> None:
     state = rollback(app="shop", environment="staging", ref="0badc0de", return_state=True)
     assert state.is_failed()
     assert "releases kept there" in str(state.message) or "releases kept there" in repr(
-        state.result(raise_on_failure=False))
+        state.result(raise_on_failure=False)
+    )
 
 
-def test_cli_deploy_follows_the_run_and_sets_the_exit_code(shop: Shop, served_flows: None,
-                                                           capsys) -> None:
+def test_cli_deploy_follows_the_run_and_sets_the_exit_code(
+    shop: Shop, served_flows: None, capsys
+) -> None:
     assert cli.main(["deploy", "shop/v1", "to", "staging", "--as", "erin"]) == 0
     out = capsys.readouterr().out
     assert "Deploying shop@v1 → staging" in out
@@ -197,25 +211,33 @@ def test_cli_refuses_bad_requests_before_starting_anything(shop: Shop, capsys) -
 
 def test_deploys_of_one_environment_take_turns(shop: Shop, served_flows: None) -> None:
     params = {"app": "shop", "environment": "staging"}
-    runs = [run_deployment("deploy/chatops", parameters={**params, "ref": ref}, timeout=0)
-            for ref in ("v1", "v2")]
+    runs = [
+        run_deployment("deploy/chatops", parameters={**params, "ref": ref}, timeout=0)
+        for ref in ("v1", "v2")
+    ]
     finished = [wait_finished(run.id) for run in runs]
     assert all(run.state.is_completed() for run in finished)
     with get_client(sync_client=True) as client:
         spans = []
         for run in runs:
             tasks = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
-            spans.append((min(t.start_time for t in tasks if t.start_time),
-                          max(t.end_time for t in tasks if t.end_time)))
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+            )
+            spans.append(
+                (
+                    min(t.start_time for t in tasks if t.start_time),
+                    max(t.end_time for t in tasks if t.end_time),
+                )
+            )
     first, second = sorted(spans)
     assert first[1] <= second[0], "the two deploys overlapped"
 
 
 def run_logs(run_id) -> list[str]:
     with get_client(sync_client=True) as client:
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
-                                limit=200)
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])), limit=200
+        )
     return [log.message for log in logs]
 
 
@@ -243,8 +265,7 @@ def test_failing_checks_stop_the_deploy_before_anything_is_built(shop: Shop) -> 
     assert forced["outcome"] == "success"
 
 
-def test_what_is_deployed_where_and_no_secret_leaks(shop: Shop, ssh_key: SshKey,
-                                                    capsys) -> None:
+def test_what_is_deployed_where_and_no_secret_leaks(shop: Shop, ssh_key: SshKey, capsys) -> None:
     done = deploy(app="shop", environment="staging", ref="feature/login", requested_by="frank")
     [entry] = [d for d in history.deployed_everywhere() if d.key == "deployed-shop-staging"]
     assert shop.repo.v2 in entry.markdown and "feature/login" in entry.markdown
@@ -267,29 +288,40 @@ def test_what_is_deployed_where_and_no_secret_leaks(shop: Shop, ssh_key: SshKey,
     texts.append(str(failed.message))
     leaked = [t for t in texts for secret in secrets if secret in t]
     assert leaked == []
-    report = next(a for a in artifacts if a.flow_run_id == failed.state_details.flow_run_id
-                  and a.key is None)
+    report = next(
+        a for a in artifacts if a.flow_run_id == failed.state_details.flow_run_id and a.key is None
+    )
     assert "error" in str(report.data) and "What went wrong" in str(report.data)
 
 
 def test_slack_message_follows_the_deploy(shop: Shop, fake_slack) -> None:
-    SlackAccess(bot_token=fake_slack.token, api_url=fake_slack.api_url).save("default",
-                                                                           overwrite=True)
+    SlackAccess(bot_token=fake_slack.token, api_url=fake_slack.api_url).save(
+        "default", overwrite=True
+    )
     try:
-        done = deploy(app="shop", environment="staging", ref="v1", requested_by="U0ALICE001",
-                      notify={"channel": "C0DEPLOYS01"})
+        done = deploy(
+            app="shop",
+            environment="staging",
+            ref="v1",
+            requested_by="U0ALICE001",
+            notify={"channel": "C0DEPLOYS01"},
+        )
         [message] = fake_slack.top_level("C0DEPLOYS01")
         assert message.updates >= 5, "the card is updated as steps finish"
         assert "success" in message.text and done["title"] in str(message.blocks)
         assert "rollback" in str(message.blocks)
 
         shop.github.set_commit_statuses("acme/shop", shop.repo.v2, {"ci/test": "failure"})
-        state = deploy(app="shop", environment="staging", ref="v2", return_state=True,
-                       notify={"channel": "C0DEPLOYS01"})
+        state = deploy(
+            app="shop",
+            environment="staging",
+            ref="v2",
+            return_state=True,
+            notify={"channel": "C0DEPLOYS01"},
+        )
         assert state.is_failed()
         refused = fake_slack.top_level("C0DEPLOYS01")[-1]
-        assert "deploy_anyway" in str(refused.blocks) and "ci/test (failure)" in str(
-            refused.blocks)
+        assert "deploy_anyway" in str(refused.blocks) and "ci/test (failure)" in str(refused.blocks)
         assert fake_slack.replies("C0DEPLOYS01", refused.ts), "the excerpt goes to the thread"
         assert fake_slack.violations == []
     finally:

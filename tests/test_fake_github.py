@@ -89,8 +89,18 @@ class GitRepo:
     c2: str
 
     def git(self, *args: str) -> str:
-        command = ["git", "-C", str(self.path), "-c", "user.name=Test",
-                   "-c", "user.email=test@example.invalid", "-c", "commit.gpgsign=false", *args]
+        command = [
+            "git",
+            "-C",
+            str(self.path),
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.invalid",
+            "-c",
+            "commit.gpgsign=false",
+            *args,
+        ]
         return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
 
     def commit(self, text: str, file: str = "app.txt") -> str:
@@ -201,26 +211,96 @@ def _with(**changes: Any) -> Callable[[Any], Any]:
 BROKEN_RESPONSES = [
     ("no sha", "GET", DEPLOYMENT, 200, "get_deployment.200.json", _without("sha"), "sha"),
     ("string id", "GET", DEPLOYMENT, 200, "get_deployment.200.json", _with(id="1"), "id"),
-    ("loose date", "GET", DEPLOYMENT, 200, "get_deployment.200.json",
-     _with(created_at="20 July 2012"), "created_at"),
-    ("payload a number", "GET", DEPLOYMENT, 200, "get_deployment.200.json", _with(payload=3),
-     "payload"),
-    ("creator without login", "GET", DEPLOYMENT, 200, "get_deployment.200.json",
-     lambda b: {**b, "creator": {k: v for k, v in b["creator"].items() if k != "login"}}, "login"),
-    ("description of 141", "GET", STATUS, 200, "get_deployment_status.200.json",
-     _with(description="x" * 141), "description"),
-    ("unknown state", "GET", STATUS, 200, "get_deployment_status.200.json", _with(state="done"),
-     "state"),
-    ("relative log_url", "GET", STATUS, 200, "get_deployment_status.200.json",
-     _with(log_url="/logs/1"), "log_url"),
-    ("no target_url", "POST", STATUSES, 201, "create_deployment_status.201.json",
-     _without("target_url"), "target_url"),
-    ("list as object", "GET", DEPLOYMENTS, 200, "list_deployments.200.json", lambda b: b[0],
-     "array"),
-    ("environment without name", "GET", ENVIRONMENT, 200, "get_environment.200.json",
-     _without("name"), "name"),
-    ("422 without documentation_url", "POST", DEPLOYMENTS, 422, None,
-     lambda b: {"message": "Validation Failed"}, "documentation_url"),
+    (
+        "loose date",
+        "GET",
+        DEPLOYMENT,
+        200,
+        "get_deployment.200.json",
+        _with(created_at="20 July 2012"),
+        "created_at",
+    ),
+    (
+        "payload a number",
+        "GET",
+        DEPLOYMENT,
+        200,
+        "get_deployment.200.json",
+        _with(payload=3),
+        "payload",
+    ),
+    (
+        "creator without login",
+        "GET",
+        DEPLOYMENT,
+        200,
+        "get_deployment.200.json",
+        lambda b: {**b, "creator": {k: v for k, v in b["creator"].items() if k != "login"}},
+        "login",
+    ),
+    (
+        "description of 141",
+        "GET",
+        STATUS,
+        200,
+        "get_deployment_status.200.json",
+        _with(description="x" * 141),
+        "description",
+    ),
+    (
+        "unknown state",
+        "GET",
+        STATUS,
+        200,
+        "get_deployment_status.200.json",
+        _with(state="done"),
+        "state",
+    ),
+    (
+        "relative log_url",
+        "GET",
+        STATUS,
+        200,
+        "get_deployment_status.200.json",
+        _with(log_url="/logs/1"),
+        "log_url",
+    ),
+    (
+        "no target_url",
+        "POST",
+        STATUSES,
+        201,
+        "create_deployment_status.201.json",
+        _without("target_url"),
+        "target_url",
+    ),
+    (
+        "list as object",
+        "GET",
+        DEPLOYMENTS,
+        200,
+        "list_deployments.200.json",
+        lambda b: b[0],
+        "array",
+    ),
+    (
+        "environment without name",
+        "GET",
+        ENVIRONMENT,
+        200,
+        "get_environment.200.json",
+        _without("name"),
+        "name",
+    ),
+    (
+        "422 without documentation_url",
+        "POST",
+        DEPLOYMENTS,
+        422,
+        None,
+        lambda b: {"message": "Validation Failed"},
+        "documentation_url",
+    ),
     ("undocumented 201", "DELETE", DEPLOYMENT, 201, None, lambda b: {}, "not documented"),
     ("204 with a body", "DELETE", DEPLOYMENT, 204, None, lambda b: {"message": "x"}, "no body"),
 ]
@@ -309,8 +389,13 @@ def test_recorded_real_responses_validate(name: str) -> None:
 def _replay(fake: FakeGitHub, exchange: Exchange, path: str | None = None) -> requests.Response:
     """Send a recorded request (method, path, headers, body) with the fake's token."""
     headers = {**exchange.request_headers, "Authorization": f"token {fake.token}"}
-    return requests.request(exchange.method, fake.url + (path or exchange.path), headers=headers,
-                            data=exchange.request_body, timeout=10)
+    return requests.request(
+        exchange.method,
+        fake.url + (path or exchange.path),
+        headers=headers,
+        data=exchange.request_body,
+        timeout=10,
+    )
 
 
 def test_replayed_create_deployment_answers_like_github(fake_github: FakeGitHub) -> None:
@@ -319,8 +404,17 @@ def test_replayed_create_deployment_answers_like_github(fake_github: FakeGitHub)
     answer = _replay(fake_github, recorded)
     assert answer.status_code == recorded.status
     assert _shape(answer.json()) == _shape(recorded.response_body)
-    kept = ("sha", "ref", "task", "payload", "original_environment", "environment",
-            "description", "transient_environment", "production_environment")
+    kept = (
+        "sha",
+        "ref",
+        "task",
+        "payload",
+        "original_environment",
+        "environment",
+        "description",
+        "transient_environment",
+        "production_environment",
+    )
     assert {k: answer.json()[k] for k in kept} == {k: recorded.response_body[k] for k in kept}
     assert "Location" in recorded.response_headers
     assert answer.headers["Location"] == answer.json()["url"]
@@ -351,8 +445,12 @@ def test_replayed_list_deployments_answers_like_github(fake_github: FakeGitHub) 
 def _deployment_for_replay(fake: FakeGitHub, recorded: Exchange) -> str:
     """Create the deployment the recorded status requests talk about; return their path."""
     fake.add_repo("jacquev6/PyGithub")
-    created = _call(fake, "POST", "/repos/jacquev6/PyGithub/deployments",
-                    {"ref": SHA_B, "environment": "test", "required_contexts": []})
+    created = _call(
+        fake,
+        "POST",
+        "/repos/jacquev6/PyGithub/deployments",
+        {"ref": SHA_B, "environment": "test", "required_contexts": []},
+    )
     return recorded.path.replace("263877258", str(created.json()["id"]))
 
 
@@ -398,7 +496,10 @@ def test_request_examples_create_deployments(fake_github: FakeGitHub, git_repo: 
     assert body["sha"] == git_repo.c2 and body["ref"] == "topic-branch"
     assert body["payload"] == '{ "deploy": "migrate" }'  # a string stays a string
     assert (body["environment"], body["original_environment"], body["task"]) == (
-        "production", "production", "deploy")
+        "production",
+        "production",
+        "deploy",
+    )
     assert body["production_environment"] is True and body["transient_environment"] is False
     assert body["creator"]["login"] == fake_github.login
     assert body["url"].startswith(fake_github.url)
@@ -415,8 +516,12 @@ def test_request_examples_create_deployments(fake_github: FakeGitHub, git_repo: 
 
 def test_pygithub_parses_the_deployment(fake_github: FakeGitHub, repo: Repository) -> None:
     deployment = repo.create_deployment(
-        ref="main", environment="staging", payload={"requested_by": "U1"},
-        description="feature-x to staging", required_contexts=[], auto_merge=False,
+        ref="main",
+        environment="staging",
+        payload={"requested_by": "U1"},
+        description="feature-x to staging",
+        required_contexts=[],
+        auto_merge=False,
     )
     assert deployment.id == fake_github.deployments[0]["id"]
     assert (deployment.sha, deployment.ref, deployment.environment) == (SHA_A, "main", "staging")
@@ -430,8 +535,12 @@ def test_pygithub_parses_the_deployment(fake_github: FakeGitHub, repo: Repositor
 
 
 def test_pygithub_cannot_read_a_string_payload(fake_github: FakeGitHub, repo: Repository) -> None:
-    created = _call(fake_github, "POST", "/repos/acme/shop/deployments",
-                    {"ref": "main", "payload": "{}", "required_contexts": []})
+    created = _call(
+        fake_github,
+        "POST",
+        "/repos/acme/shop/deployments",
+        {"ref": "main", "payload": "{}", "required_contexts": []},
+    )
     deployment = repo.get_deployment(created.json()["id"])
     assert deployment.raw_data["payload"] == "{}"
     with pytest.raises(BadAttributeException):
@@ -563,8 +672,10 @@ def test_statuses_in_order_with_mirrored_urls(fake_github: FakeGitHub, repo: Rep
     deployment.create_status("queued", description="waiting for a worker")
     deployment.create_status("in_progress", target_url="https://prefect.example/runs/1")
     done = deployment.create_status(
-        "success", target_url="https://prefect.example/runs/1",
-        environment_url="https://staging.example/shop/", description="deployed 743f5a5",
+        "success",
+        target_url="https://prefect.example/runs/1",
+        environment_url="https://staging.example/shop/",
+        description="deployed 743f5a5",
     )
     states = ["queued", "in_progress", "success"]
     assert [s["state"] for s in fake_github.statuses(deployment.id)] == states
@@ -581,8 +692,9 @@ def test_log_url_is_accepted_and_echoed_as_target_url(
 ) -> None:
     deployment = repo.create_deployment(ref="main", required_contexts=[])
     example = _fixture("create_deployment_status.request.json")
-    answer = _call(fake_github, "POST", f"/repos/acme/shop/deployments/{deployment.id}/statuses",
-                   example)
+    answer = _call(
+        fake_github, "POST", f"/repos/acme/shop/deployments/{deployment.id}/statuses", example
+    )
     assert answer.status_code == 201
     expected = _served(_fixture("create_deployment_status.201.json"), fake_github)
     for key in ("state", "description", "environment", "log_url", "target_url"):
@@ -605,12 +717,21 @@ def test_a_status_environment_moves_the_deployment(
 def test_success_inactivates_earlier_successes_of_the_environment(
     fake_github: FakeGitHub, repo: Repository
 ) -> None:
-    def deploy(environment: str, state: str = "success", transient: bool = False,
-               auto_inactive: bool = True) -> int:
-        made = repo.create_deployment(ref="main", environment=environment, required_contexts=[],
-                                      transient_environment=transient)
-        made.create_status(state, target_url=f"https://ci.example/{made.id}",
-                           auto_inactive=auto_inactive)
+    def deploy(
+        environment: str,
+        state: str = "success",
+        transient: bool = False,
+        auto_inactive: bool = True,
+    ) -> int:
+        made = repo.create_deployment(
+            ref="main",
+            environment=environment,
+            required_contexts=[],
+            transient_environment=transient,
+        )
+        made.create_status(
+            state, target_url=f"https://ci.example/{made.id}", auto_inactive=auto_inactive
+        )
         return made.id
 
     old = deploy("staging")
@@ -660,8 +781,12 @@ def test_a_request_outside_the_schema_is_a_violation(
     no_ref = _call(fake_github, "POST", "/repos/acme/shop/deployments", {"environment": "qa"})
     assert no_ref.status_code == 422
     assert no_ref.json()["message"] == "Invalid request.\n\n<body>: 'ref' is a required property"
-    not_json = requests.post(fake_github.url + "/repos/acme/shop/deployments", data=b"{ref: main",
-                             headers={"Authorization": f"token {fake_github.token}"}, timeout=10)
+    not_json = requests.post(
+        fake_github.url + "/repos/acme/shop/deployments",
+        data=b"{ref: main",
+        headers={"Authorization": f"token {fake_github.token}"},
+        timeout=10,
+    )
     assert (not_json.status_code, not_json.json()["message"]) == (400, "Problems parsing JSON")
     assert len(fake_github.violations) == 3
 
@@ -682,8 +807,10 @@ def test_environments(fake_github: FakeGitHub, repo: Repository) -> None:
 def test_pagination_follows_link_headers(fake_github: FakeGitHub) -> None:
     fake_github.add_repo("acme/shop", refs={"main": SHA_A})
     repo = fake_github.client(per_page=2).get_repo("acme/shop")
-    ids = [repo.create_deployment(ref="main", task=f"deploy:{n}", required_contexts=[]).id
-           for n in range(5)]
+    ids = [
+        repo.create_deployment(ref="main", task=f"deploy:{n}", required_contexts=[]).id
+        for n in range(5)
+    ]
     assert [d.id for d in repo.get_deployments()] == ids[::-1]
     assert [d.id for d in repo.get_deployments(task="deploy:3")] == [ids[3]]
     pages = [r for r in fake_github.requests if r.method == "GET" and "deployments" in r.path]

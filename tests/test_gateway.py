@@ -54,8 +54,11 @@ from tests.gateway_support import (
 )
 
 TEST_DEPLOYMENTS = GatewaySettings(
-    slack_signing_secret=SLACK_SECRET, github_webhook_secret=GITHUB_SECRET,
-    deploy_deployment="deploy/gateway-tests", rollback_deployment="rollback/gateway-tests")
+    slack_signing_secret=SLACK_SECRET,
+    github_webhook_secret=GITHUB_SECRET,
+    deploy_deployment="deploy/gateway-tests",
+    rollback_deployment="rollback/gateway-tests",
+)
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +92,9 @@ class Chat:
         self.slack = slack
         self.count = 0
 
-    def command(self, text: str, user: str = ALICE, channel: str = DEPLOYS,
-                patient: bool = True) -> dict:
+    def command(
+        self, text: str, user: str = ALICE, channel: str = DEPLOYS, patient: bool = True
+    ) -> dict:
         """The answer to ``text``. A ``patient`` user also reads the follow-up when the reply
         only said Prefect is slow (SQLite lock contention can cost a Prefect call 2 s)."""
         response = post_slack(self.client, "/slack/commands", self.body(text, user, channel))
@@ -109,8 +113,9 @@ class Chat:
         """What the gateway posted to the last command's response_url."""
         return wait_for(lambda: self.slack.responses(self.last_url_name), seconds)
 
-    def click(self, action_id: str, value: object, user: str = ALICE,
-              channel: str = DEPLOYS) -> list[dict]:
+    def click(
+        self, action_id: str, value: object, user: str = ALICE, channel: str = DEPLOYS
+    ) -> list[dict]:
         self.count += 1
         name = f"click-{self.count}"
         body = action_body(action_id, value, self.slack.response_url(name), user, channel)
@@ -134,7 +139,8 @@ def test_healthz(client: TestClient) -> None:
 
 @pytest.mark.parametrize("path", ["/slack/commands", "/slack/interactions"])
 def test_slack_requests_without_a_valid_signature_get_401_and_start_nothing(
-        client: TestClient, starter: RecordingStarter, path: str) -> None:
+    client: TestClient, starter: RecordingStarter, path: str
+) -> None:
     body = slash_body("shop to staging", "https://hooks.slack.com/commands/T/1/x")
     now = int(time.time())
     good = slack_headers(body)
@@ -161,8 +167,9 @@ def test_slack_skew_of_exactly_300_seconds_is_still_accepted(client: TestClient)
     assert response.status_code == 200
 
 
-def test_slack_fixture_bodies_signed_now_are_accepted(client: TestClient,
-                                                      starter: RecordingStarter) -> None:
+def test_slack_fixture_bodies_signed_now_are_accepted(
+    client: TestClient, starter: RecordingStarter
+) -> None:
     real = (SLACK_FIXTURES / "slash_command.real_modified.form.txt").read_bytes()
     reply = post_slack(client, "/slack/commands", real).json()
     assert reply["response_type"] == "ephemeral"
@@ -191,7 +198,8 @@ def test_an_unset_secret_refuses_everything(starter: RecordingStarter) -> None:
 
 
 def test_github_requests_without_a_valid_signature_get_401_and_start_nothing(
-        client: TestClient, starter: RecordingStarter) -> None:
+    client: TestClient, starter: RecordingStarter
+) -> None:
     body = webhook_fixture("deployment")
     good = github_headers(body, "deployment")
     signature = good["X-Hub-Signature-256"]
@@ -199,12 +207,15 @@ def test_github_requests_without_a_valid_signature_get_401_and_start_nothing(
         "missing": {k: v for k, v in good.items() if k != "X-Hub-Signature-256"},
         "no sha256= prefix": {**good, "X-Hub-Signature-256": signature.removeprefix("sha256=")},
         "wrong secret": github_headers(body, "deployment", secret="nope"),
-        "legacy sha1 only": {**{k: v for k, v in good.items() if k != "X-Hub-Signature-256"},
-                             "X-Hub-Signature": "sha1=7d38cdd689735b008b3c702edd92eea23791c5f6"},
+        "legacy sha1 only": {
+            **{k: v for k, v in good.items() if k != "X-Hub-Signature-256"},
+            "X-Hub-Signature": "sha1=7d38cdd689735b008b3c702edd92eea23791c5f6",
+        },
     }
     for name, headers in cases.items():
-        assert client.post("/github/webhook", content=body, headers=headers).status_code == 401, \
+        assert client.post("/github/webhook", content=body, headers=headers).status_code == 401, (
             name
+        )
     changed = body.replace(b"production", b"staging")
     assert client.post("/github/webhook", content=changed, headers=good).status_code == 401
     assert starter.requests == []
@@ -215,8 +226,9 @@ def test_github_signature_vector_is_checked_over_the_raw_bytes() -> None:
     settings = GatewaySettings(slack_signing_secret="x", github_webhook_secret=vector["secret"])
     with gateway(RecordingStarter(), settings) as client:
         headers = {"X-GitHub-Event": "ping", **vector["expected_header"]}
-        response = client.post("/github/webhook", content=vector["payload"].encode(),
-                               headers=headers)
+        response = client.post(
+            "/github/webhook", content=vector["payload"].encode(), headers=headers
+        )
     # The signature is GitHub's own example and passes; the body is not JSON, hence 400.
     assert response.status_code == 400
 
@@ -224,21 +236,32 @@ def test_github_signature_vector_is_checked_over_the_raw_bytes() -> None:
 def test_malformed_bodies_get_400(client: TestClient, starter: RecordingStarter) -> None:
     url = "https://hooks.slack.com/commands/T/1/x"
     slack_cases = {
-        "/slack/commands": [b"\xff\xfe not utf-8", b"text=shop", b"user_id=U1&text=x",
-                            slash_body("x", url).replace(b"user_id=U0ALICE001",
-                                                         b"user_id=%3Cbad%3E"),
-                            slash_body("x", "file:///etc/passwd"),
-                            b"&".join(b"f%d=1" % i for i in range(100))],
-        "/slack/interactions": [b"payload=%7Bnot json", b"nothing=here", b"payload=%5B1%5D",
-                                b"payload=" + b"%5B" * 5000,
-                                b"payload=" + json.dumps({"type": "block_actions",
-                                                          "actions": []}).encode()],
+        "/slack/commands": [
+            b"\xff\xfe not utf-8",
+            b"text=shop",
+            b"user_id=U1&text=x",
+            slash_body("x", url).replace(b"user_id=U0ALICE001", b"user_id=%3Cbad%3E"),
+            slash_body("x", "file:///etc/passwd"),
+            b"&".join(b"f%d=1" % i for i in range(100)),
+        ],
+        "/slack/interactions": [
+            b"payload=%7Bnot json",
+            b"nothing=here",
+            b"payload=%5B1%5D",
+            b"payload=" + b"%5B" * 5000,
+            b"payload=" + json.dumps({"type": "block_actions", "actions": []}).encode(),
+        ],
     }
     for path, bodies in slack_cases.items():
         for body in bodies:
             assert post_slack(client, path, body).status_code == 400, (path, body[:40])
-    for body, event in [(b"{not json", "push"), (b"[1, 2]", "push"), (b"\xff", "deployment"),
-                        (b"[" * 100_000, "push"), (b"{}", "")]:
+    for body, event in [
+        (b"{not json", "push"),
+        (b"[1, 2]", "push"),
+        (b"\xff", "deployment"),
+        (b"[" * 100_000, "push"),
+        (b"{}", ""),
+    ]:
         response = post_github(client, body, event)
         assert response.status_code == 400, (body[:20], event)
     assert starter.requests == []
@@ -252,8 +275,9 @@ def chunks(size: int, piece: int = 64 * 1024) -> Iterator[bytes]:
 
 
 @pytest.mark.parametrize("path", ["/slack/commands", "/slack/interactions", "/github/webhook"])
-def test_bodies_over_one_mebibyte_get_413(client: TestClient, starter: RecordingStarter,
-                                          path: str) -> None:
+def test_bodies_over_one_mebibyte_get_413(
+    client: TestClient, starter: RecordingStarter, path: str
+) -> None:
     too_big = b"a" * (MAX_BODY_BYTES + 1)
     assert client.post(path, content=too_big).status_code == 413
     # Without Content-Length (chunked), the limit is enforced while reading.
@@ -264,7 +288,8 @@ def test_bodies_over_one_mebibyte_get_413(client: TestClient, starter: Recording
 
 # --------------------------------------------------------------------------- slash: deploy
 def test_deploy_starts_a_run_with_the_flow_parameters_and_links_it(
-        chat: Chat, starter: RecordingStarter) -> None:
+    chat: Chat, starter: RecordingStarter
+) -> None:
     reply = chat.command("shop@feature/login to staging/web-2")
     assert reply["response_type"] == "in_channel"
     assert reply["text"].startswith(f"<@{ALICE}> is deploying *shop@feature/login → staging*")
@@ -273,9 +298,17 @@ def test_deploy_starts_a_run_with_the_flow_parameters_and_links_it(
     [request] = starter.requests
     assert request.deployment == "deploy/chatops"
     assert request.parameters == {
-        "app": "shop", "environment": "staging", "ref": "feature/login", "sha": None,
-        "deployment_id": None, "requested_by": ALICE, "force": False, "hosts": ["web-2"],
-        "task": "deploy", "notify": {"channel": DEPLOYS, "thread_ts": None}}
+        "app": "shop",
+        "environment": "staging",
+        "ref": "feature/login",
+        "sha": None,
+        "deployment_id": None,
+        "requested_by": ALICE,
+        "force": False,
+        "hosts": ["web-2"],
+        "task": "deploy",
+        "notify": {"channel": DEPLOYS, "thread_ts": None},
+    }
     assert request.tags == ["app:shop", "env:staging"]
     assert request.title == "shop@feature/login → staging"
     assert request.idempotency_key and request.idempotency_key.startswith("slack-")
@@ -286,12 +319,12 @@ def test_deploy_fills_in_the_apps_defaults(chat: Chat, starter: RecordingStarter
     chat.command("deploy:migrate shop to stg!")
     first, second = starter.parameters
     assert (first["ref"], first["environment"], first["task"]) == ("main", "staging", "deploy")
-    assert (second["environment"], second["task"], second["force"]) == ("staging", "migrate",
-                                                                        True)
+    assert (second["environment"], second["task"], second["force"]) == ("staging", "migrate", True)
 
 
 def test_no_environment_and_no_default_asks_which_instead_of_guessing(
-        chat: Chat, starter: RecordingStarter) -> None:
+    chat: Chat, starter: RecordingStarter
+) -> None:
     reply = chat.command("billing@main")
     assert reply["response_type"] == "ephemeral"
     assert "Which environment?" in reply["text"]
@@ -299,17 +332,21 @@ def test_no_environment_and_no_default_asks_which_instead_of_guessing(
     assert starter.requests == []
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("nosuchapp to staging", "I don't know an app called `nosuchapp`"),
-    ("shop to qa", "*shop* has no environment `qa`. It has: `staging`, `production`"),
-    ("ghost to qa", "block `ghost-qa`) are missing"),
-    ("shop to staging/web-9", "has no host web-9. Its hosts: web-1, web-2"),
-    ("deploy:seed shop to staging", "*shop* has no task `seed`. Its tasks: `deploy:migrate`"),
-    ("shop to production", f"You may not deploy *shop* to *production*. Allowed: <@{BOSS}>"),
-    ("rollback shop in production", "You may not deploy *shop* to *production*"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("nosuchapp to staging", "I don't know an app called `nosuchapp`"),
+        ("shop to qa", "*shop* has no environment `qa`. It has: `staging`, `production`"),
+        ("ghost to qa", "block `ghost-qa`) are missing"),
+        ("shop to staging/web-9", "has no host web-9. Its hosts: web-1, web-2"),
+        ("deploy:seed shop to staging", "*shop* has no task `seed`. Its tasks: `deploy:migrate`"),
+        ("shop to production", f"You may not deploy *shop* to *production*. Allowed: <@{BOSS}>"),
+        ("rollback shop in production", "You may not deploy *shop* to *production*"),
+    ],
+)
 def test_requests_that_cannot_be_served_get_a_short_reply(
-        chat: Chat, starter: RecordingStarter, text: str, expected: str) -> None:
+    chat: Chat, starter: RecordingStarter, text: str, expected: str
+) -> None:
     reply = chat.command(text)
     assert reply["response_type"] == "ephemeral"
     assert expected in reply["text"]
@@ -318,7 +355,8 @@ def test_requests_that_cannot_be_served_get_a_short_reply(
 
 
 def test_production_is_only_deployed_by_the_allowed_user_from_the_allowed_channel(
-        chat: Chat, starter: RecordingStarter) -> None:
+    chat: Chat, starter: RecordingStarter
+) -> None:
     reply = chat.command("shop to production", user=BOSS, channel=RANDOM)
     assert f"only done from <#{DEPLOYS}>" in reply["text"]
     assert starter.requests == []
@@ -327,15 +365,28 @@ def test_production_is_only_deployed_by_the_allowed_user_from_the_allowed_channe
     assert [p["environment"] for p in starter.parameters] == ["production"]
 
 
-@pytest.mark.parametrize("text", [
-    "shop@$(reboot) to staging", "shop@`id` to staging", "shop@a;rm -rf / to staging",
-    "shop@../../etc/passwd to staging", "shop@main..evil to staging", "shop@-rf to staging",
-    "shop@fe\x07ature to staging", "shop@main to stag\u202eing", "sh$op to staging",
-    "../shop to staging", "shop to staging/web-1;reboot", "deploy:$(id) shop to staging",
-    "shop@<!channel> to staging", "shop@main to production|x",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "shop@$(reboot) to staging",
+        "shop@`id` to staging",
+        "shop@a;rm -rf / to staging",
+        "shop@../../etc/passwd to staging",
+        "shop@main..evil to staging",
+        "shop@-rf to staging",
+        "shop@fe\x07ature to staging",
+        "shop@main to stag\u202eing",
+        "sh$op to staging",
+        "../shop to staging",
+        "shop to staging/web-1;reboot",
+        "deploy:$(id) shop to staging",
+        "shop@<!channel> to staging",
+        "shop@main to production|x",
+    ],
+)
 def test_hostile_refs_and_names_are_refused_and_start_nothing(
-        chat: Chat, starter: RecordingStarter, text: str) -> None:
+    chat: Chat, starter: RecordingStarter, text: str
+) -> None:
     reply = chat.command(text)
     assert reply["response_type"] == "ephemeral"
     assert "/deploy help" in reply["text"]
@@ -350,16 +401,22 @@ def test_rollback_starts_the_rollback_deployment(chat: Chat, starter: RecordingS
     chat.command("rollback shop in staging/web-1")
     first, second = starter.requests
     assert first.deployment == second.deployment == "rollback/chatops"
-    assert first.parameters == {"app": "shop", "environment": "staging", "ref": "v1.4.2",
-                                "requested_by": ALICE, "hosts": None,
-                                "notify": {"channel": DEPLOYS, "thread_ts": None}}
+    assert first.parameters == {
+        "app": "shop",
+        "environment": "staging",
+        "ref": "v1.4.2",
+        "requested_by": ALICE,
+        "hosts": None,
+        "notify": {"channel": DEPLOYS, "thread_ts": None},
+    }
     assert second.parameters["ref"] is None and second.parameters["hosts"] == ["web-1"]
     assert second.title == "shop@previous release → staging"
 
 
 # --------------------------------------------------------------------------- slash: locks
 def test_a_locked_environment_refuses_other_peoples_deploys_unless_forced(
-        chat: Chat, starter: RecordingStarter) -> None:
+    chat: Chat, starter: RecordingStarter
+) -> None:
     reply = chat.command("lock staging on shop: release <!here> freeze")
     assert reply["response_type"] == "in_channel"
     assert f"<@{ALICE}> locked *staging* on *shop*: release &lt;!here&gt; freeze" in reply["text"]
@@ -374,11 +431,15 @@ def test_a_locked_environment_refuses_other_peoples_deploys_unless_forced(
     assert chat.command("shop to staging")["response_type"] == "in_channel"  # her own lock
     forced = chat.command("shop to staging!", user=BOB)
     assert "(forced)" in forced["text"]
-    assert [(p["requested_by"], p["force"]) for p in starter.parameters] == [(ALICE, False),
-                                                                            (BOB, True)]
+    assert [(p["requested_by"], p["force"]) for p in starter.parameters] == [
+        (ALICE, False),
+        (BOB, True),
+    ]
     assert "is locked by" in chat.command("rollback shop in staging", user=BOB)["text"]
-    assert "is locked by" in chat.click("rollback", {"app": "shop", "environment": "staging"},
-                                        user=BOB)[0]["text"]
+    assert (
+        "is locked by"
+        in chat.click("rollback", {"app": "shop", "environment": "staging"}, user=BOB)[0]["text"]
+    )
     assert len(starter.requests) == 2
 
 
@@ -386,10 +447,14 @@ def test_lock_unlock_steal_and_check(chat: Chat) -> None:
     chat.command("lock staging on shop: testing")
     check = chat.command("check staging on shop", user=BOB)["text"]
     assert f"locked by <@{ALICE}>" in check and "testing" in check
-    assert "Take it over with `lock staging on shop!`" in chat.command(
-        "lock staging on shop: mine", user=BOB)["text"]
-    assert "Remove it anyway with `unlock staging on shop!`" in chat.command(
-        "unlock staging on shop", user=BOB)["text"]
+    assert (
+        "Take it over with `lock staging on shop!`"
+        in chat.command("lock staging on shop: mine", user=BOB)["text"]
+    )
+    assert (
+        "Remove it anyway with `unlock staging on shop!`"
+        in chat.command("unlock staging on shop", user=BOB)["text"]
+    )
     stolen = chat.command("lock staging on shop!: hotfix", user=BOB)["text"]
     assert f"taken over from <@{ALICE}>" in stolen
     assert f"locked by <@{BOB}>" in chat.command("check staging on shop")["text"]
@@ -397,8 +462,7 @@ def test_lock_unlock_steal_and_check(chat: Chat) -> None:
     unlocked = chat.command("unlock staging on shop!")["text"]
     assert f"<@{ALICE}> unlocked *staging* on *shop* (it was <@{BOB}>'s)" in unlocked
     assert "was not locked" in chat.command("unlock staging on shop")["text"]
-    assert "You can deploy *shop* to *staging* now" in chat.command("check staging on shop")[
-        "text"]
+    assert "You can deploy *shop* to *staging* now" in chat.command("check staging on shop")["text"]
 
 
 def test_unlock_all_removes_your_locks_and_with_force_everyones(chat: Chat) -> None:
@@ -425,8 +489,10 @@ def test_help_and_where(chat: Chat) -> None:
     assert "rollback shop in production" in chat.command("")["text"]
     where = chat.command("where can i deploy shop?")["text"]
     assert "*staging* (default): web-1, web-2" in where
-    assert (f"*production* (production): web-1.prod, web-2.prod — deploys only by <@{BOSS}> "
-            f"from <#{DEPLOYS}>") in where
+    assert (
+        f"*production* (production): web-1.prod, web-2.prod — deploys only by <@{BOSS}> "
+        f"from <#{DEPLOYS}>"
+    ) in where
 
 
 @flow
@@ -436,10 +502,17 @@ def record_deployed(summary: dict) -> None:
 
 
 def test_status_and_latest_show_what_is_deployed(chat: Chat) -> None:
-    summary = {"app": "shop", "environment": "staging", "ref": "v7-status-test",
-               "sha": "a" * 40, "release": "20261126T000000Z-aaaaaaa", "hosts": ["web-1"],
-               "requested_by": ALICE, "finished": "2026-11-26 00:00:00 UTC",
-               "run_url": "http://prefect.test/runs/flow-run/x"}
+    summary = {
+        "app": "shop",
+        "environment": "staging",
+        "ref": "v7-status-test",
+        "sha": "a" * 40,
+        "release": "20261126T000000Z-aaaaaaa",
+        "hosts": ["web-1"],
+        "requested_by": ALICE,
+        "finished": "2026-11-26 00:00:00 UTC",
+        "run_url": "http://prefect.test/runs/flow-run/x",
+    }
     record_deployed(summary)
     status = chat.command("status")["text"]
     assert "*shop* on *staging*: `v7-status-test`" in status
@@ -451,7 +524,8 @@ def test_status_and_latest_show_what_is_deployed(chat: Chat) -> None:
 
 
 def test_commands_answer_within_slacks_3_seconds_when_prefect_is_slow(
-        fake_slack: FakeSlack) -> None:
+    fake_slack: FakeSlack,
+) -> None:
     slow = RecordingStarter(delay=4.0)
     with gateway(slow) as client:
         chat = Chat(client, fake_slack)
@@ -470,7 +544,8 @@ def test_commands_answer_within_slacks_3_seconds_when_prefect_is_slow(
 
 # --------------------------------------------------------------------------- interactions
 def test_rollback_button_starts_a_rollback_and_answers_through_response_url(
-        chat: Chat, starter: RecordingStarter) -> None:
+    chat: Chat, starter: RecordingStarter
+) -> None:
     [answer] = chat.click("rollback", {"app": "shop", "environment": "staging"})
     assert "is rolling back *shop@previous release → staging*" in answer["text"]
     [request] = starter.requests
@@ -480,27 +555,36 @@ def test_rollback_button_starts_a_rollback_and_answers_through_response_url(
 
 
 def test_deploy_anyway_button_forces_the_deploy(chat: Chat, starter: RecordingStarter) -> None:
-    value = {"app": "shop", "environment": "staging", "ref": "feature-x", "hosts": ["web-1"],
-             "task": "migrate"}
+    value = {
+        "app": "shop",
+        "environment": "staging",
+        "ref": "feature-x",
+        "hosts": ["web-1"],
+        "task": "migrate",
+    }
     [answer] = chat.click("deploy_anyway", value)
     assert "(forced)" in answer["text"]
     [params] = starter.parameters
     assert (params["ref"], params["hosts"], params["task"], params["force"]) == (
-        "feature-x", ["web-1"], "migrate", True)
+        "feature-x",
+        ["web-1"],
+        "migrate",
+        True,
+    )
 
 
 def test_buttons_are_checked_like_commands(chat: Chat, starter: RecordingStarter) -> None:
     denied = chat.click("rollback", {"app": "shop", "environment": "production"})
     assert "You may not deploy *shop* to *production*" in denied[0]["text"]
-    bad = chat.click("deploy_anyway", {"app": "shop", "environment": "staging",
-                                       "ref": "$(reboot)"})
+    bad = chat.click("deploy_anyway", {"app": "shop", "environment": "staging", "ref": "$(reboot)"})
     assert "not valid" in bad[0]["text"]
     assert "not valid" in chat.click("rollback", "not json")[0]["text"]
     assert starter.requests == []
 
 
-def test_view_run_link_clicks_just_get_200(client: TestClient, fake_slack: FakeSlack,
-                                           starter: RecordingStarter) -> None:
+def test_view_run_link_clicks_just_get_200(
+    client: TestClient, fake_slack: FakeSlack, starter: RecordingStarter
+) -> None:
     url = fake_slack.response_url("view")
     response = post_slack(client, "/slack/interactions", action_body("view_run", "", url))
     assert response.status_code == 200
@@ -509,42 +593,57 @@ def test_view_run_link_clicks_just_get_200(client: TestClient, fake_slack: FakeS
 
 
 # --------------------------------------------------------------------------- GitHub
-def test_ping_is_answered_without_side_effects(client: TestClient,
-                                               starter: RecordingStarter) -> None:
+def test_ping_is_answered_without_side_effects(
+    client: TestClient, starter: RecordingStarter
+) -> None:
     response = post_github(client, webhook_fixture("ping"), "ping")
     assert response.status_code == 200 and response.json() == {"pong": True}
     assert starter.requests == []
 
 
 def test_octokit_deployment_starts_a_deploy_attached_to_that_deployment(
-        client: TestClient, starter: RecordingStarter) -> None:
+    client: TestClient, starter: RecordingStarter
+) -> None:
     response = post_github(client, webhook_fixture("deployment"), "deployment")
     assert response.status_code == 202
     assert response.json()["runs"][0]["run_url"] == "http://prefect.test/runs/flow-run/run-1"
     [request] = starter.requests
     assert request.parameters == {
-        "app": "hello", "environment": "production", "ref": "master",
-        "sha": "f95f852bd8fca8fcc58a9a2d6c842781e32a215e", "deployment_id": 145988746,
-        "requested_by": "Codertocat", "force": False, "hosts": None, "task": "deploy",
-        "notify": None}
+        "app": "hello",
+        "environment": "production",
+        "ref": "master",
+        "sha": "f95f852bd8fca8fcc58a9a2d6c842781e32a215e",
+        "deployment_id": 145988746,
+        "requested_by": "Codertocat",
+        "force": False,
+        "hosts": None,
+        "task": "deploy",
+        "notify": None,
+    }
     assert request.idempotency_key == "github-deployment-145988746"
     assert request.title == "hello@master (f95f852) → production"
 
 
-def test_deployment_task_is_used_when_the_app_knows_it(client: TestClient,
-                                                       starter: RecordingStarter) -> None:
+def test_deployment_task_is_used_when_the_app_knows_it(
+    client: TestClient, starter: RecordingStarter
+) -> None:
     for task in ("deploy:migrate", "migrate", "deploy:unknown", "something"):
-        body = deployment_event(repository="acme/shop", environment="staging", task=task,
-                                id=1000 + len(starter.requests))
+        body = deployment_event(
+            repository="acme/shop",
+            environment="staging",
+            task=task,
+            id=1000 + len(starter.requests),
+        )
         assert post_github(client, body, "deployment").status_code == 202
     assert [p["task"] for p in starter.parameters] == ["migrate", "migrate", "deploy", "deploy"]
 
 
-@pytest.mark.parametrize("payload", [{"chatops": {"flow_run_id": "x"}},
-                                     '{"chatops": {"requested_by": "U1"}}'])
-def test_deployments_chatops_created_itself_are_ignored(client: TestClient,
-                                                        starter: RecordingStarter,
-                                                        payload: object) -> None:
+@pytest.mark.parametrize(
+    "payload", [{"chatops": {"flow_run_id": "x"}}, '{"chatops": {"requested_by": "U1"}}']
+)
+def test_deployments_chatops_created_itself_are_ignored(
+    client: TestClient, starter: RecordingStarter, payload: object
+) -> None:
     body = deployment_event(payload=payload)
     response = post_github(client, body, "deployment")
     assert response.status_code == 200
@@ -552,35 +651,54 @@ def test_deployments_chatops_created_itself_are_ignored(client: TestClient,
     assert starter.requests == []
 
 
-@pytest.mark.parametrize(("changes", "status"), [
-    ({"ref": "$(reboot)"}, 422), ({"ref": "main..evil"}, 422), ({"ref": "-x"}, 422),
-    ({"sha": "f95f852b; rm -rf /"}, 422), ({"sha": "f95f852"}, 422),
-    ({"sha": "F95F852BD8FCA8FCC58A9A2D6C842781E32A215E"}, 422),
-    ({"environment": "../production"}, 422), ({"environment": "prod\nuction"}, 422),
-    ({"id": "145988746"}, 400), ({"id": True}, 400), ({"id": -1}, 400),
-])
-def test_hostile_deployment_payloads_are_refused(client: TestClient, starter: RecordingStarter,
-                                                 changes: dict, status: int) -> None:
+@pytest.mark.parametrize(
+    ("changes", "status"),
+    [
+        ({"ref": "$(reboot)"}, 422),
+        ({"ref": "main..evil"}, 422),
+        ({"ref": "-x"}, 422),
+        ({"sha": "f95f852b; rm -rf /"}, 422),
+        ({"sha": "f95f852"}, 422),
+        ({"sha": "F95F852BD8FCA8FCC58A9A2D6C842781E32A215E"}, 422),
+        ({"environment": "../production"}, 422),
+        ({"environment": "prod\nuction"}, 422),
+        ({"id": "145988746"}, 400),
+        ({"id": True}, 400),
+        ({"id": -1}, 400),
+    ],
+)
+def test_hostile_deployment_payloads_are_refused(
+    client: TestClient, starter: RecordingStarter, changes: dict, status: int
+) -> None:
     response = post_github(client, deployment_event(**changes), "deployment")
     assert response.status_code == status
     assert starter.requests == []
 
 
-@pytest.mark.parametrize(("changes", "reason"), [
-    ({"repository": "someone/else"}, "repository someone/else is not configured"),
-    ({"environment": "qa"}, "no app of Codertocat/Hello-World has an environment 'qa'"),
-])
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"repository": "someone/else"}, "repository someone/else is not configured"),
+        ({"environment": "qa"}, "no app of Codertocat/Hello-World has an environment 'qa'"),
+    ],
+)
 def test_deployments_outside_the_configuration_are_ignored(
-        client: TestClient, starter: RecordingStarter, changes: dict, reason: str) -> None:
+    client: TestClient, starter: RecordingStarter, changes: dict, reason: str
+) -> None:
     response = post_github(client, deployment_event(**changes), "deployment")
     assert response.status_code == 200 and response.json() == {"ignored": reason}
     assert starter.requests == []
 
 
 def test_push_to_an_auto_deploy_branch_deploys_the_pushed_commit(
-        client: TestClient, starter: RecordingStarter) -> None:
-    response = post_github(client, webhook_fixture("push.with-new-branch"), "push",
-                           delivery="72d3162e-cc78-11e3-81ab-4c9367dc0958")
+    client: TestClient, starter: RecordingStarter
+) -> None:
+    response = post_github(
+        client,
+        webhook_fixture("push.with-new-branch"),
+        "push",
+        delivery="72d3162e-cc78-11e3-81ab-4c9367dc0958",
+    )
     assert response.status_code == 202
     [request] = starter.requests
     assert request.parameters["app"] == "hello"
@@ -589,17 +707,24 @@ def test_push_to_an_auto_deploy_branch_deploys_the_pushed_commit(
     assert request.parameters["sha"] == "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
     assert request.parameters["requested_by"] == "Codertocat"
     assert request.idempotency_key == (
-        "github-push-72d3162e-cc78-11e3-81ab-4c9367dc0958-hello-staging")
+        "github-push-72d3162e-cc78-11e3-81ab-4c9367dc0958-hello-staging"
+    )
 
 
-def test_tag_pushes_and_deletions_never_deploy(client: TestClient,
-                                               starter: RecordingStarter) -> None:
+def test_tag_pushes_and_deletions_never_deploy(
+    client: TestClient, starter: RecordingStarter
+) -> None:
     tag_deletion = webhook_fixture("push")
     assert post_github(client, tag_deletion, "push").json() == {
-        "ignored": "only branch pushes deploy"}
+        "ignored": "only branch pushes deploy"
+    }
     branch = json.loads(webhook_fixture("push.with-new-branch"))
-    for changes in ({"deleted": True}, {"after": "0" * 40}, {"ref": "refs/tags/master"},
-                    {"ref": "refs/heads/other"}):
+    for changes in (
+        {"deleted": True},
+        {"after": "0" * 40},
+        {"ref": "refs/tags/master"},
+        {"ref": "refs/heads/other"},
+    ):
         body = json.dumps({**branch, **changes}).encode()
         response = post_github(client, body, "push")
         assert response.status_code == 200 and "ignored" in response.json(), changes
@@ -608,7 +733,8 @@ def test_tag_pushes_and_deletions_never_deploy(client: TestClient,
 
 @pytest.mark.parametrize("name", ["deployment_status", "status", "check_suite.completed"])
 def test_events_we_do_not_use_are_acknowledged_and_ignored(
-        client: TestClient, starter: RecordingStarter, name: str) -> None:
+    client: TestClient, starter: RecordingStarter, name: str
+) -> None:
     event = name.split(".")[0]
     response = post_github(client, webhook_fixture(name), event)
     assert response.status_code == 200
@@ -627,8 +753,9 @@ def test_a_locked_environment_refuses_github_deploys(chat: Chat, starter: Record
 
 def test_webhooks_are_answered_in_time_when_prefect_is_slow() -> None:
     slow = RecordingStarter(delay=3.0)
-    settings = GatewaySettings(slack_signing_secret="x", github_webhook_secret=GITHUB_SECRET,
-                               github_budget=0.5)
+    settings = GatewaySettings(
+        slack_signing_secret="x", github_webhook_secret=GITHUB_SECRET, github_budget=0.5
+    )
     with gateway(slow, settings) as client:
         started = time.monotonic()
         response = post_github(client, webhook_fixture("deployment"), "deployment")
@@ -641,16 +768,17 @@ def test_webhooks_are_answered_in_time_when_prefect_is_slow() -> None:
 
 # --------------------------------------------------------------------------- configuration
 def test_configuration_changes_reach_a_running_gateway(fake_slack: FakeSlack) -> None:
-    quick = GatewaySettings(slack_signing_secret=SLACK_SECRET, github_webhook_secret="x",
-                            catalog_refresh_seconds=0.2)
+    quick = GatewaySettings(
+        slack_signing_secret=SLACK_SECRET, github_webhook_secret="x", catalog_refresh_seconds=0.2
+    )
     try:
         with gateway(RecordingStarter(), quick) as client:
             chat = Chat(client, fake_slack)
             assert "I don't know an app called `newapp`" in chat.command("where newapp")["text"]
-            App(repository="acme/newapp", environments=["staging"]).save("newapp",
-                                                                         overwrite=True)
-            Environment(hosts=["new-1"], ssh_private_key="k", deploy_path="/srv/app",
-                        restart_command="true").save("newapp-staging", overwrite=True)
+            App(repository="acme/newapp", environments=["staging"]).save("newapp", overwrite=True)
+            Environment(
+                hosts=["new-1"], ssh_private_key="k", deploy_path="/srv/app", restart_command="true"
+            ).save("newapp-staging", overwrite=True)
             wait_for(lambda: "*staging*: new-1" in chat.command("where newapp")["text"])
     finally:
         App.delete("newapp")
@@ -670,8 +798,10 @@ def test_a_failed_refresh_keeps_the_last_good_configuration(configured: None) ->
             good = catalog.snapshot
             assert good.app("shop") is not None
             assert good.environment("shop", "production").allowed_users == [BOSS]
-            assert good.environment("shop", "production").ssh_private_key.get_secret_value() \
-                != "not-a-real-key"  # read without secrets
+            assert (
+                good.environment("shop", "production").ssh_private_key.get_secret_value()
+                != "not-a-real-key"
+            )  # read without secrets
             use["client"] = down
             started = time.monotonic()
             assert not await catalog.refresh()
@@ -714,8 +844,9 @@ def test_the_same_deployment_or_delivery_twice_starts_one_run(test_deployments: 
     assert run.state.is_scheduled()
 
 
-def test_real_starter_links_the_run_and_deploys_lists_it(test_deployments: None,
-                                                         fake_slack: FakeSlack) -> None:
+def test_real_starter_links_the_run_and_deploys_lists_it(
+    test_deployments: None, fake_slack: FakeSlack
+) -> None:
     with gateway(settings=TEST_DEPLOYMENTS) as client:
         chat = Chat(client, fake_slack)
         reply = chat.command("shop@real-starter to staging")
@@ -733,8 +864,11 @@ def test_real_starter_links_the_run_and_deploys_lists_it(test_deployments: None,
 
 
 def test_a_missing_prefect_deployment_is_explained(chat: Chat) -> None:
-    settings = GatewaySettings(slack_signing_secret=SLACK_SECRET, github_webhook_secret="x",
-                               deploy_deployment="deploy/not-registered")
+    settings = GatewaySettings(
+        slack_signing_secret=SLACK_SECRET,
+        github_webhook_secret="x",
+        deploy_deployment="deploy/not-registered",
+    )
     with gateway(settings=settings) as client:
         chat.client = client
         reply = chat.command("shop to staging")
@@ -742,11 +876,14 @@ def test_a_missing_prefect_deployment_is_explained(chat: Chat) -> None:
     assert "chatops up" in reply["text"]
 
 
-def test_the_signature_is_over_the_exact_bytes_sent(client: TestClient,
-                                                    starter: RecordingStarter) -> None:
+def test_the_signature_is_over_the_exact_bytes_sent(
+    client: TestClient, starter: RecordingStarter
+) -> None:
     body = webhook_fixture("deployment")
     reformatted = json.dumps(json.loads(body)).encode()
-    headers = {**github_headers(reformatted, "deployment"),
-               "X-Hub-Signature-256": sign_github(body, GITHUB_SECRET)}
+    headers = {
+        **github_headers(reformatted, "deployment"),
+        "X-Hub-Signature-256": sign_github(body, GITHUB_SECRET),
+    }
     assert client.post("/github/webhook", content=reformatted, headers=headers).status_code == 401
     assert starter.requests == []

@@ -50,15 +50,21 @@ class FrontDoor:
 
 
 @pytest.fixture
-def front_door(served_flows: None, chatops_home: Path, deploy_hosts: list[TestHost],
-               app_repo: AppRepo, ssh_key: SshKey, fake_github: FakeGitHub,
-               fake_slack: FakeSlack) -> Iterator[FrontDoor]:
+def front_door(
+    served_flows: None,
+    chatops_home: Path,
+    deploy_hosts: list[TestHost],
+    app_repo: AppRepo,
+    ssh_key: SshKey,
+    fake_github: FakeGitHub,
+    fake_slack: FakeSlack,
+) -> Iterator[FrontDoor]:
     clear_locks()
     fake_github.add_repo("acme/shop", git_dir=app_repo.path)
-    GitHubAccess(token=fake_github.token, api_url=fake_github.url).save("default",
-                                                                        overwrite=True)
-    SlackAccess(bot_token=fake_slack.token, api_url=fake_slack.api_url).save("default",
-                                                                           overwrite=True)
+    GitHubAccess(token=fake_github.token, api_url=fake_github.url).save("default", overwrite=True)
+    SlackAccess(bot_token=fake_slack.token, api_url=fake_slack.api_url).save(
+        "default", overwrite=True
+    )
     save_shop(app_repo, deploy_hosts, ssh_key)
     with gateway() as client:
         yield FrontDoor(client, deploy_hosts, app_repo, fake_github, fake_slack)
@@ -67,7 +73,8 @@ def front_door(served_flows: None, chatops_home: Path, deploy_hosts: list[TestHo
 
 
 def test_slash_command_deploys_v1_and_keeps_the_channel_message_current(
-        front_door: FrontDoor) -> None:
+    front_door: FrontDoor,
+) -> None:
     url = front_door.slack.response_url("deploy-v1")
     body = slash_body("shop@v1 to staging", url, user=ALICE, channel=DEPLOYS)
     started = time.monotonic()
@@ -89,21 +96,36 @@ def test_slash_command_deploys_v1_and_keeps_the_channel_message_current(
     assert message.updates >= 1
     assert "in progress" in message.history[0].text
     assert message.history[-1].text.startswith(
-        f"Deploy shop@v1 ({front_door.repo.v1[:7]}) → staging: success")
+        f"Deploy shop@v1 ({front_door.repo.v1[:7]}) → staging: success"
+    )
     [deployment] = front_door.github.deployments
     assert deployment["ref"] == "v1"
     assert [s["state"] for s in front_door.github.statuses(deployment["id"])] == [
-        "in_progress", "success"]
+        "in_progress",
+        "success",
+    ]
 
 
 def test_deployment_created_on_github_is_deployed_and_reported_on_that_deployment(
-        front_door: FrontDoor) -> None:
+    front_door: FrontDoor,
+) -> None:
     repo = front_door.github.client().get_repo("acme/shop")
-    created = repo.create_deployment("v1", environment="staging", required_contexts=[],
-                                     auto_merge=False, payload={"note": "from the GitHub UI"})
-    body = deployment_event(repository="acme/shop", environment="staging", id=created.id,
-                            sha=created.sha, ref="v1", creator="octocat",
-                            payload={"note": "from the GitHub UI"})
+    created = repo.create_deployment(
+        "v1",
+        environment="staging",
+        required_contexts=[],
+        auto_merge=False,
+        payload={"note": "from the GitHub UI"},
+    )
+    body = deployment_event(
+        repository="acme/shop",
+        environment="staging",
+        id=created.id,
+        sha=created.sha,
+        ref="v1",
+        creator="octocat",
+        payload={"note": "from the GitHub UI"},
+    )
 
     response = post_github(front_door.client, body, "deployment")
     assert response.status_code == 202
@@ -121,5 +143,4 @@ def test_deployment_created_on_github_is_deployed_and_reported_on_that_deploymen
     assert [d["id"] for d in front_door.github.deployments] == [created.id]
     for host in front_door.hosts:
         assert front_door.repo.v1 in front_door.serving(host)
-    assert front_door.github.deployments[0]["payload"] == {
-        "note": "from the GitHub UI"}
+    assert front_door.github.deployments[0]["payload"] == {"note": "from the GitHub UI"}

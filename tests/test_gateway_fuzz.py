@@ -43,9 +43,11 @@ CONFIGURED = {  # what save_config() sets up: app -> environment -> hosts
     "hello": {"staging": ["hello-1"], "production": ["hello-2"]},
 }
 TASKS = {"shop": {"deploy", "migrate"}, "billing": {"deploy"}, "hello": {"deploy"}}
-FUZZ = settings(max_examples=150, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 class Fuzzed:
@@ -83,21 +85,34 @@ def assert_trustworthy(request: RunRequest) -> None:
         assert type(p["deployment_id"]) is int and p["deployment_id"] > 0
 
 
-header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7e),
-                      max_size=80)
+header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80)
 headers = st.dictionaries(
-    st.sampled_from(["X-Slack-Request-Timestamp", "X-Slack-Signature", "X-Hub-Signature-256",
-                     "X-GitHub-Event", "X-GitHub-Delivery", "Content-Type", "Content-Length"]),
-    st.one_of(header_text, st.just(str(int(time.time()))),
-              st.from_regex(r"v0=[0-9a-f]{64}", fullmatch=True),
-              st.from_regex(r"sha256=[0-9a-f]{64}", fullmatch=True),
-              st.sampled_from(["deployment", "push", "ping", "application/json"])))
+    st.sampled_from(
+        [
+            "X-Slack-Request-Timestamp",
+            "X-Slack-Signature",
+            "X-Hub-Signature-256",
+            "X-GitHub-Event",
+            "X-GitHub-Delivery",
+            "Content-Type",
+            "Content-Length",
+        ]
+    ),
+    st.one_of(
+        header_text,
+        st.just(str(int(time.time()))),
+        st.from_regex(r"v0=[0-9a-f]{64}", fullmatch=True),
+        st.from_regex(r"sha256=[0-9a-f]{64}", fullmatch=True),
+        st.sampled_from(["deployment", "push", "ping", "application/json"]),
+    ),
+)
 
 
 @FUZZ
 @given(path=st.sampled_from(PATHS), body=st.binary(max_size=2000), sent_headers=headers)
 def test_unsigned_requests_are_refused_and_start_nothing(
-        fuzzed: Fuzzed, path: str, body: bytes, sent_headers: dict[str, str]) -> None:
+    fuzzed: Fuzzed, path: str, body: bytes, sent_headers: dict[str, str]
+) -> None:
     sent_headers = {k: v for k, v in sent_headers.items() if k != "Content-Length"}
     before = len(fuzzed.starter.requests)
     response = fuzzed.client.post(path, content=body, headers=sent_headers)
@@ -106,10 +121,14 @@ def test_unsigned_requests_are_refused_and_start_nothing(
 
 
 @FUZZ
-@given(path=st.sampled_from(PATHS), body=st.binary(max_size=2000),
-       event=st.sampled_from(["deployment", "push", "ping", "status", "x"]))
-def test_signed_garbage_gets_no_500_and_starts_nothing(fuzzed: Fuzzed, path: str, body: bytes,
-                                                       event: str) -> None:
+@given(
+    path=st.sampled_from(PATHS),
+    body=st.binary(max_size=2000),
+    event=st.sampled_from(["deployment", "push", "ping", "status", "x"]),
+)
+def test_signed_garbage_gets_no_500_and_starts_nothing(
+    fuzzed: Fuzzed, path: str, body: bytes, event: str
+) -> None:
     sent = github_headers(body, event) if path == "/github/webhook" else slack_headers(body)
     before = len(fuzzed.starter.requests)
     response = fuzzed.client.post(path, content=body, headers=sent)
@@ -117,24 +136,73 @@ def test_signed_garbage_gets_no_500_and_starts_nothing(fuzzed: Fuzzed, path: str
     assert len(fuzzed.starter.requests) == before
 
 
-words = st.sampled_from([
-    "shop", "billing", "hello", "ghost", "nosuch", "deploy", "deploy:migrate", "deploy!",
-    "lock", "unlock", "all", "rollback", "status", "latest", "deploys", "where", "check", "help",
-    "to", "in", "on", "staging", "production", "prod", "stg", "!", "@", "/", "..", ":", ",",
-    "shop@main", "shop/feature/x", "shop@$(id)", "web-1", "web-9", "staging/web-1,web-2",
-    "`id`", ";", "|", "&", "<!channel>", "\u202e", "\x00", "\t", "ß", "K",
-])
-refs = st.one_of(st.sampled_from(["", "", "@main", "@v1.2", "/feature/x", "@$(id)", "@a..b",
-                                   "@-x", "@x.lock", "@", "/"]),
-                 st.from_regex(r"@[A-Za-z0-9._/+@-]{1,12}", fullmatch=True))
+words = st.sampled_from(
+    [
+        "shop",
+        "billing",
+        "hello",
+        "ghost",
+        "nosuch",
+        "deploy",
+        "deploy:migrate",
+        "deploy!",
+        "lock",
+        "unlock",
+        "all",
+        "rollback",
+        "status",
+        "latest",
+        "deploys",
+        "where",
+        "check",
+        "help",
+        "to",
+        "in",
+        "on",
+        "staging",
+        "production",
+        "prod",
+        "stg",
+        "!",
+        "@",
+        "/",
+        "..",
+        ":",
+        ",",
+        "shop@main",
+        "shop/feature/x",
+        "shop@$(id)",
+        "web-1",
+        "web-9",
+        "staging/web-1,web-2",
+        "`id`",
+        ";",
+        "|",
+        "&",
+        "<!channel>",
+        "\u202e",
+        "\x00",
+        "\t",
+        "ß",
+        "K",
+    ]
+)
+refs = st.one_of(
+    st.sampled_from(
+        ["", "", "@main", "@v1.2", "/feature/x", "@$(id)", "@a..b", "@-x", "@x.lock", "@", "/"]
+    ),
+    st.from_regex(r"@[A-Za-z0-9._/+@-]{1,12}", fullmatch=True),
+)
 deploy_commands = st.builds(
     lambda verb, app, ref, place, env, hosts, bang: f"{verb}{app}{ref}{place}{env}{hosts}{bang}",
     st.sampled_from(["", "deploy ", "deploy:migrate ", "deploy:x ", "rollback "]),
-    st.sampled_from(["shop", "shop", "billing", "hello", "ghost", "Shop", "nosuch"]), refs,
+    st.sampled_from(["shop", "shop", "billing", "hello", "ghost", "Shop", "nosuch"]),
+    refs,
     st.sampled_from([" to ", " in ", " on ", " "]),
     st.sampled_from(["staging", "staging", "production", "prod", "qa", ""]),
     st.sampled_from(["", "", "", "/web-1", "/web-1,web-2", "/web-9", "/web-1;x", "/"]),
-    st.sampled_from(["", "!", " !"]))
+    st.sampled_from(["", "!", " !"]),
+)
 free_text = st.one_of(
     st.lists(words, max_size=8).map(" ".join),
     st.lists(st.one_of(words, st.text(max_size=12)), max_size=6).map(" ".join),
@@ -161,43 +229,54 @@ channels = st.sampled_from(["C0DEPLOYS1", "C0RANDOM01"])
 
 @FUZZ
 @given(text=deploy_commands, user=users, channel=channels)
-def test_signed_deploy_commands_start_only_safe_runs(fuzzed: Fuzzed, text: str, user: str,
-                                                     channel: str) -> None:
+def test_signed_deploy_commands_start_only_safe_runs(
+    fuzzed: Fuzzed, text: str, user: str, channel: str
+) -> None:
     send_command(fuzzed, text, user, channel)
 
 
 @FUZZ
 @given(text=free_text, user=users, channel=channels)
-def test_signed_free_text_commands_always_get_a_reply(fuzzed: Fuzzed, text: str, user: str,
-                                                      channel: str) -> None:
+def test_signed_free_text_commands_always_get_a_reply(
+    fuzzed: Fuzzed, text: str, user: str, channel: str
+) -> None:
     send_command(fuzzed, text, user, channel)
 
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
-    max_leaves=12)
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 button_values = st.one_of(
-    json_values.map(json.dumps), st.text(max_size=50),
-    st.fixed_dictionaries({"app": st.sampled_from(["shop", "nosuch", "../x", ""]),
-                           "environment": st.sampled_from(["staging", "production", "$(x)"])},
-                          optional={"ref": st.one_of(st.sampled_from(["main", "..", "-x"]),
-                                                     json_values),
-                                    "hosts": st.one_of(st.lists(st.sampled_from(
-                                        ["web-1", "web-9", "a;b"])), json_values),
-                                    "task": st.one_of(st.sampled_from(["migrate", "x"]),
-                                                      json_values)}).map(json.dumps))
+    json_values.map(json.dumps),
+    st.text(max_size=50),
+    st.fixed_dictionaries(
+        {
+            "app": st.sampled_from(["shop", "nosuch", "../x", ""]),
+            "environment": st.sampled_from(["staging", "production", "$(x)"]),
+        },
+        optional={
+            "ref": st.one_of(st.sampled_from(["main", "..", "-x"]), json_values),
+            "hosts": st.one_of(st.lists(st.sampled_from(["web-1", "web-9", "a;b"])), json_values),
+            "task": st.one_of(st.sampled_from(["migrate", "x"]), json_values),
+        },
+    ).map(json.dumps),
+)
 
 
 @FUZZ
-@given(action_id=st.sampled_from(["rollback", "deploy_anyway", "view_run", "other"]),
-       value=button_values)
-def test_signed_button_clicks_start_only_safe_runs(fuzzed: Fuzzed, action_id: str,
-                                                   value: str) -> None:
+@given(
+    action_id=st.sampled_from(["rollback", "deploy_anyway", "view_run", "other"]),
+    value=button_values,
+)
+def test_signed_button_clicks_start_only_safe_runs(
+    fuzzed: Fuzzed, action_id: str, value: str
+) -> None:
     body = action_body(action_id, value, fuzzed.response_url())
-    response = fuzzed.client.post("/slack/interactions", content=body,
-                                  headers=slack_headers(body))
+    response = fuzzed.client.post("/slack/interactions", content=body, headers=slack_headers(body))
     assert response.status_code == 200
     for request in fuzzed.starter.requests:
         assert_trustworthy(request)
@@ -207,8 +286,7 @@ def test_signed_button_clicks_start_only_safe_runs(fuzzed: Fuzzed, action_id: st
 @given(payload=json_values)
 def test_signed_random_interaction_payloads_get_no_500(fuzzed: Fuzzed, payload: Any) -> None:
     body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
-    response = fuzzed.client.post("/slack/interactions", content=body,
-                                  headers=slack_headers(body))
+    response = fuzzed.client.post("/slack/interactions", content=body, headers=slack_headers(body))
     assert response.status_code in (200, 400)
     for request in fuzzed.starter.requests:
         assert_trustworthy(request)
@@ -223,27 +301,59 @@ def mutated(name: str, path: list[str], value: Any) -> bytes:
     return json.dumps(payload).encode()
 
 
-deployment_fields = st.sampled_from([
-    ["action"], ["deployment", "id"], ["deployment", "sha"], ["deployment", "ref"],
-    ["deployment", "environment"], ["deployment", "task"], ["deployment", "payload"],
-    ["deployment", "creator"], ["deployment"], ["repository", "full_name"], ["repository"]])
-push_fields = st.sampled_from([["ref"], ["after"], ["deleted"], ["repository", "full_name"],
-                               ["pusher"], ["repository"]])
-field_values = st.one_of(json_values, st.sampled_from(
-    ["refs/heads/master", "refs/tags/v1", "master", "$(reboot)", "../x", "0" * 40, "f" * 40,
-     "production", "staging", "Codertocat/Hello-World", "deploy:migrate", True, False, 7]))
+deployment_fields = st.sampled_from(
+    [
+        ["action"],
+        ["deployment", "id"],
+        ["deployment", "sha"],
+        ["deployment", "ref"],
+        ["deployment", "environment"],
+        ["deployment", "task"],
+        ["deployment", "payload"],
+        ["deployment", "creator"],
+        ["deployment"],
+        ["repository", "full_name"],
+        ["repository"],
+    ]
+)
+push_fields = st.sampled_from(
+    [["ref"], ["after"], ["deleted"], ["repository", "full_name"], ["pusher"], ["repository"]]
+)
+field_values = st.one_of(
+    json_values,
+    st.sampled_from(
+        [
+            "refs/heads/master",
+            "refs/tags/v1",
+            "master",
+            "$(reboot)",
+            "../x",
+            "0" * 40,
+            "f" * 40,
+            "production",
+            "staging",
+            "Codertocat/Hello-World",
+            "deploy:migrate",
+            True,
+            False,
+            7,
+        ]
+    ),
+)
 
 
 @FUZZ
 @given(data=st.data())
 def test_signed_near_valid_webhooks_get_no_500_and_start_only_safe_runs(
-        fuzzed: Fuzzed, data: st.DataObject) -> None:
+    fuzzed: Fuzzed, data: st.DataObject
+) -> None:
     event = data.draw(st.sampled_from(["deployment", "push"]))
     base = "deployment" if event == "deployment" else "push.with-new-branch"
     fields = deployment_fields if event == "deployment" else push_fields
     body = mutated(base, data.draw(fields), data.draw(field_values))
-    response = fuzzed.client.post("/github/webhook", content=body,
-                                  headers=github_headers(body, event))
+    response = fuzzed.client.post(
+        "/github/webhook", content=body, headers=github_headers(body, event)
+    )
     assert response.status_code in (200, 202, 400, 409, 422)
     tally(f"HTTP {response.status_code}")
     for request in fuzzed.starter.requests:
@@ -252,11 +362,11 @@ def test_signed_near_valid_webhooks_get_no_500_and_start_only_safe_runs(
 
 @FUZZ
 @given(payload=json_values, event=st.sampled_from(["deployment", "push", "ping", "status"]))
-def test_signed_random_json_webhooks_get_no_500(fuzzed: Fuzzed, payload: Any,
-                                                event: str) -> None:
+def test_signed_random_json_webhooks_get_no_500(fuzzed: Fuzzed, payload: Any, event: str) -> None:
     body = json.dumps(payload).encode()
-    response = fuzzed.client.post("/github/webhook", content=body,
-                                  headers=github_headers(body, event))
+    response = fuzzed.client.post(
+        "/github/webhook", content=body, headers=github_headers(body, event)
+    )
     assert response.status_code in (200, 400)
     for request in fuzzed.starter.requests:
         assert_trustworthy(request)
@@ -266,11 +376,19 @@ def test_fuzzing_reached_the_run_starting_code(fuzzed: Fuzzed) -> None:
     """Guards the fuzzers above: valid requests through the same client do start runs."""
     before = len(fuzzed.starter.requests)
     body = slash_body("shop@main to staging", fuzzed.response_url(), "U0ALICE001")
-    assert fuzzed.client.post("/slack/commands", content=body,
-                              headers=slack_headers(body)).json()["response_type"] == "in_channel"
+    assert (
+        fuzzed.client.post("/slack/commands", content=body, headers=slack_headers(body)).json()[
+            "response_type"
+        ]
+        == "in_channel"
+    )
     hook = webhook_fixture("deployment")
-    assert fuzzed.client.post("/github/webhook", content=hook,
-                              headers=github_headers(hook, "deployment")).status_code == 202
+    assert (
+        fuzzed.client.post(
+            "/github/webhook", content=hook, headers=github_headers(hook, "deployment")
+        ).status_code
+        == 202
+    )
     assert len(fuzzed.starter.requests) == before + 2
     for request in fuzzed.starter.requests:
         assert_trustworthy(request)

@@ -15,8 +15,9 @@ def commit(repo: Path, text: str) -> str:
     (repo / "file.txt").write_text(text)
     subprocess.run([*GIT, "-C", str(repo), "add", "."], check=True)
     subprocess.run([*GIT, "-C", str(repo), "commit", "-qm", text], check=True)
-    return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -26,8 +27,7 @@ def repo(tmp_path: Path) -> Path:
     return repo
 
 
-def test_checkout_branch_tag_and_sha(prefect_server: None, chatops_home: Path,
-                                     repo: Path) -> None:
+def test_checkout_branch_tag_and_sha(prefect_server: None, chatops_home: Path, repo: Path) -> None:
     first = commit(repo, "one")
     subprocess.run(["git", "-C", str(repo), "tag", "v1"], check=True)
     subprocess.run(["git", "-C", str(repo), "checkout", "-qb", "feature/login"], check=True)
@@ -35,14 +35,14 @@ def test_checkout_branch_tag_and_sha(prefect_server: None, chatops_home: Path,
     for ref, sha in (("v1", first), ("feature/login", second), (first[:10], first)):
         out = checkout(str(repo), ref)
         assert out.sha == sha
-        assert (Path(out.worktree) / "file.txt").read_text() == ("one" if sha == first
-                                                                else "two")
+        assert (Path(out.worktree) / "file.txt").read_text() == ("one" if sha == first else "two")
         remove_worktree(out)
         assert not Path(out.worktree).exists()
 
 
-def test_new_commits_are_fetched_into_the_mirror(prefect_server: None, chatops_home: Path,
-                                                 repo: Path) -> None:
+def test_new_commits_are_fetched_into_the_mirror(
+    prefect_server: None, chatops_home: Path, repo: Path
+) -> None:
     commit(repo, "one")
     checkout(str(repo), "main")
     newer = commit(repo, "two")
@@ -51,8 +51,9 @@ def test_new_commits_are_fetched_into_the_mirror(prefect_server: None, chatops_h
 
 
 @pytest.mark.parametrize("ref", ["nope", "--upload-pack=touch /tmp/pwned", "main..v1"])
-def test_unknown_ref_fails_at_once(prefect_server: None, chatops_home: Path, repo: Path,
-                                   ref: str) -> None:
+def test_unknown_ref_fails_at_once(
+    prefect_server: None, chatops_home: Path, repo: Path, ref: str
+) -> None:
     commit(repo, "one")
     started = time.monotonic()
     with pytest.raises(UnknownRef):

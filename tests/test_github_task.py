@@ -16,8 +16,13 @@ def access(fake_github) -> GitHubAccess:
 
 
 def record(access: GitHubAccess, ref: str = "main", **options):
-    settings = dict(task_name="deploy", payload={"chatops": {"flow_run_id": "x"}},
-                    description="alice via chatops", required_contexts=None, production=False)
+    settings = dict(
+        task_name="deploy",
+        payload={"chatops": {"flow_run_id": "x"}},
+        description="alice via chatops",
+        required_contexts=None,
+        production=False,
+    )
     settings.update(options)
     return record_deployment(access, "acme/shop", ref, "staging", **settings)
 
@@ -31,16 +36,16 @@ def test_records_the_deployment_with_our_mark(prefect_server, fake_github, acces
     assert stored["task"] == "deploy"
 
 
-def test_attaching_to_an_existing_deployment_creates_none(prefect_server, fake_github,
-                                                          access) -> None:
+def test_attaching_to_an_existing_deployment_creates_none(
+    prefect_server, fake_github, access
+) -> None:
     made = record(access)
     again = record(access, deployment_id=made.id)
     assert again == made and len(fake_github.deployments) == 1
 
 
 def test_failing_and_missing_checks_are_named(prefect_server, fake_github, access) -> None:
-    fake_github.set_commit_statuses("acme/shop", SHA, {"ci/build": "success",
-                                                       "ci/test": "failure"})
+    fake_github.set_commit_statuses("acme/shop", SHA, {"ci/build": "success", "ci/test": "failure"})
     with pytest.raises(DeploymentRefused) as caught:
         record(access, required_contexts=["ci/build", "ci/test", "ci/lint"])
     text = str(caught.value)
@@ -56,27 +61,35 @@ def test_unknown_ref_is_named(prefect_server, access) -> None:
         record(access, "nope")
 
 
-def test_server_error_is_retried_without_duplicates(prefect_server, fake_github,
-                                                    access) -> None:
+def test_server_error_is_retried_without_duplicates(prefect_server, fake_github, access) -> None:
     fake_github.fail_next("POST", r"/deployments$", 502)
     record(access)
     assert len(fake_github.deployments) == 1
 
 
 def test_merged_branch_202_is_not_a_deployment(prefect_server, fake_github, access) -> None:
-    fake_github.fail_next("POST", r"/deployments$", 202,
-                          body={"message": "Auto-merged main into topic on deployment."})
+    fake_github.fail_next(
+        "POST",
+        r"/deployments$",
+        202,
+        body={"message": "Auto-merged main into topic on deployment."},
+    )
     with pytest.raises(DeploymentRefused, match="Auto-merged"):
         record(access)
 
 
-def test_statuses_carry_links_and_short_descriptions(prefect_server, fake_github,
-                                                     access) -> None:
+def test_statuses_carry_links_and_short_descriptions(prefect_server, fake_github, access) -> None:
     made = record(access)
     fake_github.fail_next("POST", r"/statuses$", 500)
-    report_status(access, "acme/shop", made.id, "success", description="x" * 500,
-                  log_url="http://127.0.0.1:4200/runs/flow-run/1",
-                  environment_url="https://staging.example")
+    report_status(
+        access,
+        "acme/shop",
+        made.id,
+        "success",
+        description="x" * 500,
+        log_url="http://127.0.0.1:4200/runs/flow-run/1",
+        environment_url="https://staging.example",
+    )
     [status] = fake_github.statuses(made.id)
     assert status["state"] == "success" and len(status["description"]) == 140
     assert status["target_url"] == "http://127.0.0.1:4200/runs/flow-run/1"

@@ -366,14 +366,23 @@ def test_bounded_rate_limit_handler_is_exported_for_reuse() -> None:
 def test_red_checks_offer_deploy_anyway_with_the_same_parameters(
     fake_slack: FakeSlack, client: WebClient
 ) -> None:
-    again = {"app": "shop", "environment": "staging", "ref": "feature-x", "hosts": None,
-             "task": "deploy"}
-    progress = make_progress(outcome="failure", force_parameters=again,
-                             error="ChecksNotGreen: Required checks are not green: ci (failure)")
+    again = {
+        "app": "shop",
+        "environment": "staging",
+        "ref": "feature-x",
+        "hosts": None,
+        "task": "deploy",
+    }
+    progress = make_progress(
+        outcome="failure",
+        force_parameters=again,
+        error="ChecksNotGreen: Required checks are not green: ci (failure)",
+    )
     ts = post_deploy_message(client, CHANNEL, progress)
     button = buttons(fake_slack.messages[(CHANNEL, ts)].blocks)["deploy_anyway"]
     assert json.loads(button["value"]) == again
     assert button["confirm"]["confirm"]["text"] == "Deploy anyway"
-    assert "deploy_anyway" not in buttons(render_deploy_message(make_progress(
-        outcome="failure", error="BuildFailed"))[1])
+    assert "deploy_anyway" not in buttons(
+        render_deploy_message(make_progress(outcome="failure", error="BuildFailed"))[1]
+    )
     assert fake_slack.violations == []

@@ -9,11 +9,18 @@ from flows.target import UnknownTarget, load_target
 
 @pytest.fixture
 def configured(prefect_server: None) -> None:
-    App(repository="acme/cart", environments=["staging", "production"],
-        tasks={"migrate": "bin/migrate"}).save("cart", overwrite=True)
+    App(
+        repository="acme/cart",
+        environments=["staging", "production"],
+        tasks={"migrate": "bin/migrate"},
+    ).save("cart", overwrite=True)
     for name, hosts in (("staging", ["s1"]), ("production", ["p1", "p2:2222", "p3"])):
-        Environment(hosts=hosts, ssh_private_key=SecretStr("k"), deploy_path="/srv/cart",
-                    restart_command="true").save(f"cart-{name}", overwrite=True)
+        Environment(
+            hosts=hosts,
+            ssh_private_key=SecretStr("k"),
+            deploy_path="/srv/cart",
+            restart_command="true",
+        ).save(f"cart-{name}", overwrite=True)
 
 
 def test_resolves_defaults_hosts_and_tasks(configured: None) -> None:
@@ -24,12 +31,15 @@ def test_resolves_defaults_hosts_and_tasks(configured: None) -> None:
     assert load_target("cart", "staging", ref="v9").ref == "v9"
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("nope", "staging"), "unknown app 'nope'"),
-    (("cart", "qa"), "cart has no environment 'qa'; known: staging, production"),
-    (("cart", "production", ["p9"]), "has no host p9; its hosts: p1, p2:2222, p3"),
-    (("cart", "staging", None, "seed"), "no deploy task 'seed'; known: deploy, migrate"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("nope", "staging"), "unknown app 'nope'"),
+        (("cart", "qa"), "cart has no environment 'qa'; known: staging, production"),
+        (("cart", "production", ["p9"]), "has no host p9; its hosts: p1, p2:2222, p3"),
+        (("cart", "staging", None, "seed"), "no deploy task 'seed'; known: deploy, migrate"),
+    ],
+)
 def test_unknown_parts_are_named(configured: None, args: tuple, message: str) -> None:
     with pytest.raises(UnknownTarget, match=message):
         load_target(*args)

@@ -19,20 +19,34 @@ from tests.up_server import ChatopsUp
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
-def test_ui_shows_the_run_its_steps_and_what_is_deployed(tmp_path: Path, deploy_hosts,
-                                                        app_repo, ssh_key) -> None:
+def test_ui_shows_the_run_its_steps_and_what_is_deployed(
+    tmp_path: Path, deploy_hosts, app_repo, ssh_key
+) -> None:
     with ChatopsUp(tmp_path / "home") as up, temporary_settings({PREFECT_API_URL: up.api}):
         save_shop(app_repo, deploy_hosts, ssh_key, batch_size=2)
         assert cli.main(["deploy", "shop/v1", "to", "staging", "--as", "grace"]) == 0
         with get_client(sync_client=True) as client:
-            [run] = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                tags=FlowRunFilterTags(all_=["app:shop", "env:staging"])))
+            [run] = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    tags=FlowRunFilterTags(all_=["app:shop", "env:staging"])
+                )
+            )
             [deployed] = client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["deployed-shop-staging"])))
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=["deployed-shop-staging"])
+                )
+            )
         title = f"shop@v1 ({app_repo.v1[:7]}) → staging"
         assert run.name == title
 

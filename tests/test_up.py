@@ -20,6 +20,5 @@ def test_up_serves_ui_and_flows_then_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert up.stop() == 0
         with pytest.raises(OSError):
             get(f"{up.api}/health")
-    leftovers = subprocess.run(["pgrep", "-f", f"--port {up.port}"], capture_output=True,
-                               text=True)
+    leftovers = subprocess.run(["pgrep", "-f", f"--port {up.port}"], capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""

@@ -26,8 +26,9 @@ def get(url: str) -> tuple[int, bytes]:
 
 
 def post_json(url: str, body: dict) -> object:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     with _opener.open(request, timeout=5) as response:
         return json.loads(response.read())
 
@@ -60,12 +61,17 @@ class ChatopsUp:
 
     def __enter__(self) -> "ChatopsUp":
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        env.update(CHATOPS_HOME=str(self.home), CHATOPS_GATEWAY_PORT=str(free_port()),
-                   DO_NOT_TRACK="1")
+        env.update(
+            CHATOPS_HOME=str(self.home), CHATOPS_GATEWAY_PORT=str(free_port()), DO_NOT_TRACK="1"
+        )
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "chatops.cli", "up", "--port", str(self.port)], env=env,
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                [sys.executable, "-m", "chatops.cli", "up", "--port", str(self.port)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         if not wait_for(lambda: "chatops is up" in self.output(), 120):
             self.__exit__()
             raise RuntimeError(f"chatops up did not start:\n{self.output()}")

@@ -7,5 +7,6 @@ in ``shared/fixtures`` beside this repository's checkout; ``CHATOPS_FIXTURES`` p
 import os
 from pathlib import Path
 
-FIXTURES = Path(os.environ.get(
-    "CHATOPS_FIXTURES", Path(__file__).resolve().parents[3] / "shared" / "fixtures"))
+FIXTURES = Path(
+    os.environ.get("CHATOPS_FIXTURES", Path(__file__).resolve().parents[3] / "shared" / "fixtures")
+)

@@ -724,7 +724,8 @@ class FakeGitHub:
         if deployment is None:
             return _not_found(call)
         same_environment = [
-            d for d in self._deployments.values()
+            d
+            for d in self._deployments.values()
             if d.repo is call.repo and d.environment == deployment.environment
         ]
         if deployment.latest_state() == "success" and len(same_environment) > 1:
@@ -840,8 +841,14 @@ class FakeGitHub:
                 and other.latest_state() == "success"
             ):
                 last = other.statuses[-1]
-                inactive = {**last, "id": next(self._ids), "state": "inactive", "description": "",
-                            "environment_url": "", "created_at": _now()}
+                inactive = {
+                    **last,
+                    "id": next(self._ids),
+                    "state": "inactive",
+                    "description": "",
+                    "environment_url": "",
+                    "created_at": _now(),
+                }
                 other.statuses.append(inactive)
                 other.updated_at = inactive["created_at"]
 
@@ -917,8 +924,13 @@ class FakeGitHub:
             "pushed_at": repo.created_at,
             "default_branch": repo.default_branch,
             "visibility": "private",
-            "permissions": {"admin": False, "maintain": False, "push": True, "triage": True,
-                            "pull": True},
+            "permissions": {
+                "admin": False,
+                "maintain": False,
+                "push": True,
+                "triage": True,
+                "pull": True,
+            },
         }
 
     def _render_deployment(self, deployment: _Deployment) -> dict[str, Any]:
@@ -1050,9 +1062,15 @@ def _response_invalid(problems: list[str], request: RecordedRequest) -> _Reply:
     """What the client gets instead of a response that broke the contract (a fake bug)."""
     where = f"{request.method} {request.path}"
     message = f"fake GitHub: the response to {where} broke the OpenAPI contract"
-    return _Reply(422, _error_body(422, message, DOCS, errors=[
-        {"resource": "FakeGitHub", "code": "invalid", "message": p} for p in problems
-    ]))
+    return _Reply(
+        422,
+        _error_body(
+            422,
+            message,
+            DOCS,
+            errors=[{"resource": "FakeGitHub", "code": "invalid", "message": p} for p in problems],
+        ),
+    )
 
 
 def _not_found(call: _Call) -> _Reply:
@@ -1098,8 +1116,12 @@ def _contexts_refusal(
     if all(reported.get(context) == "success" for context in needed):
         return None
     contexts = [{"context": c, "state": s} for c, s in reported.items()]
-    error = {"resource": "Deployment", "field": "required_contexts", "code": "invalid",
-             "contexts": contexts}
+    error = {
+        "resource": "Deployment",
+        "field": "required_contexts",
+        "code": "invalid",
+        "contexts": contexts,
+    }
     message = f"Conflict: Commit status checks failed for {ref}."
     return _Reply(409, _error_body(409, message, docs, errors=[error]))
 
