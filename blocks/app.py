@@ -1,7 +1,18 @@
 """The ``App`` block: one deployable application and how to build it."""
 
+import os
+from typing import Annotated
+
 from prefect.blocks.core import Block
-from pydantic import Field
+from pydantic import Field, StringConstraints
+
+from blocks.errors import UnknownTarget, unknown
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+"""App, environment and task names: what the chat grammar accepts, and safe everywhere."""
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+DEPLOY_TASK = "deploy"
+"""The task of a plain deploy; any other task name is one of the app's custom ``tasks``."""
 
 
 class App(Block):
@@ -15,13 +26,16 @@ class App(Block):
     _block_type_slug = "chatops-app"
     _description = "A deployable application: its repository, build and environments."
 
-    repository: str = Field(description="GitHub repository as owner/name, e.g. acme/shop.")
+    repository: str = Field(
+        description="GitHub repository as owner/name, e.g. acme/shop.",
+        pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+    )
     clone_url: str | None = Field(
         default=None,
         description="Where to fetch the code from; defaults to the GitHub repository over HTTPS.",
     )
     default_ref: str = Field(default="main", description="Ref deployed when none is given.")
-    default_environment: str | None = Field(
+    default_environment: Name | None = Field(
         default=None,
         description="Environment used when a command names none; unset means the user must say.",
     )
@@ -32,18 +46,49 @@ class App(Block):
         default="target/*.war",
         description="Glob, relative to the work tree, that must match exactly one built file.",
     )
-    environments: list[str] = Field(
+    environments: list[Name] = Field(
         default_factory=list, description="Names of the environments this app deploys to."
     )
-    tasks: dict[str, str] = Field(
+    tasks: dict[Name, str] = Field(
         default_factory=dict,
         description="Custom deploy tasks (deploy:NAME): command run on each host before restart.",
     )
 
-    def environment_block_name(self, environment: str) -> str:
-        """Name of the ``Environment`` block that configures ``environment`` for this app."""
-        return f"{self._block_document_name}-{environment}"
-
     @property
     def default_clone_url(self) -> str:
+        """Where git fetches from; a leading ``~`` is the home of the user running deploys."""
+        if self.clone_url and self.clone_url.startswith("~"):
+            return os.path.expanduser(self.clone_url)
         return self.clone_url or f"https://github.com/{self.repository}.git"
+
+    def environment_name(self, app: str, wanted: str | None) -> str:
+        """The environment ``wanted`` names, or the default one; never a guess at production."""
+        if wanted is None:
+            if self.default_environment is None:
+                raise unknown_default(app, self.environments)
+            return self.default_environment
+        if wanted not in self.environments:
+            raise unknown("environment", wanted, self.environments, owner=app)
+        return wanted
+
+    def task_command(self, app: str, task: str) -> str | None:
+        """The command of custom task ``task`` (None for a plain deploy)."""
+        if task == DEPLOY_TASK:
+            return None
+        if task not in self.tasks:
+            raise unknown("deploy task", task, [DEPLOY_TASK, *self.tasks], owner=app)
+        return self.tasks[task]
+
+
+def environment_block_name(app: str, environment: str) -> str:
+    """Name of the ``Environment`` block that configures ``environment`` of ``app``."""
+    return f"{app}-{environment}"
+
+
+def unknown_default(app: str, environments: list[str]) -> UnknownTarget:
+    """The answer when a command names no environment and the app has no default."""
+    example = environments[0] if environments else "ENV"
+    return UnknownTarget(
+        f"which environment? {app} deploys to: {', '.join(environments) or 'nothing yet'} "
+        f"(e.g. `{app} to {example}`)."
+    )

@@ -1,7 +1,29 @@
 """The ``Environment`` block: the hosts of one app's environment and how to run it there."""
 
+import re
+from typing import Annotated
+
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr, StringConstraints
+
+from blocks.errors import UnknownTarget
+
+VIA_SLACK, VIA_CLI, VIA_GITHUB, VIA_UI = "slack", "cli", "github", "ui"
+"""Where a request came from; allow-lists are kept per source."""
+
+HostName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+(:[0-9]{1,5})?$")]
+
+
+def _only_host_placeholder(url: str | None) -> str | None:
+    if url is not None and re.search(r"\{(?!host\})[^}]*\}", url):
+        raise ValueError("only the {host} placeholder is allowed")
+    return url
+
+
+HealthUrl = Annotated[
+    Annotated[str, StringConstraints(pattern=r"^https?://")] | None,
+    AfterValidator(_only_host_placeholder),
+]
 
 
 class Environment(Block):
@@ -15,28 +37,51 @@ class Environment(Block):
     _block_type_slug = "chatops-environment"
     _description = "The SSH hosts of one app environment, its restart and health check."
 
-    hosts: list[str] = Field(description="SSH hosts, as name or name:port.")
+    hosts: list[HostName] = Field(description="SSH hosts, as name or name:port.", min_length=1)
     ssh_user: str = Field(default="deploy", description="User the deploy logs in as.")
-    ssh_port: int = Field(default=22, description="SSH port for hosts given without one.")
+    ssh_port: int = Field(
+        default=22, ge=1, le=65535, description="SSH port for hosts given without one."
+    )
     ssh_private_key: SecretStr = Field(description="Private key (OpenSSH or PEM text).")
     known_hosts: list[str] = Field(
         default_factory=list,
         description="Pinned host keys, known_hosts lines. When set, any other host key is refused.",
     )
-    connect_timeout: float = Field(default=10, description="Seconds to wait for SSH to connect.")
+    connect_timeout: float = Field(
+        default=10,
+        gt=0,
+        description="Seconds to wait for SSH to connect; also how long a stalled transfer may "
+        "stay silent before it fails.",
+    )
     command_timeout: float = Field(
-        default=300, description="Seconds a remote command (restart, task) may run."
+        default=300,
+        gt=0,
+        description="Seconds a remote command (restart, task) may run; on expiry its process "
+        "group is killed on the host.",
     )
-    deploy_path: str = Field(description="Directory on the hosts that holds releases/ and current.")
+    min_upload_rate: int = Field(
+        default=262144,
+        gt=0,
+        description="Bytes per second an upload must at least reach; a slower one fails after "
+        "2 x connect_timeout + size / min_upload_rate seconds.",
+    )
+    deploy_path: str = Field(
+        description="Directory on the hosts that holds releases/ and current.",
+        pattern=r"^/[A-Za-z0-9._/-]*$",
+    )
     restart_command: str = Field(
-        description="Command run in <deploy_path>/current after the switch, e.g. a service restart."
+        min_length=1,
+        description="Command run in <deploy_path>/current after the switch, e.g. a service "
+        "restart.",
     )
-    health_url: str | None = Field(
+    health_url: HealthUrl = Field(
         default=None,
         description="URL checked after restart; {host} is replaced by the host name. "
         "It must answer 200 with the deployed git sha in the body.",
     )
-    health_timeout: float = Field(default=120, description="Seconds a host has to become healthy.")
+    health_timeout: float = Field(
+        default=120, gt=0, description="Seconds a host has to become healthy."
+    )
     batch_size: int = Field(default=1, ge=1, description="Hosts switched and restarted at once.")
     keep_releases: int = Field(default=5, ge=2, description="Releases kept on each host.")
     url: str | None = Field(default=None, description="Public URL of the environment.")
@@ -51,6 +96,46 @@ class Environment(Block):
     allowed_channels: list[str] = Field(
         default_factory=list, description="Slack channel ids deploys may come from; empty: all."
     )
+    cli_users: list[str] = Field(
+        default_factory=list,
+        description="Local user names allowed to deploy with the chatops CLI; empty: everyone "
+        "who can reach the gateway.",
+    )
     auto_deploy_branch: str | None = Field(
         default=None, description="Branch whose pushes deploy here automatically."
     )
+
+    def select_hosts(self, app: str, environment: str, wanted: list[str] | None) -> list[str]:
+        """The hosts a request touches: all of them, or those named (in configured order)."""
+        if not wanted:
+            return list(self.hosts)
+        strangers = [h for h in wanted if h not in self.hosts]
+        if strangers:
+            raise UnknownTarget(
+                f"{app} {environment} has no host {', '.join(strangers)}. "
+                f"Its hosts: {', '.join(self.hosts)}."
+            )
+        return [h for h in self.hosts if h in wanted]
+
+    def refusal(
+        self, app: str, environment: str, via: str, user: str, channel: str | None
+    ) -> str | None:
+        """Why ``user`` (asking through ``via``) may not deploy here, or None if they may.
+
+        Slack requests are checked against ``allowed_users`` and ``allowed_channels``, CLI
+        requests against ``cli_users``. GitHub events and runs started in the Prefect UI are
+        not: whoever can push or edit the Prefect configuration is trusted already.
+        """
+        if via == VIA_SLACK:
+            if self.allowed_users and user not in self.allowed_users:
+                who = ", ".join(f"<@{u}>" for u in self.allowed_users)
+                return f"You may not deploy *{app}* to *{environment}*. Allowed: {who}."
+            if self.allowed_channels and channel not in self.allowed_channels:
+                where = ", ".join(f"<#{c}>" for c in self.allowed_channels)
+                return f"Deploys of *{app}* to *{environment}* are only done from {where}."
+        if via == VIA_CLI and self.cli_users and user not in self.cli_users:
+            return (
+                f"You ({user}) may not deploy *{app}* to *{environment}* from the terminal. "
+                f"Allowed: {', '.join(self.cli_users)}."
+            )
+        return None

@@ -1,9 +1,12 @@
-"""The apps and environments the gateway knows, kept in memory and refreshed in the background.
+"""The apps, environments and locks the gateway knows, kept in memory and refreshed in the
+background.
 
 Every Slack command and GitHub event needs the configuration (is ``shop`` an app? which
-environments does it have? who may deploy to production?), and Slack allows 3 s for an answer.
-Reading blocks from Prefect on each request would put the Prefect server on that path, so the
-gateway reads them all once at start-up and again every few seconds, each time within a timeout::
+environments does it have? who may deploy to production? is it locked?), and Slack allows 3 s for
+an answer. Reading blocks and locks from Prefect on each request would put the Prefect server on
+that path, so the gateway reads them all once at start-up and again every few seconds, each time
+within a timeout (locks this gateway takes or releases are in its copy at once; the flows read
+the lock afresh anyway)::
 
     catalog = Catalog(prefect_loader(client), refresh_seconds=5)
     await catalog.refresh()          # at start-up
@@ -20,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -28,8 +31,8 @@ from prefect.client.orchestration import PrefectClient
 from prefect.exceptions import PrefectHTTPStatusError
 from pydantic import ValidationError
 
-from blocks.app import App
-from blocks.environment import Environment
+from blocks import App, Environment, environment_block_name
+from tasks.locks import LOCK_TAG, Lock, lock_name
 
 APP_SLUG = "chatops-app"
 ENVIRONMENT_SLUG = "chatops-environment"
@@ -40,13 +43,15 @@ logger = logging.getLogger("chatops.catalog")
 
 @dataclass(frozen=True)
 class Snapshot:
-    """All apps (by name) and environments (by block name ``<app>-<env>``) at one moment.
+    """All apps (by name), environments (by block name ``<app>-<env>``) and locks (by variable
+    name) at one moment.
 
     ``loaded_at`` is the ``time.monotonic()`` of the load; 0 means nothing was ever loaded.
     """
 
     apps: Mapping[str, App] = field(default_factory=dict)
     environments: Mapping[str, Environment] = field(default_factory=dict)
+    locks: Mapping[str, Lock] = field(default_factory=dict)
     loaded_at: float = 0.0
 
     @property
@@ -61,7 +66,17 @@ class Snapshot:
         found = self.apps.get(app)
         if found is None or environment not in found.environments:
             return None
-        return self.environments.get(f"{app}-{environment}")
+        return self.environments.get(environment_block_name(app, environment))
+
+    def lock(self, app: str, environment: str) -> Lock | None:
+        return self.locks.get(lock_name(app, environment))
+
+    def with_lock(self, app: str, environment: str, lock: Lock | None) -> "Snapshot":
+        """This snapshot with one lock taken (``lock``) or released (None)."""
+        locks = {k: v for k, v in self.locks.items() if k != lock_name(app, environment)}
+        if lock is not None:
+            locks[lock_name(app, environment)] = lock
+        return replace(self, locks=MappingProxyType(locks))
 
     def apps_for_repository(self, repository: str) -> list[tuple[str, App]]:
         """``(name, app)`` of every app built from ``owner/name`` (GitHub ignores case)."""
@@ -86,22 +101,13 @@ class Catalog:
         self.snapshot = Snapshot()
         self._task: asyncio.Task[None] | None = None
         self._failing = False
-
-    @classmethod
-    def fixed(cls, snapshot: Snapshot) -> "Catalog":
-        """A catalog that always holds ``snapshot`` (for tools and tests without Prefect)."""
-
-        async def same() -> Snapshot:
-            return snapshot
-
-        catalog = cls(same)
-        catalog.snapshot = snapshot
-        return catalog
+        self._changes: dict[tuple[str, str], tuple[float, Lock | None]] = {}
 
     async def refresh(self) -> bool:
         """Load a new snapshot within the timeout; on any failure keep the old one."""
+        started = time.monotonic()
         try:
-            self.snapshot = await asyncio.wait_for(self._load(), self.timeout)
+            snapshot = await asyncio.wait_for(self._load(), self.timeout)
         except Exception as exc:  # a Prefect outage must not take the gateway down
             if not self._failing:  # once per outage, not every few seconds
                 logger.warning(
@@ -113,7 +119,24 @@ class Catalog:
         if self._failing:
             logger.info("Configuration refresh works again")
         self._failing = False
+        for (app, environment), (when, lock) in list(self._changes.items()):
+            if when >= started:  # changed while the refresh read: ours is newer
+                snapshot = snapshot.with_lock(app, environment, lock)
+            else:
+                del self._changes[(app, environment)]
+        self.snapshot = snapshot
         return True
+
+    async def refresh_now(self, min_age: float = 1.0) -> bool:
+        """Refresh unless the snapshot is younger than ``min_age`` seconds; True if it did."""
+        if time.monotonic() - self.snapshot.loaded_at < min_age:
+            return False
+        return await self.refresh()
+
+    def lock_changed(self, app: str, environment: str, lock: Lock | None) -> None:
+        """Record a lock this gateway just took (or released, ``None``)."""
+        self._changes[(app, environment)] = (time.monotonic(), lock)
+        self.snapshot = self.snapshot.with_lock(app, environment, lock)
 
     def start(self) -> None:
         """Refresh in the background until :meth:`stop`."""
@@ -134,12 +157,19 @@ class Catalog:
 
 
 def prefect_loader(client: PrefectClient) -> Loader:
-    """A loader reading every ``chatops-app`` and ``chatops-environment`` block via ``client``."""
+    """A loader reading every ``chatops-app`` and ``chatops-environment`` block and every lock
+    via ``client``."""
 
     async def load() -> Snapshot:
         apps = await _read_blocks(client, APP_SLUG, App)
         environments = await _read_blocks(client, ENVIRONMENT_SLUG, Environment)
-        return Snapshot(MappingProxyType(apps), MappingProxyType(environments), time.monotonic())
+        locks = await read_locks(client)
+        return Snapshot(
+            MappingProxyType(apps),
+            MappingProxyType(environments),
+            MappingProxyType({lock_name(lk.app, lk.environment): lk for lk in locks}),
+            time.monotonic(),
+        )
 
     return load
 
@@ -166,3 +196,21 @@ async def _read_blocks(client: PrefectClient, slug: str, kind: type[Any]) -> dic
         if len(page) < PAGE_SIZE:
             return found
         offset += PAGE_SIZE
+
+
+async def read_locks(client: PrefectClient) -> list[Lock]:
+    """Every lock (Prefect Variables tagged ``chatops-lock``), sorted by app and environment."""
+    response = await client.request(
+        "POST",
+        "/variables/filter",
+        json={"variables": {"tags": {"all_": [LOCK_TAG]}}, "limit": 200},
+    )
+    found = []
+    for variable in response.json():
+        value = variable.get("value")
+        if isinstance(value, dict):
+            app, environment = str(value.get("app", "")), str(value.get("environment", ""))
+            lock = Lock.from_value(app, environment, value)
+            if lock is not None and lock_name(app, environment) == variable["name"]:
+                found.append(lock)
+    return sorted(found, key=lambda lock: (lock.app, lock.environment))

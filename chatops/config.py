@@ -1,19 +1,30 @@
 """``chatops.yaml``: the version-controlled description of apps, environments and credentials.
 
 ``chatops config apply chatops.yaml`` validates the file and writes the Prefect blocks the flows
-read (see :mod:`blocks`). Secrets never live in the file: it names the environment variables that
-hold them (``token_env``, ``private_key_env``...), and ``apply`` reads those at apply time.
+read (see :mod:`blocks`). The file is the source of truth: apps and environments it no longer
+names are listed after applying, and removed with ``--prune``.
+
+The file's keys are the blocks' own fields (same names, defaults, limits and descriptions: the
+schema below is built from the block classes), except that
+
+- the SSH settings of an environment sit under ``ssh:`` (``user``, ``port``, ``known_hosts``,
+  ``connect_timeout``, ``private_key_env``), and
+- secrets never live in the file: it names the environment variables that hold them
+  (``token_env``, ``bot_token_env``, ``private_key_env``), and ``apply`` reads those.
+
 docs/configuration.md documents every key; examples/chatops.yaml is a complete example.
 """
 
 import os
-import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import paramiko
 import yaml
+from prefect.blocks.core import Block
+from prefect.client.orchestration import get_client
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -21,14 +32,21 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    create_model,
 )
 
-from blocks import App, Environment, GitHubAccess, SlackAccess
+from blocks import App, Environment, GitHubAccess, SlackAccess, environment_block_name
+from blocks.app import NAME_PATTERN
 
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
-HostName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+(:[0-9]{1,5})?$")]
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 EnvVar = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-AbsolutePath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._/-]*$")]
+SSH_KEYS = {
+    "ssh_user": "user",
+    "ssh_port": "port",
+    "known_hosts": "known_hosts",
+    "connect_timeout": "connect_timeout",
+}
+"""Environment block fields that the file groups under ``ssh:``, with their names there."""
 
 
 def _known_hosts_line(line: str) -> str:
@@ -42,7 +60,6 @@ def _known_hosts_line(line: str) -> str:
 
 
 KnownHostsLine = Annotated[str, AfterValidator(_known_hosts_line)]
-_PLACEHOLDER = re.compile(r"\{(?!host\})[^}]*\}")
 
 
 class ConfigError(ValueError):
@@ -53,50 +70,48 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SshConfig(Strict):
-    user: str = "deploy"
-    port: int = Field(default=22, ge=1, le=65535)
-    private_key_env: EnvVar
-    known_hosts: list[KnownHostsLine] = []
-    connect_timeout: float = Field(default=10, gt=0)
+def fields_of(
+    block: type[Block], names: Mapping[str, str] | None = None, *, skip: set[str] = frozenset()
+) -> dict[str, Any]:
+    """The block's fields (all, or ``names`` renamed) as ``create_model`` field definitions."""
+    wanted = names or {n: n for n in block.model_fields if n not in skip}
+    return {
+        new: (block.model_fields[old].annotation, block.model_fields[old])
+        for old, new in wanted.items()
+    }
 
 
-class EnvironmentConfig(Strict):
-    hosts: list[HostName] = Field(min_length=1)
-    ssh: SshConfig
-    deploy_path: AbsolutePath
-    restart_command: str = Field(min_length=1)
-    health_url: str | None = Field(default=None, pattern=r"^https?://")
-    health_timeout: float = Field(default=120, gt=0)
-    command_timeout: float = Field(default=300, gt=0)
-    batch_size: int = Field(default=1, ge=1)
-    keep_releases: int = Field(default=5, ge=2)
-    url: str | None = None
-    production: bool = False
-    required_contexts: list[str] | None = None
-    allowed_users: list[str] = []
-    allowed_channels: list[str] = []
-    auto_deploy_branch: str | None = None
+_ssh_fields = fields_of(Environment, SSH_KEYS)
+_ssh_fields["known_hosts"] = (list[KnownHostsLine], _ssh_fields["known_hosts"][1])
+SshConfig = create_model(
+    "SshConfig",
+    __base__=Strict,
+    **_ssh_fields,
+    private_key_env=(EnvVar, Field(description="Variable holding the private key text.")),
+)
 
+EnvironmentConfig = create_model(
+    "EnvironmentConfig",
+    __base__=Strict,
+    **fields_of(Environment, skip={*SSH_KEYS, "ssh_private_key"}),
+    ssh=(SshConfig, Field(description="How to log in to the hosts.")),
+)
 
-class AppConfig(Strict):
-    repository: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-    clone_url: str | None = None
-    default_ref: str = "main"
-    default_environment: Name | None = None
-    build_command: str = "mvn -B clean package"
-    artifact_glob: str = "target/*.war"
-    tasks: dict[Name, str] = {}
-    environments: dict[Name, EnvironmentConfig] = Field(min_length=1)
+AppConfig = create_model(
+    "AppConfig",
+    __base__=Strict,
+    **fields_of(App, skip={"environments"}),
+    environments=(dict[Name, EnvironmentConfig], Field(min_length=1)),
+)
 
 
 class GitHubConfig(Strict):
-    api_url: str = Field(default="https://api.github.com", pattern=r"^https?://")
+    api_url: str = GitHubAccess.model_fields["api_url"].default
     token_env: EnvVar = "CHATOPS_GITHUB_TOKEN"
 
 
 class SlackConfig(Strict):
-    api_url: str = Field(default="https://slack.com/api/", pattern=r"^https?://")
+    api_url: str = SlackAccess.model_fields["api_url"].default
     bot_token_env: EnvVar = "CHATOPS_SLACK_BOT_TOKEN"
 
 
@@ -104,6 +119,25 @@ class ConfigFile(Strict):
     github: GitHubConfig | None = None
     slack: SlackConfig | None = None
     apps: dict[Name, AppConfig] = Field(min_length=1)
+
+
+@dataclass
+class Applied:
+    """What ``apply`` did: blocks saved, blocks the file no longer names (kept or removed)."""
+
+    saved: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        lines = [f"saved {name}" for name in self.saved]
+        lines += [f"removed {name} (not in the file)" for name in self.removed]
+        if self.stale:
+            lines.append(
+                "not in the file, kept (chatops config apply --prune removes them): "
+                + ", ".join(self.stale)
+            )
+        return "\n".join(lines)
 
 
 def _where(loc: tuple[Any, ...]) -> str:
@@ -123,24 +157,13 @@ def load(path: Path) -> ConfigFile:
     except ValidationError as exc:
         problems = [f"{path}: {_where(e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise ConfigError("\n".join(problems)) from None
-    check_references(path, config)
-    return config
-
-
-def check_references(path: Path, config: ConfigFile) -> None:
-    """Cross-key rules a schema cannot express."""
     for name, app in config.apps.items():
         if app.default_environment and app.default_environment not in app.environments:
             raise ConfigError(
                 f"{path}: apps.{name}.default_environment: "
                 f"{app.default_environment!r} is not one of its environments"
             )
-        for env_name, env in app.environments.items():
-            if env.health_url and _PLACEHOLDER.search(env.health_url):
-                raise ConfigError(
-                    f"{path}: apps.{name}.environments.{env_name}.health_url: "
-                    "only the {host} placeholder is allowed"
-                )
+    return config
 
 
 def secret(path: Path, key: str, variable: str, environ: Mapping[str, str]) -> str:
@@ -151,27 +174,21 @@ def secret(path: Path, key: str, variable: str, environ: Mapping[str, str]) -> s
 
 
 def environment_block(
-    path: Path, key: str, env: EnvironmentConfig, environ: Mapping[str, str]
+    path: Path, key: str, env: BaseModel, environ: Mapping[str, str]
 ) -> Environment:
+    ssh = env.ssh
     settings = env.model_dump(exclude={"ssh"})
-    return Environment(
-        **settings,
-        ssh_user=env.ssh.user,
-        ssh_port=env.ssh.port,
-        ssh_private_key=secret(
-            path, f"{key}.ssh.private_key_env", env.ssh.private_key_env, environ
-        ),
-        known_hosts=env.ssh.known_hosts,
-        connect_timeout=env.ssh.connect_timeout,
-    )
+    settings.update({old: getattr(ssh, new) for old, new in SSH_KEYS.items()})
+    key_text = secret(path, f"{key}.ssh.private_key_env", ssh.private_key_env, environ)
+    return Environment(**settings, ssh_private_key=key_text)
 
 
 def build_blocks(
     path: Path, config: ConfigFile, environ: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    """Every block the file describes, by the name it is saved under; secrets read from env."""
+) -> dict[str, Block]:
+    """Every block the file describes, by ``<slug>/<name>``; secrets read from ``environ``."""
     environ = os.environ if environ is None else environ
-    blocks: dict[str, Any] = {}
+    blocks: dict[str, Block] = {}
     if config.github:
         token = secret(path, "github.token_env", config.github.token_env, environ)
         blocks["chatops-github/default"] = GitHubAccess(token=token, api_url=config.github.api_url)
@@ -183,18 +200,44 @@ def build_blocks(
         blocks[f"chatops-app/{name}"] = App(**settings, environments=list(app.environments))
         for env_name, env in app.environments.items():
             key = f"apps.{name}.environments.{env_name}"
-            blocks[f"chatops-environment/{name}-{env_name}"] = environment_block(
-                path, key, env, environ
-            )
+            block_name = environment_block_name(name, env_name)
+            blocks[f"chatops-environment/{block_name}"] = environment_block(path, key, env, environ)
     return blocks
 
 
-def apply(path: Path, environ: Mapping[str, str] | None = None) -> list[str]:
-    """Validate ``path`` and save its blocks (overwriting); return the saved block names.
+def saved_names() -> dict[str, str]:
+    """``<slug>/<name>`` → block document id, of every app and environment block saved."""
+    found: dict[str, str] = {}
+    with get_client(sync_client=True) as client:
+        for slug in ("chatops-app", "chatops-environment"):
+            try:
+                documents = client.read_block_documents_by_type(slug, include_secrets=False)
+            except Exception:  # a type never saved yet has no documents
+                continue
+            found.update({f"{slug}/{d.name}": str(d.id) for d in documents if d.name})
+    return found
+
+
+def apply(
+    path: Path | str, environ: Mapping[str, str] | None = None, prune: bool = False
+) -> Applied:
+    """Validate ``path`` and save its blocks (overwriting); list (or, ``prune``, remove) the
+    apps and environments it no longer names.
 
     Nothing is saved unless the whole file is valid and every secret is set.
     """
+    path = Path(path)
     blocks = build_blocks(path, load(path), environ)
+    applied = Applied()
     for slug_and_name, block in blocks.items():
         block.save(slug_and_name.split("/", 1)[1], overwrite=True)
-    return list(blocks)
+        applied.saved.append(slug_and_name)
+    stale = {name: doc for name, doc in saved_names().items() if name not in blocks}
+    if not prune:
+        applied.stale = sorted(stale)
+        return applied
+    with get_client(sync_client=True) as client:
+        for name, document_id in sorted(stale.items()):
+            client.delete_block_document(document_id)
+            applied.removed.append(name)
+    return applied

@@ -1,76 +1,87 @@
-"""The HTTP gateway: where Slack and GitHub knock.
+"""The HTTP gateway: where Slack, GitHub and the ``chatops`` CLI knock.
 
 Routes::
 
-    POST /slack/commands       the /deploy slash command       → chatops.slack_requests
-    POST /slack/interactions   button clicks (roll back, ...)   → chatops.slack_requests
-    POST /github/webhook       deployment / push / ping events  → chatops.github_events
-    GET  /healthz              200 while the process is up
+    POST /slack/commands        the /deploy slash command      → chatops.slack.form
+    POST /slack/interactions    button clicks (roll back, ...)  → chatops.slack.form
+    POST /github/webhook        deployment / push / ping events → chatops.github.events
+    POST /cli/commands          a terminal line (bearer token)  → chatops.grammar
+    GET  /cli/requests/{id}     what became of a CLI request
+    GET  /healthz               200 while the process is up
+
+A request's path: the gate (below) → a :class:`~chatops.request.Request` → an answer from
+:class:`~chatops.answers.Answers`, which resolves deploys and rollbacks into runs
+(:func:`chatops.request.resolve`) and stores them in the durable intake
+(:mod:`chatops.intake`); its dispatcher creates the Prefect flow runs that the runner executes.
 
 Every POST goes through the same gate, in this order: read the raw body (more than 1 MiB →
-413, counted while reading, whatever Content-Length claims), check its signature (missing,
-wrong or, for Slack, older than 5 minutes → 401; an unset secret refuses everything), and only
-then parse it (malformed → 400). Nothing is started for a request that failed any of these.
-
-Nothing slow happens before the answer: the configuration comes from memory
-(:mod:`chatops.catalog`) and the Prefect calls are bounded by a budget (2 s for Slack, 8 s for
-GitHub) after which the work carries on in the background (:mod:`chatops.starter`).
+413, counted while reading, whatever Content-Length claims), check its signature or token
+(missing, wrong or, for Slack, older than 5 minutes → 401; an unset secret refuses everything),
+and only then parse it (malformed → 400). Nothing is stored or started for a request that failed
+any of these. Nothing slow happens before the answer: the configuration and the locks come from
+memory (:mod:`chatops.catalog`), storing a request takes well under a millisecond, and a Slack
+answer waits at most ``slack_budget`` for its run to be created.
 
 Run it with ``python -m chatops.gateway`` (or ``chatops gateway``); it listens on
 ``CHATOPS_GATEWAY_HOST`` (default 127.0.0.1) and ``CHATOPS_GATEWAY_PORT`` (8000), and reads
-``CHATOPS_SLACK_SIGNING_SECRET`` and ``CHATOPS_GITHUB_WEBHOOK_SECRET`` once at start-up.
+``CHATOPS_SLACK_SIGNING_SECRET``, ``CHATOPS_GITHUB_WEBHOOK_SECRET`` and the CLI token once at
+start-up.
 """
 
+import asyncio
+import hmac
+import json
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict
+from pathlib import Path
 
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL
+from starlette.applications import Starlette
+from starlette.datastructures import State
+from starlette.requests import Request as HttpRequest
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from chatops import github_events, slack_requests
+from chatops.answers import Answers, Reply
+from chatops.background import Background
 from chatops.catalog import Catalog, prefect_loader
+from chatops.github.events import (
+    BadDelivery,
+    Delivery,
+    Ignored,
+    NotReady,
+    read_delivery,
+    requests_for,
+)
+from chatops.grammar import CommandError, parse
+from chatops.intake import Creator, Intake, PrefectCreator, ReplyTo
 from chatops.locks import Locks
-from chatops.settings import DEPLOYMENT_NAME, ROLLBACK_DEPLOYMENT_NAME
+from chatops.notify import PeopleNotifier
+from chatops.request import Refused, Request, Requester, resolve
+from chatops.settings import GatewaySettings
 from chatops.signatures import GITHUB_SIGNATURE_HEADER, SignatureError, verify_github, verify_slack
-from chatops.starter import Background, PrefectStarter, Starter
+from chatops.slack import form as slack_form
+from chatops.slack.respond import Responder, WebhookResponder
+from tasks.home import home
+from tasks.slack_card import escape_mrkdwn
 
 MAX_BODY_BYTES = 1024 * 1024
 SHUTDOWN_GRACE_SECONDS = 5.0
+CLI_WAIT_SECONDS = 30.0
+SLOW_NOTE = "(Prefect is slow to answer; I'll post the result here.)"
 
 logger = logging.getLogger("chatops.gateway")
-
-
-@dataclass(frozen=True)
-class GatewaySettings:
-    """What the gateway needs to know; :meth:`from_env` reads it from the environment."""
-
-    slack_signing_secret: str = ""
-    github_webhook_secret: str = ""
-    deploy_deployment: str = DEPLOYMENT_NAME
-    rollback_deployment: str = ROLLBACK_DEPLOYMENT_NAME
-    slack_budget: float = 2.0
-    github_budget: float = 8.0
-    catalog_refresh_seconds: float = 5.0
-
-    @classmethod
-    def from_env(cls) -> "GatewaySettings":
-        return cls(
-            slack_signing_secret=os.environ.get("CHATOPS_SLACK_SIGNING_SECRET", ""),
-            github_webhook_secret=os.environ.get("CHATOPS_GITHUB_WEBHOOK_SECRET", ""),
-        )
 
 
 class BodyTooLarge(Exception):
     """The request body is over :data:`MAX_BODY_BYTES`."""
 
 
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+async def read_body(request: HttpRequest, limit: int = MAX_BODY_BYTES) -> bytes:
     """The raw body, refused as soon as it grows past ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -84,120 +95,236 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
+def slack_json(reply: Reply) -> dict[str, str]:
+    """A reply as Slack expects it in a slash-command response."""
+    return {"response_type": "in_channel" if reply.public else "ephemeral", "text": reply.text}
+
+
+def cli_json(reply: Reply) -> dict[str, object]:
+    ticket = asdict(reply.ticket) if reply.ticket else None
+    return {"text": reply.text, "public": reply.public, "ok": reply.ok, "ticket": ticket}
+
+
 def create_app(
     settings: GatewaySettings | None = None,
     *,
-    starter: Starter | None = None,
-    responder: slack_requests.Responder | None = None,
-) -> FastAPI:
-    """The ASGI app. ``starter`` and ``responder`` replace the real ones (tests, tools)."""
+    creator: Creator | type[Creator] | None = None,
+    responder: Responder | None = None,
+    intake_path: Path | None = None,
+) -> Starlette:
+    """The ASGI app. ``creator`` (or a class of them, made with the Prefect client) and
+    ``responder`` replace the real ones (tests, tools)."""
     settings = settings or GatewaySettings.from_env()
     for name, secret in (
         ("CHATOPS_SLACK_SIGNING_SECRET", settings.slack_signing_secret),
         ("CHATOPS_GITHUB_WEBHOOK_SECRET", settings.github_webhook_secret),
+        ("the CLI token", settings.cli_token),
     ):
         if not secret.strip():
             logger.warning("%s is not set: its endpoint answers 401 to every request", name)
+    responder = responder or WebhookResponder()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with get_client() as client:
             catalog = Catalog(prefect_loader(client), settings.catalog_refresh_seconds)
             if not await catalog.refresh():
                 logger.warning("Starting without configuration; retrying in the background")
             catalog.start()
+            runs = creator(client) if isinstance(creator, type) else creator
+            intake = Intake(
+                intake_path or home().intake,
+                runs or PrefectCreator(client),
+                PeopleNotifier(responder),
+            )
+            intake.start()
             background = Background()
-            locks = Locks(client)
-            runs = starter or PrefectStarter(client)
-            app.state.background = background
-            app.state.catalog = catalog
-            app.state.slack = slack_requests.SlackRequests(
-                catalog=catalog,
-                locks=locks,
-                starter=runs,
-                background=background,
-                responder=responder or slack_requests.WebhookResponder(),
-                history=slack_requests.PrefectHistory(client),
-                deploy_deployment=settings.deploy_deployment,
-                rollback_deployment=settings.rollback_deployment,
-                budget=settings.slack_budget,
-            )
-            app.state.github = github_events.GitHubEvents(
-                catalog=catalog,
-                locks=locks,
-                starter=runs,
-                background=background,
-                deploy_deployment=settings.deploy_deployment,
-                budget=settings.github_budget,
-            )
+            app.state.catalog, app.state.intake, app.state.background = catalog, intake, background
+            app.state.answers = Answers(catalog, Locks(client, catalog), intake, client)
             try:
                 yield
             finally:
                 await catalog.stop()
                 await background.drain(SHUTDOWN_GRACE_SECONDS)
+                await intake.stop()
 
-    app = FastAPI(
-        title="chatops gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
-    )
-    _add_error_answers(app)
+    async def healthz(request: HttpRequest) -> Response:
+        state = request.app.state
+        counts = await asyncio.to_thread(state.intake.store.counts)
+        return JSONResponse(
+            {"ok": True, "configuration_loaded": state.catalog.snapshot.loaded, "requests": counts}
+        )
 
-    @app.get("/healthz")
-    async def healthz(request: Request) -> dict[str, bool]:
-        return {"ok": True, "configuration_loaded": request.app.state.catalog.snapshot.loaded}
-
-    @app.post("/slack/commands")
-    async def slack_command(request: Request) -> Response:
-        form = await _verified_slack_form(request, settings.slack_signing_secret)
+    async def slack_command(request: HttpRequest) -> Response:
+        form = await verified_slack_form(request, settings.slack_signing_secret)
         if form.get("ssl_check"):  # Slack checking our certificate: nothing to do
             return Response(status_code=200)
-        command = slack_requests.slash_command(form)
-        reply = await request.app.state.slack.command(command)
-        return JSONResponse(reply.body())
+        read = slack_form.slash_command(form)
+        if isinstance(read, slack_form.Unparsed):
+            text = f"{escape_mrkdwn(read.error)}\nType `/deploy help` for examples."
+            return JSONResponse(slack_json(Reply(text)))
+        chat, reply_to = read
+        state = request.app.state
 
-    @app.post("/slack/interactions")
-    async def slack_interaction(request: Request) -> Response:
-        form = await _verified_slack_form(request, settings.slack_signing_secret)
-        action = slack_requests.block_action(form)
-        if action is not None:
-            await request.app.state.slack.interaction(action)
+        async def later(reply: Reply) -> None:
+            await responder.send(reply_to.response_url or "", reply.text, reply.public)
+
+        work = state.answers.answer(chat, reply_to, settings.slack_budget)
+        reply = await state.background.within(work, settings.query_budget, then=later)
+        return JSONResponse(slack_json(reply or Reply(f"Working on it… {SLOW_NOTE}")))
+
+    async def slack_interaction(request: HttpRequest) -> Response:
+        form = await verified_slack_form(request, settings.slack_signing_secret)
+        read = slack_form.block_action(form)
+        state = request.app.state
+        if isinstance(read, slack_form.Unparsed):
+            url = read.reply_to.response_url or ""
+            state.background.spawn(responder.send(url, escape_mrkdwn(read.error)), "slack-bad")
+        elif read is not None:
+            chat, reply_to = read
+
+            async def click() -> None:
+                reply = await state.answers.answer(chat, reply_to, settings.slack_budget)
+                await responder.send(reply_to.response_url or "", reply.text, reply.public)
+
+            state.background.spawn(click(), f"slack-{chat.command.action}")
         return Response(status_code=200)
 
-    @app.post("/github/webhook")
-    async def github_webhook(request: Request) -> Response:
+    async def github_webhook(request: HttpRequest) -> Response:
         body = await read_body(request)
         verify_github(
             body, request.headers.get(GITHUB_SIGNATURE_HEADER), settings.github_webhook_secret
         )
-        delivery = github_events.read_delivery(request.headers, body)
-        outcome = await request.app.state.github.handle(delivery)
-        return JSONResponse(outcome.body, status_code=outcome.status)
+        delivery = read_delivery(request.headers, body)
+        status, answer = await github_answer(request.app.state, delivery)
+        logger.info(
+            "GitHub %s delivery %s: %s %s",
+            delivery.event,
+            delivery.delivery_id,
+            status,
+            json.dumps(answer)[:500],
+        )
+        return JSONResponse(answer, status_code=status)
 
+    async def cli_command(request: HttpRequest) -> Response:
+        verify_token(request, settings.cli_token)
+        try:
+            data = json.loads(await read_body(request))
+            text, user = data["text"], data["user"]
+            if not isinstance(text, str) or not isinstance(user, str) or not user:
+                raise ValueError
+        except (ValueError, KeyError, TypeError, RecursionError):
+            return JSONResponse({"error": "expected JSON with text and user"}, status_code=400)
+        try:
+            command = parse(text)
+        except CommandError as exc:
+            return JSONResponse({"text": str(exc), "refused": True}, status_code=422)
+        key = data.get("key") if isinstance(data.get("key"), str) else None
+        chat = Request(Requester("cli", user[:64]), command, key=key and f"cli-{key[:64]}")
+        wait = min(float(data.get("wait") or CLI_WAIT_SECONDS), CLI_WAIT_SECONDS)
+        reply = await request.app.state.answers.answer(chat, ReplyTo(), wait)
+        return JSONResponse(cli_json(reply))
+
+    async def cli_request(request: HttpRequest) -> Response:
+        verify_token(request, settings.cli_token)
+        try:
+            ticket = await request.app.state.intake.ticket(int(request.path_params["id"]))
+        except (KeyError, ValueError):
+            return JSONResponse({"error": "no such request"}, status_code=404)
+        return JSONResponse(asdict(ticket))
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/slack/commands", slack_command, methods=["POST"]),
+            Route("/slack/interactions", slack_interaction, methods=["POST"]),
+            Route("/github/webhook", github_webhook, methods=["POST"]),
+            Route("/cli/commands", cli_command, methods=["POST"]),
+            Route("/cli/requests/{id}", cli_request, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+        exception_handlers=error_answers(),
+    )
     return app
 
 
-async def _verified_slack_form(request: Request, secret: str) -> dict[str, str]:
+async def github_answer(state: State, delivery: Delivery) -> tuple[int, dict[str, object]]:
+    """Store the deploys a delivery asks for; the HTTP status and body GitHub will show."""
+    if delivery.event == "ping":  # sent when the webhook is created
+        return 200, {"pong": True}
+    try:
+        wanted = requests_for(delivery, state.catalog.snapshot)
+    except Ignored as exc:
+        return 200, {"ignored": str(exc)}
+    except CommandError as exc:
+        return 422, {"error": str(exc)}
+    except NotReady as exc:
+        return 503, {"error": str(exc)}
+    queued, refused = [], []
+    for chat, reply_to in wanted:
+        try:
+            run = resolve(chat, state.catalog.snapshot)
+        except Refused as exc:
+            reason = str(exc).replace("*", "")
+            refused.append(
+                {
+                    "app": chat.command.app,
+                    "environment": chat.command.environment,
+                    "refused": reason,
+                }
+            )
+            if reply_to.deployment_id and reply_to.repository:
+                await state.intake.submit_github_status(
+                    f"refused-{chat.key}",
+                    {
+                        "repository": reply_to.repository,
+                        "deployment_id": reply_to.deployment_id,
+                        "state": "failure",
+                        "description": reason.splitlines()[0],
+                        "log_url": None,
+                        "environment_url": None,
+                    },
+                )
+            continue
+        ticket = await state.intake.submit(run, reply_to)
+        queued.append({"title": ticket.title, "request": ticket.id, "state": ticket.state})
+    if queued:
+        return 202, {"queued": queued, "refused": refused}
+    return 409, {"refused": refused}
+
+
+def verify_token(request: HttpRequest, token: str) -> None:
+    """The CLI's bearer token, compared in constant time; an unset token refuses everyone."""
+    sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if not token or not hmac.compare_digest(sent.encode(), token.encode()):
+        raise SignatureError("missing or wrong CLI token")
+
+
+async def verified_slack_form(request: HttpRequest, secret: str) -> dict[str, str]:
     body = await read_body(request)
     verify_slack(body, request.headers, secret)
-    return slack_requests.read_form(body)
+    return slack_form.read_form(body)
 
 
-def _add_error_answers(app: FastAPI) -> None:
+def error_answers() -> dict[type[Exception], object]:
     """The gate's refusals as HTTP answers; the reasons never include a secret."""
 
-    async def too_large(request: Request, exc: Exception) -> Response:
+    async def too_large(request: HttpRequest, exc: Exception) -> Response:
         return JSONResponse({"error": "the body is larger than 1 MiB"}, status_code=413)
 
-    async def unauthenticated(request: Request, exc: Exception) -> Response:
+    async def unauthenticated(request: HttpRequest, exc: Exception) -> Response:
         logger.warning("Refused %s: %s", request.url.path, exc)
         return JSONResponse({"error": "invalid or missing signature"}, status_code=401)
 
-    async def malformed(request: Request, exc: Exception) -> Response:
+    async def malformed(request: HttpRequest, exc: Exception) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=400)
 
-    app.add_exception_handler(BodyTooLarge, too_large)
-    app.add_exception_handler(SignatureError, unauthenticated)
-    app.add_exception_handler(slack_requests.BadRequest, malformed)
-    app.add_exception_handler(github_events.BadDelivery, malformed)
+    return {
+        BodyTooLarge: too_large,
+        SignatureError: unauthenticated,
+        slack_form.BadRequest: malformed,
+        BadDelivery: malformed,
+    }
 
 
 def main(host: str | None = None, port: int | None = None) -> None:
@@ -209,11 +336,15 @@ def main(host: str | None = None, port: int | None = None) -> None:
             "chatops gateway: set PREFECT_API_URL to the Prefect server's API "
             "(e.g. http://127.0.0.1:4200/api)"
         )
+    token_file = home().root / "cli-token"
+    token = token_file.read_text().strip() if token_file.exists() else ""
+    settings = GatewaySettings.from_env(cli_token=token)
     uvicorn.run(
-        create_app(),
-        host=host or os.environ.get("CHATOPS_GATEWAY_HOST", "127.0.0.1"),
-        port=port or int(os.environ.get("CHATOPS_GATEWAY_PORT", "8000")),
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
         log_level="info",
+        timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS),
     )
 
 

@@ -1,38 +1,123 @@
-"""The runner: serves the deploy flow so the front door's requests become running deploys.
+"""The runner: executes the deploy, rollback and verify flows as soon as runs of them exist.
 
-``python -m chatops.runner`` (started by ``chatops up``) registers the ``deploy/chatops``
-and ``rollback/chatops`` deployments with the Prefect server and polls it for new runs every
-``PREFECT_RUNNER_POLL_FREQUENCY`` seconds (``chatops up`` sets 1); each run gets its own
-subprocess. For many machines, deploy the same flow to a work pool with prefect.yaml instead and
-start workers there.
+``python -m chatops.runner`` (started by ``chatops up``) registers the ``deploy/chatops``,
+``rollback/chatops`` and ``verify/chatops`` deployments with the Prefect server and executes
+their runs, at most ``CHATOPS_RUNNER_LIMIT`` (8) at once. Starting a run is fast:
+
+- the server's ``prefect.flow-run.Scheduled`` event for one of our deployments wakes the runner
+  at once (a websocket subscription); polling every second stays on as the fallback;
+- each run forks from a warm process that has imported Prefect and the flows already
+  (:mod:`chatops.warmstart`), instead of a fresh interpreter.
+
+Before it takes runs, it marks the runs a dead predecessor left behind as Crashed and reports
+them (:func:`flows.crash.recover_orphans`). On SIGTERM it stops taking runs and cancels the
+ones in flight: a deploy finishes its current batch, switches back what it switched, and ends.
+
+For many machines, deploy the same flows to a work pool with prefect.yaml instead and start
+workers there.
 """
 
+import asyncio
+import contextlib
+import logging
 import os
+import time
+from collections.abc import Iterable
+from uuid import UUID
 
-from prefect import serve
+from prefect.events.clients import get_events_subscriber
+from prefect.events.filters import (
+    EventAnyResourceFilter,
+    EventFilter,
+    EventNameFilter,
+    EventOccurredFilter,
+)
+from prefect.runner import Runner
+from prefect.types._datetime import now
 
-from chatops.settings import DEPLOYMENT_NAME, ROLLBACK_DEPLOYMENT_NAME
-from flows.deploy import deploy
-from flows.rollback import rollback
+from chatops import warmstart
+from chatops.settings import DEPLOY_DEPLOYMENT, ROLLBACK_DEPLOYMENT, VERIFY_DEPLOYMENT
 
 DEFAULT_LIMIT = 8
+POLL_SECONDS = 1.0
+FLOW_MODULES = ["flows.deploy", "flows.rollback", "flows.verify"]
+logger = logging.getLogger("chatops.runner")
+
+
+async def serve(limit: int) -> None:
+    """Serve the flows until SIGTERM."""
+    from flows.crash import recover_orphans
+    from flows.deploy import deploy
+    from flows.rollback import rollback
+    from flows.verify import verify
+
+    runner = Runner(name="chatops", query_seconds=POLL_SECONDS, limit=limit)
+    served = [
+        (deploy, DEPLOY_DEPLOYMENT, "Deploy a commit of an app to an environment."),
+        (rollback, ROLLBACK_DEPLOYMENT, "Switch an environment back to an earlier release."),
+        (verify, VERIFY_DEPLOYMENT, "Read every host of an app and report drift."),
+    ]
+    ids = [
+        await runner.aadd_flow(flow, name=name.split("/", 1)[1], tags=["chatops"], description=text)
+        for flow, name, text in served
+    ]
+    orphans = await asyncio.to_thread(recover_orphans, ids)
+    if orphans:
+        logger.warning("Reported %d runs orphaned by a previous runner", len(orphans))
+    waker = asyncio.create_task(wake_on_events(runner, ids), name="wake-on-events")
+    try:
+        await runner.start()
+    finally:
+        waker.cancel()  # it must not outlive the runner, or the process never exits
+        await asyncio.gather(waker, return_exceptions=True)
+
+
+async def wake_on_events(runner: Runner, deployment_ids: Iterable[UUID]) -> None:
+    """Poll for runs the moment the server says one of ours was scheduled.
+
+    Bursts are coalesced (one poll running, one waiting). If the subscription breaks, the
+    runner's own polling carries on and the subscription is retried.
+    """
+    resources = [f"prefect.deployment.{d}" for d in deployment_ids]
+    wanted = asyncio.Event()
+
+    async def poll() -> None:
+        while True:
+            await wanted.wait()
+            wanted.clear()
+            if runner.started and not runner.stopping:
+                try:
+                    await runner._get_and_submit_flow_runs()
+                except Exception:
+                    logger.exception("A poll for new runs failed")
+
+    async def listen() -> None:
+        while True:
+            only_ours = EventFilter(
+                occurred=EventOccurredFilter(since=now("UTC")),  # no backlog on connect
+                event=EventNameFilter(name=["prefect.flow-run.Scheduled"]),
+                any_resource=EventAnyResourceFilter(id=resources),
+            )
+            try:
+                async with get_events_subscriber(filter=only_ours) as events:
+                    async for event in events:
+                        if any(r.id in resources for r in event.related):
+                            wanted.set()
+            except Exception as exc:
+                logger.warning("Event subscription lost (%s); polling meanwhile", exc)
+                await asyncio.sleep(5)
+
+    await asyncio.gather(poll(), listen())
 
 
 def main() -> None:
-    deployments = [
-        deploy.to_deployment(
-            name=DEPLOYMENT_NAME.split("/", 1)[1],
-            tags=["chatops"],
-            description="Deploy a commit of an app to an environment.",
-        ),
-        rollback.to_deployment(
-            name=ROLLBACK_DEPLOYMENT_NAME.split("/", 1)[1],
-            tags=["chatops"],
-            description="Switch an environment back to an earlier release.",
-        ),
-    ]
-    serve(*deployments, limit=int(os.environ.get("CHATOPS_RUNNER_LIMIT", DEFAULT_LIMIT)))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    started = time.monotonic()
+    warmstart.install(FLOW_MODULES)
+    logger.info("Flows loaded in %.1f s", time.monotonic() - started)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(int(os.environ.get("CHATOPS_RUNNER_LIMIT", DEFAULT_LIMIT))))
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # each run's process imports this module again: keep it light
     main()

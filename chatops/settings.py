@@ -1,40 +1,42 @@
-"""Where chatops-deploy keeps its state, read from the environment.
+"""Names and settings of the front door, read from the environment (standard library only, so
+the CLI can read them without loading Prefect).
 
-``CHATOPS_HOME`` (default ``~/.chatops``) holds the git mirrors, the artifact cache, build work
-trees and, for ``chatops up``, the Prefect server's SQLite database.
+The state directories are :mod:`tasks.home` (``CHATOPS_HOME``).
 """
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
-DEPLOYMENT_NAME = "deploy/chatops"
-"""The Prefect deployment (``<flow>/<deployment>``) that the front door starts deploys with."""
-ROLLBACK_DEPLOYMENT_NAME = "rollback/chatops"
+DEPLOY_DEPLOYMENT = "deploy/chatops"
+"""The Prefect deployment (``<flow>/<deployment>``) that deploys start."""
+ROLLBACK_DEPLOYMENT = "rollback/chatops"
 """The Prefect deployment that switches an environment back to a release it already has."""
+VERIFY_DEPLOYMENT = "verify/chatops"
+"""The Prefect deployment that reads every host of an app and reports drift."""
+DEPLOYMENTS = (DEPLOY_DEPLOYMENT, ROLLBACK_DEPLOYMENT, VERIFY_DEPLOYMENT)
 
 
 @dataclass(frozen=True)
-class Paths:
-    home: Path
+class GatewaySettings:
+    """What the gateway needs to know; :meth:`from_env` reads it from the environment."""
 
-    @property
-    def mirrors(self) -> Path:
-        return self.home / "mirrors"
+    slack_signing_secret: str = ""
+    github_webhook_secret: str = ""
+    cli_token: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    slack_budget: float = 0.6
+    """Seconds a Slack answer waits for its run to be created before saying "queued"."""
+    query_budget: float = 2.0
+    """Seconds a Slack answer waits for Prefect reads (status, locks) before answering later."""
+    catalog_refresh_seconds: float = 5.0
 
-    @property
-    def artifacts(self) -> Path:
-        return Path(os.environ.get("CHATOPS_ARTIFACT_CACHE", self.home / "artifacts"))
-
-    @property
-    def worktrees(self) -> Path:
-        return self.home / "worktrees"
-
-    @property
-    def prefect_home(self) -> Path:
-        return self.home / "prefect"
-
-
-def paths() -> Paths:
-    """The state directories, from ``CHATOPS_HOME`` as it is set right now."""
-    return Paths(Path(os.environ.get("CHATOPS_HOME", Path.home() / ".chatops")).expanduser())
+    @classmethod
+    def from_env(cls, cli_token: str = "") -> "GatewaySettings":
+        return cls(
+            slack_signing_secret=os.environ.get("CHATOPS_SLACK_SIGNING_SECRET", ""),
+            github_webhook_secret=os.environ.get("CHATOPS_GITHUB_WEBHOOK_SECRET", ""),
+            cli_token=os.environ.get("CHATOPS_CLI_TOKEN", cli_token),
+            host=os.environ.get("CHATOPS_GATEWAY_HOST", "127.0.0.1"),
+            port=int(os.environ.get("CHATOPS_GATEWAY_PORT", "8000")),
+        )

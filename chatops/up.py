@@ -2,122 +2,152 @@
 
 It starts, as child processes sharing one environment:
 
-1. a Prefect server on SQLite under ``$CHATOPS_HOME/prefect`` (skipped when ``PREFECT_API_URL``
-   already points at a server),
-2. the runner that serves the deploy flow (:mod:`chatops.runner`), polling every second,
-3. the HTTP gateway for Slack and GitHub (:mod:`chatops.gateway`), when it is installed,
+1. a Prefect server: SQLite under ``$CHATOPS_HOME/prefect``, or PostgreSQL with ``--database``
+   (or ``CHATOPS_DATABASE_URL``); skipped when ``PREFECT_API_URL`` already points at a server.
+   Concurrency leases are kept on disk, so a restart does not forget who holds an environment;
+2. the runner that executes deploys (:mod:`chatops.runner`);
+3. the HTTP gateway for Slack, GitHub and the CLI (:mod:`chatops.gateway`).
 
-prints where the UI is, and stops them all, newest first, on Ctrl-C or SIGTERM, or as soon as
-one of them dies.
+Then it records where it runs in ``$CHATOPS_HOME/up.json`` (the CLI finds it there) and watches:
+a child that dies is started again (the others keep running). Ctrl-C or SIGTERM stops them in
+order: the gateway first (no new requests), then the runner, which lets a deploy in flight
+finish its batch and roll back, then the server. Children get SIGTERM if ``chatops up`` itself
+is killed.
 """
 
+import contextlib
+import ctypes
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Mapping
-from importlib.util import find_spec
+from dataclasses import dataclass, field
 from types import FrameType
 
-from chatops.settings import paths
+from chatops.cli.server import cli_token, write_up_file
+from tasks.home import home
 
 SERVER_START_SECONDS = 120
-STOP_SECONDS = 15
+STOP_SECONDS = {"gateway": 10.0, "runner": 600.0, "server": 15.0}
+"""How long each service has to stop on SIGTERM before it is killed (the runner waits for the
+deploys in flight to finish their batch)."""
+RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
+_PR_SET_PDEATHSIG = 1
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class StartupError(RuntimeError):
     """A service did not come up."""
 
 
-def base_environment(api_url: str) -> dict[str, str]:
+@dataclass
+class Service:
+    """One supervised child process."""
+
+    name: str
+    argv: list[str]
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    started: float = field(default=0.0)
+
+    def start(self, env: Mapping[str, str]) -> None:
+        self.process = subprocess.Popen(
+            self.argv, env=dict(env), stdin=subprocess.DEVNULL, preexec_fn=_child_setup
+        )
+        self.started = time.monotonic()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM, wait its grace period, then SIGKILL."""
+        if not self.alive():
+            return
+        assert self.process is not None
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=STOP_SECONDS[self.name])
+        except subprocess.TimeoutExpired:
+            print(f"chatops: {self.name} did not stop in time; killing it", flush=True)
+            self.process.kill()
+            self.process.wait()
+
+
+def _child_setup() -> None:
+    """In the child: its own process group (a terminal's Ctrl-C reaches ``chatops up`` alone,
+    which stops the children in order), default SIGINT, and SIGTERM when ``chatops up`` dies."""
+    os.setpgrp()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: children outlive us
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def database_url(url: str) -> str:
+    """A PostgreSQL URL as Prefect's server wants it (asyncpg driver)."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+    raise StartupError(f"--database takes a postgresql:// URL, not {url.split(':', 1)[0]}:…")
+
+
+def base_environment(api_url: str, database: str | None) -> dict[str, str]:
     env = dict(os.environ)
-    home = paths()
+    state = home()
     env.update(
         PREFECT_API_URL=api_url,
-        PREFECT_HOME=env.get("PREFECT_HOME", str(home.prefect_home)),
+        PREFECT_HOME=env.get("PREFECT_HOME", str(state.prefect)),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         DO_NOT_TRACK="1",
-        PREFECT_RUNNER_POLL_FREQUENCY=env.get("PREFECT_RUNNER_POLL_FREQUENCY", "1"),
-        CHATOPS_HOME=str(home.home),
+        PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE=env.get(
+            "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE",
+            "prefect.server.concurrency.lease_storage.filesystem",
+        ),
+        # A dead deploy's slot frees within a minute or so (leases are kept on disk, so a server
+        # restart does not forget them), and a waiting deploy notices within 5 s.
+        PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS="5",
+        PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS="5",
+        CHATOPS_HOME=str(state.root),
+        CHATOPS_CLI_TOKEN=cli_token(create=True),
     )
+    if database:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url(database)
     return env
 
 
-def spawn(argv: list[str], env: Mapping[str, str]) -> subprocess.Popen:
-    # Children get default signal handling even when we were started in the background.
-    return subprocess.Popen(
-        argv,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+def refuse_taken_port(host: str, port: int) -> None:
+    """Fail at once if something already listens where the server should (it would answer our
+    health checks and take our runs)."""
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        if probe.connect_ex((host, port)) == 0:
+            raise StartupError(
+                f"port {port} on {host} is in use already (another chatops up or Prefect "
+                "server?): stop it, or choose another with --port"
+            )
 
 
-def wait_healthy(api_url: str, process: subprocess.Popen, seconds: float) -> None:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def wait_healthy(api_url: str, service: Service, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise StartupError(f"the Prefect server exited with code {process.returncode}")
+        if not service.alive():
+            code = service.process.returncode if service.process else None
+            raise StartupError(f"the Prefect server exited with code {code}")
         try:
-            with opener.open(f"{api_url}/health", timeout=2) as response:
+            with _opener.open(f"{api_url}/health", timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
-            time.sleep(0.3)
+            time.sleep(0.2)
     raise StartupError(f"the Prefect server did not answer on {api_url} in {seconds:.0f} s")
 
 
-def stop(processes: list[subprocess.Popen]) -> None:
-    for process in reversed(processes):
-        if process.poll() is None:
-            process.terminate()
-    deadline = time.monotonic() + STOP_SECONDS
-    for process in reversed(processes):
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def start_all(host: str, port: int) -> tuple[list[subprocess.Popen], str]:
-    """Start the services; return them and the UI URL."""
-    processes: list[subprocess.Popen] = []
-    api_url = os.environ.get("PREFECT_API_URL") or f"http://{host}:{port}/api"
-    env = base_environment(api_url)
-    os.makedirs(env["PREFECT_HOME"], exist_ok=True)
-    try:
-        if not os.environ.get("PREFECT_API_URL"):
-            server = spawn(
-                [
-                    sys.executable,
-                    "-m",
-                    "prefect",
-                    "server",
-                    "start",
-                    "--host",
-                    host,
-                    "--port",
-                    str(port),
-                ],
-                env,
-            )
-            processes.append(server)
-            wait_healthy(api_url, server, SERVER_START_SECONDS)
-        processes.append(spawn([sys.executable, "-m", "chatops.runner"], env))
-        if find_spec("chatops.gateway") is not None:
-            processes.append(spawn([sys.executable, "-m", "chatops.gateway"], env))
-    except BaseException:
-        stop(processes)
-        raise
-    return processes, api_url.removesuffix("/api")
-
-
-def run(host: str = "127.0.0.1", port: int = 4200) -> int:
-    """Start everything and supervise it until a signal or a child's exit; return an exit code."""
+def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) -> int:
+    """Start everything and supervise it until a signal; return an exit code."""
     stopping: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -125,11 +155,76 @@ def run(host: str = "127.0.0.1", port: int = 4200) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    processes, ui_url = start_all(host, port)
-    print(f"chatops is up. Prefect UI: {ui_url}  (Ctrl-C stops everything)", flush=True)
+    external = os.environ.get("PREFECT_API_URL")
+    api_url = external or f"http://{host}:{port}/api"
+    env = base_environment(api_url, database or os.environ.get("CHATOPS_DATABASE_URL"))
+    os.makedirs(env["PREFECT_HOME"], exist_ok=True)
+    gateway_url = (
+        f"http://{env.get('CHATOPS_GATEWAY_HOST', '127.0.0.1')}:"
+        f"{env.get('CHATOPS_GATEWAY_PORT', '8000')}"
+    )
+    py = sys.executable
+    services = [
+        Service(
+            "server", [py, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
+        ),
+        Service("runner", [py, "-m", "chatops.runner"]),
+        Service("gateway", [py, "-m", "chatops.gateway"]),
+    ]
+    if external:
+        services = services[1:]
+    else:
+        refuse_taken_port(host, port)
     try:
-        while not stopping and all(p.poll() is None for p in processes):
-            time.sleep(0.2)
+        for service in services:
+            service.start(env)
+            if service.name == "server":
+                wait_healthy(api_url, service, SERVER_START_SECONDS)
+        ui_url = api_url.removesuffix("/api")
+        write_up_file(
+            home().up_file, pid=os.getpid(), api_url=api_url, ui_url=ui_url, gateway_url=gateway_url
+        )
+        print(f"chatops is up. Prefect UI: {ui_url}  (Ctrl-C stops everything)", flush=True)
+        supervise(services, env, stopping)
     finally:
-        stop(processes)
-    return 0 if stopping else 1
+        for service in reversed(services):
+            service.stop()
+        _forget_up_file()
+    return 0
+
+
+def supervise(services: list[Service], env: Mapping[str, str], stopping: list[int]) -> None:
+    """Start again whatever dies, with a growing pause, until a signal asks to stop."""
+    while not stopping:
+        for service in services:
+            if service.alive() or stopping:
+                continue
+            code = service.process.returncode if service.process else None
+            if time.monotonic() - service.started > 60:
+                service.restarts = 0  # it ran a good while: start afresh
+            pause = RESTART_BACKOFF[min(service.restarts, len(RESTART_BACKOFF) - 1)]
+            print(
+                f"chatops: the {service.name} exited (code {code}); starting it again in "
+                f"{pause:.0f} s",
+                flush=True,
+            )
+            _sleep_unless(stopping, pause)
+            if not stopping:
+                service.restarts += 1
+                service.start(env)
+        time.sleep(0.2)
+
+
+def _sleep_unless(stopping: list[int], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not stopping and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _forget_up_file() -> None:
+    path = home().up_file
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass

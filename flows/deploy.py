@@ -5,20 +5,31 @@ started again from the Prefect UI, and the front door (Slack, GitHub webhooks, t
 to fill them in.
 """
 
-from typing import Any
-
-from prefect import flow, runtime, unmapped
+from prefect import flow, runtime
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.report import DeployReport, run_title
+from flows import crash
+from flows.crash import crash_hooks
+from flows.report import DeployReport, Notify
+from flows.results import gather, on_hosts
 from flows.serial import one_at_a_time
-from flows.steps import record, results, roll_out
-from flows.target import load_target
+from flows.steps import record, recover_hosts, roll_out
+from flows.target import authorize, load_target
+from tasks import ssh
 from tasks.build import build
 from tasks.git import checkout, remove_worktree
 from tasks.hosts import Release, prune, run_task_command, upload
+from tasks.summary import DeploySummary, run_title
 
-STEPS = ["record deployment", "checkout", "build", "upload", "activate", "health check"]
+STEPS = [
+    "record deployment",
+    "check hosts",
+    "checkout",
+    "build",
+    "upload",
+    "activate",
+    "health check",
+]
 
 
 def flow_run_name() -> str:
@@ -26,7 +37,12 @@ def flow_run_name() -> str:
     return run_title(p["app"], p.get("ref") or "default", p.get("sha"), p["environment"])
 
 
-@flow(name="deploy", flow_run_name=flow_run_name, task_runner=ThreadPoolTaskRunner(max_workers=16))
+@flow(
+    name="deploy",
+    flow_run_name=flow_run_name,
+    task_runner=ThreadPoolTaskRunner(max_workers=16),
+    **crash_hooks,
+)
 def deploy(
     app: str,
     environment: str,
@@ -34,20 +50,22 @@ def deploy(
     sha: str | None = None,
     deployment_id: int | None = None,
     requested_by: str = "",
+    via: str = "ui",
     force: bool = False,
     hosts: list[str] | None = None,
     task: str = "deploy",
-    notify: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    notify: Notify | None = None,
+) -> DeploySummary:
     """Deploy ``ref`` (or ``sha``) of ``app`` to ``environment``; return the deploy summary.
 
     ``deployment_id`` attaches to an existing GitHub deployment instead of creating one;
-    ``force`` skips GitHub's required-checks gate; ``hosts`` limits the deploy to some of the
-    environment's hosts; ``task`` names a custom deploy task of the app; ``notify`` is
-    ``{"channel": ..., "thread_ts": ...}`` for the Slack message.
+    ``requested_by`` and ``via`` (slack, cli, github, ui) say who asked and how: the
+    environment's allow-lists and lock apply to them; ``force`` skips the lock and GitHub's
+    required-checks gate; ``hosts`` limits the deploy to some of the environment's hosts;
+    ``task`` names a custom deploy task of the app; ``notify`` is where the Slack message goes.
     """
     target = load_target(app, environment, hosts, task, ref)
-    steps = STEPS if task == "deploy" else [*STEPS[:4], f"task {task}", *STEPS[4:]]
+    steps = STEPS if task == "deploy" else [*STEPS[:5], f"task {task}", *STEPS[5:]]
     again = {
         "app": app,
         "environment": environment,
@@ -55,11 +73,14 @@ def deploy(
         "hosts": hosts,
         "task": task,
     }
-    report = DeployReport(target, requested_by, notify, steps, force_parameters=again)
-    with one_at_a_time(app, environment), report.running():
-        with report.step("record deployment"):
-            report.recorded(
-                record(
+    report = DeployReport(
+        target, requested_by, notify, steps, deployment_id=deployment_id, again=again
+    )
+    with crash.recorded(), report.failures(), ssh.sessions():
+        authorize(target, requested_by, via, notify.channel if notify else None, force)
+        with one_at_a_time(app, target.environment_name):
+            with report.step("record deployment"):
+                recorded = record(
                     report,
                     target,
                     sha or target.ref,
@@ -68,39 +89,36 @@ def deploy(
                     requested_by=requested_by,
                     deployment_id=deployment_id,
                 )
-            )
-        with report.step("checkout"):
-            tree = checkout(
-                target.app.default_clone_url,
-                target.ref,
-                report.deployment.sha if report.deployment else sha,
-            )
-        release = Release.new(tree.sha)
-        report.resolved(tree.sha, release.id)
-        with report.step("build"):
-            try:
-                built = build(
-                    target.name,
-                    tree.sha,
-                    target.app.build_command,
-                    target.app.artifact_glob,
-                    tree.worktree,
+                report.recorded(recorded)
+            recover_hosts(report, target)
+            with report.step("checkout"):
+                tree = checkout(
+                    target.app.default_clone_url, target.ref, recorded.sha if recorded else sha
                 )
-            finally:
-                remove_worktree(tree)
-            report.mark("build", "cached" if built.cached else "done")
-        with report.step("upload"):
-            results(
-                upload.map(
-                    unmapped(target.environment),
-                    target.hosts,
-                    unmapped(built.artifact),
-                    unmapped(release),
+            release = Release.new(tree.sha)
+            report.resolved(tree.sha, release.id)
+            with report.step("build"):
+                try:
+                    built = build(
+                        tree.sha, target.app.build_command, target.app.artifact_glob, tree.worktree
+                    )
+                finally:
+                    remove_worktree(tree)
+                report.mark("build", "cached" if built.cached else "done")
+            with report.step("upload"):
+                on_hosts(
+                    "upload",
+                    {
+                        h: upload.submit(target.environment, h, built.artifact, release)
+                        for h in target.hosts
+                    },
                 )
-            )
-        if target.task_command:
-            with report.step(f"task {task}"):
-                run_task_command(target.environment, target.hosts[0], release, target.task_command)
-        roll_out(report, target, release)
-        prune.map(unmapped(target.environment), target.hosts).wait()  # never fails a deploy
+            if target.task_command:
+                with report.step(f"task {task}"):
+                    run_task_command(
+                        target.environment, target.hosts[0], release, target.task_command
+                    )
+            roll_out(report, target, release)
+            report.succeeded()
+            gather({h: prune.submit(target.environment, h) for h in target.hosts})  # never fails
     return report.summary

@@ -2,22 +2,25 @@
 
 No checkout, no build, no upload: the release folders are still on the hosts (see
 ``keep_releases``), so a rollback is a switch, a restart and a health check, batch by batch,
-like the end of a deploy. Without a ref it goes back to the release before the current one.
+like the end of a deploy. Without a ref it goes back to the release that ran successfully
+before the current one, as every host's HISTORY records it, never just the newest folder.
 """
 
-from typing import Any
-
-from prefect import flow, runtime, unmapped
+from prefect import flow, runtime
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.report import DeployReport, run_title
+from blocks import UnknownTarget
+from flows import crash
+from flows.crash import crash_hooks
+from flows.report import DeployReport, Notify
 from flows.serial import one_at_a_time
-from flows.steps import record, results, roll_out
-from flows.target import Target, UnknownTarget, load_target
-from tasks.hosts import Release, list_releases
+from flows.steps import record, recover_hosts, roll_out
+from flows.target import Target, authorize, load_target
+from tasks import ssh
+from tasks.hosts import HostState, Release
+from tasks.summary import PREVIOUS, DeploySummary, run_title
 
-STEPS = ["find release", "record deployment", "activate", "health check"]
-PREVIOUS = "previous release"
+STEPS = ["check hosts", "find release", "record deployment", "activate", "health check"]
 
 
 def flow_run_name() -> str:
@@ -26,63 +29,77 @@ def flow_run_name() -> str:
 
 
 @flow(
-    name="rollback", flow_run_name=flow_run_name, task_runner=ThreadPoolTaskRunner(max_workers=16)
+    name="rollback",
+    flow_run_name=flow_run_name,
+    task_runner=ThreadPoolTaskRunner(max_workers=16),
+    **crash_hooks,
 )
 def rollback(
     app: str,
     environment: str,
     ref: str | None = None,
     requested_by: str = "",
+    via: str = "ui",
+    force: bool = False,
     hosts: list[str] | None = None,
-    notify: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    notify: Notify | None = None,
+) -> DeploySummary:
     """Switch ``app`` in ``environment`` back to the release of ``ref`` (default: the previous).
 
     ``ref`` is a release id, a commit sha (or its start), or a ref whose commit was deployed
-    there before.
+    there before. ``requested_by``, ``via`` and ``force`` work as for a deploy.
     """
     target = load_target(app, environment, hosts, ref=ref or PREVIOUS)
     report = DeployReport(target, requested_by, notify, STEPS)
-    with one_at_a_time(app, environment), report.running():
-        with report.step("find release"):
-            release = choose_release(target, ref)
-        report.resolved(release.sha, release.id)
-        with report.step("record deployment"):
-            report.recorded(
-                record(
-                    report,
-                    target,
-                    release.sha,
-                    task="rollback",
-                    force=True,
-                    requested_by=requested_by,
+    with crash.recorded(), report.failures(), ssh.sessions():
+        authorize(target, requested_by, via, notify.channel if notify else None, force)
+        with one_at_a_time(app, target.environment_name):
+            states = recover_hosts(report, target)
+            with report.step("find release"):
+                release = choose_release(target, ref, [states[h] for h in target.hosts])
+            report.resolved(release.sha, release.id)
+            with report.step("record deployment"):
+                report.recorded(
+                    record(
+                        report,
+                        target,
+                        release.sha,
+                        task="rollback",
+                        force=True,
+                        requested_by=requested_by,
+                    )
                 )
-            )
-        roll_out(report, target, release)
+            roll_out(report, target, release)
+            report.succeeded()
     return report.summary
 
 
-def choose_release(target: Target, ref: str | None) -> Release:
-    """The release to go back to; it must be complete on every host of the target."""
-    listings = results(list_releases.map(unmapped(target.environment), target.hosts))
-    common = set.intersection(*(set(found) for found, _ in listings))
-    ordered = sorted(common, key=lambda r: r.id)
-    live = listings[0][1]
+def choose_release(target: Target, ref: str | None, states: list[HostState]) -> Release:
+    """The release to go back to; it must be complete on every host of the target.
+
+    Without ``ref``: the release that ran successfully before the current good one (each host's
+    HISTORY), which every host still has.
+    """
+    common = set.intersection(*(set(s.releases) for s in states))
+    releases = {rid: states[0].releases[rid] for rid in common}
     if ref is None:
-        earlier = [r for r in ordered if live is None or r.id < live]
-        if not earlier:
-            raise UnknownTarget(
-                f"{target.name} {target.environment_name} has no release before "
-                f"{live or 'the current one'} on all its hosts"
-            )
-        return earlier[-1]
-    matches = [
-        r for r in ordered if ref in (r.id, r.sha) or (len(ref) >= 7 and r.sha.startswith(ref))
-    ]
+        wanted = {s.previous_good for s in states}
+        if len(wanted) == 1 and (previous := wanted.pop()) in releases:
+            return Release(previous, releases[previous])
+        good = ", ".join(sorted({str(s.good) for s in states}))
+        raise UnknownTarget(
+            f"{target.name} {target.environment_name} has no release that ran before {good} "
+            f"on all its hosts; releases kept on all of them: {', '.join(sorted(common)) or 'none'}"
+        )
+    matches = sorted(
+        rid
+        for rid, sha in releases.items()
+        if ref in (rid, sha) or (len(ref) >= 7 and sha.startswith(ref))
+    )
     if not matches:
-        kept = ", ".join(r.id for r in ordered) or "none"
+        kept = ", ".join(sorted(common)) or "none"
         raise UnknownTarget(
             f"no release of {ref!r} on every host of {target.name} "
             f"{target.environment_name}; releases kept there: {kept}"
         )
-    return matches[-1]
+    return Release(matches[-1], releases[matches[-1]])

@@ -1,17 +1,38 @@
-"""Steps the deploy and rollback flows share: recording on GitHub and the rolling switch."""
+"""Steps the deploy and rollback flows share: recovery, recording on GitHub, the rolling switch.
 
+- :func:`recover_hosts` first brings every host of the environment back to one consistent
+  release, if a run that died left some switched (its SWITCHING journal says so) or a host does
+  not serve what ``current`` names;
+- :func:`record` creates (or attaches to) the GitHub deployment;
+- :func:`roll_out` switches, restarts and health-checks the hosts batch by batch, as one
+  transaction: when any batch fails, every host switched so far is switched back.
+
+A graceful stop (SIGTERM to the process running the deploy) never leaves a batch half-switched:
+during a batch it is held until the batch is over, and then the deploy stops and the
+transaction switches every switched host back.
+"""
+
+import signal
+import threading
 from collections.abc import Iterator
-from typing import Any
+from contextlib import contextmanager
+from types import FrameType
 
-from prefect import runtime, unmapped
-from prefect.futures import PrefectFuture
+from prefect import runtime
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
 from prefect.transactions import transaction
 
 from flows.report import DeployReport
+from flows.results import HostResults, on_hosts
 from flows.target import Target
 from tasks.github import PAYLOAD_MARK, GitHubDeployment, record_deployment
 from tasks.health import health_check
-from tasks.hosts import Release, activate
+from tasks.hosts import HostState, Release, activate, inspect, recover, recovery
+
+
+class Interrupted(RuntimeError):
+    """The deploy was asked to stop (SIGTERM); switched hosts are switched back."""
 
 
 def record(
@@ -26,7 +47,8 @@ def record(
 ) -> GitHubDeployment | None:
     """Create (or attach to) the GitHub deployment; None when GitHub reporting is off.
 
-    The deployment's payload carries our mark, so its ``deployment`` webhook starts nothing.
+    The deployment's payload carries our mark, so its ``deployment`` webhook starts nothing,
+    and the id of this flow run, so a crash report can find it.
     """
     if report.github is None:
         return None
@@ -47,27 +69,76 @@ def record(
     )
 
 
+def recover_hosts(report: DeployReport, target: Target) -> HostResults:
+    """Check every host of the environment; bring back any a dead run left inconsistent.
+
+    Returns each host's :class:`~tasks.hosts.HostState`, after any recovery.
+    """
+    env = target.environment
+    with report.step("check hosts"):
+        found = on_hosts("check", {h: inspect.submit(env, h) for h in env.hosts})
+        states: dict[str, HostState] = {h: state for h, (state, _) in found.items()}
+        succeeded = runs_that_succeeded(
+            {s.switching.run_id for s in states.values() if s.switching}
+        )
+        plans = {
+            host: recovery(
+                state, serving, (state.switching.run_id in succeeded) if state.switching else False
+            )
+            for host, (state, serving) in found.items()
+        }
+        todo = {h: p for h, p in plans.items() if p.action != "none"}
+        if todo:
+            report.logger.warning("Recovering %s before going on", ", ".join(todo))
+            on_hosts("recover", {h: recover.submit(env, h, states[h], p) for h, p in todo.items()})
+            again = on_hosts("check", {h: inspect.submit(env, h) for h in todo})
+            states.update({h: state for h, (state, _) in again.items()})
+    return HostResults(states)
+
+
+def runs_that_succeeded(run_ids: set[str]) -> set[str]:
+    """Which of ``run_ids`` (flow runs named in SWITCHING journals) completed successfully."""
+    done = set()
+    with get_client(sync_client=True) as client:
+        for run_id in run_ids:
+            try:
+                run = client.read_flow_run(run_id)
+            except Exception:  # an unknown or unreadable run did not succeed
+                continue
+            if run.state_type == StateType.COMPLETED:
+                done.add(run_id)
+    return done
+
+
 def roll_out(report: DeployReport, target: Target, release: Release) -> None:
     """Switch, restart and health-check the hosts batch by batch.
 
-    All of it is one transaction: when any batch fails, every host switched so far (this batch
-    and the earlier ones) is switched back to its previous release and restarted.
+    All of it is one transaction: when any batch fails (or the deploy is stopped), every host
+    switched so far (this batch and the earlier ones) is switched back to its previous release
+    and restarted; when all succeed, each host records the release as good.
     """
     env = target.environment
-    with transaction():
-        for batch in batches(target.hosts, env.batch_size):
-            with report.step("activate"):
-                results(activate.map(unmapped(env), batch, unmapped(release)))
-            if env.health_url:
-                with report.step("health check"):
-                    results(
-                        health_check.map(
-                            unmapped(env.health_url),
-                            batch,
-                            unmapped(release.sha),
-                            unmapped(env.health_timeout),
-                        )
+    run_id = str(runtime.flow_run.id)
+    with stop_between_batches() as stopping, transaction():
+        for number, batch in enumerate(batches(target.hosts, env.batch_size), 1):
+            if stopping.is_set():
+                raise Interrupted(f"stopped before batch {number} ({', '.join(batch)})")
+            with stopping.held():
+                with report.step("activate"):
+                    on_hosts(
+                        "activate", {h: activate.submit(env, h, release, run_id) for h in batch}
                     )
+                if env.health_url:
+                    with report.step("health check"):
+                        on_hosts(
+                            "health check",
+                            {
+                                h: health_check.submit(
+                                    env.health_url, h, release.sha, env.health_timeout
+                                )
+                                for h in batch
+                            },
+                        )
     if not env.health_url:
         report.mark("health check", "skipped")
 
@@ -77,8 +148,36 @@ def batches(hosts: list[str], size: int) -> Iterator[list[str]]:
         yield hosts[start : start + size]
 
 
-def results(futures: list[PrefectFuture]) -> list[Any]:
-    """Wait for every future, then raise the first failure (so no task is left running)."""
-    for future in futures:
-        future.wait()
-    return [future.result() for future in futures]
+class StopRequest(threading.Event):
+    """Set by SIGTERM. While :meth:`held`, the signal only sets it; outside, it raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._holding = False
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.set()
+        if not self._holding:
+            raise Interrupted("stopped between batches (SIGTERM)")
+
+
+@contextmanager
+def stop_between_batches() -> Iterator[StopRequest]:
+    """Defer SIGTERM to the end of the current batch while the block runs (main thread only)."""
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    previous = signal.signal(signal.SIGTERM, request.on_signal)
+    try:
+        yield request
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -2,15 +2,21 @@
 
 The App's build command runs in the checked-out work tree through prefect-shell, its output
 streamed line by line to the run's logs. The resulting file is kept in the artifact cache
-(``$CHATOPS_HOME/artifacts`` or ``CHATOPS_ARTIFACT_CACHE``) under the app, the sha and a digest
-of the build command and glob: promoting the same commit to another environment, redeploying or
-rolling back never builds again.
+(``$CHATOPS_HOME/artifacts``, or ``CHATOPS_ARTIFACT_CACHE`` on storage every worker sees) under
+the commit sha and a digest of the build command and glob. A sha names the exact source tree, so
+promoting the same commit to another environment, redeploying it, or deploying another app built
+from the same commit never builds again. Two runs that need the same build at the same time
+(on one machine or on several sharing the cache) take turns through a lock file: the second one
+finds the artifact the first one made.
 """
 
+import fcntl
 import hashlib
 import os
 import shutil
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +25,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from prefect_shell import ShellOperation
 
-from chatops.settings import paths
+from tasks.home import home
 
 TAIL_LINES = 30
 _SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PRIVATE_KEY", "API_KEY")
@@ -28,9 +34,12 @@ _SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PRIVATE_KEY", "API_KEY")
 class BuildFailed(RuntimeError):
     """The build command failed or did not produce exactly one artifact; ``tail`` says why."""
 
-    def __init__(self, message: str, tail: list[str]):
-        super().__init__(message)
-        self.tail = tail
+    def __init__(self, message: str, tail: list[str]) -> None:
+        self.message, self.tail = message, tail
+        super().__init__(message + "".join(f"\n    {line}" for line in tail))
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.message, self.tail))
 
 
 @dataclass(frozen=True)
@@ -41,9 +50,19 @@ class Built:
     cached: bool
 
 
-def cache_dir(app: str, sha: str, build_command: str, artifact_glob: str) -> Path:
+def cache_dir(sha: str, build_command: str, artifact_glob: str) -> Path:
+    """Where the artifact of ``sha`` built by this recipe is kept."""
     recipe = hashlib.sha256(f"{build_command}\0{artifact_glob}".encode()).hexdigest()[:12]
-    return paths().artifacts / app / f"{sha}-{recipe}"
+    return home().artifacts / f"{sha}-{recipe}"
+
+
+@contextmanager
+def build_lock(folder: Path) -> Iterator[None]:
+    """One build of a commit at a time, across processes sharing the artifact cache."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(f".{folder.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def cached_artifact(folder: Path) -> Path | None:
@@ -87,23 +106,24 @@ def run_build(worktree: Path, build_command: str, sha: str) -> None:
             raise BuildFailed(f"build command failed: {exc}", tail) from None
 
 
-@task(name="build", cache_policy=NO_CACHE)
-def build(app: str, sha: str, build_command: str, artifact_glob: str, worktree: str) -> Built:
-    """Build ``sha`` of ``app`` in ``worktree`` unless the cache already holds its artifact."""
+@task(name="build", task_run_name="build", cache_policy=NO_CACHE)
+def build(sha: str, build_command: str, artifact_glob: str, worktree: str) -> Built:
+    """Build ``sha`` in ``worktree`` unless the cache already holds its artifact."""
     logger = get_run_logger()
-    folder = cache_dir(app, sha, build_command, artifact_glob)
+    folder = cache_dir(sha, build_command, artifact_glob)
     if (hit := cached_artifact(folder)) is not None:
-        logger.info("Already built %s of %s: using %s", sha[:7], app, hit)
+        logger.info("Already built %s: using %s", sha[:7], hit)
         return Built(artifact=str(hit), cached=True)
-    run_build(Path(worktree), build_command, sha)
-    artifact = find_artifact(Path(worktree), artifact_glob)
-    staging = folder.with_name(f".{folder.name}.{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    shutil.copy2(artifact, staging / artifact.name)
-    try:
+    with build_lock(folder):
+        if (hit := cached_artifact(folder)) is not None:  # built by a run we waited for
+            logger.info("Built meanwhile by another run: using %s", hit)
+            return Built(artifact=str(hit), cached=True)
+        run_build(Path(worktree), build_command, sha)
+        artifact = find_artifact(Path(worktree), artifact_glob)
+        staging = folder.with_name(f".{folder.name}.{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        shutil.copy2(artifact, staging / artifact.name)
         staging.rename(folder)
-    except OSError:  # another run cached the same build first
-        shutil.rmtree(staging)
     logger.info("Built %s (%d bytes)", artifact.name, artifact.stat().st_size)
     return Built(artifact=str(folder / artifact.name), cached=False)

@@ -22,13 +22,26 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from prefect.states import State
 
-from chatops.settings import paths
+from tasks.home import home
 
 GIT_TIMEOUT = 600
+TAIL_LINES = 20
 
 
 class UnknownRef(ValueError):
     """The ref names no commit in the repository."""
+
+
+class GitFailed(RuntimeError):
+    """A git command failed: which one, its exit code and the last lines of what git said."""
+
+    def __init__(self, command: str, exit_code: int, tail: list[str]) -> None:
+        self.command, self.exit_code, self.tail = command, exit_code, tail
+        shown = "".join(f"\n    {line}" for line in tail)
+        super().__init__(f"git {command} failed with exit code {exit_code}{shown}")
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.command, self.exit_code, self.tail))
 
 
 @dataclass(frozen=True)
@@ -43,11 +56,12 @@ def mirror_path(clone_url: str) -> Path:
     """Where the mirror of ``clone_url`` lives: one per URL, named so a person can find it."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", clone_url.rstrip("/").split("/")[-1])[:60]
     digest = hashlib.sha256(clone_url.encode()).hexdigest()[:12]
-    return paths().mirrors / f"{name}-{digest}"
+    return home().mirrors / f"{name}-{digest}"
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
-    """Run git with ``args`` (no shell) and return its stdout; raise with git's own message."""
+    """Run git with ``args`` (no shell) and return its stdout; :class:`GitFailed` with git's
+    own message otherwise."""
     proc = subprocess.run(
         ["git", *args],
         cwd=cwd,
@@ -57,9 +71,8 @@ def git(*args: str, cwd: Path | None = None) -> str:
         env=git_environment(),
     )
     if proc.returncode:
-        raise subprocess.CalledProcessError(
-            proc.returncode, ["git", args[0]], proc.stdout, proc.stderr.strip()
-        )
+        lines = [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
+        raise GitFailed(args[0], proc.returncode, lines[-TAIL_LINES:])
     return proc.stdout.strip()
 
 
@@ -97,13 +110,13 @@ def resolve(mirror: Path, ref: str) -> str:
         return git(
             "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", cwd=mirror
         )
-    except subprocess.CalledProcessError:
+    except GitFailed:
         raise UnknownRef(f"ref {ref!r} is not a branch, tag or commit of the repository") from None
 
 
 def add_worktree(mirror: Path, sha: str) -> Path:
     """A fresh detached work tree of ``sha`` under ``$CHATOPS_HOME/worktrees``."""
-    tree = paths().worktrees / f"{sha[:12]}-{uuid.uuid4().hex[:8]}"
+    tree = home().worktrees / f"{sha[:12]}-{uuid.uuid4().hex[:8]}"
     tree.parent.mkdir(parents=True, exist_ok=True)
     git("worktree", "add", "--detach", "--force", "--quiet", str(tree), sha, cwd=mirror)
     return tree

@@ -156,8 +156,7 @@ def record_deployment(
     return GitHubDeployment(id=created.id, sha=created.sha, ref=ref)
 
 
-@task(name="report to github", retries=3, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def report_status(
+def post_status(
     access: GitHubAccess,
     repository: str,
     deployment_id: int,
@@ -167,10 +166,8 @@ def report_status(
     log_url: str | None,
     environment_url: str | None,
 ) -> None:
-    """Post one deployment status (``in_progress``, ``success``, ``failure``, ``error``...).
-
-    A ``success`` marks the environment's earlier deployments inactive.
-    """
+    """Post one deployment status (``queued``, ``in_progress``, ``success``, ``failure``,
+    ``error``...). A ``success`` marks the environment's earlier deployments inactive."""
     repo = github_client(access, lazy=True).get_repo(repository)
     optional = {
         key: value
@@ -183,3 +180,22 @@ def report_status(
         auto_inactive=state == "success",
         **optional,
     )
+
+
+report_status = task(
+    name="report to github", retries=3, retry_delay_seconds=2, cache_policy=NO_CACHE
+)(post_status)
+""":func:`post_status` as a task of the deploy run, retried when GitHub fails."""
+
+
+def find_deployment(
+    access: GitHubAccess, repository: str, environment: str, flow_run_id: str
+) -> int | None:
+    """The id of the deployment that flow run ``flow_run_id`` created (its payload says so)."""
+    repo = github_client(access).get_repo(repository)
+    for deployment in repo.get_deployments(environment=environment)[:30]:
+        payload = deployment.payload if isinstance(deployment.payload, dict) else {}
+        mark = payload.get(PAYLOAD_MARK)
+        if isinstance(mark, dict) and mark.get("flow_run_id") == flow_run_id:
+            return deployment.id
+    return None

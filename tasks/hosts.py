@@ -1,34 +1,38 @@
-"""Ship releases to an environment's hosts over SSH, switch them, and switch them back.
+"""Releases on an environment's hosts: ship them, switch to them, switch back, keep a record.
 
-Every host keeps its releases side by side and one symlink to the live one::
+Every host keeps its releases side by side, one symlink to the live one, and a journal::
 
     <deploy_path>/releases/<UTC time>-<sha7>/<artifact>   (+ REVISION holding the full sha)
     <deploy_path>/current -> releases/<UTC time>-<sha7>
+    <deploy_path>/HISTORY      one line per release that ran successfully here, newest last
+    <deploy_path>/SWITCHING    "<from> <to> <flow run id>" while a deploy switches this host
 
-Each task opens its own connection to its host (fabric connections are not shared between
-threads) with connect, banner, auth, channel, command and SFTP timeouts set, so an unreachable or
-hung host fails the task instead of hanging the deploy. Everything sent to a remote shell is
-quoted with :func:`shlex.quote`.
+``SWITCHING`` is written in the same command that switches ``current`` and removed when the deploy
+commits (and ``HISTORY`` gains the release) or when the host is switched back. A host that still
+has it was switched by a run that died: :func:`recovery` says how to bring it back before the
+next deploy touches anything. "Previous release" always means the one ``HISTORY`` says ran
+successfully before, never just the newest folder.
+
+SSH itself (connections, timeouts, error messages) is :mod:`tasks.ssh`.
 """
 
-import io
-import logging
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
-import paramiko
-from fabric import Config, Connection
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from prefect.transactions import Transaction, get_transaction
 
 from blocks.environment import Environment
-from tasks.health import Unhealthy, wait_healthy
+from tasks import ssh
+from tasks.health import Unhealthy, serves, wait_healthy
 
-_KEY_TYPES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+HISTORY_KEPT = 50
+"""Lines of HISTORY read back; more than any keep_releases needs."""
 
 
 @dataclass(frozen=True)
@@ -44,114 +48,250 @@ class Release:
         return cls(id=f"{stamp}-{sha[:7]}", sha=sha)
 
 
-class LogStream(io.TextIOBase):
-    """A text stream that sends each complete line to ``logger``, prefixed with the host."""
+@dataclass(frozen=True)
+class Switching:
+    """A switch in progress (or left behind by a run that died)."""
 
-    def __init__(self, logger: logging.Logger | logging.LoggerAdapter, host: str):
-        self._logger, self._host, self._partial = logger, host, ""
-
-    def write(self, text: str) -> int:
-        lines = (self._partial + text).split("\n")
-        self._partial = lines.pop()
-        for line in lines:
-            self._logger.info("[%s] %s", self._host, line.rstrip("\r"))
-        return len(text)
+    from_id: str | None
+    to_id: str
+    run_id: str
 
 
-def load_private_key(text: str) -> paramiko.PKey:
-    """Parse an OpenSSH or PEM private key of any type paramiko knows."""
-    for key_type in _KEY_TYPES:
-        try:
-            return key_type.from_private_key(io.StringIO(text))
-        except (paramiko.SSHException, ValueError):
-            continue
-    raise ValueError("the environment's SSH private key is not a readable ed25519/ECDSA/RSA key")
+@dataclass(frozen=True)
+class HostState:
+    """What one host has: its releases, the live one, its record and any unfinished switch.
+
+    >>> state = HostState(current="r3", releases={"r1": "a", "r2": "b", "r3": "c"},
+    ...                   history=["r1", "r3"])
+    >>> state.good, state.previous_good
+    ('r3', 'r1')
+    >>> sorted(state.keep(2))
+    ['r1', 'r2', 'r3']
+    """
+
+    current: str | None
+    releases: dict[str, str] = field(default_factory=dict)
+    history: list[str] = field(default_factory=list)
+    switching: Switching | None = None
+    partials: list[str] = field(default_factory=list)
+
+    @property
+    def good(self) -> str | None:
+        """The release that last ran successfully here.
+
+        Before anything was recorded that is the release a switch started from, or else
+        ``current`` (hosts deployed before HISTORY existed).
+        """
+        if self.history:
+            return self.history[-1]
+        return self.switching.from_id if self.switching else self.current
+
+    @property
+    def previous_good(self) -> str | None:
+        """The release that ran successfully before :attr:`good`."""
+        earlier = [r for r in self.history if r != self.good]
+        return earlier[-1] if earlier else None
+
+    def keep(self, newest: int) -> set[str]:
+        """Releases pruning must keep: the newest ``newest``, and every one still needed."""
+        ordered = sorted(self.releases)
+        needed = {self.current, self.good, self.previous_good}
+        if self.switching:
+            needed |= {self.switching.from_id, self.switching.to_id}
+        return set(ordered[-newest:]) | {r for r in needed if r in self.releases}
 
 
-def split_host(host: str, default_port: int) -> tuple[str, int]:
-    """``web-1:2222`` → ``("web-1", 2222)``; ``web-1`` → ``("web-1", default_port)``."""
-    name, colon, port = host.rpartition(":")
-    return (name, int(port)) if colon else (host, default_port)
+Action = Literal["none", "record", "restart", "switch", "clear"]
 
 
-def pin_host_keys(client: paramiko.SSHClient, known_hosts: list[str]) -> None:
-    """Trust exactly the given known_hosts lines and refuse any other host key."""
-    keys = client.get_host_keys()
-    for line in known_hosts:
-        entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
-        if entry is None:
-            raise ValueError(f"not a known_hosts line: {line[:60]!r}")
-        for name in entry.hostnames:
-            keys.add(name, entry.key.get_name(), entry.key)
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+@dataclass(frozen=True)
+class Recovery:
+    """What a host needs before a new deploy, and why.
+
+    - ``record``: the switch finished and its run succeeded; only the record is missing;
+    - ``switch``: switch back to ``release`` (the last good one) and restart;
+    - ``restart``: ``current`` is right, but the host does not serve it;
+    - ``clear``: only the stale switch marker has to go;
+    - ``none``: nothing to do.
+    """
+
+    action: Action
+    release: str | None
+    reason: str
 
 
-def connect(env: Environment, host: str) -> Connection:
-    """An unopened connection to ``host`` with every timeout set; use it in a ``with`` block."""
-    name, port = split_host(host, env.ssh_port)
-    timeout = env.connect_timeout
-    conn = Connection(
-        name,
-        user=env.ssh_user,
-        port=port,
-        connect_timeout=int(timeout),
-        config=Config(overrides={"run": {"in_stream": False}}),
-        connect_kwargs={
-            "pkey": load_private_key(env.ssh_private_key.get_secret_value()),
-            "look_for_keys": False,
-            "allow_agent": False,
-            "banner_timeout": timeout,
-            "auth_timeout": timeout,
-            "channel_timeout": timeout,
-        },
-    )
-    if env.known_hosts:
-        pin_host_keys(conn.client, env.known_hosts)
-    return conn
+def recovery(state: HostState, serves_current: bool | None, switch_succeeded: bool) -> Recovery:
+    """Decide how to bring a host back to one consistent release.
+
+    ``serves_current``: whether the host serves the sha of ``current`` (None: no health URL);
+    ``switch_succeeded``: whether the run named in SWITCHING completed successfully.
+
+    >>> crashed = HostState("r2", {"r1": "a", "r2": "b"}, ["r1"], Switching("r1", "r2", "run"))
+    >>> recovery(crashed, serves_current=True, switch_succeeded=False).action
+    'switch'
+    >>> recovery(crashed, serves_current=True, switch_succeeded=True).action
+    'record'
+    >>> recovery(HostState("r1", {"r1": "a"}, ["r1"]), serves_current=False,
+    ...          switch_succeeded=False).reason
+    'it does not serve r1, which current names'
+    """
+    sw, current = state.switching, state.current
+    if sw is not None:
+        if switch_succeeded and current == sw.to_id:
+            return Recovery("record", sw.to_id, f"run {sw.run_id} succeeded; recording {current}")
+        target = state.good
+        if target is None or target not in state.releases:
+            return Recovery("clear", None, f"run {sw.run_id} died; no earlier release to go to")
+        if target != current:
+            return Recovery("switch", target, f"run {sw.run_id} died after switching to {current}")
+        if serves_current is False:
+            return Recovery("restart", target, f"run {sw.run_id} died before {target} restarted")
+        return Recovery("clear", target, f"run {sw.run_id} died before switching")
+    if current is not None and serves_current is False:
+        return Recovery("restart", current, f"it does not serve {current}, which current names")
+    return Recovery("none", current, "consistent")
 
 
-def remote(conn: Connection, command: str, timeout: float, host: str) -> str:
-    """Run ``command`` on the host, its output in the run's logs; raise if it fails or hangs."""
-    stream = LogStream(get_run_logger(), host)
-    result = conn.run(command, timeout=timeout, out_stream=stream, err_stream=stream)
-    return result.stdout.strip()
-
-
+# --------------------------------------------------------------------------- host paths
 def releases_dir(env: Environment) -> str:
     return f"{env.deploy_path.rstrip('/')}/releases"
 
 
-def current_link(env: Environment) -> str:
-    return f"{env.deploy_path.rstrip('/')}/current"
+def _path(env: Environment, name: str) -> str:
+    return f"{env.deploy_path.rstrip('/')}/{name}"
 
 
-def current_release(conn: Connection, env: Environment, host: str) -> str | None:
-    """The release id ``current`` points at on this host, or None before the first deploy."""
-    target = remote(conn, f"readlink {shlex.quote(current_link(env))} || true", 30, host)
-    return Path(target).name if target else None
+_INSPECT = r"""cd "$1" 2>/dev/null || exit 0
+printf 'current %s\n' "$(readlink current 2>/dev/null | sed 's#.*/##')"
+if [ -f SWITCHING ]; then printf 'switching %s\n' "$(head -c 300 SWITCHING)"; fi
+tail -n "$2" HISTORY 2>/dev/null | sed 's/^/history /'
+for d in releases/*/; do d=${d%/}; r=$d/REVISION
+  [ -f "$r" ] && printf 'release %s %s\n' "${d#releases/}" "$(head -c 64 "$r")"
+done
+for d in releases/.*.partial; do [ -e "$d" ] && printf 'partial %s\n' "${d#releases/}"; done
+true"""
 
 
-def switch(conn: Connection, env: Environment, host: str, release_id: str) -> None:
-    """Point ``current`` at ``releases/<release_id>`` atomically (symlink, then rename)."""
-    link, target = current_link(env), f"releases/{release_id}"
-    tmp = f"{link}.{release_id}.tmp"
+def parse_state(listing: str) -> HostState:
+    """Read what :data:`_INSPECT` printed."""
+    current, switching, history, releases, partials = None, None, [], {}, []
+    for line in listing.splitlines():
+        kind, _, rest = line.partition(" ")
+        words = rest.split()
+        if kind == "current" and words:
+            current = words[0]
+        elif kind == "switching" and len(words) == 3:
+            switching = Switching(None if words[0] == "-" else words[0], words[1], words[2])
+        elif kind == "history" and len(words) >= 2:
+            history.append(words[1])
+        elif kind == "release" and len(words) == 2:
+            releases[words[0]] = words[1]
+        elif kind == "partial" and words:
+            partials.append(words[0])
+    return HostState(current, releases, history, switching, partials)
+
+
+def read_state(conn: ssh.Connection, env: Environment, host: str, step: str) -> HostState:
+    command = f"sh -c {shlex.quote(_INSPECT)} sh {shlex.quote(env.deploy_path)} {HISTORY_KEPT}"
+    return parse_state(ssh.run(conn, command, host=host, step=step, timeout=30, env=env))
+
+
+def switch_command(env: Environment, release_id: str, run_id: str | None, keep: bool) -> str:
+    """Point ``current`` at ``releases/<release_id>`` atomically (symlink, then rename).
+
+    First the SWITCHING journal is written (``run_id`` given: "<from> <to> <run id>"), left as
+    it is (``keep``) or removed. The command prints the release ``current`` named before.
+    """
     q = shlex.quote
-    remote(
-        conn,
+    link, target = _path(env, "current"), f"releases/{release_id}"
+    marker = q(_path(env, "SWITCHING"))
+    if run_id:
+        journal = (
+            f"printf '%s %s %s\\n' \"${{prev:--}}\" {q(release_id)} {q(run_id)} > {marker}.tmp"
+            f" && mv -f {marker}.tmp {marker}"
+        )
+    else:
+        journal = "true" if keep else f"rm -f {marker}"
+    return (
         f"test -d {q(releases_dir(env) + '/' + release_id)} && "
-        f"ln -sfn {q(target)} {q(tmp)} && mv -Tf {q(tmp)} {q(link)}",
-        30,
-        host,
+        f"prev=$(readlink {q(link)} 2>/dev/null | sed 's#.*/##') && {journal} && "
+        f"ln -sfn {q(target)} {q(link)}.tmp && mv -Tf {q(link)}.tmp {q(link)} && "
+        'printf "%s\\n" "$prev"'
     )
 
 
-def restart(conn: Connection, env: Environment, host: str) -> None:
-    remote(
+def restart(conn: ssh.Connection, env: Environment, host: str) -> None:
+    """Run the restart command in ``current``, bounded by ``command_timeout`` on the host."""
+    command = f"cd {shlex.quote(_path(env, 'current'))} && {env.restart_command}"
+    ssh.run(
         conn,
-        f"cd {shlex.quote(current_link(env))} && {env.restart_command}",
-        env.command_timeout,
-        host,
+        ssh.bounded(command, env.command_timeout),
+        host=host,
+        step="restart",
+        timeout=env.command_timeout + ssh.KILL_AFTER_SECONDS + env.connect_timeout,
+        env=env,
     )
+
+
+def record_command(env: Environment, release_id: str, run_id: str) -> str:
+    """Append ``release_id`` to HISTORY and remove the SWITCHING journal."""
+    q = shlex.quote
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        f"printf '%s %s %s\\n' {stamp} {q(release_id)} {q(run_id)} >> {q(_path(env, 'HISTORY'))}"
+        f" && rm -f {q(_path(env, 'SWITCHING'))}"
+    )
+
+
+# --------------------------------------------------------------------------- tasks
+@task(name="check host", task_run_name="check {host}", retries=1, cache_policy=NO_CACHE)
+def inspect(env: Environment, host: str) -> tuple[HostState, bool | None]:
+    """The host's state, and whether it serves the sha ``current`` names (None: no health URL)."""
+    with ssh.connection(env, host, "check") as conn:
+        state = read_state(conn, env, host, "check")
+    sha = state.releases.get(state.current or "")
+    serving = serves(env.health_url, host, sha) if env.health_url and sha else None
+    return state, serving
+
+
+@task(name="recover", task_run_name="recover {host}", cache_policy=NO_CACHE)
+def recover(env: Environment, host: str, state: HostState, plan: Recovery) -> str:
+    """Carry out ``plan`` on ``host``; return what was done, for the log and the report."""
+    logger = get_run_logger()
+    logger.warning("%s: %s: %s", host, plan.action, plan.reason)
+    with ssh.connection(env, host, "recover") as conn:
+        if plan.action == "record" and plan.release and state.switching:
+            ssh.run(
+                conn,
+                record_command(env, plan.release, state.switching.run_id),
+                host=host,
+                step="recover",
+                timeout=30,
+                env=env,
+            )
+        elif plan.action in ("switch", "restart") and plan.release:
+            _switch(conn, env, host, plan.release)
+            restart(conn, env, host)
+            if env.health_url:
+                wait_healthy(env.health_url, host, state.releases[plan.release], env.health_timeout)
+        elif plan.action == "clear":
+            marker = shlex.quote(_path(env, "SWITCHING"))
+            ssh.run(conn, f"rm -f {marker}", host=host, step="recover", timeout=30, env=env)
+    return f"{host}: {plan.action} ({plan.reason})"
+
+
+def _switch(
+    conn: ssh.Connection,
+    env: Environment,
+    host: str,
+    release_id: str,
+    run_id: str | None = None,
+    keep: bool = False,
+) -> str | None:
+    """Switch ``host`` to ``release_id`` (see :func:`switch_command`); return the one before."""
+    command = switch_command(env, release_id, run_id, keep)
+    previous = ssh.run(conn, command, host=host, step="switch", timeout=30, env=env)
+    return previous or None
 
 
 @task(
@@ -164,60 +304,81 @@ def restart(conn: Connection, env: Environment, host: str) -> None:
 def upload(env: Environment, host: str, artifact: str, release: Release) -> str:
     """Copy ``artifact`` and a REVISION file into ``releases/<release.id>/`` on ``host``.
 
-    The files land in a hidden folder first and are renamed into place, so a release folder is
-    either complete or absent; retrying is safe.
+    The files land in a hidden ``.partial`` folder first and are renamed into place, so a release
+    folder is either complete or absent, and retrying is safe. If the transfer stalls, the host
+    removes the partial folder by itself once the transfer's time bound has passed.
     """
-    final = f"{releases_dir(env)}/{release.id}"
-    partial = f"{releases_dir(env)}/.{release.id}.partial"
+    local = Path(artifact)
     q = shlex.quote
-    with connect(env, host) as conn:
-        remote(conn, f"rm -rf {q(partial)} && mkdir -p {q(partial)}", 60, host)
-        conn.sftp().get_channel().settimeout(env.command_timeout)
-        conn.put(artifact, f"{partial}/{Path(artifact).name}")
-        conn.put(io.BytesIO(f"{release.sha}\n".encode()), f"{partial}/REVISION")
-        remote(conn, f"rm -rf {q(final)} && mv -T {q(partial)} {q(final)}", 60, host)
-    get_run_logger().info("Uploaded %s to %s:%s", Path(artifact).name, host, final)
+    partial = f"{releases_dir(env)}/.{release.id}.partial"
+    final = f"{releases_dir(env)}/{release.id}"
+    size = local.stat().st_size
+    receiver = (
+        f"p={q(partial)}; trap 'rm -rf \"$p\"; exit 1' TERM INT HUP; "
+        f'rm -rf "$p" && mkdir -p "$p" && cat > "$p"/{q(local.name)} && '
+        f'got=$(wc -c < "$p"/{q(local.name)}) && '
+        f'if [ "$got" -ne {size} ]; then echo "received $got of {size} bytes" >&2; '
+        f'rm -rf "$p"; exit 1; fi && '
+        f"printf '%s\\n' {q(release.sha)} > \"$p/REVISION\" && "
+        f'rm -rf {q(final)} && mv -T "$p" {q(final)}'
+    )
+    with ssh.connection(env, host, "upload") as conn:
+        took = ssh.send_file(conn, local, receiver, host=host, step="upload", env=env)
+    get_run_logger().info(
+        "Uploaded %s (%d bytes) to %s:%s in %.2f s", local.name, size, host, final, took
+    )
     return host
 
 
 @task(name="run task", task_run_name="run task on {host}", cache_policy=NO_CACHE)
 def run_task_command(env: Environment, host: str, release: Release, command: str) -> None:
     """Run a custom deploy task's ``command`` in the new release's folder, before any switch."""
-    with connect(env, host) as conn:
-        remote(
+    folder = shlex.quote(f"{releases_dir(env)}/{release.id}")
+    with ssh.connection(env, host, "task") as conn:
+        ssh.run(
             conn,
-            f"cd {shlex.quote(releases_dir(env) + '/' + release.id)} && {command}",
-            env.command_timeout,
-            host,
+            ssh.bounded(f"cd {folder} && {command}", env.command_timeout),
+            host=host,
+            step="task",
+            timeout=env.command_timeout + ssh.KILL_AFTER_SECONDS + env.connect_timeout,
+            env=env,
         )
 
 
 @task(name="activate", task_run_name="activate {host}", cache_policy=NO_CACHE)
-def activate(env: Environment, host: str, release: Release) -> str | None:
+def activate(env: Environment, host: str, release: Release, run_id: str) -> str | None:
     """Switch ``host`` to ``release`` and restart it; return the release it ran before.
 
-    If the restart fails the host is switched back and restarted on its previous release before
-    the error is raised. Inside a transaction, a later failure (e.g. a health check) calls
-    :func:`switch_back` for every host this task switched.
+    The switch is journaled on the host (SWITCHING) in the same command. If the restart fails,
+    the host is switched back and restarted on its previous release before the error is
+    raised; if the restart *hung*, it is only switched back (restarting again could hang again)
+    and the journal stays for the next deploy to finish the job. Inside a transaction, a later
+    failure calls :func:`switch_back` for every host this task switched, and a commit calls
+    :func:`record`.
     """
-    with connect(env, host) as conn:
-        previous = current_release(conn, env, host)
+    with ssh.connection(env, host, "activate") as conn:
+        previous = _switch(conn, env, host, release.id, run_id=run_id)
         txn = get_transaction()
         if txn is not None:
             txn.set("host", host)
             txn.set("environment", env)
             txn.set("previous", previous)
-        switch(conn, env, host, release.id)
+            txn.set("release", release.id)
+            txn.set("run_id", run_id)
         try:
             restart(conn, env, host)
-        except Exception:
+        except ssh.CommandHung:
+            if previous:
+                _switch(conn, env, host, previous, keep=True)
+            raise
+        except ssh.RemoteCommandFailed:
             restore(conn, env, host, previous)
             raise
     get_run_logger().info("%s now runs %s (was %s)", host, release.id, previous or "nothing")
     return previous
 
 
-def restore(conn: Connection, env: Environment, host: str, previous: str | None) -> None:
+def restore(conn: ssh.Connection, env: Environment, host: str, previous: str | None) -> None:
     """Put ``host`` back on ``previous``, restart it and wait until it is healthy again.
 
     Without a previous release there is nothing to go back to: that is only logged.
@@ -226,11 +387,11 @@ def restore(conn: Connection, env: Environment, host: str, previous: str | None)
     if previous is None:
         logger.warning("%s had no earlier release to go back to; left as it is", host)
         return
-    switch(conn, env, host, previous)
+    _switch(conn, env, host, previous)
     restart(conn, env, host)
     if env.health_url:
-        revision = f"{releases_dir(env)}/{previous}/REVISION"
-        sha = remote(conn, f"cat {shlex.quote(revision)}", 30, host)
+        revision = shlex.quote(f"{releases_dir(env)}/{previous}/REVISION")
+        sha = ssh.run(conn, f"cat {revision}", host=host, step="roll back", timeout=30, env=env)
         try:
             wait_healthy(env.health_url, host, sha, env.health_timeout)
         except Unhealthy as exc:
@@ -244,42 +405,31 @@ def switch_back(txn: Transaction) -> None:
     """Undo :func:`activate` on one host when its deploy's transaction rolls back."""
     env: Environment = txn.get("environment")
     host: str = txn.get("host")
-    with connect(env, host) as conn:
+    with ssh.connection(env, host, "roll back") as conn:
         restore(conn, env, host, txn.get("previous"))
+
+
+@activate.on_commit
+def record(txn: Transaction) -> None:
+    """The deploy succeeded: add the release to the host's HISTORY, drop its SWITCHING."""
+    env: Environment = txn.get("environment")
+    host: str = txn.get("host")
+    command = record_command(env, txn.get("release"), txn.get("run_id"))
+    with ssh.connection(env, host, "record") as conn:
+        ssh.run(conn, command, host=host, step="record", timeout=30, env=env)
 
 
 @task(name="prune releases", task_run_name="prune releases {host}", cache_policy=NO_CACHE)
 def prune(env: Environment, host: str) -> list[str]:
-    """Delete all but the newest ``keep_releases`` releases; never the current or previous one."""
-    with connect(env, host) as conn:
-        live = current_release(conn, env, host)
-        listing = remote(conn, f"ls -1 {shlex.quote(releases_dir(env))}", 30, host).split()
-        ordered = sorted(name for name in listing if not name.startswith("."))
-        keep = set(ordered[-env.keep_releases :])
-        if live in ordered:
-            keep.update(ordered[max(0, ordered.index(live) - 1) : ordered.index(live) + 1])
-        doomed = [name for name in ordered if name not in keep]
+    """Delete releases beyond ``keep_releases`` and leftover ``.partial`` folders.
+
+    Never deleted: the current release, the last good one and the one before it (as HISTORY
+    records them), and anything an unfinished switch names.
+    """
+    with ssh.connection(env, host, "prune") as conn:
+        state = read_state(conn, env, host, "prune")
+        doomed = sorted(set(state.releases) - state.keep(env.keep_releases)) + state.partials
         if doomed:
             paths = " ".join(shlex.quote(f"{releases_dir(env)}/{name}") for name in doomed)
-            remote(conn, f"rm -rf -- {paths}", 120, host)
+            ssh.run(conn, f"rm -rf -- {paths}", host=host, step="prune", timeout=120, env=env)
     return doomed
-
-
-@task(name="list releases", task_run_name="list releases {host}", retries=1, cache_policy=NO_CACHE)
-def list_releases(env: Environment, host: str) -> tuple[list[Release], str | None]:
-    """The complete releases on ``host``, oldest first, and the id ``current`` points at."""
-    script = (
-        'cd "$1" 2>/dev/null || exit 0; for d in */; do d=${d%/}; '
-        '[ -f "$d/REVISION" ] && printf "%s %s\\n" "$d" "$(head -c 64 "$d/REVISION")"; '
-        "done; true"
-    )
-    with connect(env, host) as conn:
-        listing = remote(
-            conn, f"sh -c {shlex.quote(script)} sh {shlex.quote(releases_dir(env))}", 30, host
-        )
-        live = current_release(conn, env, host)
-    found = [
-        Release(id=rid, sha=sha)
-        for rid, sha in (line.split(" ", 1) for line in listing.splitlines() if " " in line)
-    ]
-    return sorted(found, key=lambda r: r.id), live

@@ -1,4 +1,5 @@
-"""Shared pieces of the gateway tests: signed requests, a test configuration, a recording starter.
+"""Shared pieces of the gateway tests: signed requests, a test configuration, a recording creator
+of runs.
 
 No tests here; ``test_gateway*.py`` import what they need.
 """
@@ -8,51 +9,62 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from fastapi.testclient import TestClient
 from prefect.client.orchestration import get_client
+from starlette.testclient import TestClient
 
 from blocks import App, Environment
-from chatops.gateway import GatewaySettings, create_app
-from chatops.locks import LOCK_TAG
+from chatops.gateway import create_app
+from chatops.intake import Started
+from chatops.request import Run
+from chatops.settings import GatewaySettings
 from chatops.signatures import sign_github, sign_slack
-from chatops.starter import RunRequest, StartedRun
+from tasks.locks import LOCK_TAG
 from tests.fakes import FIXTURES
 
 SLACK_SECRET = "slack-signing-secret-for-tests"
 GITHUB_SECRET = "github-webhook-secret-for-tests"
 ALICE, BOB, BOSS = "U0ALICE001", "U0BOB00001", "U0BOSS0001"
 DEPLOYS, RANDOM = "C0DEPLOYS1", "C0RANDOM01"
-SETTINGS = GatewaySettings(slack_signing_secret=SLACK_SECRET, github_webhook_secret=GITHUB_SECRET)
+CLI_TOKEN = "cli-token-for-tests"
+SETTINGS = GatewaySettings(
+    slack_signing_secret=SLACK_SECRET, github_webhook_secret=GITHUB_SECRET, cli_token=CLI_TOKEN
+)
 
 WEBHOOKS = FIXTURES / "github_webhooks"
 SLACK_FIXTURES = FIXTURES / "slack"
 
 
-class RecordingStarter:
-    """Records what would be started; ``delay`` plays a slow Prefect API."""
+class RecordingCreator:
+    """Records the runs the intake creates; ``delay`` plays a slow Prefect API, ``failures``
+    makes the first calls fail as an overloaded one does."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, failures: int = 0) -> None:
         self.delay = delay
-        self.requests: list[RunRequest] = []
+        self.failures = failures
+        self.runs: list[Run] = []
+        self.keys: set[str] = set()
 
-    async def start(self, request: RunRequest) -> StartedRun:
+    async def create(self, run: Run) -> Started:
         await asyncio.sleep(self.delay)
-        self.requests.append(request)
-        number = len(self.requests)
-        return StartedRun(
-            id=f"run-{number}",
-            name=f"run-{number}",
-            url=f"http://prefect.test/runs/flow-run/run-{number}",
-        )
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("503 database is locked")
+        if run.key not in self.keys:  # Prefect gives the same run back for a known key
+            self.keys.add(run.key or "")
+            self.runs.append(run)
+        number = len(self.runs)
+        return Started(id=f"run-{number}", url=f"http://prefect.test/runs/flow-run/run-{number}")
 
     @property
     def parameters(self) -> list[dict[str, Any]]:
-        return [request.parameters for request in self.requests]
+        return [run.parameters for run in self.runs]
 
 
 def save_config() -> None:
@@ -104,10 +116,15 @@ def clear_locks() -> None:
 
 
 @contextlib.contextmanager
-def gateway(starter: Any = None, settings: GatewaySettings = SETTINGS) -> Iterator[TestClient]:
-    """The gateway app, lifespan included (configuration loaded from the test Prefect)."""
-    with TestClient(create_app(settings, starter=starter)) as client:
-        yield client
+def gateway(
+    creator: Any = None, settings: GatewaySettings = SETTINGS, intake: Path | None = None
+) -> Iterator[TestClient]:
+    """The gateway app, lifespan included (configuration loaded from the test Prefect), with
+    its own intake database (``intake``, or a fresh one)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        app = create_app(settings, creator=creator, intake_path=intake or Path(scratch) / "i.db")
+        with TestClient(app) as client:
+            yield client
 
 
 # --------------------------------------------------------------------------- Slack requests
@@ -222,3 +239,14 @@ def wait_for(condition: Any, seconds: float = 10.0) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError(f"not true within {seconds} s")
+
+
+def post_cli(
+    client: TestClient, text: str, user: str = "alice", token: str = CLI_TOKEN, **extra: Any
+) -> Any:
+    """A terminal line, as the ``chatops`` CLI sends it."""
+    return client.post(
+        "/cli/commands",
+        json={"text": text, "user": user, **extra},
+        headers={"Authorization": f"Bearer {token}"},
+    )

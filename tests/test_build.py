@@ -19,7 +19,7 @@ def tree(tmp_path: Path) -> Path:
 
 
 def run(tree: Path, command: str, glob: str = "target/*.war", sha: str = SHA):
-    return build(app="shop", sha=sha, build_command=command, artifact_glob=glob, worktree=str(tree))
+    return build(sha=sha, build_command=command, artifact_glob=glob, worktree=str(tree))
 
 
 def test_builds_once_per_commit(prefect_server: None, chatops_home: Path, tree: Path) -> None:
@@ -68,6 +68,7 @@ def test_failed_build_keeps_the_last_lines(
     assert caught.value.tail[-1] == "ERROR: compile"
     assert "line 100" in caught.value.tail and "line 1" not in caught.value.tail
     assert len(caught.value.tail) <= 30
+    assert str(caught.value).endswith("ERROR: compile"), "the message carries the output"
 
 
 def test_maven_builds_the_example_offline(
@@ -76,7 +77,6 @@ def test_maven_builds_the_example_offline(
     tree = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", app_repo.url, str(tree)], check=True)
     built = build(
-        app="demo",
         sha=app_repo.v2,
         build_command="mvn -B clean package",
         artifact_glob="target/*.war",

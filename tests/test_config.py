@@ -125,11 +125,17 @@ def test_missing_file(tmp_path: Path) -> None:
         config.load(tmp_path / "nope.yaml")
 
 
-def test_apply_saves_blocks_and_updates_them(
-    prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def api(prefect_server: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test Prefect server, named the way a user names one for the CLI."""
+    from prefect.settings import PREFECT_API_URL
+
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
+
+
+def test_apply_saves_blocks_and_updates_them(api: None, tmp_path: Path) -> None:
     assert cli.main(["config", "apply", str(EXAMPLE)]) == 0
     assert App.load("shop").repository == "acme/shop"
     assert Environment.load("shop-staging").batch_size == 1
@@ -141,11 +147,7 @@ def test_apply_saves_blocks_and_updates_them(
     assert Environment.load("shop-staging").batch_size == 2
 
 
-def test_invalid_file_saves_nothing(
-    prefect_server: None, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
+def test_invalid_file_saves_nothing(api: None, tmp_path: Path, capsys) -> None:
     data = example()
     data["apps"]["cart"] = dict(data["apps"]["shop"], repository="acme/cart")
     data["apps"]["cart"]["environments"]["staging"]["ssh"]["private_key_env"] = "UNSET_VAR"
@@ -153,3 +155,34 @@ def test_invalid_file_saves_nothing(
     assert "UNSET_VAR is not set" in capsys.readouterr().err
     with pytest.raises(ValueError):
         App.load("cart")
+
+
+def test_the_file_is_the_source_of_truth_removed_entries_are_listed_or_pruned(
+    api: None, tmp_path: Path, capsys
+) -> None:
+    assert cli.main(["config", "apply", str(EXAMPLE)]) == 0
+    data = example()
+    del data["apps"]["shop"]["environments"]["production"]
+    smaller = write(tmp_path, data)
+    capsys.readouterr()
+    assert cli.main(["config", "apply", str(smaller)]) == 0
+    out = capsys.readouterr().out
+    assert "not in the file, kept (chatops config apply --prune removes them)" in out
+    assert "chatops-environment/shop-production" in out
+    assert Environment.load("shop-production").batch_size == 2, "listed, not removed"
+    assert cli.main(["config", "apply", "--prune", str(smaller)]) == 0
+    assert (
+        "removed chatops-environment/shop-production (not in the file)" in capsys.readouterr().out
+    )
+    with pytest.raises(ValueError):
+        Environment.load("shop-production")
+
+
+def test_without_a_server_it_says_how_to_start_one_and_saves_nothing(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("CHATOPS_HOME", str(tmp_path / "home"))
+    assert cli.main(["config", "apply", str(EXAMPLE)]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "chatops is not running" in err and "scripts/up.sh" in err

@@ -1,9 +1,9 @@
-"""The HTTP gateway: what Slack and GitHub get back, and what (if anything) it starts.
+"""The HTTP gateway: what Slack, GitHub and the CLI get back, and what (if anything) it starts.
 
 The app runs with its real lifespan against the test Prefect server: configuration blocks,
-locks (Prefect Variables) and history are real. Starting runs is recorded by a
-``RecordingStarter`` where only routing and validation are under test; the tests at the end use
-the real ``PrefectStarter`` against a registered (but unserved) deployment.
+locks (Prefect Variables) and history are real, and so is the intake database. Creating runs is
+recorded by a ``RecordingCreator`` where only routing and validation are under test; the tests
+at the end create real flow runs of registered (but unserved) deployments.
 """
 
 from __future__ import annotations
@@ -12,38 +12,43 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
-from fastapi.testclient import TestClient
 from prefect import flow
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from starlette.testclient import TestClient
 
 from blocks import App, Environment
 from chatops.catalog import Catalog, Snapshot, prefect_loader
-from chatops.gateway import MAX_BODY_BYTES, GatewaySettings
-from chatops.signatures import sign_github
-from chatops.slack_requests import SLOW_NOTE
+from chatops.gateway import MAX_BODY_BYTES, SLOW_NOTE
+from chatops.intake import PrefectCreator, Started
+from chatops.request import Run
+from chatops.settings import GatewaySettings
 from flows.deploy import deploy
 from flows.rollback import rollback
 from tasks import history
+from tasks.summary import DeploySummary, Step
 from tests.fakes.slack_api import FakeSlack
 from tests.gateway_support import (
     ALICE,
     BOB,
     BOSS,
+    CLI_TOKEN,
     DEPLOYS,
-    GITHUB_SECRET,
     RANDOM,
+    SETTINGS,
     SLACK_FIXTURES,
     SLACK_SECRET,
     WEBHOOKS,
-    RecordingStarter,
+    RecordingCreator,
     action_body,
     clear_locks,
     deployment_event,
     gateway,
     github_headers,
+    post_cli,
     post_github,
     post_slack,
     save_config,
@@ -51,13 +56,6 @@ from tests.gateway_support import (
     slash_body,
     wait_for,
     webhook_fixture,
-)
-
-TEST_DEPLOYMENTS = GatewaySettings(
-    slack_signing_secret=SLACK_SECRET,
-    github_webhook_secret=GITHUB_SECRET,
-    deploy_deployment="deploy/gateway-tests",
-    rollback_deployment="rollback/gateway-tests",
 )
 
 
@@ -74,12 +72,12 @@ def no_locks(configured: None) -> Iterator[None]:
 
 
 @pytest.fixture
-def starter() -> RecordingStarter:
-    return RecordingStarter()
+def starter() -> RecordingCreator:
+    return RecordingCreator()
 
 
 @pytest.fixture
-def client(starter: RecordingStarter) -> Iterator[TestClient]:
+def client(starter: RecordingCreator) -> Iterator[TestClient]:
     with gateway(starter) as test_client:
         yield test_client
 
@@ -134,12 +132,12 @@ def chat(client: TestClient, fake_slack: FakeSlack) -> Iterator[Chat]:
 def test_healthz(client: TestClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"ok": True, "configuration_loaded": True}
+    assert response.json() == {"ok": True, "configuration_loaded": True, "requests": {}}
 
 
 @pytest.mark.parametrize("path", ["/slack/commands", "/slack/interactions"])
 def test_slack_requests_without_a_valid_signature_get_401_and_start_nothing(
-    client: TestClient, starter: RecordingStarter, path: str
+    client: TestClient, starter: RecordingCreator, path: str
 ) -> None:
     body = slash_body("shop to staging", "https://hooks.slack.com/commands/T/1/x")
     now = int(time.time())
@@ -158,7 +156,7 @@ def test_slack_requests_without_a_valid_signature_get_401_and_start_nothing(
         response = client.post(path, content=sent, headers=headers)
         assert response.status_code == 401, name
         assert SLACK_SECRET not in response.text
-    assert starter.requests == []
+    assert starter.runs == []
 
 
 def test_slack_skew_of_exactly_300_seconds_is_still_accepted(client: TestClient) -> None:
@@ -168,7 +166,7 @@ def test_slack_skew_of_exactly_300_seconds_is_still_accepted(client: TestClient)
 
 
 def test_slack_fixture_bodies_signed_now_are_accepted(
-    client: TestClient, starter: RecordingStarter
+    client: TestClient, starter: RecordingCreator
 ) -> None:
     real = (SLACK_FIXTURES / "slash_command.real_modified.form.txt").read_bytes()
     reply = post_slack(client, "/slack/commands", real).json()
@@ -183,22 +181,23 @@ def test_slack_fixture_bodies_signed_now_are_accepted(
     clicked = (SLACK_FIXTURES / "block_actions.form.txt").read_bytes()
     response = post_slack(client, "/slack/interactions", clicked)
     assert response.status_code == 200  # action "a" is not ours: nothing to do
-    assert starter.requests == []
+    assert starter.runs == []
 
 
-def test_an_unset_secret_refuses_everything(starter: RecordingStarter) -> None:
-    unset = GatewaySettings(slack_signing_secret="", github_webhook_secret="  ")
+def test_an_unset_secret_refuses_everything(starter: RecordingCreator) -> None:
+    unset = GatewaySettings(slack_signing_secret="", github_webhook_secret="  ", cli_token="")
     with gateway(starter, unset) as client:
         body = slash_body("shop to staging", "https://hooks.slack.com/commands/T/1/x")
         assert post_slack(client, "/slack/commands", body, secret="").status_code == 401
         payload = webhook_fixture("deployment")
         assert post_github(client, payload, "deployment", secret="").status_code == 401
         assert post_github(client, payload, "deployment", secret="  ").status_code == 401
-    assert starter.requests == []
+        assert post_cli(client, "shop to staging", token="").status_code == 401
+    assert starter.runs == []
 
 
 def test_github_requests_without_a_valid_signature_get_401_and_start_nothing(
-    client: TestClient, starter: RecordingStarter
+    client: TestClient, starter: RecordingCreator
 ) -> None:
     body = webhook_fixture("deployment")
     good = github_headers(body, "deployment")
@@ -218,13 +217,13 @@ def test_github_requests_without_a_valid_signature_get_401_and_start_nothing(
         )
     changed = body.replace(b"production", b"staging")
     assert client.post("/github/webhook", content=changed, headers=good).status_code == 401
-    assert starter.requests == []
+    assert starter.runs == []
 
 
 def test_github_signature_vector_is_checked_over_the_raw_bytes() -> None:
     vector = json.loads((WEBHOOKS / "github_webhook_signature_vector.json").read_text())
     settings = GatewaySettings(slack_signing_secret="x", github_webhook_secret=vector["secret"])
-    with gateway(RecordingStarter(), settings) as client:
+    with gateway(RecordingCreator(), settings) as client:
         headers = {"X-GitHub-Event": "ping", **vector["expected_header"]}
         response = client.post(
             "/github/webhook", content=vector["payload"].encode(), headers=headers
@@ -233,7 +232,7 @@ def test_github_signature_vector_is_checked_over_the_raw_bytes() -> None:
     assert response.status_code == 400
 
 
-def test_malformed_bodies_get_400(client: TestClient, starter: RecordingStarter) -> None:
+def test_malformed_bodies_get_400(client: TestClient, starter: RecordingCreator) -> None:
     url = "https://hooks.slack.com/commands/T/1/x"
     slack_cases = {
         "/slack/commands": [
@@ -264,7 +263,7 @@ def test_malformed_bodies_get_400(client: TestClient, starter: RecordingStarter)
     ]:
         response = post_github(client, body, event)
         assert response.status_code == 400, (body[:20], event)
-    assert starter.requests == []
+    assert starter.runs == []
 
 
 def chunks(size: int, piece: int = 64 * 1024) -> Iterator[bytes]:
@@ -276,26 +275,26 @@ def chunks(size: int, piece: int = 64 * 1024) -> Iterator[bytes]:
 
 @pytest.mark.parametrize("path", ["/slack/commands", "/slack/interactions", "/github/webhook"])
 def test_bodies_over_one_mebibyte_get_413(
-    client: TestClient, starter: RecordingStarter, path: str
+    client: TestClient, starter: RecordingCreator, path: str
 ) -> None:
     too_big = b"a" * (MAX_BODY_BYTES + 1)
     assert client.post(path, content=too_big).status_code == 413
     # Without Content-Length (chunked), the limit is enforced while reading.
     assert client.post(path, content=chunks(MAX_BODY_BYTES + 1)).status_code == 413
     assert client.post(path, content=chunks(MAX_BODY_BYTES)).status_code in (400, 401)
-    assert starter.requests == []
+    assert starter.runs == []
 
 
 # --------------------------------------------------------------------------- slash: deploy
 def test_deploy_starts_a_run_with_the_flow_parameters_and_links_it(
-    chat: Chat, starter: RecordingStarter
+    chat: Chat, starter: RecordingCreator
 ) -> None:
     reply = chat.command("shop@feature/login to staging/web-2")
     assert reply["response_type"] == "in_channel"
     assert reply["text"].startswith(f"<@{ALICE}> is deploying *shop@feature/login → staging*")
-    assert "<http://prefect.test/runs/flow-run/run-1|run-1>" in reply["text"]
+    assert "<http://prefect.test/runs/flow-run/run-1|shop@feature/login → staging>" in reply["text"]
     assert "web-2" in reply["text"]
-    [request] = starter.requests
+    [request] = starter.runs
     assert request.deployment == "deploy/chatops"
     assert request.parameters == {
         "app": "shop",
@@ -304,17 +303,18 @@ def test_deploy_starts_a_run_with_the_flow_parameters_and_links_it(
         "sha": None,
         "deployment_id": None,
         "requested_by": ALICE,
+        "via": "slack",
         "force": False,
         "hosts": ["web-2"],
         "task": "deploy",
-        "notify": {"channel": DEPLOYS, "thread_ts": None},
+        "notify": {"channel": DEPLOYS},
     }
     assert request.tags == ["app:shop", "env:staging"]
     assert request.title == "shop@feature/login → staging"
-    assert request.idempotency_key and request.idempotency_key.startswith("slack-")
+    assert request.key and request.key.startswith("slack-")
 
 
-def test_deploy_fills_in_the_apps_defaults(chat: Chat, starter: RecordingStarter) -> None:
+def test_deploy_fills_in_the_apps_defaults(chat: Chat, starter: RecordingCreator) -> None:
     chat.command("shop")
     chat.command("deploy:migrate shop to stg!")
     first, second = starter.parameters
@@ -323,43 +323,45 @@ def test_deploy_fills_in_the_apps_defaults(chat: Chat, starter: RecordingStarter
 
 
 def test_no_environment_and_no_default_asks_which_instead_of_guessing(
-    chat: Chat, starter: RecordingStarter
+    chat: Chat, starter: RecordingCreator
 ) -> None:
     reply = chat.command("billing@main")
     assert reply["response_type"] == "ephemeral"
-    assert "Which environment?" in reply["text"]
-    assert "`staging`, `production`" in reply["text"]
-    assert starter.requests == []
+    assert "which environment? billing deploys to: staging, production" in reply["text"]
+    assert starter.runs == []
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("nosuchapp to staging", "I don't know an app called `nosuchapp`"),
-        ("shop to qa", "*shop* has no environment `qa`. It has: `staging`, `production`"),
+        ("nosuchapp to staging", "I don't know an app called `nosuchapp`. Apps: `billing`"),
+        ("shopp to staging", "I don't know an app called `shopp` (did you mean `shop`?)"),
+        ("shop to qa", "shop has no environment 'qa'. Known: staging, production."),
+        ("shop to stagin", "shop has no environment 'stagin' (did you mean 'staging'?)"),
         ("ghost to qa", "block `ghost-qa`) are missing"),
         ("shop to staging/web-9", "has no host web-9. Its hosts: web-1, web-2"),
-        ("deploy:seed shop to staging", "*shop* has no task `seed`. Its tasks: `deploy:migrate`"),
+        ("deploy:seed shop to staging", "shop has no deploy task 'seed'. Known: deploy, migrate"),
+        ("acme/nope to staging", "I don't know an app called `acme/nope`"),
         ("shop to production", f"You may not deploy *shop* to *production*. Allowed: <@{BOSS}>"),
         ("rollback shop in production", "You may not deploy *shop* to *production*"),
     ],
 )
 def test_requests_that_cannot_be_served_get_a_short_reply(
-    chat: Chat, starter: RecordingStarter, text: str, expected: str
+    chat: Chat, starter: RecordingCreator, text: str, expected: str
 ) -> None:
     reply = chat.command(text)
     assert reply["response_type"] == "ephemeral"
     assert expected in reply["text"]
     assert "Traceback" not in reply["text"]
-    assert starter.requests == []
+    assert starter.runs == []
 
 
 def test_production_is_only_deployed_by_the_allowed_user_from_the_allowed_channel(
-    chat: Chat, starter: RecordingStarter
+    chat: Chat, starter: RecordingCreator
 ) -> None:
     reply = chat.command("shop to production", user=BOSS, channel=RANDOM)
     assert f"only done from <#{DEPLOYS}>" in reply["text"]
-    assert starter.requests == []
+    assert starter.runs == []
     reply = chat.command("shop to production", user=BOSS, channel=DEPLOYS)
     assert reply["response_type"] == "in_channel"
     assert [p["environment"] for p in starter.parameters] == ["production"]
@@ -385,29 +387,31 @@ def test_production_is_only_deployed_by_the_allowed_user_from_the_allowed_channe
     ],
 )
 def test_hostile_refs_and_names_are_refused_and_start_nothing(
-    chat: Chat, starter: RecordingStarter, text: str
+    chat: Chat, starter: RecordingCreator, text: str
 ) -> None:
     reply = chat.command(text)
     assert reply["response_type"] == "ephemeral"
     assert "/deploy help" in reply["text"]
     assert "<!channel>" not in reply["text"]  # echoed user text is escaped: it pings nobody
-    assert starter.requests == []
+    assert starter.runs == []
 
 
-def test_rollback_starts_the_rollback_deployment(chat: Chat, starter: RecordingStarter) -> None:
+def test_rollback_starts_the_rollback_deployment(chat: Chat, starter: RecordingCreator) -> None:
     reply = chat.command("rollback shop in staging to v1.4.2")
     assert reply["response_type"] == "in_channel"
     assert "is rolling back *shop@v1.4.2 → staging*" in reply["text"]
-    chat.command("rollback shop in staging/web-1")
-    first, second = starter.requests
+    chat.command("rollback acme/shop in staging/web-1")
+    first, second = starter.runs
     assert first.deployment == second.deployment == "rollback/chatops"
     assert first.parameters == {
         "app": "shop",
         "environment": "staging",
         "ref": "v1.4.2",
         "requested_by": ALICE,
+        "via": "slack",
+        "force": False,
         "hosts": None,
-        "notify": {"channel": DEPLOYS, "thread_ts": None},
+        "notify": {"channel": DEPLOYS},
     }
     assert second.parameters["ref"] is None and second.parameters["hosts"] == ["web-1"]
     assert second.title == "shop@previous release → staging"
@@ -415,7 +419,7 @@ def test_rollback_starts_the_rollback_deployment(chat: Chat, starter: RecordingS
 
 # --------------------------------------------------------------------------- slash: locks
 def test_a_locked_environment_refuses_other_peoples_deploys_unless_forced(
-    chat: Chat, starter: RecordingStarter
+    chat: Chat, starter: RecordingCreator
 ) -> None:
     reply = chat.command("lock staging on shop: release <!here> freeze")
     assert reply["response_type"] == "in_channel"
@@ -426,7 +430,7 @@ def test_a_locked_environment_refuses_other_peoples_deploys_unless_forced(
     assert f"locked by <@{ALICE}>" in refused["text"]
     assert "release &lt;!here&gt; freeze" in refused["text"]
     assert "end the command with `!`" in refused["text"]
-    assert starter.requests == []
+    assert starter.runs == []
 
     assert chat.command("shop to staging")["response_type"] == "in_channel"  # her own lock
     forced = chat.command("shop to staging!", user=BOB)
@@ -440,7 +444,18 @@ def test_a_locked_environment_refuses_other_peoples_deploys_unless_forced(
         "is locked by"
         in chat.click("rollback", {"app": "shop", "environment": "staging"}, user=BOB)[0]["text"]
     )
-    assert len(starter.requests) == 2
+    assert len(starter.runs) == 2
+
+
+def test_a_lock_applies_at_once_and_names_repositories_and_slashdeploy_words(
+    chat: Chat, starter: RecordingCreator
+) -> None:
+    assert "locked *staging* on *shop*" in chat.command("lock staging to acme/shop: qa")["text"]
+    assert "is locked by" in chat.command("shop to staging", user=BOB)["text"]
+    assert "is locked by" in chat.command("check staging to shop", user=BOB)["text"]
+    assert "unlocked *staging* on *shop*" in chat.command("unlock staging to shop")["text"]
+    assert chat.command("shop to staging", user=BOB)["response_type"] == "in_channel"
+    assert len(starter.runs) == 1
 
 
 def test_lock_unlock_steal_and_check(chat: Chat) -> None:
@@ -488,6 +503,7 @@ def test_help_and_where(chat: Chat) -> None:
     assert "rollback shop in production" in chat.command("help")["text"]
     assert "rollback shop in production" in chat.command("")["text"]
     where = chat.command("where can i deploy shop?")["text"]
+    assert "*shop* (acme/shop) deploys to:" in where
     assert "*staging* (default): web-1, web-2" in where
     assert (
         f"*production* (production): web-1.prod, web-2.prod — deploys only by <@{BOSS}> "
@@ -496,65 +512,95 @@ def test_help_and_where(chat: Chat) -> None:
 
 
 @flow
-def record_deployed(summary: dict) -> None:
+def record_deployed(summary: DeploySummary) -> None:
     """What a successful deploy leaves behind for "what is deployed where"."""
     history.write_deployed(summary)
 
 
 def test_status_and_latest_show_what_is_deployed(chat: Chat) -> None:
-    summary = {
-        "app": "shop",
-        "environment": "staging",
-        "ref": "v7-status-test",
-        "sha": "a" * 40,
-        "release": "20261126T000000Z-aaaaaaa",
-        "hosts": ["web-1"],
-        "requested_by": ALICE,
-        "finished": "2026-11-26 00:00:00 UTC",
-        "run_url": "http://prefect.test/runs/flow-run/x",
-    }
+    summary = DeploySummary(
+        app="shop",
+        environment="staging",
+        ref="v7-status-test",
+        sha="a" * 40,
+        release="20261126T000000Z-aaaaaaa",
+        hosts=["web-1"],
+        steps=[Step("build", "done", 1.0)],
+        requested_by=ALICE,
+        finished="2026-11-26 00:00:00 UTC",
+        run_url="http://prefect.test/runs/flow-run/x",
+    )
     record_deployed(summary)
     status = chat.command("status")["text"]
     assert "*shop* on *staging*: `v7-status-test`" in status
-    assert f"deployed by {ALICE}" in status
+    assert f"deployed by <@{ALICE}>" in status
     assert "v7-status-test" in chat.command("status shop in staging")["text"]
     assert "v7-status-test" not in chat.command("status billing")["text"]
     latest = chat.command("latest shop on staging")["text"]
     assert "release `20261126T000000Z-aaaaaaa` on web-1" in latest
 
 
-def test_commands_answer_within_slacks_3_seconds_when_prefect_is_slow(
+def test_a_deploy_is_answered_within_a_second_when_prefect_is_slow(
     fake_slack: FakeSlack,
 ) -> None:
-    slow = RecordingStarter(delay=4.0)
+    slow = RecordingCreator(delay=3.0)
     with gateway(slow) as client:
         chat = Chat(client, fake_slack)
         started = time.monotonic()
         reply = chat.command("shop@v2 to staging", patient=False)
         took = time.monotonic() - started
-        assert took < 3.0
-        assert reply["text"].startswith("Starting shop@v2 → staging…")
+        assert took < 1.0
+        assert reply["text"].startswith(":hourglass: Queued *shop@v2 → staging*")
+        assert "the run link follows here" in reply["text"]
         [later] = chat.later(seconds=15)
         assert later["response_type"] == "in_channel"
-        assert f"<@{ALICE}> is deploying *shop@v2 → staging*" in later["text"]
-        assert "<http://prefect.test/runs/flow-run/run-1|run-1>" in later["text"]
-    assert len(slow.requests) == 1
+        assert f"<@{ALICE}>: *shop@v2 → staging* has started" in later["text"]
+        assert "<http://prefect.test/runs/flow-run/run-1|shop@v2 → staging>" in later["text"]
+    assert len(slow.runs) == 1
     assert fake_slack.violations == []
+
+
+def test_a_queued_request_says_how_many_are_ahead(fake_slack: FakeSlack) -> None:
+    slow = RecordingCreator(delay=1.0)
+    with gateway(slow) as client:
+        chat = Chat(client, fake_slack)
+        replies = [chat.command(f"shop@v{n} to staging", patient=False) for n in range(3)]
+        assert "ahead of you" in replies[2]["text"]
+        wait_for(lambda: len(slow.runs) == 3, seconds=15)
+    assert [run.parameters["ref"] for run in slow.runs] == ["v0", "v1", "v2"]
+
+
+def test_reads_slower_than_slacks_budget_are_answered_later(
+    fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def slow_history() -> list:
+        time.sleep(3)
+        return []
+
+    monkeypatch.setattr(history, "deployed_everywhere", slow_history)
+    with gateway(RecordingCreator()) as client:
+        chat = Chat(client, fake_slack)
+        started = time.monotonic()
+        reply = chat.command("status", patient=False)
+        assert time.monotonic() - started < 3.0
+        assert reply["text"].endswith(SLOW_NOTE)
+        [later] = chat.later(seconds=15)
+        assert "Nothing deployed there yet" in later["text"]
 
 
 # --------------------------------------------------------------------------- interactions
 def test_rollback_button_starts_a_rollback_and_answers_through_response_url(
-    chat: Chat, starter: RecordingStarter
+    chat: Chat, starter: RecordingCreator
 ) -> None:
     [answer] = chat.click("rollback", {"app": "shop", "environment": "staging"})
     assert "is rolling back *shop@previous release → staging*" in answer["text"]
-    [request] = starter.requests
+    [request] = starter.runs
     assert request.deployment == "rollback/chatops"
     assert request.parameters["ref"] is None
-    assert request.parameters["notify"] == {"channel": DEPLOYS, "thread_ts": None}
+    assert request.parameters["notify"] == {"channel": DEPLOYS}
 
 
-def test_deploy_anyway_button_forces_the_deploy(chat: Chat, starter: RecordingStarter) -> None:
+def test_deploy_anyway_button_forces_the_deploy(chat: Chat, starter: RecordingCreator) -> None:
     value = {
         "app": "shop",
         "environment": "staging",
@@ -573,41 +619,43 @@ def test_deploy_anyway_button_forces_the_deploy(chat: Chat, starter: RecordingSt
     )
 
 
-def test_buttons_are_checked_like_commands(chat: Chat, starter: RecordingStarter) -> None:
+def test_buttons_are_checked_like_commands(chat: Chat, starter: RecordingCreator) -> None:
     denied = chat.click("rollback", {"app": "shop", "environment": "production"})
     assert "You may not deploy *shop* to *production*" in denied[0]["text"]
     bad = chat.click("deploy_anyway", {"app": "shop", "environment": "staging", "ref": "$(reboot)"})
-    assert "not valid" in bad[0]["text"]
+    assert "This button's data is not valid: ref '$(reboot)'" in bad[0]["text"]
     assert "not valid" in chat.click("rollback", "not json")[0]["text"]
-    assert starter.requests == []
+    assert "not valid" in chat.click("rollback", {"app": "shop;x", "environment": "s"})[0]["text"]
+    assert starter.runs == []
 
 
 def test_view_run_link_clicks_just_get_200(
-    client: TestClient, fake_slack: FakeSlack, starter: RecordingStarter
+    client: TestClient, fake_slack: FakeSlack, starter: RecordingCreator
 ) -> None:
     url = fake_slack.response_url("view")
     response = post_slack(client, "/slack/interactions", action_body("view_run", "", url))
     assert response.status_code == 200
     time.sleep(0.3)
-    assert fake_slack.responses("view") == [] and starter.requests == []
+    assert fake_slack.responses("view") == [] and starter.runs == []
 
 
 # --------------------------------------------------------------------------- GitHub
 def test_ping_is_answered_without_side_effects(
-    client: TestClient, starter: RecordingStarter
+    client: TestClient, starter: RecordingCreator
 ) -> None:
     response = post_github(client, webhook_fixture("ping"), "ping")
     assert response.status_code == 200 and response.json() == {"pong": True}
-    assert starter.requests == []
+    assert starter.runs == []
 
 
 def test_octokit_deployment_starts_a_deploy_attached_to_that_deployment(
-    client: TestClient, starter: RecordingStarter
+    client: TestClient, starter: RecordingCreator
 ) -> None:
     response = post_github(client, webhook_fixture("deployment"), "deployment")
     assert response.status_code == 202
-    assert response.json()["runs"][0]["run_url"] == "http://prefect.test/runs/flow-run/run-1"
-    [request] = starter.requests
+    [queued] = response.json()["queued"]
+    assert queued["title"] == "hello@master (f95f852) → production"
+    [request] = wait_for(lambda: starter.runs)
     assert request.parameters == {
         "app": "hello",
         "environment": "production",
@@ -615,26 +663,25 @@ def test_octokit_deployment_starts_a_deploy_attached_to_that_deployment(
         "sha": "f95f852bd8fca8fcc58a9a2d6c842781e32a215e",
         "deployment_id": 145988746,
         "requested_by": "Codertocat",
+        "via": "github",
         "force": False,
         "hosts": None,
         "task": "deploy",
         "notify": None,
     }
-    assert request.idempotency_key == "github-deployment-145988746"
+    assert request.key == "github-deployment-145988746"
     assert request.title == "hello@master (f95f852) → production"
 
 
 def test_deployment_task_is_used_when_the_app_knows_it(
-    client: TestClient, starter: RecordingStarter
+    client: TestClient, starter: RecordingCreator
 ) -> None:
-    for task in ("deploy:migrate", "migrate", "deploy:unknown", "something"):
+    for number, task in enumerate(("deploy:migrate", "migrate", "deploy:unknown", "something")):
         body = deployment_event(
-            repository="acme/shop",
-            environment="staging",
-            task=task,
-            id=1000 + len(starter.requests),
+            repository="acme/shop", environment="staging", task=task, id=1000 + number
         )
         assert post_github(client, body, "deployment").status_code == 202
+    wait_for(lambda: len(starter.runs) == 4)
     assert [p["task"] for p in starter.parameters] == ["migrate", "migrate", "deploy", "deploy"]
 
 
@@ -642,13 +689,13 @@ def test_deployment_task_is_used_when_the_app_knows_it(
     "payload", [{"chatops": {"flow_run_id": "x"}}, '{"chatops": {"requested_by": "U1"}}']
 )
 def test_deployments_chatops_created_itself_are_ignored(
-    client: TestClient, starter: RecordingStarter, payload: object
+    client: TestClient, starter: RecordingCreator, payload: object
 ) -> None:
     body = deployment_event(payload=payload)
     response = post_github(client, body, "deployment")
     assert response.status_code == 200
     assert "created by chatops" in response.json()["ignored"]
-    assert starter.requests == []
+    assert starter.runs == []
 
 
 @pytest.mark.parametrize(
@@ -668,11 +715,11 @@ def test_deployments_chatops_created_itself_are_ignored(
     ],
 )
 def test_hostile_deployment_payloads_are_refused(
-    client: TestClient, starter: RecordingStarter, changes: dict, status: int
+    client: TestClient, starter: RecordingCreator, changes: dict, status: int
 ) -> None:
     response = post_github(client, deployment_event(**changes), "deployment")
     assert response.status_code == status
-    assert starter.requests == []
+    assert starter.runs == []
 
 
 @pytest.mark.parametrize(
@@ -683,15 +730,15 @@ def test_hostile_deployment_payloads_are_refused(
     ],
 )
 def test_deployments_outside_the_configuration_are_ignored(
-    client: TestClient, starter: RecordingStarter, changes: dict, reason: str
+    client: TestClient, starter: RecordingCreator, changes: dict, reason: str
 ) -> None:
     response = post_github(client, deployment_event(**changes), "deployment")
     assert response.status_code == 200 and response.json() == {"ignored": reason}
-    assert starter.requests == []
+    assert starter.runs == []
 
 
 def test_push_to_an_auto_deploy_branch_deploys_the_pushed_commit(
-    client: TestClient, starter: RecordingStarter
+    client: TestClient, starter: RecordingCreator
 ) -> None:
     response = post_github(
         client,
@@ -700,19 +747,17 @@ def test_push_to_an_auto_deploy_branch_deploys_the_pushed_commit(
         delivery="72d3162e-cc78-11e3-81ab-4c9367dc0958",
     )
     assert response.status_code == 202
-    [request] = starter.requests
+    [request] = wait_for(lambda: starter.runs)
     assert request.parameters["app"] == "hello"
     assert request.parameters["environment"] == "staging"
     assert request.parameters["ref"] == "master"
     assert request.parameters["sha"] == "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
     assert request.parameters["requested_by"] == "Codertocat"
-    assert request.idempotency_key == (
-        "github-push-72d3162e-cc78-11e3-81ab-4c9367dc0958-hello-staging"
-    )
+    assert request.key == ("github-push-72d3162e-cc78-11e3-81ab-4c9367dc0958-hello-staging")
 
 
 def test_tag_pushes_and_deletions_never_deploy(
-    client: TestClient, starter: RecordingStarter
+    client: TestClient, starter: RecordingCreator
 ) -> None:
     tag_deletion = webhook_fixture("push")
     assert post_github(client, tag_deletion, "push").json() == {
@@ -728,42 +773,42 @@ def test_tag_pushes_and_deletions_never_deploy(
         body = json.dumps({**branch, **changes}).encode()
         response = post_github(client, body, "push")
         assert response.status_code == 200 and "ignored" in response.json(), changes
-    assert starter.requests == []
+    assert starter.runs == []
 
 
 @pytest.mark.parametrize("name", ["deployment_status", "status", "check_suite.completed"])
 def test_events_we_do_not_use_are_acknowledged_and_ignored(
-    client: TestClient, starter: RecordingStarter, name: str
+    client: TestClient, starter: RecordingCreator, name: str
 ) -> None:
     event = name.split(".")[0]
     response = post_github(client, webhook_fixture(name), event)
     assert response.status_code == 200
     assert response.json() == {"ignored": f"{event} events are not used"}
     assert post_github(client, b"{}", "made_up_event").status_code == 200
-    assert starter.requests == []
+    assert starter.runs == []
 
 
-def test_a_locked_environment_refuses_github_deploys(chat: Chat, starter: RecordingStarter) -> None:
+def test_a_locked_environment_refuses_github_deploys(chat: Chat, starter: RecordingCreator) -> None:
     chat.command("lock production on hello: audit")
     response = post_github(chat.client, webhook_fixture("deployment"), "deployment")
     assert response.status_code == 409
-    assert response.json()["runs"][0]["locked"].startswith(f"locked by {ALICE} since ")
-    assert starter.requests == []
+    [refused] = response.json()["refused"]
+    assert f"is locked by <@{ALICE}>" in refused["refused"] and "audit" in refused["refused"]
+    time.sleep(0.3)
+    assert starter.runs == []
 
 
-def test_webhooks_are_answered_in_time_when_prefect_is_slow() -> None:
-    slow = RecordingStarter(delay=3.0)
-    settings = GatewaySettings(
-        slack_signing_secret="x", github_webhook_secret=GITHUB_SECRET, github_budget=0.5
-    )
-    with gateway(slow, settings) as client:
+def test_webhooks_are_answered_at_once_when_prefect_is_slow() -> None:
+    slow = RecordingCreator(delay=3.0)
+    with gateway(slow) as client:
         started = time.monotonic()
         response = post_github(client, webhook_fixture("deployment"), "deployment")
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 0.5
         assert response.status_code == 202
-        assert response.json()["starting"] == ["hello@master (f95f852) → production"]
-        wait_for(lambda: slow.requests, seconds=10)
-    assert GatewaySettings().github_budget < 10  # GitHub's deadline
+        [queued] = response.json()["queued"]
+        assert queued["title"] == "hello@master (f95f852) → production"
+        assert queued["state"] == "queued"
+        wait_for(lambda: slow.runs, seconds=10)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -772,7 +817,7 @@ def test_configuration_changes_reach_a_running_gateway(fake_slack: FakeSlack) ->
         slack_signing_secret=SLACK_SECRET, github_webhook_secret="x", catalog_refresh_seconds=0.2
     )
     try:
-        with gateway(RecordingStarter(), quick) as client:
+        with gateway(RecordingCreator(), quick) as client:
             chat = Chat(client, fake_slack)
             assert "I don't know an app called `newapp`" in chat.command("where newapp")["text"]
             App(repository="acme/newapp", environments=["staging"]).save("newapp", overwrite=True)
@@ -811,7 +856,15 @@ def test_a_failed_refresh_keeps_the_last_good_configuration(configured: None) ->
     asyncio.run(scenario())
 
 
-# --------------------------------------------------------------------------- the real starter
+# --------------------------------------------------------------------------- the real creator
+class UnservedDeploymentsCreator(PrefectCreator):
+    """The real creator, aimed at deployments that are registered but never served."""
+
+    async def create(self, run: Run) -> Started:
+        aimed = run.deployment.replace("/chatops", "/gateway-tests")
+        return await super().create(replace(run, deployment=aimed))
+
+
 @pytest.fixture(scope="module")
 def test_deployments(configured: None) -> None:
     """deploy/gateway-tests and rollback/gateway-tests: registered, never served."""
@@ -819,71 +872,192 @@ def test_deployments(configured: None) -> None:
     rollback.to_deployment(name="gateway-tests").apply()
 
 
+@pytest.fixture
+def real_client(test_deployments: None) -> Iterator[TestClient]:
+    with gateway(creator=UnservedDeploymentsCreator) as client:
+        yield client
+
+
 def read_runs(ids: list[str]) -> list:
     with get_client(sync_client=True) as client:
         return client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
 
 
-def test_the_same_deployment_or_delivery_twice_starts_one_run(test_deployments: None) -> None:
-    with gateway(settings=TEST_DEPLOYMENTS) as client:
-        body = deployment_event(id=987654321)
-        first = post_github(client, body, "deployment", delivery="d-1").json()["runs"][0]
-        again = post_github(client, body, "deployment", delivery="d-2").json()["runs"][0]
-        assert first["run_id"] == again["run_id"]
-        push = webhook_fixture("push.with-new-branch")
-        delivery = f"push-{time.time_ns()}"
-        one = post_github(client, push, "push", delivery=delivery).json()["runs"][0]
-        two = post_github(client, push, "push", delivery=delivery).json()["runs"][0]
-        assert one["run_id"] == two["run_id"]
-        other = post_github(client, push, "push").json()["runs"][0]
-        assert other["run_id"] != one["run_id"]
-    [run] = read_runs([first["run_id"]])
+def started_run(client: TestClient, answer: dict) -> str:
+    """The run id of a request the gateway queued, once the intake started it."""
+    [queued] = answer["queued"]
+    ticket = wait_for(lambda: client.app.state.intake.store.ticket(queued["request"]).run_id)
+    return ticket
+
+
+def test_the_same_deployment_or_delivery_twice_starts_one_run(real_client: TestClient) -> None:
+    client = real_client
+    body = deployment_event(id=987654321)
+    first = started_run(client, post_github(client, body, "deployment", delivery="d-1").json())
+    again = started_run(client, post_github(client, body, "deployment", delivery="d-2").json())
+    assert first == again
+    push = webhook_fixture("push.with-new-branch")
+    delivery = f"push-{time.time_ns()}"
+    one = started_run(client, post_github(client, push, "push", delivery=delivery).json())
+    two = started_run(client, post_github(client, push, "push", delivery=delivery).json())
+    assert one == two
+    other = started_run(client, post_github(client, push, "push").json())
+    assert other != one
+    [run] = read_runs([first])
     assert run.name == "hello@master (f95f852) → production"
     assert {"app:hello", "env:production"} <= set(run.tags)
     assert run.parameters["deployment_id"] == 987654321
     assert run.state.is_scheduled()
 
 
-def test_real_starter_links_the_run_and_deploys_lists_it(
-    test_deployments: None, fake_slack: FakeSlack
+def test_real_runs_are_linked_and_deploys_lists_them(
+    real_client: TestClient, fake_slack: FakeSlack
 ) -> None:
-    with gateway(settings=TEST_DEPLOYMENTS) as client:
-        chat = Chat(client, fake_slack)
-        reply = chat.command("shop@real-starter to staging")
-        assert reply["response_type"] == "in_channel"
-        run_id = reply["text"].split("/runs/flow-run/")[1].split("|")[0]
-        [run] = read_runs([run_id])
-        assert run.parameters["ref"] == "real-starter"
-        assert run.parameters["notify"] == {"channel": DEPLOYS, "thread_ts": None}
-        deploys = chat.command("deploys shop/real-starter in staging")["text"]
-        assert f"/runs/flow-run/{run_id}|shop@real-starter → staging>" in deploys
-        assert f"by <@{ALICE}>" in deploys
-        rollback_reply = chat.command("rollback shop in staging")
-        assert "is rolling back" in rollback_reply["text"]
-    assert fake_slack.violations == []
+    chat = Chat(real_client, fake_slack)
+    reply = chat.command("shop@real-starter to staging")
+    assert reply["response_type"] == "in_channel"
+    run_id = reply["text"].split("/runs/flow-run/")[1].split("|")[0]
+    [run] = read_runs([run_id])
+    assert run.parameters["ref"] == "real-starter"
+    assert run.parameters["notify"] == {"channel": DEPLOYS}
+    deploys = chat.command("deploys shop@real-starter in staging")["text"]
+    assert f"/runs/flow-run/{run_id}|shop@real-starter → staging>" in deploys
+    assert f"by <@{ALICE}>" in deploys
 
 
-def test_a_missing_prefect_deployment_is_explained(chat: Chat) -> None:
-    settings = GatewaySettings(
-        slack_signing_secret=SLACK_SECRET,
-        github_webhook_secret="x",
-        deploy_deployment="deploy/not-registered",
+# --------------------------------------------------------------------------- the terminal
+def test_the_cli_gets_slacks_answers_and_deploys_as_the_local_user(
+    client: TestClient, starter: RecordingCreator
+) -> None:
+    response = post_cli(client, "where shop", user="carol")
+    assert response.status_code == 200
+    assert "*staging* (default): web-1, web-2" in response.json()["text"]
+    deployed = post_cli(client, "deploy acme/shop@v3 to staging", user="carol", key="k-1").json()
+    assert deployed["ok"] and deployed["ticket"]["run_id"] == "run-1"
+    assert deployed["text"].startswith("carol is deploying *shop@v3 → staging*")
+    [run] = starter.runs
+    assert (run.parameters["requested_by"], run.parameters["via"]) == ("carol", "cli")
+    assert run.parameters["notify"] is None and run.key == "cli-k-1"
+    again = post_cli(client, "deploy acme/shop@v3 to staging", user="carol", key="k-1").json()
+    assert again["ticket"]["id"] == deployed["ticket"]["id"] and len(starter.runs) == 1
+
+
+def test_the_cli_is_refused_clearly_and_nothing_starts(
+    client: TestClient, starter: RecordingCreator
+) -> None:
+    unparsed = post_cli(client, "deploy shop@$(id) to staging")
+    assert unparsed.status_code == 422 and "'$'" in unparsed.json()["text"]
+    refused = post_cli(client, "deploy shop to qa").json()
+    assert not refused["ok"] and "Known: staging, production" in refused["text"]
+    assert post_cli(client, "shop to staging", token="wrong").status_code == 401
+    assert (
+        client.post(
+            "/cli/commands", content=b"{", headers={"Authorization": f"Bearer {CLI_TOKEN}"}
+        ).status_code
+        == 400
     )
-    with gateway(settings=settings) as client:
-        chat.client = client
-        reply = chat.command("shop to staging")
-    assert "`deploy/not-registered` does not exist" in reply["text"]
-    assert "chatops up" in reply["text"]
+    assert starter.runs == []
 
 
-def test_the_signature_is_over_the_exact_bytes_sent(
-    client: TestClient, starter: RecordingStarter
+def test_a_queued_cli_request_can_be_asked_about(starter: RecordingCreator) -> None:
+    slow = RecordingCreator(delay=1.5)
+    with gateway(slow) as client:
+        queued = post_cli(client, "deploy shop to staging", wait=0.1).json()
+        ticket = queued["ticket"]
+        assert ticket["state"] == "queued" and ticket["run_id"] is None
+        headers = {"Authorization": f"Bearer {CLI_TOKEN}"}
+        later = wait_for(
+            lambda: client.get(f"/cli/requests/{ticket['id']}", headers=headers).json()["run_id"]
+        )
+        assert later == "run-1"
+        assert client.get("/cli/requests/999", headers=headers).status_code == 404
+        assert client.get(f"/cli/requests/{ticket['id']}").status_code == 401
+
+
+# --------------------------------------------------------------------------- durable intake
+def test_nothing_accepted_is_lost_when_the_gateway_stops_before_prefect_answers(
+    fake_slack: FakeSlack, tmp_path
 ) -> None:
-    body = webhook_fixture("deployment")
-    reformatted = json.dumps(json.loads(body)).encode()
-    headers = {
-        **github_headers(reformatted, "deployment"),
-        "X-Hub-Signature-256": sign_github(body, GITHUB_SECRET),
-    }
-    assert client.post("/github/webhook", content=reformatted, headers=headers).status_code == 401
-    assert starter.requests == []
+    intake = tmp_path / "intake.db"
+    down = RecordingCreator(failures=10**6)
+    with gateway(down, intake=intake) as client:
+        chat = Chat(client, fake_slack)
+        texts = [chat.command(f"shop@v{n} to staging", patient=False)["text"] for n in range(3)]
+        assert all(text.startswith(":hourglass: Queued") for text in texts)
+        assert post_github(client, webhook_fixture("deployment"), "deployment").status_code == 202
+        assert post_cli(client, "deploy billing to staging", wait=0.1).status_code == 200
+    assert down.runs == []
+    up = RecordingCreator()
+    with gateway(up, intake=intake):
+        wait_for(lambda: len(up.runs) == 5, seconds=20)
+        time.sleep(0.5)
+    assert sorted(r.parameters["ref"] for r in up.runs) == ["main", "master", "v0", "v1", "v2"]
+    started = [m for n in range(1, 4) for m in fake_slack.responses(f"cmd-{n}")]
+    assert len(started) == 3 and all("has started" in m["text"] for m in started)
+
+
+def test_a_request_that_cannot_start_yet_is_said_to_wait_then_starts(
+    fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("chatops.intake.SLOW_NOTICE_SECONDS", 0.5)
+    monkeypatch.setattr("chatops.intake.RETRY_MAX_SECONDS", 0.5)
+    flaky = RecordingCreator(failures=4)
+    with gateway(flaky) as client:
+        chat = Chat(client, fake_slack)
+        chat.command("shop to staging", patient=False)
+        waiting, started = wait_for(lambda: len(chat.later()) == 2 and chat.later(), seconds=20)
+        assert (
+            "still waiting to start" in waiting["text"] and "database is locked" in waiting["text"]
+        )
+        assert "has started" in started["text"]
+    assert len(flaky.runs) == 1
+
+
+def test_the_same_slack_interaction_twice_starts_one_run(
+    client: TestClient, fake_slack: FakeSlack, starter: RecordingCreator
+) -> None:
+    body = slash_body("shop to staging", fake_slack.response_url("twice"), trigger_id="t.1.x")
+    for _ in range(2):
+        assert post_slack(client, "/slack/commands", body).status_code == 200
+    time.sleep(0.5)
+    assert len(starter.runs) == 1
+
+
+def test_a_refused_github_deployment_gets_a_failure_status(
+    chat: Chat, fake_github, starter: RecordingCreator
+) -> None:
+    from blocks import GitHubAccess
+
+    sha = "f95f852bd8fca8fcc58a9a2d6c842781e32a215e"
+    fake_github.add_repo("Codertocat/Hello-World", refs={"master": sha})
+    GitHubAccess(token=fake_github.token, api_url=fake_github.url).save("default", overwrite=True)
+    try:
+        repo = fake_github.client().get_repo("Codertocat/Hello-World")
+        made = repo.create_deployment("master", environment="production", required_contexts=[])
+        chat.command("lock production on hello: audit")
+        body = deployment_event(id=made.id, sha=made.sha)
+        assert post_github(chat.client, body, "deployment").status_code == 409
+        states = wait_for(lambda: fake_github.statuses(made.id))
+        assert states[-1]["state"] == "failure" and "locked by" in states[-1]["description"]
+        assert fake_github.violations == []
+    finally:
+        GitHubAccess.delete("default")
+    assert starter.runs == []
+
+
+def test_a_new_app_is_found_at_once_without_waiting_for_the_refresh(
+    fake_slack: FakeSlack,
+) -> None:
+    slow_refresh = replace(SETTINGS, catalog_refresh_seconds=3600)
+    try:
+        with gateway(RecordingCreator(), slow_refresh) as client:
+            chat = Chat(client, fake_slack)
+            time.sleep(1.1)
+            App(repository="acme/fresh", environments=["staging"]).save("fresh", overwrite=True)
+            Environment(
+                hosts=["f-1"], ssh_private_key="k", deploy_path="/srv/app", restart_command="true"
+            ).save("fresh-staging", overwrite=True)
+            assert "*staging*: f-1" in chat.command("where fresh")["text"]
+    finally:
+        App.delete("fresh")
+        Environment.delete("fresh-staging")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from chatops.settings import DEPLOYMENT_NAME, ROLLBACK_DEPLOYMENT_NAME
+from chatops.settings import DEPLOYMENTS
 
 ROOT = Path(__file__).parents[1]
 
@@ -19,4 +19,4 @@ def test_prefect_yaml_names_the_flows_the_front_door_starts() -> None:
         flow = getattr(module, function)
         names.add(f"{flow.name}/{deployment['name']}")
         assert deployment["work_pool"]["name"] == "chatops"
-    assert names == {DEPLOYMENT_NAME, ROLLBACK_DEPLOYMENT_NAME}
+    assert names == set(DEPLOYMENTS)

@@ -1,4 +1,5 @@
-"""tasks/slack.py against the fake Slack: one card per deploy, updated in place, never fatal."""
+"""tasks/slack.py and tasks/slack_card.py against the fake Slack: one card per deploy, updated
+in place, never fatal."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -18,14 +20,13 @@ from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryInt
 from blocks.slack import SlackAccess
 from tasks.slack import (
     BoundedRateLimitRetryHandler,
-    clip,
-    escape_mrkdwn,
     post_deploy_message,
-    post_thread_reply,
-    render_deploy_message,
+    post_message,
     slack_client,
     update_deploy_message,
 )
+from tasks.slack_card import clip, escape_mrkdwn, render_deploy_message
+from tasks.summary import DeploySummary, Step
 from tests.fakes.slack_api import FakeSlack, block_kit_problems
 
 CHANNEL = "C0DEPLOYS01"
@@ -34,23 +35,26 @@ STEPS = ["record deployment", "checkout", "build", "upload", "activate", "health
 HOSTILE = ["<!channel>", "<!here>", "<@U0123ABCD>", "<https://evil.example|click>"]
 
 
-def make_progress(**changes: Any) -> dict[str, Any]:
-    progress: dict[str, Any] = {
-        "app": "shop",
-        "environment": "staging",
-        "ref": "feature-x",
-        "sha": SHA,
-        "requested_by": "U0ALICE001",
-        "run_url": "http://127.0.0.1:4200/runs/flow-run/5f1c2d9e",
-        "environment_url": "https://staging.example.com/shop",
-        "hosts": ["web-1", "web-2"],
-        "steps": [{"name": n, "state": "pending", "seconds": None} for n in STEPS],
-        "outcome": None,
-        "error": None,
-        "deployment_id": 42,
-    }
-    progress.update(changes)
-    return progress
+def make_progress(**changes: Any) -> DeploySummary:
+    """The card of a deploy of shop@feature-x to staging; ``changes`` override its fields."""
+    summary = DeploySummary(
+        app="shop",
+        environment="staging",
+        ref="feature-x",
+        sha=SHA,
+        requested_by="U0ALICE001",
+        run_url="http://127.0.0.1:4200/runs/flow-run/5f1c2d9e",
+        environment_url="https://staging.example.com/shop",
+        hosts=["web-1", "web-2"],
+        steps=[Step(n) for n in STEPS],
+        deployment_id=42,
+    )
+    return replace(summary, **changes)
+
+
+def change(summary: DeploySummary, **fields: Any) -> None:
+    for name, value in fields.items():
+        setattr(summary, name, value)
 
 
 def fast_retries(client: WebClient) -> WebClient:
@@ -110,12 +114,12 @@ def test_card_is_posted_once_and_updated_in_place_until_success(
     progress = make_progress()
     ts = post_deploy_message(client, CHANNEL, progress)
     assert ts is not None
-    for step in progress["steps"]:
-        step["state"] = "running"
+    for step in progress.steps:
+        step.state = "running"
         update_deploy_message(client, CHANNEL, ts, progress)
-        step.update(state="done", seconds=1.5)
+        change(step, state="done", seconds=1.5)
         update_deploy_message(client, CHANNEL, ts, progress)
-    progress["outcome"] = "success"
+    progress.outcome = "success"
     update_deploy_message(client, CHANNEL, ts, progress)
 
     assert [m.ts for m in fake_slack.top_level()] == [ts]
@@ -128,7 +132,7 @@ def test_card_is_posted_once_and_updated_in_place_until_success(
     rollback = buttons(message.blocks)["rollback"]
     assert json.loads(rollback["value"]) == {"app": "shop", "environment": "staging"}
     assert rollback["style"] == "danger" and rollback["confirm"]["confirm"]["text"] == "Roll back"
-    assert buttons(message.blocks)["view_run"]["url"] == progress["run_url"]
+    assert buttons(message.blocks)["view_run"]["url"] == progress.run_url
     assert len(fake_slack.calls_to("chat.postMessage")) == 1
     assert fake_slack.violations == []
 
@@ -149,9 +153,9 @@ def test_failure_shows_an_error_excerpt_and_no_rollback(
 ) -> None:
     progress = make_progress()
     ts = post_deploy_message(client, CHANNEL, progress)
-    progress["steps"][2].update(state="failed", seconds=12.0)
+    change(progress.steps[2], state="failed", seconds=12.0)
     error = "[ERROR] COMPILATION ERROR\nShop.java:[12,5] cannot find symbol\n" + "at x\n" * 40
-    progress.update(outcome="failure", error=error)
+    change(progress, outcome="failure", error=error)
     update_deploy_message(client, CHANNEL, ts, progress)
 
     message = fake_slack.messages[(CHANNEL, ts)]
@@ -169,7 +173,7 @@ def test_card_can_live_in_a_thread_and_replies_go_under_it(
 ) -> None:
     parent = client.chat_postMessage(channel=CHANNEL, text="/deploy shop/feature-x to staging")
     ts = post_deploy_message(client, CHANNEL, make_progress(), thread_ts=parent["ts"])
-    reply = post_thread_reply(client, CHANNEL, parent["ts"], "Build log: <!channel> & done")
+    reply = post_message(client, CHANNEL, "Build log: <!channel> & done", thread_ts=parent["ts"])
     assert fake_slack.messages[(CHANNEL, ts)].thread_ts == parent["ts"]
     texts = [m.text for m in fake_slack.replies(CHANNEL, parent["ts"])]
     assert texts[1] == "Build log: &lt;!channel&gt; &amp; done"
@@ -179,7 +183,6 @@ def test_card_can_live_in_a_thread_and_replies_go_under_it(
 
 def test_nothing_happens_without_a_ts(fake_slack: FakeSlack, client: WebClient) -> None:
     update_deploy_message(client, CHANNEL, None, make_progress())
-    assert post_thread_reply(client, CHANNEL, None, "x") is None
     assert fake_slack.calls == []
 
 
@@ -190,7 +193,7 @@ def test_channel_not_found_is_logged_not_raised(
     fake_slack.channels = {CHANNEL}
     assert post_deploy_message(client, "C0ELSEWHERE", make_progress()) is None
     update_deploy_message(client, "C0ELSEWHERE", "1700000000.000001", make_progress())
-    assert post_thread_reply(client, "C0ELSEWHERE", "1700000000.000001", "x") is None
+    assert post_message(client, "C0ELSEWHERE", "x", thread_ts="1700000000.000001") is None
     assert len(warnings_()) == 3
     assert all("channel_not_found" in w for w in warnings_())
     assert fake_slack.violations == []
@@ -278,7 +281,7 @@ def test_the_token_never_reaches_the_logs(
     assert post_deploy_message(wrong, CHANNEL, make_progress()) is None  # invalid_auth
     fake_slack.fail_next("chat.update", status=500, times=3)
     update_deploy_message(wrong, CHANNEL, "1700000000.000001", make_progress())
-    post_thread_reply(wrong, CHANNEL, "1700000000.000001", f"leaked {secret} here")
+    post_message(wrong, CHANNEL, f"leaked {secret} here", thread_ts="1700000000.000001")
     assert "invalid_auth" in caplog.text
     assert secret not in caplog.text
     assert all(secret not in json.dumps(c.json) for c in fake_slack.calls)  # not even redacted text
@@ -295,7 +298,7 @@ def test_hostile_text_is_escaped_everywhere(fake_slack: FakeSlack, client: WebCl
         outcome="failure",
         error="deploy of <https://evil.example|click> failed <!channel>",
     )
-    progress["steps"][0]["name"] = "<@U0123ABCD>"
+    progress.steps[0].name = "<@U0123ABCD>"
     text, blocks = render_deploy_message(progress)
     shown = everything_shown(text, blocks)
     header = block(blocks, "deploy_header")["text"]["text"]
@@ -318,7 +321,7 @@ def test_very_long_text_is_clipped_within_block_kit_limits(
         outcome="error",
         error="<>&" * 10_000,
     )
-    progress["steps"] = [{"name": "s&" * 100, "state": "done", "seconds": 3600.0}] * 40
+    progress.steps = [Step("s&" * 100, "done", 3600.0) for _ in range(40)]
     text, blocks = render_deploy_message(progress)
     assert block_kit_problems(blocks) == []
     assert len(block(blocks, "deploy_header")["text"]["text"]) == 150
@@ -344,7 +347,7 @@ def test_a_card_without_sha_steps_or_urls_still_renders(
 )
 def test_step_timings_read_naturally(seconds: float, shown: str) -> None:
     progress = make_progress()
-    progress["steps"][0].update(state="done", seconds=seconds)
+    change(progress.steps[0], state="done", seconds=seconds)
     _, blocks = render_deploy_message(progress)
     assert f"record deployment  `{shown}`" in block(blocks, "deploy_steps")["text"]["text"]
 

@@ -34,10 +34,11 @@ def test_resolves_defaults_hosts_and_tasks(configured: None) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("nope", "staging"), "unknown app 'nope'"),
-        (("cart", "qa"), "cart has no environment 'qa'; known: staging, production"),
-        (("cart", "production", ["p9"]), "has no host p9; its hosts: p1, p2:2222, p3"),
-        (("cart", "staging", None, "seed"), "no deploy task 'seed'; known: deploy, migrate"),
+        (("cartt", "staging"), r"unknown app 'cartt' \(did you mean 'cart'\?\). Known: .*cart"),
+        (("cart", "qa"), r"cart has no environment 'qa'. Known: staging, production."),
+        (("cart", "stagin"), r"no environment 'stagin' \(did you mean 'staging'\?\)"),
+        (("cart", "production", ["p9"]), "has no host p9. Its hosts: p1, p2:2222, p3"),
+        (("cart", "staging", None, "seed"), r"no deploy task 'seed'. Known: deploy, migrate"),
     ],
 )
 def test_unknown_parts_are_named(configured: None, args: tuple, message: str) -> None:

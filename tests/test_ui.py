@@ -13,7 +13,6 @@ from prefect.client.schemas.filters import (
 )
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from chatops import cli
 from tests.shop import save_shop
 from tests.up_server import ChatopsUp
 
@@ -35,7 +34,8 @@ def test_ui_shows_the_run_its_steps_and_what_is_deployed(
 ) -> None:
     with ChatopsUp(tmp_path / "home") as up, temporary_settings({PREFECT_API_URL: up.api}):
         save_shop(app_repo, deploy_hosts, ssh_key, batch_size=2)
-        assert cli.main(["deploy", "shop/v1", "to", "staging", "--as", "grace"]) == 0
+        done = up.cli("deploy", "shop/v1", "to", "staging", user="grace")
+        assert done.returncode == 0, done.stdout + done.stderr
         with get_client(sync_client=True) as client:
             [run] = client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(

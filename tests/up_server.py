@@ -83,9 +83,25 @@ class ChatopsUp:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def cli(
+        self,
+        *args: str,
+        user: str = "tester",
+        timeout: float = 300,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """``chatops ARGS`` in a fresh process, as local user ``user``, finding this server the
+        way a person's shell does (through CHATOPS_HOME alone)."""
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
+        clean.update(CHATOPS_HOME=str(self.home), USER=user, LOGNAME=user, **(env or {}))
+        chatops = Path(sys.executable).with_name("chatops")
+        return subprocess.run(
+            [str(chatops), *args], env=clean, capture_output=True, text=True, timeout=timeout
+        )
+
     def serving(self) -> bool:
         found = post_json(f"{self.api}/deployments/filter", {})
-        return sorted(d["name"] for d in found) == ["chatops", "chatops"]
+        return sorted(d["name"] for d in found) == ["chatops"] * 3
 
     def stop(self) -> int:
         """Ctrl-C, as a person would; the exit code."""

@@ -114,8 +114,9 @@ class TestHost:
     ``.run(cmd)`` runs a command as if logged in on the host (its network and mount namespace, so
     ``/srv/app`` is this host's) without going through SSH; ``.root`` is the same directory seen
     from the test process. Faults: ``kill_sshd()`` (connections refused), ``link_down()``
-    (connects hang until the client's timeout), ``drop_ssh()`` (packets to :22 dropped), each
-    with its way back (``start_sshd()``, ``link_up()``, ``accept_ssh()``).
+    (connects hang until the client's timeout), ``drop_ssh()`` (packets to :22 dropped),
+    ``throttle(rate)`` (a slow link), each with its way back (``start_sshd()``, ``link_up()``,
+    ``accept_ssh()``, ``unthrottle()``).
     """
 
     __test__ = False  # not a test class, despite the name
@@ -237,6 +238,30 @@ class TestHost:
             ["ip", "netns", "exec", self.ns, "nft", "delete", "table", "inet", "testbed_fault"],
             check=False,
         )
+
+    def throttle(self, rate: str = "4mbit") -> None:
+        """Slow what the host receives to ``rate`` (tc tbf on the root side of its link)."""
+        sh(
+            [
+                "tc",
+                "qdisc",
+                "replace",
+                "dev",
+                self.veth,
+                "root",
+                "tbf",
+                "rate",
+                rate,
+                "burst",
+                "32kbit",
+                "latency",
+                "400ms",
+            ]
+        )
+
+    def unthrottle(self) -> None:
+        """Undo ``throttle()``."""
+        sh(["tc", "qdisc", "del", "dev", self.veth, "root"], check=False)
 
     def pids(self) -> list[int]:
         """Every process in the host's network namespace (sshd, sessions, Tomcat, ...)."""

@@ -1,6 +1,5 @@
 """The chat command language: what users type, what it means, and what is refused before it runs."""
 
-import doctest
 import re
 import shutil
 import subprocess
@@ -9,14 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatops import commands
-from chatops.commands import (
+from chatops import grammar
+from chatops.grammar import (
     ACTIONS,
     HELP_TEXT,
     MAX_MESSAGE_LENGTH,
     Command,
     CommandError,
     parse,
+    split_app,
     validate_name,
     validate_ref,
 )
@@ -49,12 +49,16 @@ READS = [
     ("shop!", D(force=True)),
     ("shop@0a1b2c3", D(ref="0a1b2c3")),
     ("shop@" + "f" * 40, D(ref="f" * 40)),
-    # deploy[!] APP[/REF] [to|in|on ENV[/HOSTS]]
+    # deploy[!] APP[/REF] [to|in|on ENV[/HOSTS]]: APP/REF stays whole, split_app decides
     ("deploy shop", D()),
     ("deploy shop to staging", D(env="staging")),
-    ("deploy shop/feature/login to staging", D(ref="feature/login", env="staging")),
+    ("deploy shop/feature/login to staging", D(app="shop/feature/login", env="staging")),
     ("deploy shop/release/2024-06/hotfix-1 in stg",
-     D(ref="release/2024-06/hotfix-1", env="staging")),
+     D(app="shop/release/2024-06/hotfix-1", env="staging")),
+    # repository-qualified apps; APP@REF always splits at the @
+    ("acme-inc/api@topic to staging", D(app="acme-inc/api", ref="topic", env="staging")),
+    ("Acme-Inc/API to staging", D(app="Acme-Inc/API", env="staging")),
+    ("acme-inc/api@feature/x@y", D(app="acme-inc/api", ref="feature/x@y")),
     ("deploy! shop to prod", D(env="production", force=True)),
     ("deploy shop@main to staging", D(ref="main", env="staging")),
     ("deploy shop to staging/web-1", D(env="staging", hosts=["web-1"])),
@@ -67,7 +71,7 @@ READS = [
     # deploy:TASK
     ("deploy:migrate shop to staging", D(env="staging", task="migrate")),
     ("deploy:migrate! shop/main to prod",
-     D(ref="main", env="production", task="migrate", force=True)),
+     D(app="shop/main", env="production", task="migrate", force=True)),
     ("deploy!:warm-cache shop", D(task="warm-cache", force=True)),
     ("DEPLOY:Migrate shop", D(task="migrate")),
     # keywords are case-insensitive, names are lowered, refs keep their case
@@ -82,7 +86,9 @@ READS = [
     # recent deploys
     ("deploys shop", C("deploys")),
     ("deploys shop in prod", C("deploys", env="production")),
-    ("deploys shop/feature/login in staging", C("deploys", ref="feature/login", env="staging")),
+    ("deploys shop/feature/login in staging",
+     C("deploys", app="shop/feature/login", env="staging")),
+    ("deploys shop@feature/login in staging", C("deploys", ref="feature/login", env="staging")),
     # where
     ("where shop", C("where")),
     ("where can i deploy shop", C("where")),
@@ -108,6 +114,13 @@ READS = [
     ("UNLOCK ALL", C("unlock_all", app=None)),
     ("unlock all on shop", C("unlock_all")),
     ("check production on shop", C("check", env="production")),
+    # slashdeploy's habits: `to` in lock, unlock and check, repositories as apps
+    ("lock staging to api", C("lock", app="api", env="staging")),
+    ("unlock staging to api", C("unlock", app="api", env="staging")),
+    ("check production to api", C("check", app="api", env="production")),
+    ("lock staging on acme-inc/api: qa", C("lock", app="acme-inc/api", env="staging",
+                                            message="qa")),
+    ("where acme-inc/api", C("where", app="acme-inc/api")),
     # rollback and status
     ("rollback shop in production", C("rollback", env="production")),
     ("rollback shop on prod to v1.4.2", C("rollback", ref="v1.4.2", env="production")),
@@ -118,6 +131,9 @@ READS = [
     ("status", C("status", app=None)),
     ("status shop", C("status")),
     ("status shop in prod", C("status", env="production")),
+    ("status shop verify", C("status", verify=True)),
+    ("status shop in prod --verify", C("status", env="production", verify=True)),
+    ("status verify", C("status", app=None, verify=True)),
     # help
     ("help", C("help", app=None)),
     ("HELP", C("help", app=None)),
@@ -138,12 +154,51 @@ SAME = [
     ("deploy shop/feature/login to staging", "deploy shop@feature/login on staging"),
     ("deploy! shop to production", "shop to production!"),
     ("deploy shop to production", "shop to prod"),
+    ("acme/shop@v1 to staging", "shop@v1 to staging"),
+    ("acme/shop/v1 to staging", "shop/v1 to staging"),
+    ("lock staging to acme/shop", "lock staging on shop"),
 ]
+APPS = {"shop": "acme/shop", "api": "acme-inc/api", "api-eu": "acme-inc/api-eu"}
+
+
+def meaning(text: str) -> tuple:
+    """What a command means once the configured apps decide ``x/y``: (app, ref, the rest)."""
+    command = parse(text)
+    app, carried = split_app(command.app, APPS)
+    return app, command.ref or carried, command.action, command.environment, command.force
 
 
 @pytest.mark.parametrize(("one", "other"), SAME)
 def test_both_ways_of_writing_a_deploy_mean_the_same(one: str, other: str) -> None:
-    assert parse(one) == parse(other)
+    assert meaning(one) == meaning(other)
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("shop", ("shop", None)),
+        ("acme/shop", ("shop", None)),
+        ("ACME/Shop", ("shop", None)),
+        ("shop/feature/login", ("shop", "feature/login")),
+        ("acme-inc/api/topic", ("api", "topic")),
+        ("acme-inc/api-eu", ("api-eu", None)),
+    ],
+)
+def test_ambiguous_app_words_are_decided_by_the_configured_apps(word: str, expected) -> None:
+    assert split_app(word, APPS) == expected
+
+
+def test_a_configured_repository_wins_over_app_slash_ref() -> None:
+    apps = {"acme": "acme/site", "api": "acme/api"}
+    assert split_app("acme/api", apps) == ("api", None)
+    assert split_app("acme/feature-x", apps) == ("acme", "feature-x")
+
+
+def test_unknown_and_ambiguous_apps_say_what_is_known() -> None:
+    with pytest.raises(CommandError, match=r"did you mean `shop`\?.*Apps: `api`, `api-eu`"):
+        split_app("shopp", APPS)
+    with pytest.raises(CommandError, match="repository of `a`, `b`: name the app"):
+        split_app("acme/x", {"a": "acme/x", "b": "ACME/x"})
 
 
 def test_defaults_are_left_to_the_app_configuration() -> None:
@@ -175,10 +230,6 @@ def test_every_example_in_the_help_text_parses() -> None:
 def test_help_is_short_enough_for_a_chat_reply() -> None:
     assert len(HELP_TEXT) < 1000
     assert all(len(line) <= 100 for line in HELP_TEXT.splitlines())
-
-
-def test_module_examples_hold() -> None:
-    assert doctest.testmod(commands).failed == 0
 
 
 # --- what is refused, and the reply says why -------------------------------------------------
@@ -262,6 +313,9 @@ REFUSED = [
     ("unlock production", "unlock ENVIRONMENT on APP"),
     ("unlock all of it", "unlock ENVIRONMENT on APP"),
     ("check shop", "check ENVIRONMENT on APP"),
+    ("lock staging on acme/api/x", "neither an app name nor a GitHub repository"),
+    ("where acme/api@v1", "neither an app name"),
+    ("acme/.. to staging", "'..'"),
     ("shop to staging!!", "'!'"),
     # force only where it means something
     ("status!", "does not apply to `status`"),
@@ -362,7 +416,10 @@ def test_every_ref_we_accept_git_accepts(ref: str) -> None:
 
 def assert_safe(command: Command) -> None:
     assert command.action in ACTIONS
-    names = [("app", command.app), ("environment", command.environment), ("task", command.task)]
+    if command.app is not None:
+        assert grammar.validate_app(command.app, ref_allowed=True) == command.app
+        assert not SHELL_SPECIAL & set(command.app) and ".." not in command.app
+    names = [("environment", command.environment), ("task", command.task)]
     names += [("host", host) for host in command.hosts or []]
     for kind, value in names:
         if value is not None:
@@ -411,7 +468,7 @@ def test_fuzz_near_commands(parts: list[tuple[str, str]]) -> None:
 
 
 names = st.from_regex(r"[a-z0-9][a-z0-9-]{0,15}", fullmatch=True)
-keywords = set(commands._READERS) | {"help", "deploy", "deploys"}
+keywords = set(grammar._READERS) | {"help", "deploy", "deploys"}
 refs = st.lists(st.from_regex(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,8}", fullmatch=True), min_size=1,
                 max_size=3).map("/".join)  # fmt: skip
 
@@ -424,8 +481,10 @@ def test_valid_deploys_read_back_exactly(app: str, ref: str, env: str, force: bo
     except CommandError:
         return  # e.g. ends in ".lock" or "."
     bang = "!" if force else ""
-    expected = D(app=app, ref=ref, env=commands.ENVIRONMENT_ALIASES.get(env, env), force=force)
-    assert parse(f"deploy {app}/{ref} to {env}{bang}") == expected
+    expected = D(app=app, ref=ref, env=grammar.ENVIRONMENT_ALIASES.get(env, env), force=force)
+    hubot = parse(f"deploy {app}/{ref} to {env}{bang}")
+    assert hubot == D(app=f"{app}/{ref}", env=expected.environment, force=force)
+    assert split_app(hubot.app, {app: f"acme/{app}"}) == (app, ref)
     assert parse(f"deploy{bang} {app}@{ref} in {env.upper()}") == expected
     if app not in keywords:
         assert parse(f"{app}@{ref} on {env} {bang}") == expected

@@ -1,4 +1,5 @@
-"""The chat command language: every Slack ``/deploy`` text, chat message and CLI line is read here.
+"""The chat command language: every Slack ``/deploy`` text and every ``chatops`` CLI line is
+read here.
 
 :func:`parse` turns text into a :class:`Command` or raises :class:`CommandError`, whose message is
 a short reply for the user that shows the right syntax. Nothing runs before the whole text has
@@ -7,21 +8,28 @@ parses is safe to hand to flows (no shell metacharacters, no ``..``, no control 
 
     >>> parse("shop@feature/login to staging")
     Command(action='deploy', app='shop', ref='feature/login', environment='staging', hosts=None, \
-task='deploy', force=False, message=None)
+task='deploy', force=False, message=None, verify=False)
     >>> parse("deploy:migrate shop to prod/web-1,web-2!").hosts
     ['web-1', 'web-2']
     >>> parse("lock production on shop: release freeze").message
     'release freeze'
+    >>> parse("acme-inc/api@topic to staging").app, parse("lock staging to acme-inc/api").app
+    ('acme-inc/api', 'acme-inc/api')
 
 The forms (keywords are case-insensitive, extra whitespace is ignored, ``!`` at the end forces):
 
-* ``[deploy] APP[@REF] [to|in|on ENV[/HOST1,HOST2]]`` — ``APP/REF`` works too and refs may contain
-  ``/`` (``shop/feature/login``); ``deploy!`` forces, ``deploy:TASK`` runs the app's task ``TASK``.
-* ``deploys APP[/REF] [in ENV]`` (recent deploys), ``where APP`` or ``where can i deploy APP``,
-  ``latest APP [on ENV]``, ``status [APP [in ENV]]``.
-* ``rollback APP in|on|to ENV [to REF]`` (without ``REF``: the previous release).
-* ``lock ENV on APP[: MESSAGE]``, ``unlock ENV on APP``, ``unlock all [on APP]``,
-  ``check ENV on APP``, ``help``.
+* ``[deploy] APP[@REF] [to|in|on ENV[/HOST1,HOST2]]`` — ``deploy!`` forces, ``deploy:TASK`` runs
+  the app's task ``TASK``.
+* ``deploys APP[@REF] [in ENV]`` (recent deploys), ``where APP`` or ``where can i deploy APP``,
+  ``latest APP [on ENV]``, ``status [APP [in ENV]] [verify]`` (``verify`` reads every host).
+* ``rollback APP in|on|to ENV [to REF]`` (without ``REF``: the release that ran before).
+* ``lock ENV on|to APP[: MESSAGE]``, ``unlock ENV on|to APP``, ``unlock all [on APP]``,
+  ``check ENV on|to APP``, ``help``.
+
+An APP is an app's name (``shop``) or its GitHub repository (``acme-inc/api``). ``APP@REF``
+always splits at the ``@``. The hubot form ``APP/REF`` (``shop/feature/login``) works too: a word
+with ``/`` and no ``@`` stays whole here, and :func:`split_app` decides with the configured apps
+(a configured repository wins, else the part before the first ``/`` must be an app).
 
 A trailing ``!`` is accepted on deploy, rollback, lock and unlock only, and always means force,
 also right after a lock message (``lock prod on shop: freeze!`` is a forced lock "freeze").
@@ -31,8 +39,10 @@ the next word is always an app, so an app that shares its name with a keyword (`
 deployed with ``deploy status``.
 """
 
+import difflib
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -64,24 +74,28 @@ MAX_REF_LENGTH = 255
 MAX_MESSAGE_LENGTH = 200
 
 HELP_TEXT = """\
-Type after /deploy (the leading word `deploy` is optional; prod = production, stg = staging):
+After /deploy or `chatops` (`deploy` optional; prod, stg; an app: its name or owner/repo):
   shop                                  default branch to the default environment
   shop@feature/login to staging         a branch, tag or sha (also: shop/feature/login)
+  acme-inc/api@topic to staging         the app whose repository is acme-inc/api
   shop to production!                   `!` at the end forces
   shop to staging/web-1,web-2           only these hosts
   deploy:migrate shop to staging        run the app's `migrate` task
   rollback shop in production [to v1.4.2]
-  status [shop]  ·  where shop  ·  latest shop on staging  ·  deploys shop in production
+  status [shop [in staging]] [verify]   what is deployed; verify reads every host
+  where shop  ·  latest shop on staging  ·  deploys shop in production
   lock production on shop: release freeze  ·  unlock production on shop  ·  unlock all
   check production on shop              can shop deploy to production now?"""
 
 _ENV_WORDS = ("to", "in", "on")  # shop to staging
-_OWNER_WORDS = ("on", "in", "for")  # lock production on shop
+_OWNER_WORDS = ("on", "in", "for", "to")  # lock production on shop; slashdeploy: to shop
+_VERIFY_WORDS = ("verify", "--verify")
 _HELP_WORDS = ("help", "?", "-h", "--help")
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 _HOST_CHARS = _NAME_CHARS | {".", ":"}
 _PORT = re.compile(r"[0-9]{1,5}")
+_REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9_.-]{1,100}")
 _SHA = re.compile(r"[0-9a-fA-F]{7,40}")
 # Stricter than git: of the characters git allows in a ref, only those no shell treats specially.
 _REF_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/+@")
@@ -103,7 +117,9 @@ class Command:
     ``ref``/``environment`` are ``None`` when not typed (the app's defaults apply; for
     ``rollback`` a ``None`` ref means the previous release). ``hosts`` is ``None`` for all hosts
     of the environment. ``task`` is ``"deploy"`` unless ``deploy:TASK`` was used. ``message`` is
-    the free-text lock reason: display it (escaped), never run it.
+    the free-text lock reason: display it (escaped), never run it. ``app`` is as typed: an app
+    name, an ``owner/repo``, or (where a ref may follow) ``app/ref``; see :func:`split_app`.
+    ``verify`` asks ``status`` to read every host instead of trusting the record.
     """
 
     action: Action
@@ -114,6 +130,7 @@ class Command:
     task: str = "deploy"
     force: bool = False
     message: str | None = None
+    verify: bool = False
 
 
 def parse(text: str) -> Command:
@@ -254,30 +271,32 @@ def _where(words: list[str], force: bool) -> Command:
         words = words[:-1]
     if len(words) != 1 or words[0] in ("?", ""):
         raise CommandError("write `where APP`, e.g. `where shop` (or `where can i deploy shop`).")
-    return Command("where", _app(words[0].removesuffix("?")), force=force)
+    return Command("where", validate_app(words[0].removesuffix("?")), force=force)
 
 
 def _latest(words: list[str], force: bool) -> Command:
     if not words:
         raise CommandError("which app? e.g. `latest shop on staging`.")
-    app = _app(words[0])
+    app = validate_app(words[0])
     environment, _ = _place(words[1:], app, allow_hosts=False)
     return Command("latest", app, environment=environment, force=force)
 
 
 def _status(words: list[str], force: bool) -> Command:
+    verify = bool(words) and words[-1].lower() in _VERIFY_WORDS
+    words = words[:-1] if verify else words
     if not words:
-        return Command("status", force=force)
-    app = _app(words[0])
+        return Command("status", force=force, verify=verify)
+    app = validate_app(words[0])
     environment, _ = _place(words[1:], app, allow_hosts=False)
-    return Command("status", app, environment=environment, force=force)
+    return Command("status", app, environment=environment, force=force, verify=verify)
 
 
 def _rollback(words: list[str], force: bool) -> Command:
     usage = "write `rollback APP in ENV [to REF]`, e.g. `rollback shop in production to v1.4.2`."
     if len(words) < 3 or words[1].lower() not in _ENV_WORDS:
         raise CommandError(f"say where to roll back: {usage}")
-    app = _app(words[0])
+    app = validate_app(words[0])
     to_ref = next((i for i in range(3, len(words)) if words[i].lower() == "to"), len(words))
     environment, hosts = _environment_spec(words[2:to_ref], allow_hosts=True)
     ref = None
@@ -302,7 +321,9 @@ def _lock(words: list[str], force: bool) -> Command:
     message = message.strip() or None
     if message and len(message) > MAX_MESSAGE_LENGTH:
         raise CommandError(f"keep the lock message under {MAX_MESSAGE_LENGTH} characters.")
-    return Command("lock", _app(app_part), environment=environment, force=force, message=message)
+    return Command(
+        "lock", validate_app(app_part), environment=environment, force=force, message=message
+    )
 
 
 def _unlock(words: list[str], force: bool) -> Command:
@@ -310,7 +331,7 @@ def _unlock(words: list[str], force: bool) -> Command:
         if len(words) == 1:
             return Command("unlock_all", force=force)
         if len(words) == 3 and words[1].lower() in _OWNER_WORDS:
-            return Command("unlock_all", _app(words[2]), force=force)
+            return Command("unlock_all", validate_app(words[2]), force=force)
     environment, app = _environment_on_app(words, "unlock")
     return Command("unlock", app, environment=environment, force=force)
 
@@ -336,16 +357,15 @@ _READERS = {
 
 
 def _target(word: str) -> tuple[str, str | None]:
-    """``APP``, ``APP@REF`` or ``APP/REF`` → (app, ref or None)."""
-    split = re.search(r"[@/]", word)
-    if not split:
-        return _app(word), None
-    app_part, sep, ref_part = word[: split.start()], split.group(), word[split.end() :]
+    """``APP``, ``APP@REF``, ``owner/repo@REF`` or ``APP/REF`` → (app as typed, ref or None)."""
+    app_part, sep, ref_part = word.partition("@")
     if not app_part:
-        raise CommandError(f"the app name is missing before `{sep}` in {_show(word)}.")
-    app = _app(app_part)
+        raise CommandError(f"the app name is missing before `@` in {_show(word)}.")
+    app = validate_app(app_part, ref_allowed=not sep)
+    if not sep:
+        return app, None
     if not ref_part:
-        raise CommandError(f"the ref is missing after `{sep}`: write `{app}{sep}BRANCH`.")
+        raise CommandError(f"the ref is missing after `@`: write `{app}@BRANCH`.")
     return app, validate_ref(ref_part)
 
 
@@ -391,11 +411,63 @@ def _environment_spec(words: list[str], allow_hosts: bool) -> tuple[str, list[st
 def _environment_on_app(words: list[str], verb: str) -> tuple[str, str]:
     if len(words) != 3 or words[1].lower() not in _OWNER_WORDS:
         raise CommandError(f"write `{verb} ENVIRONMENT on APP`, e.g. `{verb} production on shop`.")
-    return _environment(words[0]), _app(words[2])
+    return _environment(words[0]), validate_app(words[2])
 
 
-def _app(word: str) -> str:
-    return validate_name("app", word)
+def validate_app(word: str, ref_allowed: bool = False) -> str:
+    """An app as typed: a name (lower-cased), an ``owner/repo``, or ``app/ref`` where a ref may
+    follow; anything else raises :class:`CommandError`."""
+    if "/" not in word:
+        return validate_name("app", word)
+    if ".." in word:
+        raise CommandError(f"app {_show(word)} contains '..'.")
+    if _REPOSITORY.fullmatch(word):
+        return word
+    if ref_allowed:
+        head, _, rest = word.partition("/")
+        validate_ref(rest)
+        return f"{validate_name('app', head)}/{rest}"
+    raise CommandError(
+        f"app {_show(word)} is neither an app name nor a GitHub repository (owner/name)."
+    )
+
+
+def split_app(word: str, repositories: Mapping[str, str]) -> tuple[str, str | None]:
+    """Which configured app ``word`` names, and the ref it carries (hubot's ``APP/REF``).
+
+    ``repositories`` maps each app name to its GitHub repository. The rule, in order: an app
+    name; the repository of exactly one app (GitHub ignores case); ``APP/REF``; ``OWNER/REPO/REF``.
+
+    >>> apps = {"shop": "acme/shop", "api": "acme-inc/api", "api-eu": "acme-inc/api-eu"}
+    >>> split_app("shop", apps), split_app("ACME-inc/api", apps)
+    (('shop', None), ('api', None))
+    >>> split_app("shop/feature/login", apps), split_app("acme-inc/api/topic", apps)
+    (('shop', 'feature/login'), ('api', 'topic'))
+    >>> try:
+    ...     split_app("shopp", apps)
+    ... except CommandError as exc:
+    ...     print(exc)
+    I don't know an app called `shopp` (did you mean `shop`?). Apps: `api`, `api-eu`, `shop`.
+    """
+    if word in repositories:
+        return word, None
+    by_repo = [name for name, repo in sorted(repositories.items()) if repo.lower() == word.lower()]
+    if len(by_repo) > 1:
+        names = ", ".join(f"`{n}`" for n in by_repo)
+        raise CommandError(f"`{word}` is the repository of {names}: name the app instead.")
+    if by_repo:
+        return by_repo[0], None
+    head, _, rest = word.partition("/")
+    if rest and head in repositories:
+        return head, validate_ref(rest)
+    parts = word.split("/", 2)
+    if len(parts) == 3:
+        app, _ = split_app(f"{parts[0]}/{parts[1]}", repositories)
+        return app, validate_ref(parts[2])
+    known = ", ".join(f"`{n}`" for n in sorted(repositories)) or "none yet"
+    guess = difflib.get_close_matches(head, list(repositories), n=1, cutoff=0.6)
+    hint = f" (did you mean `{guess[0]}`?)" if guess else ""
+    raise CommandError(f"I don't know an app called `{word}`{hint}. Apps: {known}.")
 
 
 def _environment(word: str) -> str:

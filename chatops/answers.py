@@ -1,0 +1,408 @@
+"""The answer to every chat command, the same for Slack and for the terminal.
+
+:meth:`Answers.answer` takes a :class:`~chatops.request.Request` and returns a :class:`Reply`
+written in Slack's mrkdwn (``*bold*``, `` `code` ``, ``<@U…>``, ``<url|text>``); the Slack
+endpoint sends it as is and the CLI renders it for a terminal. One method per action::
+
+    deploy, rollback     resolve the request (chatops.request), store it in the intake, and say
+                         "started, follow it here" or "queued, n ahead of you"
+    status … verify      the same, for a run that reads every host; answers with what it found
+    lock, unlock, …      change or read the environment locks (Prefect Variables)
+    status, latest,      read the deploy history in Prefect
+    deploys, where, help
+
+``wait`` is how long an answer may wait for a run to start (Slack: well under its 3 s; the
+terminal: longer). Whatever else is slow is bounded by the caller.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+from chatops.catalog import Catalog
+from chatops.grammar import HELP_TEXT, Command
+from chatops.intake import Intake, ReplyTo, Ticket
+from chatops.locks import LockHeld, Locks, LocksUnavailable
+from chatops.request import (
+    NotConfigured,
+    Refused,
+    Request,
+    Requester,
+    find_app,
+    find_target,
+    resolve,
+)
+from tasks import history
+from tasks.locks import Lock
+from tasks.slack_card import escape_mrkdwn, who
+from tasks.verify import Checked, read_report
+
+QUERY_RUNS = 5
+VERIFY_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer for whoever asked; ``public`` ones are shown to the whole Slack channel.
+
+    ``ticket`` is the request's run, for a terminal that follows it; ``ok`` is False for a
+    refusal (the terminal exits non-zero).
+    """
+
+    text: str
+    public: bool = False
+    ticket: Ticket | None = None
+    ok: bool = True
+
+
+class Answers:
+    """Answers requests; see the module docstring."""
+
+    def __init__(
+        self, catalog: Catalog, locks: Locks, intake: Intake, client: PrefectClient
+    ) -> None:
+        self.catalog = catalog
+        self.locks = locks
+        self.intake = intake
+        self.client = client
+        self._actions: dict[str, Callable[[Request, ReplyTo, float], Awaitable[Reply]]] = {
+            "help": self._help,
+            "where": self._where,
+            "deploy": self._start,
+            "rollback": self._start,
+            "lock": self._lock,
+            "unlock": self._unlock,
+            "unlock_all": self._unlock_all,
+            "check": self._check,
+            "status": self._status,
+            "latest": self._latest,
+            "deploys": self._deploys,
+        }
+
+    async def answer(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
+        """The reply to ``request``; refusals become short replies, never exceptions.
+
+        A name the in-memory configuration lacks may have been added a moment ago: the
+        configuration is read again (at most once a second) before the request is refused.
+        """
+        action = self._actions[request.command.action]
+        try:
+            try:
+                return await action(request, reply_to, wait)
+            except NotConfigured:
+                if not await self.catalog.refresh_now():
+                    raise
+                return await action(request, reply_to, wait)
+        except Refused as exc:
+            return Reply(str(exc), ok=False)
+        except LocksUnavailable:
+            return Reply(
+                "The Prefect API did not answer in time, so the locks could not be read or "
+                "changed, and nothing was started. Try again.",
+                ok=False,
+            )
+
+    # ---- runs
+    async def _start(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
+        run = resolve(request, self.catalog.snapshot)
+        ticket = await self.intake.submit(run, reply_to)
+        ticket = await self.intake.wait(ticket.id, wait)
+        return started_reply(request.requester, ticket, request.command)
+
+    async def _verify(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
+        run = resolve(request, self.catalog.snapshot)
+        ticket = await self.intake.submit(run, reply_to)
+        ticket = await self.intake.wait(ticket.id, max(wait, VERIFY_SECONDS))
+        if ticket.run_id is None:
+            return started_reply(request.requester, ticket, request.command)
+        checked = await self._verified(ticket.run_id)
+        if checked is None:
+            return Reply(f"The check did not finish in time; see {ticket.run_url}.", ticket=ticket)
+        return Reply(drift_text(checked), ticket=ticket)
+
+    async def _verified(self, run_id: str) -> list[Checked] | None:
+        """The report of a verify run once it is over (None if it does not end in time)."""
+        deadline = asyncio.get_running_loop().time() + VERIFY_SECONDS
+        while asyncio.get_running_loop().time() < deadline:
+            run = await self.client.read_flow_run(run_id)
+            if run.state and run.state.is_final():
+                artifacts = await self.client.read_artifacts(
+                    artifact_filter=ArtifactFilter(
+                        flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])
+                    )
+                )
+                for artifact in artifacts:
+                    found = read_report(str(artifact.data or ""))
+                    if found is not None:
+                        return found
+                return []
+            await asyncio.sleep(0.3)
+        return None
+
+    # ---- configuration
+    async def _help(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
+        return Reply(f"```{HELP_TEXT}```")
+
+    async def _where(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
+        snapshot = self.catalog.snapshot
+        name, app, _ = find_app(request.command.app, snapshot)
+        lines = [f"*{name}* ({escape_mrkdwn(app.repository)}) deploys to:"]
+        for env_name in app.environments:
+            env = snapshot.environment(name, env_name)
+            hosts = ", ".join(env.hosts) if env else "not configured"
+            notes = [
+                note
+                for note, on in (
+                    ("default", env_name == app.default_environment),
+                    ("production", bool(env and env.production)),
+                )
+                if on
+            ]
+            rules = []
+            if env and env.allowed_users:
+                rules.append("by " + ", ".join(f"<@{u}>" for u in env.allowed_users))
+            if env and env.allowed_channels:
+                rules.append("from " + ", ".join(f"<#{c}>" for c in env.allowed_channels))
+            if env and env.cli_users:
+                rules.append("from the terminal by " + ", ".join(env.cli_users))
+            lock = snapshot.lock(name, env_name)
+            lines.append(
+                f"• *{env_name}*{' (' + ', '.join(notes) + ')' if notes else ''}: "
+                f"{escape_mrkdwn(hosts)}"
+                + (f" — deploys only {' '.join(rules)}" if rules else "")
+                + (f" — :lock: locked by {lock.holder}" if lock else "")
+            )
+        if not app.environments:
+            lines.append("no environments are configured.")
+        return Reply("\n".join(lines))
+
+    # ---- locks
+    async def _lock(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
+        command, requester = request.command, request.requester
+        target = self._lockable(command, requester)
+        wanted = Lock(
+            target.app_name,
+            target.environment_name,
+            requester.user,
+            command.message,
+            datetime.now(UTC).isoformat(),
+            requester.via,
+        )
+        try:
+            replaced = await self.locks.take(wanted, command.force)
+        except LockHeld as exc:
+            return Reply(
+                f":lock: {exc.lock.describe()}\nTake it over with "
+                f"`lock {target.environment_name} on {target.app_name}!`.",
+                ok=False,
+            )
+        reason = f": {escape_mrkdwn(command.message)}" if command.message else ""
+        taken = (
+            f" (taken over from {replaced.holder})"
+            if replaced and replaced.stops(requester.user, requester.via)
+            else ""
+        )
+        return Reply(
+            f":lock: {requester.mention} locked *{target.environment_name}* on "
+            f"*{target.app_name}*{reason}{taken}.",
+            public=True,
+        )
+
+    async def _unlock(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
+        command, requester = request.command, request.requester
+        target = self._lockable(command, requester)
+        where = f"*{target.environment_name}* on *{target.app_name}*"
+        try:
+            removed = await self.locks.release(
+                target.app_name,
+                target.environment_name,
+                requester.user,
+                requester.via,
+                command.force,
+            )
+        except LockHeld as exc:
+            return Reply(
+                f":lock: {exc.lock.describe()}\nRemove it anyway with "
+                f"`unlock {target.environment_name} on {target.app_name}!`.",
+                ok=False,
+            )
+        if removed is None:
+            return Reply(f"{where} was not locked.")
+        whose = (
+            f" (it was {removed.holder}'s)" if removed.stops(requester.user, requester.via) else ""
+        )
+        return Reply(f":unlock: {requester.mention} unlocked {where}{whose}.", public=True)
+
+    async def _unlock_all(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
+        command, requester = request.command, request.requester
+        only = find_app(command.app, self.catalog.snapshot)[0] if command.app else None
+        removed, kept = [], []
+        for lock in await self.locks.all():
+            if only not in (None, lock.app):
+                continue
+            env = self.catalog.snapshot.environment(lock.app, lock.environment)
+            allowed = env is None or not env.refusal(
+                lock.app, lock.environment, requester.via, requester.user, requester.channel
+            )
+            mine = not lock.stops(requester.user, requester.via)
+            if allowed and (mine or command.force):
+                if await self.locks.release(
+                    lock.app, lock.environment, requester.user, requester.via, force=True
+                ):
+                    removed.append(f"*{lock.environment}* on *{lock.app}*")
+            else:
+                kept.append(lock.describe())
+        text = (
+            f":unlock: {requester.mention} unlocked {', '.join(removed)}."
+            if removed
+            else "No locks of yours to remove."
+        )
+        if kept:
+            text += (
+                "\nStill locked (not yours, or you may not deploy there; `unlock all!` removes "
+                "others' locks):\n• " + "\n• ".join(kept)
+            )
+        return Reply(text, public=bool(removed))
+
+    async def _check(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
+        command, requester = request.command, request.requester
+        target = find_target(command, self.catalog.snapshot)
+        refusal = target.environment.refusal(
+            target.app_name,
+            target.environment_name,
+            requester.via,
+            requester.user,
+            requester.channel,
+        )
+        if refusal:
+            return Reply(f":no_entry: {refusal}", ok=False)
+        lock = self.catalog.snapshot.lock(target.app_name, target.environment_name)
+        if lock is not None and lock.stops(requester.user, requester.via):
+            text = f":lock: {lock.describe()}\nA deploy ending in `!` would go ahead anyway."
+            return Reply(text, ok=False)
+        return Reply(
+            f":white_check_mark: You can deploy *{target.app_name}* to "
+            f"*{target.environment_name}* now."
+        )
+
+    def _lockable(self, command: Command, requester: Requester):  # noqa: ANN202
+        target = find_target(command, self.catalog.snapshot)
+        refusal = target.environment.refusal(
+            target.app_name,
+            target.environment_name,
+            requester.via,
+            requester.user,
+            requester.channel,
+        )
+        if refusal:
+            raise Refused(f":no_entry: {refusal}")
+        return target
+
+    # ---- history
+    async def _status(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
+        if request.command.verify:
+            return await self._verify(request, reply_to, wait)
+        return await self._deployed(request.command, detailed=False)
+
+    async def _latest(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
+        return await self._deployed(request.command, detailed=True)
+
+    async def _deployed(self, command: Command, detailed: bool) -> Reply:
+        wanted: set[tuple[str, str]] | None = None
+        if command.app is not None:
+            name, app, _ = find_app(command.app, self.catalog.snapshot)
+            names = app.environments
+            if command.environment is not None:
+                names = [find_target(command, self.catalog.snapshot).environment_name]
+            wanted = {(name, env) for env in names}
+        found = [
+            d
+            for d in await asyncio.to_thread(history.deployed_everywhere)
+            if wanted is None or (d.app, d.environment) in wanted
+        ]
+        if not found:
+            return Reply("Nothing deployed there yet (as far as Prefect knows).")
+        return Reply("\n".join(deployed_text(d, detailed) for d in found))
+
+    async def _deploys(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
+        command = request.command
+        name, app, carried = find_app(command.app, self.catalog.snapshot)
+        environment = None
+        if command.environment is not None:
+            environment = find_target(command, self.catalog.snapshot).environment_name
+        ref = command.ref or carried
+        runs = await asyncio.to_thread(history.recent_runs, name, environment)
+        runs = [r for r in runs if ref in (None, r.ref)][:QUERY_RUNS]
+        if not runs:
+            return Reply("No runs found.")
+        return Reply("\n".join(run_text(run) for run in runs))
+
+
+# --------------------------------------------------------------------------- text
+def started_reply(requester: Requester, ticket: Ticket, command: Command) -> Reply:
+    """ "Started, follow it" or "queued, n ahead of you", for a request in the intake."""
+    title = escape_mrkdwn(ticket.title)
+    if ticket.state == "failed":
+        return Reply(f"Could not start *{title}*: {escape_mrkdwn(ticket.error or '')}", ok=False)
+    if ticket.run_id is None:
+        ahead = f", {ticket.ahead} ahead of you" if ticket.ahead else ""
+        return Reply(
+            f":hourglass: Queued *{title}*{ahead}. It starts as soon as Prefect takes it; "
+            "the run link follows here.",
+            ticket=ticket,
+        )
+    link = f"<{ticket.run_url}|{title}>" if ticket.run_url else f"`{title}`"
+    doing = {"rollback": "is rolling back", "status": "is checking"}.get(
+        command.action, "is deploying"
+    )
+    hosts = f" (hosts: {escape_mrkdwn(', '.join(command.hosts))})" if command.hosts else ""
+    forced = " (forced)" if command.force else ""
+    return Reply(
+        f"{requester.mention} {doing} *{title}*{hosts}{forced}. Follow it: {link}",
+        public=True,
+        ticket=ticket,
+    )
+
+
+def deployed_text(deployed: history.Deployed, detailed: bool) -> str:
+    head = (
+        f"• *{deployed.app}* on *{deployed.environment}*: `{escape_mrkdwn(deployed.ref)}` at "
+        f"`{deployed.sha[:12]}`"
+    )
+    lines = [head, f"    deployed by {who(deployed.requested_by)} at {deployed.finished}"]
+    if detailed:
+        lines.append(
+            f"    release `{deployed.release}` on {escape_mrkdwn(', '.join(deployed.hosts))}"
+        )
+        if deployed.run_url:
+            lines.append(f"    run: <{deployed.run_url}|{escape_mrkdwn(deployed.run_url)}>")
+    return "\n".join(lines)
+
+
+def run_text(run: history.RecentRun) -> str:
+    name = escape_mrkdwn(run.name)
+    link = f"<{run.url}|{name}>" if run.url else name
+    when = run.when.strftime("%Y-%m-%d %H:%M UTC") if run.when else ""
+    by = f" by {who(run.requested_by)}" if run.requested_by else ""
+    return f"• {link}: {escape_mrkdwn(run.state)}{by} {when}".rstrip()
+
+
+def drift_text(checked: list[Checked]) -> str:
+    """What a verify run found, host by host; drift and unreachable hosts first."""
+    if not checked:
+        return "No hosts were checked."
+    bad = [c for c in checked if not c.consistent]
+    head = (
+        f":warning: {len(bad)} of {len(checked)} hosts differ from the record:"
+        if bad
+        else f":white_check_mark: All {len(checked)} hosts run what was recorded."
+    )
+    lines = [head]
+    for c in sorted(checked, key=lambda c: (c.consistent, c.app, c.environment, c.host)):
+        mark = "•" if c.consistent else ":x:"
+        lines.append(f"{mark} *{c.app}* {c.environment} `{escape_mrkdwn(c.host)}`: {c.describe()}")
+    return "\n".join(lines)

@@ -1,0 +1,32 @@
+"""Slack's mrkdwn, as a terminal shows it: the CLI prints the gateway's answers with this.
+
+>>> render("*shop* on <@U0ALICE001> &lt;x&gt; <http://p/runs/1|shop@v1> :lock: `v1`")
+'shop on @U0ALICE001 <x> shop@v1 (http://p/runs/1) 🔒 v1'
+"""
+
+import re
+
+EMOJI = {
+    ":lock:": "🔒",
+    ":unlock:": "🔓",
+    ":no_entry:": "⛔",
+    ":white_check_mark:": "✓",
+    ":x:": "✗",
+    ":warning:": "⚠",
+    ":hourglass:": "⏳",
+}
+_LINK = re.compile(r"<(https?://[^|>]+)\|([^>]*)>")
+_MENTION = re.compile(r"<([@#])([A-Z0-9]+)>")
+_BOLD = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])")
+_CODE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
+
+
+def render(text: str, bold: bool = False) -> str:
+    """``text`` without mrkdwn markup; ``bold`` keeps ``*bold*`` as ANSI bold."""
+    text = _LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
+    text = _MENTION.sub(lambda m: m.group(1) + m.group(2), text)
+    text = _BOLD.sub(lambda m: f"\033[1m{m.group(1)}\033[0m" if bold else m.group(1), text)
+    text = _CODE.sub(r"\1", text).replace("```", "")
+    for code, symbol in EMOJI.items():
+        text = text.replace(code, symbol)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")

@@ -1,0 +1,397 @@
+"""Durable intake: an accepted request is on disk before its sender hears "accepted", and it
+becomes a flow run, with retries, until it does.
+
+The store is a SQLite database owned by the gateway (``$CHATOPS_HOME/intake.db``, WAL mode,
+``synchronous=FULL``: a committed request survives a killed process and a power cut). It is
+the gateway's own because the engine's database is exactly what fails under a burst: the
+Prefect server answers concurrent writes on SQLite with 503 "database is locked", and a
+request that waited on that could be lost or answered too late. Here, storing takes well under
+a millisecond, and one dispatcher turns stored requests into flow runs one at a time, so the
+Prefect server sees a steady stream of writes instead of a burst::
+
+    ticket = await intake.submit(run, reply)     # durable now; the sender can be answered
+    ticket = await intake.wait(ticket.id, 0.6)   # started yet? (run link) or still queued
+    ...                                          # the dispatcher (:meth:`Intake.dispatch`)
+                                                 # starts it, retrying until Prefect takes it
+
+Duplicates are impossible twice over: a request's idempotency key (Slack trigger id, GitHub
+delivery or deployment id, CLI invocation id) is unique in the store, and it is also the
+Prefect idempotency key of the run, so a run created just before a crash is found again, not
+created twice.
+
+Whoever asked is told what became of a request they were not answered about yet: the run link
+goes to the Slack ``response_url`` when the answer said "queued"; a GitHub deployment gets a
+``queued`` status while Prefect cannot be reached and an ``error`` status if its run can never
+start (:class:`Notifier`).
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from uuid import UUID
+
+from prefect.client.orchestration import PrefectClient
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.utilities.urls import url_for
+
+from chatops.request import Run
+
+logger = logging.getLogger("chatops.intake")
+
+State = Literal["queued", "started", "failed"]
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
+SLOW_NOTICE_SECONDS = 20.0
+"""After this long without a run, whoever asked is told that the request waits (once)."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    reply TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued',
+    run_id TEXT,
+    run_url TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    noticed INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (state, id);
+"""
+
+
+@dataclass(frozen=True)
+class ReplyTo:
+    """Where to tell what became of a request: a Slack ``response_url``, a GitHub deployment."""
+
+    response_url: str | None = None
+    mention: str | None = None
+    repository: str | None = None
+    deployment_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    """A flow run that exists (it may still wait for a runner)."""
+
+    id: str
+    url: str | None
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What the intake knows about one request."""
+
+    id: int
+    key: str
+    title: str
+    state: State
+    run_id: str | None
+    run_url: str | None
+    ahead: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One stored request: a run to start, or a GitHub status to post."""
+
+    id: int
+    key: str
+    kind: Literal["run", "github_status"]
+    payload: dict[str, Any]
+    reply: ReplyTo
+    attempts: int
+    noticed: bool
+    created: float
+
+    @property
+    def run(self) -> Run:
+        return Run(**self.payload)
+
+
+class Permanent(Exception):
+    """A request that can never be carried out (Prefect refused its parameters)."""
+
+
+class Creator(Protocol):
+    """Creates the flow run of a :class:`Run` (the real one talks to Prefect)."""
+
+    async def create(self, run: Run) -> Started: ...
+
+
+class Notifier(Protocol):
+    """Tells people what became of requests they were not answered about."""
+
+    async def started(self, job: Job, started: Started) -> None: ...
+
+    async def waiting(self, job: Job, why: str) -> None: ...
+
+    async def failed(self, job: Job, why: str) -> None: ...
+
+    async def post_github_status(self, payload: dict[str, Any]) -> None: ...
+
+
+class Store:
+    """The SQLite file. Every call is short; callers run them in a thread."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(_SCHEMA)
+        path.chmod(0o600)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def add(self, key: str, kind: str, payload: dict[str, Any], reply: ReplyTo) -> int:
+        """Store a job (once per key, committed before returning); return its id."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO jobs (key, kind, payload, reply, created, updated)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (key, kind, json.dumps(payload), json.dumps(reply.__dict__), now, now),
+                )
+                row = self._db.execute("SELECT id FROM jobs WHERE key = ?", (key,)).fetchone()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return int(row[0])
+
+    def ticket(self, job_id: int) -> Ticket:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, key, payload, state, run_id, run_url, error FROM jobs WHERE id = ?",
+                (job_id,),
+            ).fetchone()
+            ahead = self._db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND id < ?", (job_id,)
+            ).fetchone()[0]
+        if row is None:
+            raise KeyError(job_id)
+        title = json.loads(row[2]).get("title", "")
+        return Ticket(row[0], row[1], title, row[3], row[4], row[5], int(ahead), row[6])
+
+    def due(self, now: float, limit: int = 20) -> list[Job]:
+        """Queued jobs whose next try is due, oldest first."""
+        return self._jobs(
+            "WHERE state = 'queued' AND next_try <= ? ORDER BY id LIMIT ?", (now, limit)
+        )
+
+    def jobs(self) -> list[Job]:
+        """Every job kept, oldest first."""
+        return self._jobs("ORDER BY id", ())
+
+    def _jobs(self, where: str, values: tuple[Any, ...]) -> list[Job]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, key, kind, payload, reply, attempts, noticed, created FROM jobs "
+                + where,
+                values,
+            ).fetchall()
+        return [
+            Job(*r[:3], json.loads(r[3]), ReplyTo(**json.loads(r[4])), r[5], bool(r[6]), r[7])
+            for r in rows
+        ]
+
+    def next_due(self) -> float | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MIN(next_try) FROM jobs WHERE state = 'queued'"
+            ).fetchone()
+        return row[0]
+
+    def update(self, job_id: int, **fields: Any) -> None:
+        fields["updated"] = time.time()
+        columns = ", ".join(f"{name} = ?" for name in fields)
+        with self._lock:
+            self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), job_id))
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        return {state: count for state, count in rows}
+
+
+class Intake:
+    """Stores requests and turns them into runs; see the module docstring."""
+
+    def __init__(self, path: Path, creator: Creator, notifier: Notifier) -> None:
+        self.store = Store(path)
+        self.creator = creator
+        self.notifier = notifier
+        self._wake = asyncio.Event()
+        self._waiters: dict[int, asyncio.Future[Ticket]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, run: Run, reply: ReplyTo) -> Ticket:
+        """Store ``run`` durably (its key makes a repeat a no-op); return its ticket."""
+        key = run.key or f"anon-{uuid.uuid4()}"
+        payload = {
+            "deployment": run.deployment,
+            "parameters": run.parameters,
+            "title": run.title,
+            "key": key,
+        }
+        job_id = await asyncio.to_thread(self.store.add, key, "run", payload, reply)
+        self._wake.set()
+        return await asyncio.to_thread(self.store.ticket, job_id)
+
+    async def submit_github_status(self, key: str, payload: dict[str, Any]) -> None:
+        """Store a GitHub deployment status to post (e.g. why a deployment will not start)."""
+        await asyncio.to_thread(self.store.add, key, "github_status", payload, ReplyTo())
+        self._wake.set()
+
+    async def ticket(self, job_id: int) -> Ticket:
+        return await asyncio.to_thread(self.store.ticket, job_id)
+
+    async def wait(self, job_id: int, seconds: float) -> Ticket:
+        """The ticket once its run has started (or failed), or after ``seconds``.
+
+        If the run starts while someone waits here, the waiter tells the requester, so the
+        dispatcher does not notify again; if it starts later, the dispatcher does.
+        """
+        ticket = await self.ticket(job_id)
+        if ticket.state != "queued":
+            return ticket
+        waiter = self._waiters.setdefault(job_id, asyncio.get_running_loop().create_future())
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), seconds)
+        except TimeoutError:
+            return await self.ticket(job_id)
+        finally:
+            if self._waiters.get(job_id) is waiter:
+                del self._waiters[job_id]
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.dispatch(), name="intake-dispatch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.store.close()
+
+    async def dispatch(self) -> None:
+        """Turn due jobs into runs (or statuses), one at a time, for as long as the gateway runs."""
+        while True:
+            jobs = await asyncio.to_thread(self.store.due, time.time())
+            for job in jobs:
+                await self._attempt(job)
+            if jobs:
+                continue
+            due = await asyncio.to_thread(self.store.next_due)
+            pause = 5.0 if due is None else min(5.0, max(0.0, due - time.time()))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), pause)
+
+    async def _attempt(self, job: Job) -> None:
+        try:
+            if job.kind == "github_status":
+                await self.notifier.post_github_status(job.payload)
+                await asyncio.to_thread(self.store.update, job.id, state="started")
+                return
+            started = await self.creator.create(job.run)
+        except Permanent as exc:
+            await asyncio.to_thread(self.store.update, job.id, state="failed", error=str(exc))
+            logger.error("Request %s can never start: %s", job.key, exc)
+            await self._settle(job.id)
+            await _quietly(self.notifier.failed(job, str(exc)))
+            return
+        except Exception as exc:
+            await self._retry(job, f"{type(exc).__name__}: {exc}")
+            return
+        await asyncio.to_thread(
+            self.store.update, job.id, state="started", run_id=started.id, run_url=started.url
+        )
+        if not await self._settle(job.id):
+            await _quietly(self.notifier.started(job, started))
+
+    async def _retry(self, job: Job, why: str) -> None:
+        pause = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2**job.attempts)
+        next_try = time.time() + pause
+        await asyncio.to_thread(
+            self.store.update, job.id, attempts=job.attempts + 1, error=why, next_try=next_try
+        )
+        logger.warning(
+            "Starting %s failed (attempt %d, next in %.1f s): %s",
+            job.key,
+            job.attempts + 1,
+            pause,
+            why,
+        )
+        if not job.noticed and time.time() - job.created > SLOW_NOTICE_SECONDS:
+            await asyncio.to_thread(self.store.update, job.id, noticed=1)
+            await _quietly(self.notifier.waiting(job, why))
+
+    async def _settle(self, job_id: int) -> bool:
+        """Hand the ticket to whoever waits for it; True if someone did."""
+        waiter = self._waiters.get(job_id)
+        if waiter is None or waiter.done():
+            return False
+        waiter.set_result(await self.ticket(job_id))
+        return True
+
+
+async def _quietly(work: Awaitable[None]) -> None:
+    try:
+        await work
+    except Exception:  # telling people must never stop the dispatcher
+        logger.exception("A notification failed")
+
+
+class PrefectCreator:
+    """Creates flow runs of Prefect deployments (by name) through ``client``."""
+
+    def __init__(self, client: PrefectClient) -> None:
+        self.client = client
+        self._ids: dict[str, UUID] = {}
+
+    async def create(self, run: Run) -> Started:
+        deployment_id = self._ids.get(run.deployment)
+        if deployment_id is None:
+            deployment_id = (await self.client.read_deployment_by_name(run.deployment)).id
+            self._ids[run.deployment] = deployment_id
+        try:
+            flow_run = await self.client.create_flow_run_from_deployment(
+                deployment_id,
+                parameters=run.parameters,
+                name=run.title,
+                tags=run.tags,
+                idempotency_key=run.key,
+            )
+        except ObjectNotFound:
+            self._ids.pop(run.deployment, None)  # served again under a new id: look it up anew
+            raise
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code in (400, 403, 422):
+                raise Permanent(f"Prefect refused the run: {exc.response.text[:300]}") from None
+            raise
+        return Started(str(flow_run.id), url_for("flow-run", obj_id=flow_run.id))

@@ -1,0 +1,200 @@
+"""The one request model: who asks, from where, for what, and the one way it becomes a run.
+
+Every entry point builds a :class:`Request`: the Slack handler from a slash command or a button,
+the GitHub handler from a ``deployment`` or ``push`` event, the gateway's CLI endpoint from a
+terminal line. :func:`resolve` then turns a deploy or rollback request into a :class:`Run` (the
+Prefect deployment to start and its parameters) or refuses it with :class:`Refused`, whose
+message is the answer for the person who asked. Everything is checked here, from the gateway's
+in-memory configuration, before any run exists::
+
+    app and environment known?  hosts and task known?  may this person deploy there?  locked?
+
+The flows check the same things again when they start (:mod:`flows.target`), so no entry point,
+not even "Run" in the Prefect UI, goes around them.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from blocks import App, Environment, UnknownTarget
+from chatops.catalog import Snapshot
+from chatops.grammar import Command, CommandError, split_app
+from chatops.settings import DEPLOY_DEPLOYMENT, ROLLBACK_DEPLOYMENT, VERIFY_DEPLOYMENT
+from tasks.summary import PREVIOUS, run_tags, run_title
+
+Via = Literal["slack", "github", "cli"]
+
+
+class Refused(Exception):
+    """A request that will not be carried out; the message is the reply, written for the user."""
+
+
+class NotConfigured(Refused):
+    """The request names an app or environment the gateway's copy of the configuration lacks
+    (it may have been added a moment ago)."""
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asks and through which entry point: a Slack user id and channel id, a GitHub login,
+    or a local user name at the terminal."""
+
+    via: Via
+    user: str
+    channel: str | None = None
+
+    @property
+    def mention(self) -> str:
+        return f"<@{self.user}>" if self.via == "slack" else self.user
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request: who (``requester``), what (``command``), and what an event already knows.
+
+    ``key`` makes it idempotent: the same key never starts two runs (a Slack trigger id, a
+    GitHub delivery or deployment id, a CLI invocation id). ``sha`` and ``deployment_id`` come
+    with GitHub events: the exact commit, and the deployment to report to.
+    """
+
+    requester: Requester
+    command: Command
+    key: str | None = None
+    sha: str | None = None
+    deployment_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """A flow run to start: which Prefect deployment, with which parameters, under which name."""
+
+    deployment: str
+    parameters: dict[str, Any]
+    title: str
+    key: str | None = None
+
+    @property
+    def app(self) -> str:
+        return self.parameters["app"]
+
+    @property
+    def environment(self) -> str:
+        return self.parameters.get("environment") or ""
+
+    @property
+    def tags(self) -> list[str]:
+        """Deploys and rollbacks carry the app's and environment's tags (the history lists
+        them); a verify run only says what it checked."""
+        if self.deployment == VERIFY_DEPLOYMENT:
+            return [f"verify:{self.app}"]
+        return run_tags(self.app, self.environment)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a request points at, as the configuration knows it."""
+
+    app_name: str
+    app: App
+    ref: str | None
+    environment_name: str
+    environment: Environment
+
+
+def find_app(word: str | None, config: Snapshot) -> tuple[str, App, str | None]:
+    """The app ``word`` names (a name or a repository) and the ref it carries, or Refused."""
+    if not config.loaded:
+        raise Refused(
+            "The configuration has not been loaded from Prefect yet; try again in a few seconds."
+        )
+    try:
+        name, ref = split_app(word or "", {n: a.repository for n, a in config.apps.items()})
+    except CommandError as exc:
+        raise NotConfigured(str(exc)) from None
+    return name, config.apps[name], ref
+
+
+def find_target(command: Command, config: Snapshot, environment_required: bool = True) -> Target:
+    """App, ref and environment of ``command``; the app's defaults fill in what is not said."""
+    app_name, app, carried = find_app(command.app, config)
+    if carried and command.ref:
+        raise Refused(f"Two refs given: `{carried}` and `{command.ref}`; write `APP@REF`.")
+    try:
+        environment = app.environment_name(app_name, command.environment)
+    except UnknownTarget as exc:
+        raise NotConfigured(str(exc)) from None
+    env = config.environment(app_name, environment)
+    if env is None:
+        raise NotConfigured(
+            f"*{app_name}* lists `{environment}`, but its settings (block "
+            f"`{app_name}-{environment}`) are missing. Ask whoever runs chatops."
+        )
+    return Target(app_name, app, carried or command.ref, environment, env)
+
+
+def authorize(target: Target, requester: Requester, config: Snapshot, force: bool) -> None:
+    """Refuse unless ``requester`` may deploy to ``target`` and no one else's lock is on it."""
+    refusal = target.environment.refusal(
+        target.app_name, target.environment_name, requester.via, requester.user, requester.channel
+    )
+    if refusal:
+        raise Refused(f":no_entry: {refusal}")
+    lock = config.lock(target.app_name, target.environment_name)
+    if lock is not None and lock.stops(requester.user, requester.via, force):
+        raise Refused(f":lock: {lock.describe()}\nTo go ahead anyway, end the command with `!`.")
+
+
+def resolve(request: Request, config: Snapshot) -> Run:
+    """The run a deploy, rollback or ``status … verify`` request asks for, or :class:`Refused`."""
+    command, requester = request.command, request.requester
+    if command.action == "status" and command.verify:
+        return _verify_run(request, config)
+    if command.action not in ("deploy", "rollback"):
+        raise ValueError(f"{command.action} starts no run")
+    target = find_target(command, config)
+    try:
+        hosts = target.environment.select_hosts(
+            target.app_name, target.environment_name, command.hosts
+        )
+        if command.action == "deploy":
+            target.app.task_command(target.app_name, command.task)
+    except UnknownTarget as exc:
+        raise Refused(str(exc)) from None
+    authorize(target, requester, config, command.force)
+    common = {
+        "app": target.app_name,
+        "environment": target.environment_name,
+        "requested_by": requester.user,
+        "via": requester.via,
+        "force": command.force,
+        "hosts": hosts if command.hosts else None,
+        "notify": {"channel": requester.channel} if requester.channel else None,
+    }
+    if command.action == "rollback":
+        parameters = {**common, "ref": target.ref}
+        title = run_title(target.app_name, target.ref or PREVIOUS, None, target.environment_name)
+        return Run(ROLLBACK_DEPLOYMENT, parameters, title, request.key)
+    ref = target.ref or target.app.default_ref
+    parameters = {
+        **common,
+        "ref": ref,
+        "sha": request.sha,
+        "deployment_id": request.deployment_id,
+        "task": command.task,
+    }
+    title = run_title(target.app_name, ref, request.sha, target.environment_name)
+    return Run(DEPLOY_DEPLOYMENT, parameters, title, request.key)
+
+
+def _verify_run(request: Request, config: Snapshot) -> Run:
+    """``status APP [in ENV] verify``: a run that reads every host of the app."""
+    command = request.command
+    if command.app is None:
+        raise Refused("Say which app to verify, e.g. `status shop verify`.")
+    app_name, app, _ = find_app(command.app, config)
+    environment = None
+    if command.environment is not None:
+        environment = find_target(command, config).environment_name
+    parameters = {"app": app_name, "environment": environment}
+    title = f"verify {app_name}" + (f" in {environment}" if environment else "")
+    return Run(VERIFY_DEPLOYMENT, parameters, title, request.key)

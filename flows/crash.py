@@ -1,0 +1,111 @@
+"""When the process running a deploy or rollback dies: say so, and free the environment.
+
+Inside the dead process nothing can run any more, so this happens outside it:
+
+- the runner notices its child died, marks the run Crashed and calls the flow's
+  ``on_crashed`` hook, :func:`crashed`, in its own process;
+- a runner that died *with* its children finds their runs when it starts again
+  (:func:`recover_orphans`): every run of its deployments still Running or Pending whose process
+  is gone (each run records its process in ``$CHATOPS_HOME/runs/``) is marked Crashed and
+  reported the same way.
+
+Either way GitHub gets ``error`` on the deployment and Slack a message. The environment's
+concurrency slot is freed when its lease runs out, and the next run on the environment brings
+every host back to one consistent release (:func:`flows.steps.recover_hosts`).
+"""
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect import runtime
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import FlowRun, State, StateType
+from prefect.states import Crashed
+
+from flows.report import report_crash
+from tasks.home import home
+from tasks.logs import run_logger
+
+UNFINISHED = [StateType.RUNNING, StateType.PENDING, StateType.CANCELLING]
+
+
+def crashed(flow: Any, flow_run: FlowRun, state: State) -> None:
+    """Prefect's ``on_crashed``/``on_cancellation`` hook: report the run as ``error``."""
+    report_crash(flow_run, state.message or f"the run ended {state.name}")
+    _record(str(flow_run.id)).unlink(missing_ok=True)
+
+
+crash_hooks: dict[str, Any] = {"on_crashed": [crashed], "on_cancellation": [crashed]}
+"""Keyword arguments for ``@flow``: the hooks every deploying flow has."""
+
+
+def _record(run_id: str) -> Path:
+    return home().root / "runs" / f"{run_id}.pid"
+
+
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), so a reused pid is not mistaken
+    for it; None when there is no such process (or only its zombie)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+@contextlib.contextmanager
+def recorded() -> Iterator[None]:
+    """Note this run's process while the block runs, so a restarted runner can tell whether it
+    is still alive."""
+    run_id = runtime.flow_run.id
+    path = _record(str(run_id)) if run_id else None
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{os.getpid()} {_started(os.getpid())}\n")
+    try:
+        yield
+    finally:
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+
+def alive(run_id: str) -> bool:
+    """Whether the process that recorded ``run_id`` still runs (on this machine)."""
+    try:
+        pid, started = _record(run_id).read_text().split()
+    except (OSError, ValueError):
+        return False
+    return _started(int(pid)) == started
+
+
+def recover_orphans(deployment_ids: list[UUID]) -> list[str]:
+    """Mark Crashed, and report, the unfinished runs of these deployments whose process is
+    gone; return their ids. Called by a runner before it starts taking runs."""
+    logger = run_logger(__name__)
+    unfinished = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=UNFINISHED))
+    )
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=deployment_ids)),
+            flow_run_filter=unfinished,
+        )
+        orphans = [run for run in runs if not alive(str(run.id))]
+        for run in orphans:
+            why = "the process running it died (found when the runner started again)"
+            client.set_flow_run_state(run.id, Crashed(message=why))
+            logger.warning("Run %s (%s) was orphaned: marked Crashed", run.id, run.name)
+            report_crash(run, why)
+            _record(str(run.id)).unlink(missing_ok=True)
+    return [str(run.id) for run in orphans]

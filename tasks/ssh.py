@@ -1,0 +1,367 @@
+"""SSH to the hosts of an environment: one connection per host, bounded commands, clear failures.
+
+Everything here is bounded in time. Connecting waits at most ``connect_timeout`` for the TCP
+connection, the banner, authentication and each new channel; a command waits its own timeout;
+a file transfer fails when the line stays silent for ``connect_timeout`` or when it runs past
+``2 x connect_timeout + size / min_upload_rate``.
+
+Every failure is a :class:`HostFailed` that names the host, the step and the likely cause, and
+carries the last lines of the command's output::
+
+    >>> print(HostFailed("web-2", "restart", "exit code 3", ["Starting...", "port 8080 in use"]))
+    web-2: restart failed: exit code 3
+        Starting...
+        port 8080 in use
+
+Inside ``with sessions():`` (a deploy) each host gets one connection, opened on first use and
+reused by every later step; outside, each :func:`connection` opens and closes its own.
+Everything sent to a remote shell is quoted by the caller with :func:`shlex.quote`.
+"""
+
+import errno
+import io
+import logging
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import paramiko
+from fabric import Config, Connection
+from invoke.exceptions import CommandTimedOut
+from paramiko.ssh_exception import NoValidConnectionsError
+
+from blocks.environment import Environment
+from tasks.logs import run_logger
+
+TAIL_LINES = 20
+KILL_AFTER_SECONDS = 5
+"""After a remote command's timeout, how long it has to exit on SIGTERM before SIGKILL."""
+_KEY_TYPES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+_CHUNK = 256 * 1024
+
+
+class HostFailed(RuntimeError):
+    """A step failed on one host: who, what and why, plus the output that explains it."""
+
+    def __init__(self, host: str, step: str, cause: str, tail: list[str] | None = None) -> None:
+        self.host, self.step, self.cause, self.tail = host, step, cause, list(tail or [])
+        shown = "".join(f"\n    {line}" for line in self.tail)
+        super().__init__(f"{host}: {step} failed: {cause}{shown}")
+
+    def __reduce__(self) -> tuple:  # keep the fields when Prefect pickles the exception
+        return (type(self), (self.host, self.step, self.cause, self.tail))
+
+
+class HostUnreachable(HostFailed):
+    """The host could not be reached or would not let us in."""
+
+
+class RemoteCommandFailed(HostFailed):
+    """A command on the host exited non-zero (``exit_code``), or hung (:class:`CommandHung`)."""
+
+    def __init__(
+        self, host: str, step: str, cause: str, tail: list[str] | None = None, exit_code: int = -1
+    ) -> None:
+        super().__init__(host, step, cause, tail)
+        self.exit_code = exit_code
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.host, self.step, self.cause, self.tail, self.exit_code))
+
+
+class CommandHung(RemoteCommandFailed):
+    """A command on the host did not finish in time; its process group was killed there."""
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> list[str]:
+    """The last ``lines`` non-empty lines of ``text``."""
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+def split_host(host: str, default_port: int) -> tuple[str, int]:
+    """``web-1:2222`` → ``("web-1", 2222)``; ``web-1`` → ``("web-1", default_port)``."""
+    name, colon, port = host.rpartition(":")
+    return (name, int(port)) if colon else (host, default_port)
+
+
+def load_private_key(text: str) -> paramiko.PKey:
+    """Parse an OpenSSH or PEM private key of any type paramiko knows."""
+    for key_type in _KEY_TYPES:
+        try:
+            return key_type.from_private_key(io.StringIO(text))
+        except (paramiko.SSHException, ValueError):
+            continue
+    raise ValueError("the environment's SSH private key is not a readable ed25519/ECDSA/RSA key")
+
+
+def pin_host_keys(client: paramiko.SSHClient, known_hosts: list[str]) -> None:
+    """Trust exactly the given known_hosts lines and refuse any other host key."""
+    keys = client.get_host_keys()
+    for line in known_hosts:
+        entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+        if entry is None:
+            raise ValueError(f"not a known_hosts line: {line[:60]!r}")
+        for name in entry.hostnames:
+            keys.add(name, entry.key.get_name(), entry.key)
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+
+
+class LogStream(io.TextIOBase):
+    """A text stream that sends each complete line to ``logger``, prefixed with the host."""
+
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter, host: str) -> None:
+        self._logger, self._host, self._partial = logger, host, ""
+
+    def write(self, text: str) -> int:
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self._logger.info("[%s] %s", self._host, line.rstrip("\r"))
+        return len(text)
+
+
+# --------------------------------------------------------------------------- connections
+def _new_connection(env: Environment, host: str) -> Connection:
+    name, port = split_host(host, env.ssh_port)
+    timeout = env.connect_timeout
+    conn = Connection(
+        name,
+        user=env.ssh_user,
+        port=port,
+        connect_timeout=max(1, int(timeout)),
+        config=Config(overrides={"run": {"in_stream": False}}),
+        connect_kwargs={
+            "pkey": load_private_key(env.ssh_private_key.get_secret_value()),
+            "look_for_keys": False,
+            "allow_agent": False,
+            "banner_timeout": timeout,
+            "auth_timeout": timeout,
+            "channel_timeout": timeout,
+        },
+    )
+    if env.known_hosts:
+        pin_host_keys(conn.client, env.known_hosts)
+    return conn
+
+
+def why_unreachable(exc: BaseException, env: Environment, host: str, step: str) -> HostFailed:
+    """The likely cause of a connection failure, in words an operator can act on."""
+    name, port = split_host(host, env.ssh_port)
+    where, seconds = f"{name}:{port}", env.connect_timeout
+    if isinstance(exc, NoValidConnectionsError):
+        cause = f"connection refused on {where}: is sshd running there?"
+    elif isinstance(exc, (TimeoutError, socket.timeout)):
+        cause = (
+            f"no answer from {where} within {seconds:.0f} s: "
+            "is a firewall dropping the packets, or is the route missing?"
+        )
+    elif isinstance(exc, socket.gaierror):
+        cause = f"cannot resolve {name!r}: check the host name"
+    elif isinstance(exc, OSError) and exc.errno in (
+        errno.EINVAL,
+        errno.ENETUNREACH,
+        errno.EHOSTUNREACH,
+        errno.ENETDOWN,
+    ):
+        cause = f"no route to {where} ({exc.strerror}): is the network to it up?"
+    elif isinstance(exc, paramiko.BadHostKeyException):
+        cause = (
+            f"{name} presented host key {exc.key.fingerprint}, but {exc.expected_key.fingerprint}"
+            " is pinned: if the host was rebuilt, compare fingerprints and update known_hosts"
+        )
+    elif isinstance(exc, paramiko.AuthenticationException):
+        key = load_private_key(env.ssh_private_key.get_secret_value()).fingerprint
+        cause = (
+            f"{name} refused user {env.ssh_user!r} with key {key}: "
+            f"is its public key in ~{env.ssh_user}/.ssh/authorized_keys?"
+        )
+    elif isinstance(exc, paramiko.SSHException):
+        cause = _ssh_protocol_cause(str(exc), name, where, seconds)
+    else:
+        cause = f"{type(exc).__name__}: {exc}"
+    return HostUnreachable(host, step, cause)
+
+
+def _ssh_protocol_cause(message: str, name: str, where: str, seconds: float) -> str:
+    if "known_hosts" in message:
+        return f"{name}'s host key is not among the pinned known_hosts: add its key line"
+    if "banner" in message:
+        return (
+            f"{where} accepted the connection but sent no SSH banner within {seconds:.0f} s: "
+            "is sshd hung, or something else listening there?"
+        )
+    if "channel" in message.lower():
+        return f"{name} stopped answering (no new channel within {seconds:.0f} s)"
+    return f"SSH error: {message}"
+
+
+def _open(env: Environment, host: str, step: str) -> Connection:
+    conn = _new_connection(env, host)
+    try:
+        conn.open()
+    except (OSError, paramiko.SSHException) as exc:
+        conn.close()
+        raise why_unreachable(exc, env, host, step) from None
+    return conn
+
+
+_pool: dict[tuple, Connection] | None = None
+_pool_lock = threading.Lock()
+
+
+def _pool_key(env: Environment, host: str) -> tuple:
+    return (
+        host,
+        env.ssh_user,
+        env.ssh_port,
+        env.ssh_private_key.get_secret_value(),
+        tuple(env.known_hosts),
+        env.connect_timeout,
+    )
+
+
+@contextmanager
+def sessions() -> Iterator[None]:
+    """Keep one open connection per host for the duration of the block; close them after."""
+    global _pool
+    with _pool_lock:
+        outer, _pool = _pool, ({} if _pool is None else _pool)
+    try:
+        yield
+    finally:
+        if outer is None:
+            with _pool_lock:
+                pool, _pool = _pool or {}, None
+            for conn in pool.values():
+                conn.close()
+
+
+@contextmanager
+def connection(env: Environment, host: str, step: str) -> Iterator[Connection]:
+    """An open connection to ``host``: the session's (inside :func:`sessions`) or a new one.
+
+    A connection that failed is closed and forgotten, so a retried step connects afresh.
+    """
+    key = _pool_key(env, host)
+    with _pool_lock:
+        pooled = _pool is not None
+        conn = _pool.get(key) if _pool is not None else None
+    if conn is None or not conn.is_connected:
+        conn = _open(env, host, step)
+        if pooled:
+            with _pool_lock:
+                if _pool is not None:
+                    _pool[key] = conn
+    try:
+        yield conn
+    except BaseException:
+        with _pool_lock:
+            if _pool is not None and _pool.get(key) is conn:
+                del _pool[key]
+        conn.close()
+        raise
+    else:
+        if not pooled:
+            conn.close()
+
+
+# --------------------------------------------------------------------------- commands
+def bounded(command: str, seconds: float) -> str:
+    """``command`` run under the host's ``timeout``: on expiry its whole process group gets
+    SIGTERM, then SIGKILL :data:`KILL_AFTER_SECONDS` later (exit code 124 or 137)."""
+    return (
+        f"timeout --kill-after={KILL_AFTER_SECONDS}s {max(1, int(seconds))}s "
+        f"sh -c {shlex.quote(command)}"
+    )
+
+
+def run(
+    conn: Connection, command: str, *, host: str, step: str, timeout: float, env: Environment
+) -> str:
+    """Run ``command`` on the host, its output in the run's logs; return its stdout.
+
+    A non-zero exit raises :class:`RemoteCommandFailed` (124/137, the exit codes of
+    :func:`bounded`, raise :class:`CommandHung`); a broken connection :class:`HostUnreachable`.
+    """
+    stream = LogStream(run_logger(__name__), host)
+    try:
+        result = conn.run(command, timeout=timeout, warn=True, out_stream=stream, err_stream=stream)
+    except CommandTimedOut as exc:
+        output = exc.result.stdout + exc.result.stderr
+        raise CommandHung(
+            host, step, f"no answer within {timeout:.0f} s", tail(output), exit_code=-1
+        ) from None
+    except (OSError, paramiko.SSHException) as exc:
+        raise why_unreachable(exc, env, host, step) from None
+    if result.exited in (124, 137) and command.startswith("timeout "):
+        raise CommandHung(
+            host,
+            step,
+            "did not finish in time; its processes on the host were killed",
+            tail(result.stdout + result.stderr),
+            exit_code=result.exited,
+        )
+    if result.exited != 0:
+        raise RemoteCommandFailed(
+            host,
+            step,
+            f"exit code {result.exited}",
+            tail(result.stdout + result.stderr),
+            exit_code=result.exited,
+        )
+    return result.stdout.strip()
+
+
+def send_file(
+    conn: Connection,
+    local: Path,
+    receiver: str,
+    *,
+    host: str,
+    step: str,
+    env: Environment,
+) -> float:
+    """Stream ``local`` into the stdin of the remote ``receiver`` command; return the seconds.
+
+    The receiver runs under the host's ``timeout`` with the same bound as the transfer, so a
+    transfer that stalls is cleaned up on the host even when the host cannot be reached.
+    """
+    size = local.stat().st_size
+    stall = env.connect_timeout
+    limit = 2 * stall + size / env.min_upload_rate
+    started = time.monotonic()
+    transport = conn.client.get_transport()
+    try:
+        channel = transport.open_session(timeout=stall)
+        channel.settimeout(stall)
+        channel.exec_command(bounded(receiver, limit))
+        with open(local, "rb") as source:
+            while chunk := source.read(_CHUNK):
+                if time.monotonic() - started > limit:
+                    raise TimeoutError("slow")
+                channel.sendall(chunk)
+        channel.shutdown_write()
+        remaining = max(0.1, limit - (time.monotonic() - started))
+        if not channel.status_event.wait(remaining):
+            raise TimeoutError("no exit status")
+    except (OSError, paramiko.SSHException) as exc:
+        took = time.monotonic() - started
+        cause = (
+            f"transfer of {size} bytes stalled or ran past {limit:.0f} s "
+            f"(after {took:.1f} s; 2 x connect_timeout + size / min_upload_rate): "
+            "is the link to the host dropping packets or very slow?"
+        )
+        if not isinstance(exc, (TimeoutError, socket.timeout)):
+            cause = why_unreachable(exc, env, host, step).cause
+        conn.close()
+        raise HostUnreachable(host, step, cause) from None
+    code = channel.recv_exit_status()
+    errors = channel.makefile_stderr("rb").read().decode(errors="replace")
+    channel.close()
+    if code != 0:
+        raise RemoteCommandFailed(host, step, f"exit code {code}", tail(errors), exit_code=code)
+    return time.monotonic() - started

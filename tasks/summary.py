@@ -1,0 +1,83 @@
+"""The state of one deploy as people see it: one :class:`DeploySummary`, updated as it goes.
+
+The flow's :class:`~flows.report.DeployReport` keeps it current; the Slack card
+(:mod:`tasks.slack_card`), the run report and the deployed-where record (:mod:`tasks.history`)
+are renderings of it::
+
+    >>> summary = DeploySummary("shop", "staging", "v1", hosts=["web-1"],
+    ...                         steps=[Step("build"), Step("upload")])
+    >>> summary.title
+    'shop@v1 → staging'
+    >>> summary.step("build").state = "done"
+    >>> summary.finished_steps
+    1
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+StepState = Literal["pending", "running", "done", "failed", "skipped", "cached"]
+Outcome = Literal["success", "failure", "error"]
+PREVIOUS = "previous release"
+"""What a rollback without a ref goes back to; also how such a run is titled."""
+
+
+def run_title(app: str, ref: str, sha: str | None, environment: str) -> str:
+    """How a deploy is named everywhere: ``shop@feature-x (1a2b3c4) → staging``."""
+    commit = f" ({sha[:7]})" if sha else ""
+    return f"{app}@{ref}{commit} → {environment}"
+
+
+def run_tags(app: str, environment: str) -> list[str]:
+    """The tags every run of one app environment carries (history queries filter on them)."""
+    return [f"app:{app}", f"env:{environment}"]
+
+
+@dataclass
+class Step:
+    """One step of a deploy: its state and the seconds spent in it so far."""
+
+    name: str
+    state: StepState = "pending"
+    seconds: float | None = None
+
+
+@dataclass
+class DeploySummary:
+    """Who deploys what where, how far it got, and how it ended."""
+
+    app: str
+    environment: str
+    ref: str
+    hosts: list[str]
+    steps: list[Step]
+    requested_by: str = "someone"
+    sha: str | None = None
+    release: str | None = None
+    run_url: str | None = None
+    environment_url: str | None = None
+    deployment_id: int | None = None
+    outcome: Outcome | None = None
+    error: str | None = None
+    finished: str | None = None
+    force_parameters: dict[str, Any] | None = field(default=None)
+    """The parameters of this deploy, offered again as "Deploy anyway" when checks were red."""
+
+    @property
+    def title(self) -> str:
+        return run_title(self.app, self.ref, self.sha, self.environment)
+
+    def step(self, name: str) -> Step:
+        return next(s for s in self.steps if s.name == name)
+
+    @property
+    def finished_steps(self) -> int:
+        return sum(s.state in ("done", "skipped", "cached") for s in self.steps)
+
+    @property
+    def running_step(self) -> Step | None:
+        return next((s for s in self.steps if s.state == "running"), None)
+
+    @property
+    def elapsed(self) -> float:
+        return sum(s.seconds or 0.0 for s in self.steps)
