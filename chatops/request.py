@@ -104,7 +104,7 @@ class Target:
 def find_app(word: str | None, config: Snapshot) -> tuple[str, App, str | None]:
     """The app ``word`` names (a name or a repository) and the ref it carries, or Refused."""
     if not config.loaded:
-        raise Refused(
+        raise NotConfigured(
             "The configuration has not been loaded from Prefect yet; try again in a few seconds."
         )
     try:

@@ -131,19 +131,20 @@ def refuse_taken_port(host: str, port: int) -> None:
             )
 
 
-def wait_healthy(api_url: str, service: Service, seconds: float) -> None:
+def wait_healthy(url: str, service: Service, seconds: float) -> None:
+    """Wait until ``url`` answers 200; :class:`StartupError` if ``service`` dies or never does."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if not service.alive():
             code = service.process.returncode if service.process else None
-            raise StartupError(f"the Prefect server exited with code {code}")
+            raise StartupError(f"the {service.name} exited with code {code}")
         try:
-            with _opener.open(f"{api_url}/health", timeout=2) as response:
+            with _opener.open(url, timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.2)
-    raise StartupError(f"the Prefect server did not answer on {api_url} in {seconds:.0f} s")
+    raise StartupError(f"the {service.name} did not answer on {url} in {seconds:.0f} s")
 
 
 def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) -> int:
@@ -179,7 +180,8 @@ def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) 
         for service in services:
             service.start(env)
             if service.name == "server":
-                wait_healthy(api_url, service, SERVER_START_SECONDS)
+                wait_healthy(f"{api_url}/health", service, SERVER_START_SECONDS)
+        wait_healthy(f"{gateway_url}/healthz", services[-1], SERVER_START_SECONDS)
         ui_url = api_url.removesuffix("/api")
         write_up_file(
             home().up_file, pid=os.getpid(), api_url=api_url, ui_url=ui_url, gateway_url=gateway_url

@@ -19,6 +19,9 @@
 #   chromium                         the browser the UI tests drive (Playwright, never its own
 #                                    browser download)
 #   curl, python3-venv               health checks by hand; the venv
+#   postgresql                       PostgreSQL 15 (/usr/lib/postgresql/15/bin): the scale-out test
+#                                    starts a throwaway cluster as a plain process
+#                                    (tests/testbed/postgres.py) and a Prefect server on it
 set -euo pipefail
 
 PACKAGES=(
@@ -30,6 +33,7 @@ PACKAGES=(
   tomcat10-common
   chromium
   python3-venv
+  postgresql
 )
 
 [ "$(id -u)" = 0 ] || { echo "install-deps.sh: run as root" >&2; exit 1; }

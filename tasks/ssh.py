@@ -41,7 +41,7 @@ TAIL_LINES = 20
 KILL_AFTER_SECONDS = 5
 """After a remote command's timeout, how long it has to exit on SIGTERM before SIGKILL."""
 _KEY_TYPES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
-_CHUNK = 256 * 1024
+_CHUNK = 64 * 1024
 
 
 class HostFailed(RuntimeError):
@@ -327,41 +327,57 @@ def send_file(
 ) -> float:
     """Stream ``local`` into the stdin of the remote ``receiver`` command; return the seconds.
 
-    The receiver runs under the host's ``timeout`` with the same bound as the transfer, so a
-    transfer that stalls is cleaned up on the host even when the host cannot be reached.
+    A watchdog closes the connection when the transfer makes no progress for ``connect_timeout``
+    seconds or runs past its bound (a blocked socket write would otherwise wait forever). The
+    receiver runs under the host's ``timeout`` with the same bound, so a stalled transfer is
+    cleaned up on the host even when the host cannot be reached any more.
     """
     size = local.stat().st_size
     stall = env.connect_timeout
     limit = 2 * stall + size / env.min_upload_rate
     started = time.monotonic()
     transport = conn.client.get_transport()
+    moved = [started]
+    gave_up = threading.Event()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.25):
+            now = time.monotonic()
+            if now - moved[0] > stall or now - started > limit:
+                gave_up.set()
+                transport.close()  # unblocks a write waiting on a dead link
+                return
+
+    watchdog = threading.Thread(target=watch, name=f"upload-watchdog-{host}", daemon=True)
+    watchdog.start()
     try:
         channel = transport.open_session(timeout=stall)
         channel.settimeout(stall)
         channel.exec_command(bounded(receiver, limit))
         with open(local, "rb") as source:
             while chunk := source.read(_CHUNK):
-                if time.monotonic() - started > limit:
-                    raise TimeoutError("slow")
                 channel.sendall(chunk)
+                moved[0] = time.monotonic()
         channel.shutdown_write()
-        remaining = max(0.1, limit - (time.monotonic() - started))
-        if not channel.status_event.wait(remaining):
+        if not channel.status_event.wait(max(0.1, limit - (time.monotonic() - started))):
             raise TimeoutError("no exit status")
-    except (OSError, paramiko.SSHException) as exc:
+        code = channel.recv_exit_status()
+        errors = channel.makefile_stderr("rb").read().decode(errors="replace")
+        channel.close()
+    except (OSError, EOFError, paramiko.SSHException) as exc:
         took = time.monotonic() - started
-        cause = (
-            f"transfer of {size} bytes stalled or ran past {limit:.0f} s "
-            f"(after {took:.1f} s; 2 x connect_timeout + size / min_upload_rate): "
-            "is the link to the host dropping packets or very slow?"
-        )
-        if not isinstance(exc, (TimeoutError, socket.timeout)):
-            cause = why_unreachable(exc, env, host, step).cause
         conn.close()
+        cause = (
+            f"transfer of {size} bytes stalled for {stall:.0f} s or ran past {limit:.0f} s "
+            f"(gave up after {took:.1f} s; the bound is 2 x connect_timeout + size / "
+            "min_upload_rate): is the link to the host dropping packets or very slow?"
+        )
+        if not (gave_up.is_set() or isinstance(exc, (TimeoutError, socket.timeout))):
+            cause = why_unreachable(exc, env, host, step).cause
         raise HostUnreachable(host, step, cause) from None
-    code = channel.recv_exit_status()
-    errors = channel.makefile_stderr("rb").read().decode(errors="replace")
-    channel.close()
+    finally:
+        done.set()
     if code != 0:
         raise RemoteCommandFailed(host, step, f"exit code {code}", tail(errors), exit_code=code)
     return time.monotonic() - started

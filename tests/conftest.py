@@ -49,6 +49,26 @@ def chatops_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture
+def shop(
+    prefect_server: None,
+    chatops_home: Path,
+    deploy_hosts: list,
+    app_repo,
+    ssh_key,
+    fake_github,
+) -> Iterator:
+    """The example app as ``shop`` on the test bed (see tests/shop.py), GitHub faked."""
+    from blocks import GitHubAccess
+    from tests.shop import Shop, save_shop
+
+    fake_github.add_repo("acme/shop", git_dir=app_repo.path)
+    GitHubAccess(token=fake_github.token, api_url=fake_github.url).save("default", overwrite=True)
+    env = save_shop(app_repo, deploy_hosts, ssh_key)
+    yield Shop(hosts=deploy_hosts, repo=app_repo, github=fake_github, env=env)
+    assert fake_github.violations == []
+
+
 @pytest.fixture(scope="session")
 def served_flows(prefect_server: None) -> Iterator[None]:
     """The runner (``python -m chatops.runner``) serving the deploy and rollback deployments

@@ -1,6 +1,11 @@
-"""The example app, configured as "shop" on the test bed: its blocks, its health, its runs."""
+"""The example app, configured as "shop" on the test bed: its blocks, its health, its runs.
+
+The ``shop`` fixture (tests/conftest.py) gives a :class:`Shop`: hosts, repository, the fake
+GitHub API and the saved Environment.
+"""
 
 import time
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -63,3 +68,28 @@ def wait_finished(run_id: UUID | str, seconds: float = 240) -> FlowRun:
                 return run
             time.sleep(0.5)
     raise AssertionError(f"flow run {run_id} did not finish in {seconds} s")
+
+
+@dataclass
+class Shop:
+    """The example app configured against the test bed: blocks saved, GitHub faked."""
+
+    hosts: list[TestHost]
+    repo: AppRepo
+    github: Any
+    env: Environment
+
+    def serving(self, host: TestHost) -> str:
+        return serving(host)
+
+    def current(self, host: TestHost) -> str:
+        return (host.root / "current").readlink().name
+
+    def save_env(self, **changes: object) -> None:
+        self.env = self.env.model_copy(update=changes)
+        self.env.save("shop-staging", overwrite=True)
+
+
+def states(github: Any, deployment_id: int) -> list[str]:
+    """The states GitHub was told for one deployment, oldest first."""
+    return [status["state"] for status in github.statuses(deployment_id)]

@@ -6,9 +6,6 @@ PyGithub talks to over HTTP.
 """
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -20,56 +17,15 @@ from prefect.client.schemas.filters import (
 )
 from prefect.deployments import run_deployment
 
-from blocks import Environment, GitHubAccess, SlackAccess
+from blocks import GitHubAccess, SlackAccess
 from flows.deploy import deploy
 from flows.rollback import rollback
 from tasks import history
 from tasks.home import home
-from tests.shop import DEPLOY_PATH, save_shop, serving, wait_finished
-from tests.testbed.gitrepo import AppRepo
-from tests.testbed.hosts import SshKey, TestHost
+from tests.shop import DEPLOY_PATH, Shop, states, wait_finished
+from tests.testbed.hosts import SshKey
 
 pytestmark = pytest.mark.e2e
-
-
-@dataclass
-class Shop:
-    """The example app configured against the test bed: blocks saved, GitHub faked."""
-
-    hosts: list[TestHost]
-    repo: AppRepo
-    github: object
-    env: Environment
-
-    def serving(self, host: TestHost) -> str:
-        return serving(host)
-
-    def current(self, host: TestHost) -> str:
-        return (host.root / "current").readlink().name
-
-    def save_env(self, **changes: object) -> None:
-        self.env = self.env.model_copy(update=changes)
-        self.env.save("shop-staging", overwrite=True)
-
-
-@pytest.fixture
-def shop(
-    prefect_server: None,
-    chatops_home: Path,
-    deploy_hosts: list[TestHost],
-    app_repo: AppRepo,
-    ssh_key: SshKey,
-    fake_github,
-) -> Iterator[Shop]:
-    fake_github.add_repo("acme/shop", git_dir=app_repo.path)
-    GitHubAccess(token=fake_github.token, api_url=fake_github.url).save("default", overwrite=True)
-    env = save_shop(app_repo, deploy_hosts, ssh_key)
-    yield Shop(hosts=deploy_hosts, repo=app_repo, github=fake_github, env=env)
-    assert fake_github.violations == []
-
-
-def states(github, deployment_id: int) -> list[str]:
-    return [status["state"] for status in github.statuses(deployment_id)]
 
 
 def test_deploy_v1_then_v2_then_v1_again_without_building(shop: Shop) -> None:

@@ -51,18 +51,24 @@ class ChatopsUp:
     ``.base`` is the UI address, ``.api`` the API; ``.log`` has everything it printed.
     """
 
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, env: dict[str, str] | None = None):
         self.home = home
         self.port = free_port()
+        self.gateway_port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.api = f"{self.base}/api"
-        self.log = home.parent / "up.log"
+        self.gateway = f"http://127.0.0.1:{self.gateway_port}"
+        self.log = home.parent / f"up-{self.port}.log"
+        self.extra_env = env or {}
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "ChatopsUp":
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
         env.update(
-            CHATOPS_HOME=str(self.home), CHATOPS_GATEWAY_PORT=str(free_port()), DO_NOT_TRACK="1"
+            CHATOPS_HOME=str(self.home),
+            CHATOPS_GATEWAY_PORT=str(self.gateway_port),
+            DO_NOT_TRACK="1",
+            **self.extra_env,
         )
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
@@ -82,6 +88,19 @@ class ChatopsUp:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def child(self, module: str) -> int:
+        """The pid of the child of ``chatops up`` that runs ``python -m <module>``."""
+        assert self.process is not None
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if int(fields[1]) == self.process.pid and module.encode() in cmdline:
+                return int(stat.parent.name)
+        raise LookupError(f"chatops up runs no {module}")
 
     def cli(
         self,

@@ -1,0 +1,384 @@
+"""The system as a user runs it: ``chatops up`` in its own CHATOPS_HOME, the ``chatops`` CLI in
+fresh processes, the gateway over HTTP, and the Prefect REST API for what happened.
+
+Standard library only (plus the project's stdlib-only test-bed helpers): the harness never
+imports Prefect, so it measures the product, not itself. Every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import re
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+CHATOPS = VENV_BIN / "chatops"
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_PR_SET_PDEATHSIG = 1
+RUN_ID = re.compile(
+    r"/runs/flow-run/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+)
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+class BenchError(RuntimeError):
+    """Something the benchmark needs did not happen (in time)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10,
+) -> tuple[int, bytes]:
+    """One HTTP call on loopback (no proxies); HTTP errors are returned, not raised."""
+    if not url.startswith("http://127.0.0.1:"):
+        raise BenchError(f"refusing to talk to {url}: the bench only uses 127.0.0.1")
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with _opener.open(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def ts(text: str | None) -> float | None:
+    """A Prefect timestamp as epoch seconds."""
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def wait_for(what: str, predicate: Any, timeout: float, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+        except OSError:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def _pdeathsig() -> None:
+    """In a child: SIGTERM when the bench dies, so nothing outlives a killed bench."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def proc_children() -> dict[int, list[int]]:
+    """ppid -> child pids, for every process on the machine."""
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def descendants(pid: int) -> list[int]:
+    tree, found, todo = proc_children(), [], [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def status_kb(pid: int, key: str) -> int | None:
+    """A ``kB`` field (VmHWM, VmRSS) of /proc/<pid>/status."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+@dataclass
+class CliResult:
+    args: list[str]
+    rc: int
+    stdout: str
+    stderr: str
+    started: float  # epoch, just before the process was spawned
+    wall: float  # seconds until it exited
+    cpu: float | None = None  # its user+system CPU seconds
+
+    @property
+    def run_id(self) -> str | None:
+        match = RUN_ID.search(self.stdout)
+        return match.group(1) if match else None
+
+
+@dataclass
+class Up:
+    """``chatops up --port <free>`` with its own CHATOPS_HOME, as a user starts it."""
+
+    home: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    gateway_port: int = 0
+    process: subprocess.Popen | None = None
+    log: Path | None = None
+    spawned: float = 0.0
+    milestones: dict[str, float] = field(default_factory=dict)
+    starts: int = 0
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def token(self) -> str:
+        return (self.home / "cli-token").read_text().strip()
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
+        env.update(
+            CHATOPS_HOME=str(self.home),
+            CHATOPS_GATEWAY_PORT=str(self.gateway_port),
+            DO_NOT_TRACK="1",
+            **self.extra_env,
+        )
+        return env
+
+    def start(self, wait_deployments: bool = True, timeout: float = 180) -> dict[str, float]:
+        """Start it; return seconds from spawn to each milestone it reached."""
+        if not self.port:
+            self.port, self.gateway_port = free_port(), free_port()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.starts += 1
+        self.log = self.home.parent / f"up-{self.starts}.log"
+        out = open(self.log, "wb")  # noqa: SIM115 - the child keeps it
+        self.spawned = time.time()
+        self.process = subprocess.Popen(
+            [str(CHATOPS), "up", "--port", str(self.port)],
+            env=self.env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches the bench, which stops this in order
+            preexec_fn=_pdeathsig,
+        )
+        out.close()
+        self.milestones = {}
+        pending = {"up_line", "gateway", "deployments"}
+        deadline = time.monotonic() + timeout
+        while pending - ({"deployments"} if not wait_deployments else set()):
+            if self.process.poll() is not None:
+                raise BenchError(f"chatops up exited ({self.process.returncode}):\n{self.output()}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"chatops up not ready after {timeout:.0f} s: {pending}")
+            now = time.time()
+            if "up_line" in pending and "chatops is up" in self.output():
+                self.milestones["up_line"] = now - self.spawned
+                pending.discard("up_line")
+            if "gateway" in pending and self._gateway_ok():
+                self.milestones["gateway"] = now - self.spawned
+                pending.discard("gateway")
+            if "deployments" in pending and self._deployments_ok():
+                self.milestones["deployments"] = now - self.spawned
+                pending.discard("deployments")
+            time.sleep(0.05)
+        return self.milestones
+
+    def _gateway_ok(self) -> bool:
+        try:
+            status, _ = http("GET", f"{self.gateway}/healthz", timeout=1)
+        except OSError:
+            return False
+        return status == 200
+
+    def _deployments_ok(self) -> bool:
+        try:
+            status, body = http("POST", f"{self.api}/deployments/filter", b"{}", _JSON, timeout=2)
+        except OSError:
+            return False
+        if status != 200:
+            return False
+        found = json.loads(body)
+        names = sorted(d["name"] for d in found if not d.get("paused"))
+        return names == ["chatops"] * 3
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
+
+    def children(self) -> dict[str, int]:
+        """pids of the server, runner, gateway and the runner's forkserver."""
+        found: dict[str, int] = {}
+        if not self.process:
+            return found
+        for pid in descendants(self.process.pid):
+            line = cmdline(pid)
+            if "prefect server start" in line:
+                found["server"] = pid
+            elif "chatops.runner" in line:
+                found["runner"] = pid
+            elif "chatops.gateway" in line:
+                found["gateway"] = pid
+            elif "multiprocessing.forkserver" in line:
+                found["forkserver"] = pid
+        return found
+
+    def stop(self, grace: float = 60) -> None:
+        """Ctrl-C as a person would; anything left after ``grace`` seconds is killed."""
+        if not self.process:
+            return
+        family = descendants(self.process.pid)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        for pid in family:  # a child that ignored its stop (or was orphaned) goes now
+            with contextlib.suppress(OSError):
+                if cmdline(pid):
+                    os.kill(pid, signal.SIGKILL)
+        self.process = None
+
+    # ------------------------------------------------------------------ the user's commands
+    def cli_env(self, **extra: str) -> dict[str, str]:
+        """A user's shell environment: no PREFECT_*/CHATOPS_* but CHATOPS_HOME."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
+        env.update(CHATOPS_HOME=str(self.home), DO_NOT_TRACK="1", **extra)
+        return env
+
+    def cli(
+        self,
+        *args: str,
+        timeout: float = 600,
+        user: str = "bench",
+        env: dict[str, str] | None = None,
+    ) -> CliResult:
+        """``chatops ARGS`` in a fresh process, found through CHATOPS_HOME as a shell does."""
+        extra = env or {}
+        env = self.cli_env(USER=user, LOGNAME=user, **extra)
+        argv = [str(CHATOPS), *args]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.time()
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            argv,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_pdeathsig,
+        )
+        wall = time.monotonic() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return CliResult(argv, proc.returncode, proc.stdout, proc.stderr, started, wall, cpu)
+
+    # ------------------------------------------------------------------ Prefect REST
+    def api_get(self, path: str) -> Any:
+        status, body = http("GET", f"{self.api}{path}", timeout=10)
+        if status != 200:
+            raise BenchError(f"GET {path}: HTTP {status} {body[:200]!r}")
+        return json.loads(body)
+
+    def api_post(self, path: str, payload: dict) -> Any:
+        status, body = http("POST", f"{self.api}{path}", json.dumps(payload).encode(), _JSON)
+        if status not in (200, 201):
+            raise BenchError(f"POST {path}: HTTP {status} {body[:200]!r}")
+        return json.loads(body)
+
+    def flow_run(self, run_id: str) -> dict:
+        return self.api_get(f"/flow_runs/{run_id}")
+
+    def task_runs(self, run_id: str) -> list[dict]:
+        return self.api_post(
+            "/task_runs/filter",
+            {
+                "flow_runs": {"id": {"any_": [run_id]}},
+                "sort": "EXPECTED_START_TIME_ASC",
+                "limit": 200,
+            },
+        )
+
+    def wait_final(self, run_id: str, timeout: float = 600) -> dict:
+        def final() -> dict | None:
+            run = self.flow_run(run_id)
+            return run if (run.get("state") or {}).get("type") in FINAL else None
+
+        return wait_for(f"flow run {run_id} to end", final, timeout, interval=0.25)
+
+    def first_task_start(self, run_id: str, timeout: float = 120) -> float:
+        """Epoch when the run's first task run started running (waits until one has)."""
+
+        def first() -> float | None:
+            starts = [ts(t.get("start_time")) for t in self.task_runs(run_id)]
+            starts = [s for s in starts if s]
+            if starts:
+                return min(starts)
+            state = (self.flow_run(run_id).get("state") or {}).get("type")
+            if state in FINAL:
+                raise BenchError(f"flow run {run_id} ended ({state}) before any task ran")
+            return None
+
+        return wait_for(f"the first task of {run_id}", first, timeout, interval=0.05)
+
+    def request_run(self, request_id: int, timeout: float = 60) -> str:
+        """The flow run id of an intake request (what the CLI polls), once it exists."""
+
+        def run_id() -> str | None:
+            status, body = http(
+                "GET",
+                f"{self.gateway}/cli/requests/{request_id}",
+                headers={"Authorization": f"Bearer {self.token}"},
+            )
+            ticket = json.loads(body) if status == 200 else {}
+            if ticket.get("state") == "failed":
+                raise BenchError(f"request {request_id} failed: {ticket.get('error')}")
+            return ticket.get("run_id")
+
+        return wait_for(f"the run of request {request_id}", run_id, timeout, interval=0.05)
+
+
+_JSON = {"Content-Type": "application/json"}

@@ -1,0 +1,221 @@
+"""Crashes for real: the deploy's process and the runner are SIGKILLed mid-deploy, or
+``chatops up`` gets SIGTERM, on a real ``chatops up`` with two sshd hosts running Tomcat.
+
+After a kill ``chatops up`` is restarted and a new deploy is asked for at once: it must start
+within 90 s of the kill without anyone touching anything, bring every host back to one release
+first, and finish; GitHub (fake) must have ``error`` on the crashed deployment and Slack (fake)
+must have been told. After a SIGTERM every host must run the same release.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from blocks import App, GitHubAccess, SlackAccess
+from tests.fakes.github_api import FakeGitHub
+from tests.fakes.slack_api import FakeSlack
+from tests.gateway_support import ALICE, DEPLOYS, SLACK_SECRET, slack_headers, slash_body
+from tests.shop import DEPLOY_PATH, save_shop
+from tests.testbed.gitrepo import AppRepo
+from tests.testbed.hosts import SshKey, TestHost
+from tests.up_server import ChatopsUp, post_json
+
+pytestmark = pytest.mark.e2e
+PADDED = (
+    "mvn -B clean package && head -c 3000000 /dev/urandom > target/pad.bin && "
+    "jar uf target/demo.war -C target pad.bin"
+)
+"""The example app's build, with 3 MB the upload has to carry (so it can be caught at it)."""
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def until(condition: Callable[[], object], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {seconds} s")
+        time.sleep(0.1)
+
+
+def serves(host: TestHost, sha: str) -> bool:
+    try:
+        status, body = host.http_get("/demo/health")
+    except OSError:  # the app is restarting
+        return False
+    return status == 200 and sha in body
+
+
+def current(host: TestHost) -> str | None:
+    link = host.root / "current"
+    return link.readlink().name if link.is_symlink() else None
+
+
+def delay_restart(host: TestHost, sha: str, how: str) -> None:
+    """Run ``how`` (shell) before the host's real restart, for release ``sha`` only."""
+    host.run(
+        f"cp {DEPLOY_PATH}/bin/restart-tomcat {DEPLOY_PATH}/bin/real-restart && "
+        f"printf '#!/bin/sh\\nif grep -q {sha} {DEPLOY_PATH}/current/REVISION; then {how}; fi\\n"
+        f'exec {DEPLOY_PATH}/bin/real-restart "$@"\\n\' > {DEPLOY_PATH}/bin/restart-tomcat',
+        check=True,
+    )
+
+
+def mend_restart(host: TestHost) -> None:
+    host.run(f"cp -f {DEPLOY_PATH}/bin/real-restart {DEPLOY_PATH}/bin/restart-tomcat || true")
+
+
+@dataclass
+class Bed:
+    home: Path
+    hosts: list[TestHost]
+    repo: AppRepo
+    github: FakeGitHub
+    slack: FakeSlack
+    key: SshKey
+
+    def up(self) -> ChatopsUp:
+        return ChatopsUp(self.home, env={"CHATOPS_SLACK_SIGNING_SECRET": SLACK_SECRET})
+
+    def configure(self, up: ChatopsUp, **environment: object) -> None:
+        with temporary_settings({PREFECT_API_URL: up.api}):
+            GitHubAccess(token=self.github.token, api_url=self.github.url).save(
+                "default", overwrite=True
+            )
+            SlackAccess(bot_token=self.slack.token, api_url=self.slack.api_url).save(
+                "default", overwrite=True
+            )
+            save_shop(self.repo, self.hosts, self.key, **environment)
+            App(
+                repository="acme/shop",
+                clone_url=self.repo.url,
+                default_environment="staging",
+                environments=["staging"],
+                build_command=PADDED,
+            ).save("shop", overwrite=True)
+
+    def slash(self, up: ChatopsUp, text: str) -> dict:
+        body = slash_body(text, self.slack.response_url(f"r{time.time_ns()}"), ALICE, DEPLOYS)
+        request = urllib.request.Request(
+            f"{up.gateway}/slack/commands", data=body, headers=slack_headers(body)
+        )
+        with _opener.open(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def deploy(self, up: ChatopsUp, ref: str) -> None:
+        done = up.cli("deploy", f"shop@{ref}", "to", "staging", user="erin")
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def flow_pid(self) -> int:
+        [record] = list((self.home / "runs").glob("*.pid"))
+        return int(record.read_text().split()[0])
+
+
+@pytest.fixture
+def bed(
+    tmp_path: Path,
+    deploy_hosts: list[TestHost],
+    app_repo: AppRepo,
+    ssh_key: SshKey,
+    fake_github: FakeGitHub,
+    fake_slack: FakeSlack,
+) -> Iterator[Bed]:
+    fake_github.add_repo("acme/shop", git_dir=app_repo.path)
+    yield Bed(tmp_path / "home", deploy_hosts, app_repo, fake_github, fake_slack, ssh_key)
+    for host in deploy_hosts:
+        host.unthrottle()
+
+
+def first_task_started(api: str, after: float) -> float | None:
+    """When the first task of a run that started after ``after`` (epoch seconds) began."""
+    tasks = post_json(f"{api}/task_runs/filter", {"sort": "EXPECTED_START_TIME_ASC"})
+    starts = [
+        datetime.fromisoformat(t["start_time"]).timestamp() for t in tasks if t.get("start_time")
+    ]  # type: ignore[union-attr]
+    later = [s for s in starts if s >= after]
+    return min(later) if later else None
+
+
+def phase_reached(bed: Bed, phase: str) -> Callable[[], object]:
+    """Make the deploy of v2 slow at ``phase``; return how to tell it got there."""
+    first, second = bed.hosts
+    v2 = bed.repo.v2
+    if phase == "upload":
+        first.throttle("2mbit")
+        return lambda: list((first.root / "releases").glob(".*.partial"))
+    if phase == "after batch 1":
+        delay_restart(second, v2, "sleep 6")
+        return lambda: serves(first, v2) and (second.root / "SWITCHING").exists()
+    later = f'(sleep 6; exec {DEPLOY_PATH}/bin/real-restart "$@") >/dev/null 2>&1 & exit 0'
+    delay_restart(first, v2, later)  # the app comes up 6 s after the restart returned
+    return lambda: (current(first) or "").endswith(v2[:7]) and not serves(first, v2)
+
+
+@pytest.mark.parametrize("deploy_hosts", [2], indirect=True)
+@pytest.mark.parametrize("phase", ["upload", "after batch 1", "health check"])
+def test_a_killed_deploy_is_reported_and_the_next_one_recovers_every_host(
+    bed: Bed, phase: str
+) -> None:
+    v2 = bed.repo.v2
+    with bed.up() as up:
+        bed.configure(up, health_timeout=60)
+        bed.deploy(up, "v1")
+        caught = phase_reached(bed, phase)
+        reply = bed.slash(up, "shop@v2 to staging")
+        assert "shop@v2 → staging" in reply["text"]
+        until(caught, 120, f"the deploy reaching {phase}")
+        os.kill(bed.flow_pid(), signal.SIGKILL)
+        os.kill(up.child("chatops.runner"), signal.SIGKILL)
+        killed = time.time()
+    for host in bed.hosts:
+        host.unthrottle()
+        mend_restart(host)
+
+    with bed.up() as up:
+        bed.deploy(up, "v2")
+        started = first_task_started(up.api, after=killed)
+        assert started is not None, "the next deploy never started"
+        print(f"{phase}: the next deploy started {started - killed:.1f} s after the kill")
+        assert started - killed <= 90
+        for host in bed.hosts:
+            assert serves(host, v2) and (current(host) or "").endswith(v2[:7])
+            assert not (host.root / "SWITCHING").exists()
+    crashed = next(d for d in bed.github.deployments if d["sha"] == v2)
+    assert "error" in [s["state"] for s in bed.github.statuses(crashed["id"])]
+    told = [m.text for m in bed.slack.top_level(DEPLOYS)]
+    assert any("crashed" in text for text in told), told
+
+
+@pytest.mark.parametrize("deploy_hosts", [2], indirect=True)
+def test_sigterm_to_chatops_up_mid_deploy_leaves_every_host_on_one_release(bed: Bed) -> None:
+    first, second = bed.hosts
+    v1, v2 = bed.repo.v1, bed.repo.v2
+    with bed.up() as up:
+        bed.configure(up, health_timeout=60)
+        bed.deploy(up, "v1")
+        delay_restart(second, v2, "sleep 4")
+        bed.slash(up, "shop@v2 to staging")
+        until(
+            lambda: serves(first, v2) and (second.root / "SWITCHING").exists(),
+            120,
+            "the second batch",
+        )
+        assert up.process is not None
+        up.process.send_signal(signal.SIGTERM)
+        assert up.process.wait(timeout=120) == 0
+        releases = {current(host) for host in bed.hosts}
+        assert len(releases) == 1, f"hosts left on {releases}"
+        [release] = releases
+        sha = v2 if release.endswith(v2[:7]) else v1
+        assert all(serves(host, sha) for host in bed.hosts)
+        assert not any((host.root / "SWITCHING").exists() for host in bed.hosts)
