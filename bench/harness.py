@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import hmac
 import json
 import os
 import signal
@@ -51,6 +49,7 @@ from bench.probes import JvmWatch, RunMemory, quiesce, restart_profile
 from bench.system import (
     CHATOPS,
     ROOT,
+    RUN_ID,
     BenchError,
     CliResult,
     Up,
@@ -60,6 +59,7 @@ from bench.system import (
     ts,
     wait_for,
 )
+from chatops.signatures import sign_github, sign_slack  # standard library only
 from tests.testbed.gitrepo import AppRepo, make_app_repo
 from tests.testbed.hosts import (
     DEPLOY_PATH,
@@ -136,7 +136,7 @@ class Bench:
         self.memory = RunMemory(self.up.home)
         self.results: dict[str, Any] = {
             "meta": machine_meta("start"),
-            "args": {"hosts": args.hosts, "rounds": args.rounds},
+            "args": {"hosts": args.hosts, "rounds": args.rounds, "quick": args.quick},
             "deploys": [],
             "baselines": [],
             "up": {},
@@ -529,11 +529,9 @@ class Bench:
         }
         body = urllib.parse.urlencode(form).encode()
         stamp = str(int(time.time()))
-        base = f"v0:{stamp}:".encode() + body
-        signature = "v0=" + hmac.new(SLACK_SECRET.encode(), base, hashlib.sha256).hexdigest()
         headers = {
             "X-Slack-Request-Timestamp": stamp,
-            "X-Slack-Signature": signature,
+            "X-Slack-Signature": sign_slack(body, stamp, SLACK_SECRET),
             "Content-Type": "application/x-www-form-urlencoded",
         }
         seen = len(self.sink.messages)
@@ -569,10 +567,9 @@ class Bench:
             environment=env,
         )
         body = json.dumps(payload).encode()
-        signature = "sha256=" + hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
         headers = {
             "X-GitHub-Event": "deployment",
-            "X-Hub-Signature-256": signature,
+            "X-Hub-Signature-256": sign_github(body, GITHUB_SECRET),
             "X-GitHub-Delivery": str(uuid.uuid4()),
             "Content-Type": "application/json",
             "User-Agent": "GitHub-Hookshot/bench",
@@ -662,8 +659,6 @@ class Bench:
 
 # --------------------------------------------------------------------------- helpers
 def _run_id(text: str) -> str | None:
-    from bench.system import RUN_ID
-
     match = RUN_ID.search(text)
     return match.group(1) if match else None
 

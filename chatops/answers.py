@@ -32,8 +32,10 @@ from chatops.request import (
     Refused,
     Request,
     Requester,
+    Target,
     find_app,
     find_target,
+    not_allowed,
     resolve,
 )
 from tasks import history
@@ -271,15 +273,8 @@ class Answers:
     async def _check(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
         command, requester = request.command, request.requester
         target = find_target(command, self.catalog.snapshot)
-        refusal = target.environment.refusal(
-            target.app_name,
-            target.environment_name,
-            requester.via,
-            requester.user,
-            requester.channel,
-        )
-        if refusal:
-            return Reply(f":no_entry: {refusal}", ok=False)
+        if refusal := not_allowed(target, requester):
+            return Reply(refusal, ok=False)
         lock = self.catalog.snapshot.lock(target.app_name, target.environment_name)
         if lock is not None and lock.stops(requester.user, requester.via):
             text = f":lock: {lock.describe()}\nA deploy ending in `!` would go ahead anyway."
@@ -289,17 +284,10 @@ class Answers:
             f"*{target.environment_name}* now."
         )
 
-    def _lockable(self, command: Command, requester: Requester):  # noqa: ANN202
+    def _lockable(self, command: Command, requester: Requester) -> Target:
         target = find_target(command, self.catalog.snapshot)
-        refusal = target.environment.refusal(
-            target.app_name,
-            target.environment_name,
-            requester.via,
-            requester.user,
-            requester.channel,
-        )
-        if refusal:
-            raise Refused(f":no_entry: {refusal}")
+        if refusal := not_allowed(target, requester):
+            raise Refused(refusal)
         return target
 
     # ---- history

@@ -1,11 +1,13 @@
-"""Work that may outlive the request that began it.
+"""Work that runs beside the requests: the gateway's loops, and answers that come late.
 
 Slack wants an answer within 3 s; reading Prefect can take longer when its database is busy.
 :meth:`Background.within` waits for a piece of work only up to a budget and hands its result to
-a callback if it comes later; the work itself is never cancelled by the budget.
+a callback if it comes later; the work itself is never cancelled by the budget. :class:`Loop`
+runs one endless coroutine (the catalog's refresh, the intake's dispatcher) until stopped.
 """
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -66,3 +68,22 @@ class Background:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("Background job %s failed", task.get_name(), exc_info=task.exception())
+
+
+class Loop:
+    """One endless coroutine, run in the background from :meth:`start` until :meth:`stop`."""
+
+    def __init__(self, work: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+        self._work, self._name = work, name
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._work(), name=self._name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -19,7 +19,6 @@ use for them, so it never holds them.
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,6 +31,7 @@ from prefect.exceptions import PrefectHTTPStatusError
 from pydantic import ValidationError
 
 from blocks import App, Environment, environment_block_name
+from chatops.background import Loop
 from tasks.locks import LOCK_TAG, Lock, lock_name
 
 APP_SLUG = "chatops-app"
@@ -99,9 +99,10 @@ class Catalog:
         self.refresh_seconds = refresh_seconds
         self.timeout = timeout
         self.snapshot = Snapshot()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Loop(self._refresh_forever, "catalog-refresh")
         self._failing = False
         self._changes: dict[tuple[str, str], tuple[float, Lock | None]] = {}
+        self._refreshing = asyncio.Lock()
 
     async def refresh(self) -> bool:
         """Load a new snapshot within the timeout; on any failure keep the old one."""
@@ -128,10 +129,16 @@ class Catalog:
         return True
 
     async def refresh_now(self, min_age: float = 1.0) -> bool:
-        """Refresh unless the snapshot is younger than ``min_age`` seconds; True if it did."""
-        if time.monotonic() - self.snapshot.loaded_at < min_age:
-            return False
-        return await self.refresh()
+        """Read the configuration again, but not sooner than ``min_age`` seconds after the last
+        read (a burst of requests for something unknown costs one read a second, not one each);
+        True if the new copy could be read."""
+        age = time.monotonic() - self.snapshot.loaded_at
+        if age < min_age:
+            await asyncio.sleep(min_age - age)
+        async with self._refreshing:
+            if time.monotonic() - self.snapshot.loaded_at < min_age / 2:
+                return True  # another request just refreshed it
+            return await self.refresh()
 
     def lock_changed(self, app: str, environment: str, lock: Lock | None) -> None:
         """Record a lock this gateway just took (or released, ``None``)."""
@@ -140,15 +147,10 @@ class Catalog:
 
     def start(self) -> None:
         """Refresh in the background until :meth:`stop`."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._refresh_forever(), name="catalog-refresh")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
     async def _refresh_forever(self) -> None:
         while True:

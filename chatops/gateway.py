@@ -6,7 +6,7 @@ Routes::
     POST /slack/interactions    button clicks (roll back, ...)  → chatops.slack.form
     POST /github/webhook        deployment / push / ping events → chatops.github.events
     POST /cli/commands          a terminal line (bearer token)  → chatops.grammar
-    GET  /cli/requests/{id}     what became of a CLI request
+    GET  /cli/requests/{key}    what became of a CLI request (by its idempotency key)
     GET  /healthz               200 while the process is up
 
 A request's path: the gate (below) → a :class:`~chatops.request.Request` → an answer from
@@ -228,9 +228,9 @@ def create_app(
     async def cli_request(request: HttpRequest) -> Response:
         verify_token(request, settings.cli_token)
         try:
-            ticket = await request.app.state.intake.ticket(int(request.path_params["id"]))
-        except (KeyError, ValueError):
-            return JSONResponse({"error": "no such request"}, status_code=404)
+            ticket = await request.app.state.intake.ticket(request.path_params["key"])
+        except KeyError:
+            return JSONResponse({"error": "no such request here"}, status_code=404)
         return JSONResponse(asdict(ticket))
 
     app = Starlette(
@@ -240,7 +240,7 @@ def create_app(
             Route("/slack/interactions", slack_interaction, methods=["POST"]),
             Route("/github/webhook", github_webhook, methods=["POST"]),
             Route("/cli/commands", cli_command, methods=["POST"]),
-            Route("/cli/requests/{id}", cli_request, methods=["GET"]),
+            Route("/cli/requests/{key}", cli_request, methods=["GET"]),
         ],
         lifespan=lifespan,
         exception_handlers=error_answers(),

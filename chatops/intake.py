@@ -43,6 +43,7 @@ from prefect.client.orchestration import PrefectClient
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.utilities.urls import url_for
 
+from chatops.background import Loop
 from chatops.request import Run
 
 logger = logging.getLogger("chatops.intake")
@@ -181,17 +182,21 @@ class Store:
                 raise
         return int(row[0])
 
-    def ticket(self, job_id: int) -> Ticket:
+    def ticket(self, job_id: int | str) -> Ticket:
+        """The ticket of a job, by its id or its key."""
+        column = "key" if isinstance(job_id, str) else "id"
         with self._lock:
             row = self._db.execute(
-                "SELECT id, key, payload, state, run_id, run_url, error FROM jobs WHERE id = ?",
+                "SELECT id, key, payload, state, run_id, run_url, error FROM jobs "
+                f"WHERE {column} = ?",
                 (job_id,),
             ).fetchone()
+            if row is None:
+                raise KeyError(job_id)
+            job_id = row[0]
             ahead = self._db.execute(
                 "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND id < ?", (job_id,)
             ).fetchone()[0]
-        if row is None:
-            raise KeyError(job_id)
         title = json.loads(row[2]).get("title", "")
         return Ticket(row[0], row[1], title, row[3], row[4], row[5], int(ahead), row[6])
 
@@ -245,7 +250,7 @@ class Intake:
         self.notifier = notifier
         self._wake = asyncio.Event()
         self._waiters: dict[int, asyncio.Future[Ticket]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Loop(self.dispatch, "intake-dispatch")
 
     async def submit(self, run: Run, reply: ReplyTo) -> Ticket:
         """Store ``run`` durably (its key makes a repeat a no-op); return its ticket."""
@@ -265,7 +270,8 @@ class Intake:
         await asyncio.to_thread(self.store.add, key, "github_status", payload, ReplyTo())
         self._wake.set()
 
-    async def ticket(self, job_id: int) -> Ticket:
+    async def ticket(self, job_id: int | str) -> Ticket:
+        """A job's ticket by its id or its idempotency key (KeyError if there is none)."""
         return await asyncio.to_thread(self.store.ticket, job_id)
 
     async def wait(self, job_id: int, seconds: float) -> Ticket:
@@ -287,15 +293,11 @@ class Intake:
                 del self._waiters[job_id]
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.dispatch(), name="intake-dispatch")
+        """Dispatch in the background until :meth:`stop`."""
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
         self.store.close()
 
     async def dispatch(self) -> None:

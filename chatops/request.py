@@ -132,13 +132,18 @@ def find_target(command: Command, config: Snapshot, environment_required: bool =
     return Target(app_name, app, carried or command.ref, environment, env)
 
 
-def authorize(target: Target, requester: Requester, config: Snapshot, force: bool) -> None:
-    """Refuse unless ``requester`` may deploy to ``target`` and no one else's lock is on it."""
+def not_allowed(target: Target, requester: Requester) -> str | None:
+    """Why ``requester`` may not change ``target`` (deploy, roll back, lock), or None."""
     refusal = target.environment.refusal(
         target.app_name, target.environment_name, requester.via, requester.user, requester.channel
     )
-    if refusal:
-        raise Refused(f":no_entry: {refusal}")
+    return f":no_entry: {refusal}" if refusal else None
+
+
+def authorize(target: Target, requester: Requester, config: Snapshot, force: bool) -> None:
+    """Refuse unless ``requester`` may deploy to ``target`` and no one else's lock is on it."""
+    if refusal := not_allowed(target, requester):
+        raise Refused(refusal)
     lock = config.lock(target.app_name, target.environment_name)
     if lock is not None and lock.stops(requester.user, requester.via, force):
         raise Refused(f":lock: {lock.describe()}\nTo go ahead anyway, end the command with `!`.")

@@ -101,7 +101,8 @@ def recover_orphans(deployment_ids: list[UUID]) -> list[str]:
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=deployment_ids)),
             flow_run_filter=unfinished,
         )
-        orphans = [run for run in runs if not alive(str(run.id))]
+        # Runs a worker picked up are that worker's to report (docs/scale-out.md).
+        orphans = [r for r in runs if not r.work_pool_name and not alive(str(r.id))]
         for run in orphans:
             why = "the process running it died (found when the runner started again)"
             client.set_flow_run_state(run.id, Crashed(message=why))

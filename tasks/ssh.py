@@ -344,7 +344,7 @@ def send_file(
     def watch() -> None:
         while not done.wait(0.25):
             now = time.monotonic()
-            if now - moved[0] > stall or now - started > limit:
+            if now - moved[0] > stall or now - started > limit + stall:
                 gave_up.set()
                 transport.close()  # unblocks a write waiting on a dead link
                 return
@@ -360,8 +360,11 @@ def send_file(
                 channel.sendall(chunk)
                 moved[0] = time.monotonic()
         channel.shutdown_write()
+        moved[0] = float("inf")  # all sent: the host may take its time (within the bound)
         if not channel.status_event.wait(max(0.1, limit - (time.monotonic() - started))):
             raise TimeoutError("no exit status")
+        if gave_up.is_set():
+            raise TimeoutError("gave up")
         code = channel.recv_exit_status()
         errors = channel.makefile_stderr("rb").read().decode(errors="replace")
         channel.close()

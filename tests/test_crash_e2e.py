@@ -219,3 +219,56 @@ def test_sigterm_to_chatops_up_mid_deploy_leaves_every_host_on_one_release(bed: 
         sha = v2 if release.endswith(v2[:7]) else v1
         assert all(serves(host, sha) for host in bed.hosts)
         assert not any((host.root / "SWITCHING").exists() for host in bed.hosts)
+
+
+@pytest.mark.parametrize("deploy_hosts", [2], indirect=True)
+def test_a_killed_deploy_process_is_reported_at_once_by_the_runner(bed: Bed) -> None:
+    first, _ = bed.hosts
+    v2 = bed.repo.v2
+    with bed.up() as up:
+        bed.configure(up, health_timeout=60)
+        bed.deploy(up, "v1")
+        caught = phase_reached(bed, "health check")
+        bed.slash(up, "shop@v2 to staging")
+        until(caught, 120, "the health check")
+        os.kill(bed.flow_pid(), signal.SIGKILL)
+        killed = time.monotonic()
+        crashed = lambda: next((d for d in bed.github.deployments if d["sha"] == v2), None)  # noqa: E731
+        until(
+            lambda: (
+                crashed() and "error" in [s["state"] for s in bed.github.statuses(crashed()["id"])]
+            ),
+            30,
+            "GitHub told",
+        )
+        print(
+            f"measured: a killed deploy process was reported {time.monotonic() - killed:.1f} s "
+            "after the kill"
+        )
+        until(
+            lambda: any("crashed" in m.text for m in bed.slack.top_level(DEPLOYS)), 10, "Slack told"
+        )
+        mend_restart(first)
+        bed.deploy(up, "v2")
+        assert all(serves(host, v2) for host in bed.hosts)
+
+
+@pytest.mark.parametrize("deploy_hosts", [1], indirect=True)
+def test_the_cli_follows_a_run_through_a_prefect_server_restart(bed: Bed) -> None:
+    [host] = bed.hosts
+    with bed.up() as up:
+        bed.configure(up, health_timeout=60)
+        bed.deploy(up, "v1")
+        delay_restart(
+            host,
+            bed.repo.v2,
+            f'(sleep 8; exec {DEPLOY_PATH}/bin/real-restart "$@") >/dev/null 2>&1 & exit 0',
+        )
+        follow = up.cli_process("deploy", "shop@v2", "to", "staging", user="erin")
+        until(lambda: (current(host) or "").endswith(bed.repo.v2[:7]), 120, "the switch")
+        os.kill(up.child("prefect"), signal.SIGKILL)  # chatops up starts it again
+        out, _ = follow.communicate(timeout=180)
+        assert follow.returncode == 0, out
+        assert "lost contact with Prefect" in out and "Prefect answers again" in out
+        assert out.rstrip().endswith("→ staging: Completed"), out
+        assert serves(host, bed.repo.v2)

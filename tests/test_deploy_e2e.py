@@ -76,7 +76,12 @@ def test_unhealthy_second_batch_rolls_every_host_back(shop: Shop) -> None:
     )
     shop.save_env(health_timeout=8)
 
+    started = time.monotonic()
     state = deploy(app="shop", environment="staging", ref="v2", return_state=True)
+    print(
+        f"measured: an unhealthy host (health_timeout 8 s) failed and rolled back the deploy "
+        f"in {time.monotonic() - started:.1f} s"
+    )
 
     assert state.is_failed()
     for host in shop.hosts:
@@ -94,6 +99,7 @@ def test_unreachable_host_fails_cleanly_and_switches_nothing(shop: Shop) -> None
     started = time.monotonic()
     state = deploy(app="shop", environment="staging", ref="v2", return_state=True)
     took = time.monotonic() - started
+    print(f"measured: an unreachable host (connect_timeout 3 s) failed the deploy in {took:.1f} s")
     assert state.is_failed()
     assert took < 60
     assert shop.current(shop.hosts[0]).endswith(shop.repo.v1[:7])

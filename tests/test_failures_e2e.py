@@ -79,6 +79,7 @@ def test_a_hung_restart_is_killed_on_the_host_reported_and_not_run_again(shop: S
     assert state.is_failed()
     message = str(state.message)
     assert f"{hung.address}: restart failed: did not finish in time" in message
+    print(f"measured: a hung restart (command_timeout 4 s) failed the deploy in {took:.1f} s")
     assert took < 60, f"the deploy took {took:.0f} s to fail"
     left = hung.run("pgrep -f 'sleep 360[0]' || true").stdout.strip()  # not itself
     assert left == "", "the hung restart's processes were killed on the host"
@@ -136,6 +137,10 @@ def test_packets_dropped_mid_upload_fail_within_the_bound_and_leave_no_partial(
         failed_after = time.monotonic() - dropped
         state = outcome["state"]
         assert state.is_failed()
+        print(
+            f"measured: dropped packets failed the upload {failed_after:.1f} s after the drop "
+            f"(bound {bound:.0f} s)"
+        )
         assert failed_after < bound, f"failed {failed_after:.0f} s after the drop (bound {bound})"
         message = str(state.message)
         assert f"{stalled.address}: upload failed" in message
@@ -144,6 +149,10 @@ def test_packets_dropped_mid_upload_fail_within_the_bound_and_leave_no_partial(
         while partials(stalled) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert partials(stalled) == [], "the host removed the partial upload by itself"
+        print(
+            f"measured: the host removed the partial upload {time.monotonic() - dropped:.1f} s "
+            "after the drop"
+        )
         assert partials(fine) == [] and len(releases(fine)) == 1
         assert not (stalled.root / "current").exists() and not (fine.root / "current").exists()
     finally:

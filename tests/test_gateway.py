@@ -962,16 +962,16 @@ def test_the_cli_is_refused_clearly_and_nothing_starts(
 def test_a_queued_cli_request_can_be_asked_about(starter: RecordingCreator) -> None:
     slow = RecordingCreator(delay=1.5)
     with gateway(slow) as client:
-        queued = post_cli(client, "deploy shop to staging", wait=0.1).json()
+        queued = post_cli(client, "deploy shop to staging", wait=0.1, key="q-1").json()
         ticket = queued["ticket"]
         assert ticket["state"] == "queued" and ticket["run_id"] is None
         headers = {"Authorization": f"Bearer {CLI_TOKEN}"}
         later = wait_for(
-            lambda: client.get(f"/cli/requests/{ticket['id']}", headers=headers).json()["run_id"]
+            lambda: client.get(f"/cli/requests/{ticket['key']}", headers=headers).json()["run_id"]
         )
         assert later == "run-1"
-        assert client.get("/cli/requests/999", headers=headers).status_code == 404
-        assert client.get(f"/cli/requests/{ticket['id']}").status_code == 401
+        assert client.get("/cli/requests/cli-unknown", headers=headers).status_code == 404
+        assert client.get(f"/cli/requests/{ticket['key']}").status_code == 401
 
 
 # --------------------------------------------------------------------------- durable intake

@@ -84,7 +84,12 @@ def test_the_readme_walkthrough_deploys_rolls_back_locks_and_verifies(
         )
         output = done.stdout + done.stderr
         assert done.returncode == 0, output[-4000:]
-        answers = re.findall(r"### (.*?)\n(.*?)(?=\n### |\Z)", done.stdout, flags=re.S)
+        answers: list[tuple[str, str]] = []
+        for line in done.stdout.splitlines():
+            if line.startswith("### "):
+                answers.append((line[4:], ""))
+            elif answers:
+                answers[-1] = (answers[-1][0], answers[-1][1] + line + "\n")
         said = dict(answers)
 
         v1 = subprocess.run(

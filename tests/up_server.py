@@ -89,6 +89,19 @@ class ChatopsUp:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def cli_process(self, *args: str, user: str = "tester") -> subprocess.Popen[str]:
+        """``chatops ARGS`` started in the background (see :meth:`cli`); output merged."""
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
+        clean.update(CHATOPS_HOME=str(self.home), USER=user, LOGNAME=user)
+        chatops = Path(sys.executable).with_name("chatops")
+        return subprocess.Popen(
+            [str(chatops), *args],
+            env=clean,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
     def child(self, module: str) -> int:
         """The pid of the child of ``chatops up`` that runs ``python -m <module>``."""
         assert self.process is not None

@@ -46,6 +46,7 @@ CHAT_VERBS = {
     "help": "the whole command language",
 }
 FOLLOWED = ("deploy", "rollback")
+QUEUED_SECONDS = 600.0
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -82,7 +83,8 @@ def chat(args: argparse.Namespace) -> int:
     if getattr(args, "verify", False):
         words.append("verify")
     server = find_server()
-    body = {"text": " ".join(words), "user": getpass.getuser(), "key": uuid.uuid4().hex}
+    key = uuid.uuid4().hex
+    body = {"text": " ".join(words), "user": getpass.getuser(), "key": key}
     status, answer = ask_gateway(server, "POST", "/cli/commands", body)
     if status != 200:
         print(
@@ -95,26 +97,40 @@ def chat(args: argparse.Namespace) -> int:
     ticket = answer.get("ticket")
     if args.verb not in FOLLOWED or not ticket or args.detach:
         return 0
-    run_id = ticket.get("run_id") or wait_started(server, ticket["id"])
+    api = PrefectApi(server.api_url)
+    run_id = ticket.get("run_id") or wait_started(server, api, f"cli-{key}")
     if run_id is None:
         return 1
-    outcome = follow(PrefectApi(server.api_url), run_id)
+    outcome = follow(api, run_id)
     message = f": {outcome.message}" if outcome.message and not outcome.completed else ""
     print(f"{outcome.name}: {outcome.state_name}{message}")
     return 0 if outcome.completed else 1
 
 
-def wait_started(server: Server, request_id: int) -> str | None:
-    """Poll a queued request until its run exists; None if it can never start."""
-    while True:
-        _, ticket = ask_gateway(server, "GET", f"/cli/requests/{request_id}")
-        if ticket.get("run_id"):
-            print(f"  started: {ticket.get('run_url') or ticket['run_id']}", flush=True)
-            return ticket["run_id"]
-        if ticket.get("state") == "failed":
+def wait_started(server: Server, api: PrefectApi, key: str) -> str | None:
+    """Wait until the queued request ``key`` has a run (asking Prefect, so any gateway behind a
+    load balancer may have started it); None if it can never start or takes too long."""
+    deadline = time.monotonic() + QUEUED_SECONDS
+    while time.monotonic() < deadline:
+        runs = api.call(
+            "POST",
+            "/flow_runs/filter",
+            {"flow_runs": {"idempotency_key": {"any_": [key]}}, "limit": 1},
+        )
+        if runs:
+            print(f"  started: {server.ui_url}/runs/flow-run/{runs[0]['id']}", flush=True)
+            return runs[0]["id"]
+        status, ticket = ask_gateway(server, "GET", f"/cli/requests/{key}")
+        if status == 200 and ticket.get("state") == "failed":
             print(f"chatops: the request cannot start: {ticket.get('error')}", file=sys.stderr)
             return None
         time.sleep(0.5)
+    print(
+        f"chatops: still queued after {QUEUED_SECONDS:.0f} s; it starts when Prefect takes it "
+        "(see `chatops deploys`)",
+        file=sys.stderr,
+    )
+    return None
 
 
 def cmd_config_apply(args: argparse.Namespace) -> int:
