@@ -31,21 +31,19 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.parse
-import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import burst, report
 from bench.probes import JvmWatch, RunMemory, quiesce, restart_profile
+from bench.signed import SECRETS, ResponseSink, deployment_webhook, slash_command
 from bench.system import (
     CHATOPS,
     ROOT,
@@ -59,7 +57,6 @@ from bench.system import (
     ts,
     wait_for,
 )
-from chatops.signatures import sign_github, sign_slack  # standard library only
 from tests.testbed.gitrepo import AppRepo, make_app_repo
 from tests.testbed.hosts import (
     DEPLOY_PATH,
@@ -71,8 +68,6 @@ from tests.testbed.hosts import (
     preclean,
 )
 
-SLACK_SECRET = "bench-slack-signing-secret"
-GITHUB_SECRET = "bench-github-webhook-secret"
 KEY_VAR = "DEMO_SSH_KEY"
 HEALTH_URL = "http://{host}:8080/demo/health"
 RESTART = f"{DEPLOY_PATH}/bin/restart-tomcat {DEPLOY_PATH}"
@@ -88,36 +83,6 @@ class Interrupted(BaseException):
     """SIGTERM/SIGHUP or the overall timeout: stop, clean up, report nothing."""
 
 
-# --------------------------------------------------------------------------- Slack replies sink
-class ResponseSink:
-    """A local stand-in for Slack's ``response_url``: records what the gateway posts later."""
-
-    def __init__(self) -> None:
-        messages: list[tuple[float, str]] = []
-        self.messages = messages
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                length = int(self.headers.get("Content-Length") or 0)
-                messages.append((time.time(), self.rfile.read(length).decode(errors="replace")))
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/slack/response"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 # --------------------------------------------------------------------------- the bench
 class Bench:
     def __init__(self, args: argparse.Namespace, work: Path) -> None:
@@ -127,10 +92,7 @@ class Bench:
         self.repo: AppRepo = make_app_repo(work / "demo")
         self.up = Up(
             work / "home",
-            extra_env={
-                "CHATOPS_SLACK_SIGNING_SECRET": SLACK_SECRET,
-                "CHATOPS_GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
-            },
+            extra_env=SECRETS,
         )
         self.sink = ResponseSink()
         self.memory = RunMemory(self.up.home)
@@ -344,6 +306,7 @@ class Bench:
         watch_jvms: bool = False,
     ) -> dict[str, Any]:
         watch = JvmWatch({h.address: h.root for h in hosts}) if watch_jvms else None
+        before = self.up.service_cpu()
         with watch if watch else contextlib.nullcontext():
             cli = self.up.cli("deploy", f"demo@{sha}", "to", env, timeout=DEPLOY_TIMEOUT)
             entry = self.record(
@@ -360,11 +323,16 @@ class Bench:
             )
         if watch is not None:
             entry["watch_cpu"] = watch.own_cpu
+        after = self.up.service_cpu()  # the run's process has exited (see settle)
+        entry["cpu"] = {k: after[k] - before[k] for k in after if k in before}
         if kind in ("cold", "warmup") and entry["ok"]:
             self.built.append(sha)
         return entry
 
-    def baseline(self, hosts: list[TestHost], sha: str, watch_jvms: bool = True) -> dict[str, Any]:
+    def baseline(
+        self, hosts: list[TestHost], sha: str, watch_jvms: bool = True, extra: bool = False
+    ) -> dict[str, Any]:
+        """The script's deploy of ``sha``; ``extra``: one run beside the built-commit deploys."""
         known = self.work / "known_hosts"
         known.write_text("".join(h.known_hosts_line + "\n" for h in hosts))
         argv = [
@@ -392,6 +360,8 @@ class Bench:
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
         watch = JvmWatch({h.address: h.root for h in hosts}) if watch_jvms else None
+        before = self.up.service_cpu()
+        script_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         with watch if watch else contextlib.nullcontext():
             started = time.time()
             t0 = time.monotonic()
@@ -404,6 +374,7 @@ class Bench:
                 stdin=subprocess.DEVNULL,
             )
             wall = time.monotonic() - t0
+        script = resource.getrusage(resource.RUSAGE_CHILDREN)
         entry: dict[str, Any] = {
             "hosts": len(hosts),
             "sha": sha,
@@ -411,6 +382,7 @@ class Bench:
             "wall": wall,
             "ok": proc.returncode == 0,
             "load1": os.getloadavg()[0],
+            "extra": extra,
         }
         if watch is not None:
             entry["watch_cpu"] = watch.own_cpu
@@ -430,6 +402,11 @@ class Bench:
             log(f"FAILED: baseline: {entry['error']}")
         self.results["baselines"].append(entry)
         entry["quiesce"] = quiesce([h.root for h in hosts])
+        after = self.up.service_cpu()
+        entry["cpu"] = {k: after[k] - before[k] for k in after if k in before}
+        entry["cpu"]["script"] = (script.ru_utime + script.ru_stime) - (
+            script_before.ru_utime + script_before.ru_stime
+        )
         time.sleep(self.args.pause)
         return entry
 
@@ -482,6 +459,10 @@ class Bench:
                     f"{entry.get('wall', 0):6.2f} s {'ok' if entry['ok'] else 'FAILED'}"
                 )
 
+    def log_baseline(self, entry: dict[str, Any]) -> None:
+        state = "ok" if entry["ok"] else "FAILED"
+        log(f"script, 1 host, {entry['sha'][:7]}: {entry['wall']:.2f} s {state}")
+
     def built_sha(self, env: str) -> str:
         """A commit chatops built already that ``env`` does not serve right now: one never
         deployed there if there is one (a promotion), else the newest other (a redeploy)."""
@@ -496,15 +477,19 @@ class Bench:
     def extras(self, hosts: list[TestHost]) -> None:
         """Redeploy, promote, and the Slack and webhook triggers, on the 1-host environments."""
         staging, qa = hosts[:1], hosts[1:2]
-        for _ in range(self.args.rounds):
+        for number in range(self.args.rounds):
+            # The script's deploy again, in the same minutes as the deploys it is compared with.
+            if number % 2 == 0 or self.args.quick:
+                self.log_baseline(self.baseline(staging, self.fresh_commit(), extra=True))
             sha = self.built_sha("staging-1")
             entry = self.cli_deploy("redeploy", "staging-1", staging, sha)
             log(f"redeploy {sha[:7]}: {entry.get('wall', 0):.2f} s")
-        if qa:
-            for _ in range(self.args.rounds):
+            if qa:
                 sha = self.built_sha("qa-1")
                 entry = self.cli_deploy("promote", "qa-1", qa, sha)
                 log(f"promote {sha[:7]} to qa-1: {entry.get('wall', 0):.2f} s")
+            if number % 2 == 1 and not self.args.quick:
+                self.log_baseline(self.baseline(staging, self.fresh_commit(), extra=True))
         for number in range(self.args.rounds):
             entry = self.slack_deploy("staging-1", staging, self.built_sha("staging-1"), number)
             log(f"slack deploy: first task {lat(entry)}")
@@ -512,28 +497,12 @@ class Bench:
             log(f"webhook deploy: first task {lat(entry)}")
 
     def slack_deploy(self, env: str, hosts: list[TestHost], sha: str, number: int) -> dict:
-        user = f"U0BENCH{number:03d}"
-        form = {
-            "token": "ignored",
-            "team_id": "T0BENCH001",
-            "team_domain": "bench",
-            "channel_id": "C0BENCH001",
-            "channel_name": "deploys",
-            "user_id": user,
-            "user_name": "bench",
-            "command": "/deploy",
-            "text": f"deploy demo@{sha} to {env}",
-            "api_app_id": "A0BENCH001",
-            "response_url": self.sink.url,
-            "trigger_id": f"{time.time_ns()}.{number}.bench",
-        }
-        body = urllib.parse.urlencode(form).encode()
-        stamp = str(int(time.time()))
-        headers = {
-            "X-Slack-Request-Timestamp": stamp,
-            "X-Slack-Signature": sign_slack(body, stamp, SLACK_SECRET),
-            "Content-Type": "application/x-www-form-urlencoded",
-        }
+        body, headers = slash_command(
+            f"deploy demo@{sha} to {env}",
+            f"U0BENCH{number:03d}",
+            self.sink.url(),
+            f"{time.time_ns()}.{number}.bench",
+        )
         seen = len(self.sink.messages)
         sent = time.time()
         status, answer = http("POST", f"{self.up.gateway}/slack/commands", body, headers)
@@ -545,7 +514,7 @@ class Bench:
         if run_id is None:  # queued: the link follows on the response_url
             run_id = wait_for(
                 "the Slack follow-up with the run link",
-                lambda: next((r for _, m in self.sink.messages[seen:] if (r := _run_id(m))), None),
+                lambda: next((r for *_, m in self.sink.messages[seen:] if (r := _run_id(m))), None),
                 60,
             )
         return self.record(
@@ -561,26 +530,17 @@ class Bench:
 
     def webhook_deploy(self, env: str, hosts: list[TestHost], sha: str) -> dict:
         self._deliveries += 1
-        payload = deployment_payload(
-            deployment_id=7_000_000 + int(time.time()) % 1_000_000 * 10 + self._deliveries,
-            sha=sha,
-            environment=env,
-        )
-        body = json.dumps(payload).encode()
-        headers = {
-            "X-GitHub-Event": "deployment",
-            "X-Hub-Signature-256": sign_github(body, GITHUB_SECRET),
-            "X-GitHub-Delivery": str(uuid.uuid4()),
-            "Content-Type": "application/json",
-            "User-Agent": "GitHub-Hookshot/bench",
-        }
+        deployment_id = 7_000_000 + int(time.time()) % 1_000_000 * 10 + self._deliveries
+        body, headers = deployment_webhook(deployment_id, sha, env, "acme/demo")
         sent = time.time()
         status, answer = http("POST", f"{self.up.gateway}/github/webhook", body, headers)
         answered = time.time()
         if status != 202:
             raise BenchError(f"deployment webhook: HTTP {status} {answer[:300]!r}")
-        request_id = json.loads(answer)["queued"][0]["request"]
-        run_id = self.up.request_run(request_id)
+        if not json.loads(answer).get("queued"):
+            raise BenchError(f"deployment webhook: nothing queued: {answer[:300]!r}")
+        # The intake's idempotency key for a GitHub deployment (chatops/github/events.py).
+        run_id = self.up.request_run(f"github-deployment-{deployment_id}")
         return self.record(
             kind="trigger",
             via="webhook",
@@ -673,32 +633,6 @@ def fmt_milestones(milestones: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.1f} s" for k, v in milestones.items())
 
 
-def deployment_payload(deployment_id: int, sha: str, environment: str) -> dict[str, Any]:
-    """GitHub's ``deployment`` event (octokit's example payload when available)."""
-    fixtures = (
-        Path(os.environ.get("CHATOPS_FIXTURES", ROOT.parent / "shared" / "fixtures"))
-        / "github_webhooks"
-        / "deployment.payload.json"
-    )
-    try:
-        payload = json.loads(fixtures.read_text())
-    except (OSError, ValueError):
-        payload = {"action": "created", "deployment": {"creator": {}}, "repository": {}}
-    payload["action"] = "created"
-    payload["repository"]["full_name"] = "acme/demo"
-    payload["deployment"].update(
-        id=deployment_id,
-        sha=sha,
-        ref="main",
-        task="deploy",
-        payload={},
-        environment=environment,
-        original_environment=environment,
-    )
-    payload["deployment"]["creator"]["login"] = "bench-bot"
-    return payload
-
-
 def machine_meta(when: str) -> dict[str, Any]:
     meta: dict[str, Any] = {"when": when, "time": time.time(), "loadavg": os.getloadavg()}
     with contextlib.suppress(OSError):
@@ -734,6 +668,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--no-restarts", action="store_true", help="skip the chatops up restarts")
     p.add_argument(
+        "--burst-each",
+        type=int,
+        default=50,
+        help="the burst's slash commands, and as many webhooks (50; 0: no burst)",
+    )
+    p.add_argument(
+        "--burst-databases",
+        default="sqlite,postgresql",
+        type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
+        help="databases the burst runs on (sqlite,postgresql)",
+    )
+    p.add_argument("--burst-only", action="store_true", help="only the bursts (bench/burst.py)")
+    p.add_argument(
         "--quick",
         action="store_true",
         help="a smoke run: no warm-up deploys, no promotion, no restarts, 3 --help samples "
@@ -742,6 +689,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.rounds < 1 or not args.hosts or min(args.hosts) < 1:
         p.error("need --rounds >= 1 and host counts >= 1")
+    if set(args.burst_databases) - {"sqlite", "postgresql"}:
+        p.error("--burst-databases: sqlite and/or postgresql")
+    if args.quick:
+        args.burst_each = 0
     return args
 
 
@@ -790,9 +741,16 @@ def main(argv: list[str] | None = None) -> int:
     results = bench.results
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
-    text = report.render(results)
-    if args.write:
-        args.write.write_text(text)
+    if args.write and args.burst_only:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(results["meta"]["time"]))
+        results["burst_measured"] = (
+            f"Measured {when} on its own: `bench/run.sh --burst-only --burst-each "
+            f"{args.burst_each} --rounds {args.rounds}`."
+        )
+        args.write.write_text(report.splice_burst(args.write.read_text(), results))
+        log(f"wrote the burst section of {args.write}")
+    elif args.write:
+        args.write.write_text(report.render(results))
         log(f"wrote {args.write}")
     print(report.summary(results))
     log(f"done in {results['duration']:.0f} s")
@@ -803,6 +761,27 @@ _hosts_stack = contextlib.ExitStack()
 
 
 def run(bench: Bench) -> None:
+    if not bench.args.burst_only:
+        deploys(bench)
+    if bench.args.burst_each:
+        bench.up.stop()  # the bursts get the machine to themselves, each on a fresh chatops up
+        bench.results["burst"] = burst.measure(
+            bench.work,
+            bench.args.burst_databases,
+            bench.args.burst_each,
+            bench.args.rounds,
+            log,
+        )
+        for done in bench.results["burst"]:
+            if done["runs"] != done["sent"]:
+                lost = done["sent"] - done["runs"]
+                error = f"{lost} of {done['sent']} requests did not become exactly one run"
+                bench.results["failures"].append(
+                    {"kind": "burst", "via": done["database"], "error": error}
+                )
+
+
+def deploys(bench: Bench) -> None:
     bench.start()
     bench.help_times()
     one: list[TestHost] | None = None

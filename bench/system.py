@@ -122,6 +122,15 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time of a process and of the children it has reaped (utime+stime+cutime+cstime)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def status_kb(pid: int, key: str) -> int | None:
     """A ``kB`` field (VmHWM, VmRSS) of /proc/<pid>/status."""
     try:
@@ -155,6 +164,7 @@ class Up:
 
     home: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # more ``chatops up`` options, e.g. ("--database", url)
     port: int = 0
     gateway_port: int = 0
     process: subprocess.Popen | None = None
@@ -195,7 +205,7 @@ class Up:
         out = open(self.log, "wb")  # noqa: SIM115 - the child keeps it
         self.spawned = time.time()
         self.process = subprocess.Popen(
-            [str(CHATOPS), "up", "--port", str(self.port)],
+            [str(CHATOPS), "up", "--port", str(self.port), *self.args],
             env=self.env(),
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -262,6 +272,12 @@ class Up:
             elif "multiprocessing.forkserver" in line:
                 found["forkserver"] = pid
         return found
+
+    def service_cpu(self) -> dict[str, float]:
+        """CPU seconds each service has used so far; the forkserver's include the finished runs
+        (each run's process, with its build, is a child it reaps)."""
+        used = {name: cpu_seconds(pid) for name, pid in self.children().items()}
+        return {name: seconds for name, seconds in used.items() if seconds is not None}
 
     def stop(self, grace: float = 60) -> None:
         """Ctrl-C as a person would; anything left after ``grace`` seconds is killed."""
@@ -364,21 +380,27 @@ class Up:
 
         return wait_for(f"the first task of {run_id}", first, timeout, interval=0.05)
 
-    def request_run(self, request_id: int, timeout: float = 60) -> str:
-        """The flow run id of an intake request (what the CLI polls), once it exists."""
+    def request_run(self, key: str, timeout: float = 60) -> str:
+        """The flow run of the intake request with idempotency key ``key``, once it exists
+        (found in Prefect by that key, as the CLI does; the intake says if it failed)."""
 
         def run_id() -> str | None:
+            runs = self.api_post(
+                "/flow_runs/filter", {"flow_runs": {"idempotency_key": {"any_": [key]}}, "limit": 1}
+            )
+            if runs:
+                return runs[0]["id"]
             status, body = http(
                 "GET",
-                f"{self.gateway}/cli/requests/{request_id}",
+                f"{self.gateway}/cli/requests/{key}",
                 headers={"Authorization": f"Bearer {self.token}"},
             )
             ticket = json.loads(body) if status == 200 else {}
             if ticket.get("state") == "failed":
-                raise BenchError(f"request {request_id} failed: {ticket.get('error')}")
-            return ticket.get("run_id")
+                raise BenchError(f"request {key} failed: {ticket.get('error')}")
+            return None
 
-        return wait_for(f"the run of request {request_id}", run_id, timeout, interval=0.05)
+        return wait_for(f"the run of request {key}", run_id, timeout, interval=0.05)
 
 
 _JSON = {"Content-Type": "application/json"}

@@ -229,7 +229,10 @@ def apply(
     path = Path(path)
     blocks = build_blocks(path, load(path), environ)
     applied = Applied()
-    for slug_and_name, block in blocks.items():
+    # Environments before their apps: an app never names an environment that is not saved yet.
+    for slug_and_name, block in sorted(
+        blocks.items(), key=lambda item: not isinstance(item[1], Environment)
+    ):
         block.save(slug_and_name.split("/", 1)[1], overwrite=True)
         applied.saved.append(slug_and_name)
     stale = {name: doc for name, doc in saved_names().items() if name not in blocks}

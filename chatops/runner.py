@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import time
+import urllib.request
 from collections.abc import Iterable
 from uuid import UUID
 
@@ -33,6 +34,7 @@ from prefect.events.filters import (
     EventOccurredFilter,
 )
 from prefect.runner import Runner
+from prefect.settings import PREFECT_API_URL
 from prefect.types._datetime import now
 
 from chatops import warmstart
@@ -110,11 +112,25 @@ async def wake_on_events(runner: Runner, deployment_ids: Iterable[UUID]) -> None
     await asyncio.gather(poll(), listen())
 
 
+def wait_for_api(seconds: float = 120) -> None:
+    """Wait until the Prefect API answers (``chatops up`` starts the server and us together)."""
+    url = f"{PREFECT_API_URL.value()}/health"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), opener.open(url, timeout=2) as answer:
+            if answer.status == 200:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"chatops runner: the Prefect API at {url} did not answer in {seconds:.0f} s")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     started = time.monotonic()
     warmstart.install(FLOW_MODULES)
     logger.info("Flows loaded in %.1f s", time.monotonic() - started)
+    wait_for_api()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(int(os.environ.get("CHATOPS_RUNNER_LIMIT", DEFAULT_LIMIT))))
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from chatops.cli.server import cli_token, write_up_file
+from chatops.settings import DEPLOYMENTS
 from tasks.home import home
 
 SERVER_START_SECONDS = 120
@@ -54,22 +55,31 @@ class Service:
     process: subprocess.Popen | None = None
     restarts: int = 0
     started: float = field(default=0.0)
+    terminating: bool = False
 
     def start(self, env: Mapping[str, str]) -> None:
         self.process = subprocess.Popen(
             self.argv, env=dict(env), stdin=subprocess.DEVNULL, preexec_fn=_child_setup
         )
         self.started = time.monotonic()
+        self.terminating = False
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM, once); :meth:`stop` waits for it."""
+        if self.alive() and not self.terminating:
+            assert self.process is not None
+            self.process.terminate()
+            self.terminating = True
 
     def stop(self) -> None:
         """SIGTERM, wait its grace period, then SIGKILL."""
         if not self.alive():
             return
         assert self.process is not None
-        self.process.terminate()
+        self.terminate()
         try:
             self.process.wait(timeout=STOP_SECONDS[self.name])
         except subprocess.TimeoutExpired:
@@ -147,6 +157,25 @@ def wait_healthy(url: str, service: Service, seconds: float) -> None:
     raise StartupError(f"the {service.name} did not answer on {url} in {seconds:.0f} s")
 
 
+def wait_served(api_url: str, runner: Service, seconds: float) -> None:
+    """Wait until the runner has registered the deployments the gateway starts runs of."""
+    deadline = time.monotonic() + seconds
+    query = json.dumps({"deployments": {"name": {"any_": ["chatops"]}}}).encode()
+    while time.monotonic() < deadline:
+        if not runner.alive():
+            raise StartupError(f"the runner exited with code {runner.process.returncode}")
+        request = urllib.request.Request(
+            f"{api_url}/deployments/filter",
+            data=query,
+            headers={"Content-Type": "application/json"},
+        )
+        with contextlib.suppress(OSError, ValueError), _opener.open(request, timeout=2) as answer:
+            if len(json.loads(answer.read())) >= len(DEPLOYMENTS):
+                return
+        time.sleep(0.2)
+    raise StartupError(f"the runner did not register its deployments in {seconds:.0f} s")
+
+
 def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) -> int:
     """Start everything and supervise it until a signal; return an exit code."""
     stopping: list[int] = []
@@ -177,11 +206,15 @@ def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) 
     else:
         refuse_taken_port(host, port)
     try:
-        for service in services:
+        for service in services:  # all at once: the runner and gateway load while the server does
             service.start(env)
-            if service.name == "server":
-                wait_healthy(f"{api_url}/health", service, SERVER_START_SECONDS)
-        wait_healthy(f"{gateway_url}/healthz", services[-1], SERVER_START_SECONDS)
+        for service in services:
+            url = {"server": f"{api_url}/health", "gateway": f"{gateway_url}/healthz"}.get(
+                service.name
+            )
+            if url:
+                wait_healthy(url, service, SERVER_START_SECONDS)
+        wait_served(api_url, services[-2], SERVER_START_SECONDS)
         ui_url = api_url.removesuffix("/api")
         write_up_file(
             home().up_file, pid=os.getpid(), api_url=api_url, ui_url=ui_url, gateway_url=gateway_url
@@ -189,7 +222,12 @@ def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) 
         print(f"chatops is up. Prefect UI: {ui_url}  (Ctrl-C stops everything)", flush=True)
         supervise(services, env, stopping)
     finally:
-        for service in reversed(services):
+        # The gateway and the runner stop together (the runner lets deploys in flight finish
+        # their batch), then the server they both talk to.
+        clients = [service for service in services if service.name != "server"]
+        for service in clients:
+            service.terminate()
+        for service in [*clients, *(s for s in services if s.name == "server")]:
             service.stop()
         _forget_up_file()
     return 0

@@ -11,21 +11,21 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows import crash
 from flows.crash import crash_hooks
 from flows.report import DeployReport, Notify
-from flows.results import gather, on_hosts
+from flows.results import on_hosts
 from flows.serial import one_at_a_time
-from flows.steps import record, recover_hosts, roll_out
+from flows.steps import check_hosts, finished, record, recover_hosts, roll_out
 from flows.target import authorize, load_target
 from tasks import ssh
 from tasks.build import build
 from tasks.git import checkout, remove_worktree
-from tasks.hosts import Release, prune, run_task_command, upload
+from tasks.hosts import Release, run_task_command, upload
 from tasks.summary import DeploySummary, run_title
 
 STEPS = [
     "record deployment",
-    "check hosts",
     "checkout",
     "build",
+    "check hosts",
     "upload",
     "activate",
     "health check",
@@ -90,7 +90,7 @@ def deploy(
                     deployment_id=deployment_id,
                 )
                 report.recorded(recorded)
-            recover_hosts(report, target)
+            checks = check_hosts(target)  # every host is read while the commit is built
             with report.step("checkout"):
                 tree = checkout(
                     target.app.default_clone_url, target.ref, recorded.sha if recorded else sha
@@ -105,6 +105,7 @@ def deploy(
                 finally:
                     remove_worktree(tree)
                 report.mark("build", "cached" if built.cached else "done")
+            states = recover_hosts(report, target, checks)
             with report.step("upload"):
                 on_hosts(
                     "upload",
@@ -118,7 +119,7 @@ def deploy(
                     run_task_command(
                         target.environment, target.hosts[0], release, target.task_command
                     )
-            roll_out(report, target, release)
+            finishing = roll_out(report, target, release, states)
             report.succeeded()
-            gather({h: prune.submit(target.environment, h) for h in target.hosts})  # never fails
+            finished(report, release, finishing)
     return report.summary

@@ -81,6 +81,20 @@ class SlackCard:
     ts: str
 
 
+def redact(text: str, secrets: list[str]) -> str:
+    r"""``text`` with each of ``secrets`` (and each line of a multi-line one) replaced by ``***``.
+
+    >>> key = "-----BEGIN KEY-----\nAAAAsecretAAAA\n-----END KEY-----"
+    >>> redact("token ghp_abc, key line AAAAsecretAAAA", ["ghp_abc", key])
+    'token ***, key line ***'
+    """
+    pieces = {line for secret in secrets for line in secret.splitlines() if len(line) >= 8}
+    pieces |= {secret for secret in secrets if secret}
+    for piece in sorted(pieces, key=len, reverse=True):
+        text = text.replace(piece, "***")
+    return text
+
+
 def load_optional(block_type: type, name: str = "default") -> Any | None:
     try:
         return block_type.load(name)
@@ -130,9 +144,7 @@ class DeployReport:
 
     def redact(self, text: str) -> str:
         """``text`` with every secret this run knows replaced by ``***``."""
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact(text, self.secrets)
 
     def _open_slack(self, notify: Notify | None) -> SlackCard | None:
         access: SlackAccess | None = load_optional(SlackAccess) if notify else None

@@ -14,7 +14,7 @@ from flows import crash
 from flows.crash import crash_hooks
 from flows.report import DeployReport, Notify
 from flows.serial import one_at_a_time
-from flows.steps import record, recover_hosts, roll_out
+from flows.steps import check_hosts, finished, record, recover_hosts, roll_out
 from flows.target import Target, authorize, load_target
 from tasks import ssh
 from tasks.hosts import HostState, Release
@@ -54,7 +54,7 @@ def rollback(
     with crash.recorded(), report.failures(), ssh.sessions():
         authorize(target, requested_by, via, notify.channel if notify else None, force)
         with one_at_a_time(app, target.environment_name):
-            states = recover_hosts(report, target)
+            states = recover_hosts(report, target, check_hosts(target))
             with report.step("find release"):
                 release = choose_release(target, ref, [states[h] for h in target.hosts])
             report.resolved(release.sha, release.id)
@@ -69,8 +69,9 @@ def rollback(
                         requested_by=requested_by,
                     )
                 )
-            roll_out(report, target, release)
+            finishing = roll_out(report, target, release, states)
             report.succeeded()
+            finished(report, release, finishing)
     return report.summary
 
 

@@ -1,11 +1,13 @@
 """Steps the deploy and rollback flows share: recovery, recording on GitHub, the rolling switch.
 
-- :func:`recover_hosts` first brings every host of the environment back to one consistent
-  release, if a run that died left some switched (its SWITCHING journal says so) or a host does
-  not serve what ``current`` names;
+- :func:`check_hosts` reads every host while the commit is built, and :func:`recover_hosts`
+  then brings every host of the environment back to one consistent release, if a run that died
+  left some switched (its SWITCHING journal says so) or a host does not serve what ``current``
+  names;
 - :func:`record` creates (or attaches to) the GitHub deployment;
 - :func:`roll_out` switches, restarts and health-checks the hosts batch by batch, as one
-  transaction: when any batch fails, every host switched so far is switched back.
+  transaction: when any batch fails, every host switched so far is switched back; when all
+  succeed, each host records the release and prunes old ones.
 
 A graceful stop (SIGTERM to the process running the deploy) never leaves a batch half-switched:
 during a batch it is held until the batch is over, and then the deploy stops and the
@@ -21,14 +23,16 @@ from types import FrameType
 from prefect import runtime
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
+from prefect.futures import PrefectFuture, as_completed
 from prefect.transactions import transaction
 
+from blocks import Environment
 from flows.report import DeployReport
-from flows.results import HostResults, on_hosts
+from flows.results import HostResults, gather, on_hosts
 from flows.target import Target
 from tasks.github import PAYLOAD_MARK, GitHubDeployment, record_deployment
 from tasks.health import health_check
-from tasks.hosts import HostState, Release, activate, inspect, recover, recovery
+from tasks.hosts import HostState, Release, activate, finish, inspect, recover, recovery
 
 
 class Interrupted(RuntimeError):
@@ -69,14 +73,25 @@ def record(
     )
 
 
-def recover_hosts(report: DeployReport, target: Target) -> HostResults:
-    """Check every host of the environment; bring back any a dead run left inconsistent.
+Checks = dict[str, PrefectFuture]
+"""Every host's check, under way (see :func:`check_hosts`)."""
+Finishing = dict[str, PrefectFuture]
+"""Every host's :func:`~tasks.hosts.finish`, under way (see :func:`roll_out`)."""
+
+
+def check_hosts(target: Target) -> Checks:
+    """Start reading every host of the environment (it goes on while the commit is built)."""
+    return {h: inspect.submit(target.environment, h) for h in target.environment.hosts}
+
+
+def recover_hosts(report: DeployReport, target: Target, checks: Checks) -> HostResults:
+    """Wait for the hosts' checks; bring back any a dead run left inconsistent.
 
     Returns each host's :class:`~tasks.hosts.HostState`, after any recovery.
     """
     env = target.environment
     with report.step("check hosts"):
-        found = on_hosts("check", {h: inspect.submit(env, h) for h in env.hosts})
+        found = on_hosts("check", checks)
         states: dict[str, HostState] = {h: state for h, (state, _) in found.items()}
         succeeded = runs_that_succeeded(
             {s.switching.run_id for s in states.values() if s.switching}
@@ -110,12 +125,17 @@ def runs_that_succeeded(run_ids: set[str]) -> set[str]:
     return done
 
 
-def roll_out(report: DeployReport, target: Target, release: Release) -> None:
-    """Switch, restart and health-check the hosts batch by batch.
+def roll_out(
+    report: DeployReport, target: Target, release: Release, states: HostResults
+) -> Finishing:
+    """Switch, restart and health-check the hosts batch by batch, then start recording.
 
     All of it is one transaction: when any batch fails (or the deploy is stopped), every host
     switched so far (this batch and the earlier ones) is switched back to its previous release
-    and restarted; when all succeed, each host records the release as good.
+    and restarted. Each host's health check starts as soon as that host has restarted. When all
+    succeed, every host starts recording the release as good and dropping what it no longer
+    keeps (:func:`~tasks.hosts.finish`), while the flow reports the result; :func:`finished`
+    waits for that.
     """
     env = target.environment
     run_id = str(runtime.flow_run.id)
@@ -124,23 +144,42 @@ def roll_out(report: DeployReport, target: Target, release: Release) -> None:
             if stopping.is_set():
                 raise Interrupted(f"stopped before batch {number} ({', '.join(batch)})")
             with stopping.held():
-                with report.step("activate"):
-                    on_hosts(
-                        "activate", {h: activate.submit(env, h, release, run_id) for h in batch}
-                    )
-                if env.health_url:
-                    with report.step("health check"):
-                        on_hosts(
-                            "health check",
-                            {
-                                h: health_check.submit(
-                                    env.health_url, h, release.sha, env.health_timeout
-                                )
-                                for h in batch
-                            },
-                        )
+                switch_batch(report, env, batch, release, run_id)
     if not env.health_url:
         report.mark("health check", "skipped")
+    return {h: finish.submit(env, h, release, run_id, states[h]) for h in target.hosts}
+
+
+def finished(report: DeployReport, release: Release, finishing: Finishing) -> None:
+    """Wait for the hosts' records; one that failed is written by the next deploy's check."""
+    for host, problem in gather(finishing).failed.items():
+        report.logger.warning("Could not record %s on %s: %s", release.id, host, problem)
+
+
+def switch_batch(
+    report: DeployReport, env: Environment, batch: list[str], release: Release, run_id: str
+) -> None:
+    """Activate every host of one batch; health-check each one as soon as it is active."""
+    checks: dict[str, PrefectFuture] = {}
+    with report.step("activate"):
+        activating = {activate.submit(env, h, release, run_id): h for h in batch}
+        for future in as_completed(list(activating)):
+            host = activating[future]
+            try:
+                future.result()
+            except Exception:  # reported with the others below
+                continue
+            if env.health_url:
+                checks[host] = health_check.submit(
+                    env.health_url, host, release.sha, env.health_timeout
+                )
+        activated = gather({h: f for f, h in activating.items()})
+        if activated.failed:
+            gather(checks)  # the batch's health checks end before anything is switched back
+            activated.raise_for_failures("activate")
+    if env.health_url:
+        with report.step("health check"):
+            on_hosts("health check", checks)
 
 
 def batches(hosts: list[str], size: int) -> Iterator[list[str]]:

@@ -17,7 +17,7 @@ from prefect.logging import get_run_logger
 from tasks.ssh import HostFailed
 
 FIRST_POLL_SECONDS = 0.05
-MAX_POLL_SECONDS = 0.5
+MAX_POLL_SECONDS = 0.2
 BACKOFF = 1.5
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -75,11 +75,17 @@ def wait_healthy(url_template: str, host: str, sha: str, timeout: float) -> floa
             break
         time.sleep(pause)
         pause = min(MAX_POLL_SECONDS, pause * BACKOFF)
-    seen = f"HTTP {status}" if status else f"no answer ({body[:100]})"
-    if status == 200:
-        seen = f"HTTP 200 without {sha[:7]}: {body[:100]!r}"
     raise Unhealthy(
         host,
         "health check",
-        f"not serving {sha[:7]} after {timeout:.0f} s at {url}; last saw {seen}",
+        f"not serving {sha[:7]} after {timeout:.0f} s at {url}; {last_seen(status, body, sha)}",
     )
+
+
+def last_seen(status: int | None, body: str, sha: str) -> str:
+    """What the last probe saw, and what that most likely means."""
+    if status is None:
+        return f"no answer ({body[:100]}): is the app listening there?"
+    if status == 200:
+        return f"it answers 200 without {sha[:7]} ({body[:100]!r}): it still runs another commit"
+    return f"it answers HTTP {status}: the app is up but not healthy (see its log on the host)"

@@ -23,13 +23,15 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactCollectionFilter,
     ArtifactCollectionFilterKey,
+    ArtifactFilter,
+    ArtifactFilterKey,
     FlowRunFilter,
     FlowRunFilterTags,
 )
-from prefect.client.schemas.sorting import ArtifactCollectionSort, FlowRunSort
+from prefect.client.schemas.sorting import ArtifactCollectionSort, ArtifactSort, FlowRunSort
 from prefect.utilities.urls import url_for
 
-from tasks.summary import DeploySummary, run_tags
+from tasks.summary import PREVIOUS, DeploySummary, run_tags
 
 DEPLOYED_PREFIX = "deployed-"
 _FACTS = re.compile(r"<!-- chatops:deployed (\{.*\}) -->")
@@ -117,11 +119,18 @@ def write_report(summary: DeploySummary) -> None:
 
 
 def write_deployed(summary: DeploySummary) -> None:
-    """Record that this run's release now runs in its app environment."""
+    """Record that this run's release now runs in its app environment.
+
+    A rollback to the previous release records the ref that release was deployed from, so
+    ``status`` keeps answering "which branch runs there?".
+    """
+    ref = summary.ref
+    if ref == PREVIOUS and summary.sha:
+        ref = earlier_ref(summary.app, summary.environment, summary.sha) or ref
     deployed = Deployed(
         app=summary.app,
         environment=summary.environment,
-        ref=summary.ref,
+        ref=ref,
         sha=summary.sha or "",
         release=summary.release or "",
         hosts=summary.hosts,
@@ -134,6 +143,25 @@ def write_deployed(summary: DeploySummary) -> None:
         markdown=deployed_markdown(deployed),
         description=f"What is deployed on {summary.app} {summary.environment}",
     )
+
+
+def earlier_ref(app: str, environment: str, sha: str) -> str | None:
+    """The ref ``sha`` was deployed from last time it ran in this app environment, if recorded."""
+    with get_client(sync_client=True) as client:
+        records = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[deployed_key(app, environment)])
+            ),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=50,
+        )
+    for record in records:
+        facts = _FACTS.search(str(record.data or ""))
+        if facts:
+            earlier = json.loads(facts.group(1))
+            if earlier.get("sha") == sha and earlier.get("ref") not in (None, PREVIOUS):
+                return str(earlier["ref"])
+    return None
 
 
 def deployed_everywhere() -> list[Deployed]:

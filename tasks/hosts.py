@@ -8,7 +8,8 @@ Every host keeps its releases side by side, one symlink to the live one, and a j
     <deploy_path>/SWITCHING    "<from> <to> <flow run id>" while a deploy switches this host
 
 ``SWITCHING`` is written in the same command that switches ``current`` and removed when the deploy
-commits (and ``HISTORY`` gains the release) or when the host is switched back. A host that still
+succeeds everywhere (:func:`finish`: ``HISTORY`` gains the release, old releases go) or when the
+host is switched back. A host that still
 has it was switched by a run that died: :func:`recovery` says how to bring it back before the
 next deploy touches anything. "Previous release" always means the one ``HISTORY`` says ran
 successfully before, never just the newest folder.
@@ -353,8 +354,7 @@ def activate(env: Environment, host: str, release: Release, run_id: str) -> str 
     the host is switched back and restarted on its previous release before the error is
     raised; if the restart *hung*, it is only switched back (restarting again could hang again)
     and the journal stays for the next deploy to finish the job. Inside a transaction, a later
-    failure calls :func:`switch_back` for every host this task switched, and a commit calls
-    :func:`record`.
+    failure calls :func:`switch_back` for every host this task switched.
     """
     with ssh.connection(env, host, "activate") as conn:
         previous = _switch(conn, env, host, release.id, run_id=run_id)
@@ -409,27 +409,27 @@ def switch_back(txn: Transaction) -> None:
         restore(conn, env, host, txn.get("previous"))
 
 
-@activate.on_commit
-def record(txn: Transaction) -> None:
-    """The deploy succeeded: add the release to the host's HISTORY, drop its SWITCHING."""
-    env: Environment = txn.get("environment")
-    host: str = txn.get("host")
-    command = record_command(env, txn.get("release"), txn.get("run_id"))
-    with ssh.connection(env, host, "record") as conn:
-        ssh.run(conn, command, host=host, step="record", timeout=30, env=env)
+@task(name="finish", task_run_name="finish {host}", cache_policy=NO_CACHE)
+def finish(
+    env: Environment, host: str, release: Release, run_id: str, before: HostState
+) -> list[str]:
+    """The deploy succeeded everywhere: record ``release`` in the host's HISTORY, drop its
+    SWITCHING, and delete releases beyond ``keep_releases`` and leftover ``.partial`` uploads,
+    in one command; return what was deleted.
 
-
-@task(name="prune releases", task_run_name="prune releases {host}", cache_policy=NO_CACHE)
-def prune(env: Environment, host: str) -> list[str]:
-    """Delete releases beyond ``keep_releases`` and leftover ``.partial`` folders.
-
-    Never deleted: the current release, the last good one and the one before it (as HISTORY
-    records them), and anything an unfinished switch names.
+    ``before`` is the host as the deploy found it. Never deleted: the current release, the last
+    good one and the one before it, and anything an unfinished switch names.
     """
-    with ssh.connection(env, host, "prune") as conn:
-        state = read_state(conn, env, host, "prune")
-        doomed = sorted(set(state.releases) - state.keep(env.keep_releases)) + state.partials
-        if doomed:
-            paths = " ".join(shlex.quote(f"{releases_dir(env)}/{name}") for name in doomed)
-            ssh.run(conn, f"rm -rf -- {paths}", host=host, step="prune", timeout=120, env=env)
+    after = HostState(
+        current=release.id,
+        releases={**before.releases, release.id: release.sha},
+        history=[*before.history, release.id],
+    )
+    doomed = sorted(set(after.releases) - after.keep(env.keep_releases)) + before.partials
+    command = record_command(env, release.id, run_id)
+    if doomed:
+        paths = " ".join(shlex.quote(f"{releases_dir(env)}/{name}") for name in doomed)
+        command += f" && rm -rf -- {paths}"
+    with ssh.connection(env, host, "finish") as conn:
+        ssh.run(conn, command, host=host, step="finish", timeout=120, env=env)
     return doomed

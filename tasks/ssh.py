@@ -42,6 +42,8 @@ KILL_AFTER_SECONDS = 5
 """After a remote command's timeout, how long it has to exit on SIGTERM before SIGKILL."""
 _KEY_TYPES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 _CHUNK = 64 * 1024
+STORE_SECONDS = 30
+"""Once every byte is sent, how long the host may take to store the upload (a busy disk)."""
 
 
 class HostFailed(RuntimeError):
@@ -327,24 +329,27 @@ def send_file(
 ) -> float:
     """Stream ``local`` into the stdin of the remote ``receiver`` command; return the seconds.
 
-    A watchdog closes the connection when the transfer makes no progress for ``connect_timeout``
-    seconds or runs past its bound (a blocked socket write would otherwise wait forever). The
-    receiver runs under the host's ``timeout`` with the same bound, so a stalled transfer is
-    cleaned up on the host even when the host cannot be reached any more.
+    A watchdog closes the connection when sending makes no progress for ``connect_timeout``
+    seconds or runs past ``2 x connect_timeout + size / min_upload_rate`` (a blocked socket write
+    would otherwise wait forever); once everything is sent, the host has
+    :data:`STORE_SECONDS` more to store it. The receiver runs under the host's ``timeout`` with
+    that whole bound, so a stalled transfer is cleaned up on the host even when the host cannot
+    be reached any more.
     """
     size = local.stat().st_size
     stall = env.connect_timeout
     limit = 2 * stall + size / env.min_upload_rate
+    settle = limit + STORE_SECONDS  # the host's own bound: receiving, then storing
     started = time.monotonic()
     transport = conn.client.get_transport()
-    moved = [started]
+    moved, deadline = [started], [started + limit + stall]
     gave_up = threading.Event()
     done = threading.Event()
 
     def watch() -> None:
         while not done.wait(0.25):
             now = time.monotonic()
-            if now - moved[0] > stall or now - started > limit + stall:
+            if now - moved[0] > stall or now > deadline[0]:
                 gave_up.set()
                 transport.close()  # unblocks a write waiting on a dead link
                 return
@@ -354,14 +359,14 @@ def send_file(
     try:
         channel = transport.open_session(timeout=stall)
         channel.settimeout(stall)
-        channel.exec_command(bounded(receiver, limit))
+        channel.exec_command(bounded(receiver, settle))
         with open(local, "rb") as source:
             while chunk := source.read(_CHUNK):
                 channel.sendall(chunk)
                 moved[0] = time.monotonic()
         channel.shutdown_write()
-        moved[0] = float("inf")  # all sent: the host may take its time (within the bound)
-        if not channel.status_event.wait(max(0.1, limit - (time.monotonic() - started))):
+        moved[0], deadline[0] = float("inf"), started + settle + stall  # all sent: the host stores
+        if not channel.status_event.wait(max(0.1, settle - (time.monotonic() - started))):
             raise TimeoutError("no exit status")
         if gave_up.is_set():
             raise TimeoutError("gave up")

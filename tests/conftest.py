@@ -27,6 +27,7 @@ os.environ.update(
 
 pytest_plugins = [
     "tests.testbed.fixtures",
+    "tests.testbed.postgres",
     "tests.fakes.github_api",
     "tests.fakes.slack_api",
 ]

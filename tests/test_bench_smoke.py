@@ -55,7 +55,7 @@ def test_the_benchmark_runs_on_one_host(tmp_path: Path) -> None:
     assert {("cold", "cli"), ("redeploy", "cli"), ("trigger", "slack"), ("trigger", "webhook")} <= (
         kinds
     )
-    assert [b["ok"] for b in results["baselines"]] == [True]
+    assert results["baselines"] and all(b["ok"] for b in results["baselines"])
     cold = next(d for d in results["deploys"] if d["kind"] == "cold")
     assert {group.split()[0] for group in (t["name"] for t in cold["tasks"])} >= {
         "check",
@@ -68,3 +68,40 @@ def test_the_benchmark_runs_on_one_host(tmp_path: Path) -> None:
     for heading in ("## Targets", "## Where a deploy's seconds go", "### Timeline"):
         assert heading in text
     assert "cold deploy, 1 host" in text
+
+
+def test_the_burst_benchmark_runs_on_both_databases(tmp_path: Path) -> None:
+    """``bench/run.sh --burst-only``, small: every request becomes one run, on SQLite and on
+    PostgreSQL, and the burst section of an existing page is replaced, the rest kept."""
+    page, raw = tmp_path / "benchmarks.md", tmp_path / "results.json"
+    page.write_text("# Benchmarks\n\n## Targets\n\nkept\n\n## Re-running\n\nkept too\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
+    proc = subprocess.run(
+        [
+            str(REPO_ROOT / "bench" / "run.sh"),
+            "--burst-only",
+            "--burst-each=4",
+            "--rounds=1",
+            "--timeout=400",
+            f"--write={page}",
+            f"--json={raw}",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=460,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    bursts = json.loads(raw.read_text())["burst"]
+    assert [b["database"] for b in bursts] == ["sqlite", "postgresql"]
+    for b in bursts:
+        assert (b["sent"], b["accepted"], b["runs"], b["missing"], b["doubled"]) == (8, 8, 8, 0, 0)
+        assert b["slack_links"] == 4 and b["last_started"] is not None
+    text = page.read_text()
+    assert (
+        text.index("## Targets")
+        < text.index("## A burst of requests")
+        < text.index("## Re-running")
+    )
+    assert text.count("kept") == 2 and "| postgresql | 8 of 8 |" in text

@@ -87,3 +87,29 @@ def test_maven_builds_the_example_offline(
         names = war.namelist()
         props = [n for n in names if n.endswith(".properties")]
         assert any(app_repo.v2 in war.read(n).decode() for n in props)
+
+
+def test_maven_starts_faster_from_the_second_build_on(
+    prefect_server: None, chatops_home: Path, app_repo, tmp_path: Path
+) -> None:
+    """The first Maven build writes the class data sharing archive; later builds use it."""
+    tree = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", app_repo.url, str(tree)], check=True)
+    archives = chatops_home / "jvm"
+    report = "target/opts.txt"
+    command = f'mvn -B clean package && echo "$MAVEN_OPTS" > {report}'
+    run(tree, command, sha=app_repo.v2)
+    [archive] = archives.glob("maven-*.jsa")
+    assert "ArchiveClassesAtExit" in (tree / report).read_text()
+    assert archive.stat().st_size > 1_000_000, "Maven's classes are in it"
+    assert not list(archives.glob(".*")), "no partial archive is left behind"
+    run(tree, command, sha=app_repo.v1)
+    assert f"-XX:SharedArchiveFile={archive}" in (tree / report).read_text()
+
+
+def test_the_team_s_own_maven_options_win(
+    prefect_server: None, chatops_home: Path, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAVEN_OPTS", "-Xmx256m")
+    run(tree, 'echo "$MAVEN_OPTS" > target/a.war')
+    assert (tree / "target" / "a.war").read_text() == "-Xmx256m\n"

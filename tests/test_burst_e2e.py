@@ -4,7 +4,8 @@ SIGKILLed in the middle (``chatops up`` starts it again).
 
 Every request that was answered 2xx must become exactly one flow run, eventually; every answer
 must come within Slack's 3 s and GitHub's 10 s. The deploys go to a host that refuses SSH
-(127.0.0.1:1), so they fail at once: only getting from request to run is under test.
+(127.0.0.1:1) from a repository that does not exist, so they fail at once: only getting from
+request to run is under test.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def test_a_burst_with_a_gateway_crash_loses_nothing_and_duplicates_nothing(
         with temporary_settings({PREFECT_API_URL: up.api}):
             App(
                 repository="Codertocat/Hello-World",
+                clone_url=str(tmp_path / "no-such-repository"),  # checkout fails at once
                 environments=["production"],
                 default_environment="production",
             ).save("hello", overwrite=True)

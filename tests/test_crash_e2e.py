@@ -185,7 +185,7 @@ def test_a_killed_deploy_is_reported_and_the_next_one_recovers_every_host(
         bed.deploy(up, "v2")
         started = first_task_started(up.api, after=killed)
         assert started is not None, "the next deploy never started"
-        print(f"{phase}: the next deploy started {started - killed:.1f} s after the kill")
+        print(f"measured: {phase}: the next deploy started {started - killed:.1f} s after the kill")
         assert started - killed <= 90
         for host in bed.hosts:
             assert serves(host, v2) and (current(host) or "").endswith(v2[:7])

@@ -13,6 +13,7 @@ import pytest
 from blocks import App
 from flows.deploy import deploy
 from flows.rollback import rollback
+from tasks.ssh import STORE_SECONDS
 from tests.shop import DEPLOY_PATH, Shop, states
 
 pytestmark = pytest.mark.e2e
@@ -145,7 +146,7 @@ def test_packets_dropped_mid_upload_fail_within_the_bound_and_leave_no_partial(
         message = str(state.message)
         assert f"{stalled.address}: upload failed" in message
         assert "dropping packets" in message or "no answer" in message
-        deadline = time.monotonic() + bound + 15
+        deadline = time.monotonic() + bound + STORE_SECONDS + 15
         while partials(stalled) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert partials(stalled) == [], "the host removed the partial upload by itself"

@@ -9,8 +9,11 @@ at the end create real flow runs of registered (but unserved) deployments.
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -23,13 +26,13 @@ from starlette.testclient import TestClient
 from blocks import App, Environment
 from chatops.catalog import Catalog, Snapshot, prefect_loader
 from chatops.gateway import MAX_BODY_BYTES, SLOW_NOTE
-from chatops.intake import PrefectCreator, Started
+from chatops.intake import Busy, PrefectCreator, Started
 from chatops.request import Run
 from chatops.settings import GatewaySettings
 from flows.deploy import deploy
 from flows.rollback import rollback
 from tasks import history
-from tasks.summary import DeploySummary, Step
+from tasks.summary import PREVIOUS, DeploySummary, Step
 from tests.fakes.slack_api import FakeSlack
 from tests.gateway_support import (
     ALICE,
@@ -539,6 +542,13 @@ def test_status_and_latest_show_what_is_deployed(chat: Chat) -> None:
     latest = chat.command("latest shop on staging")["text"]
     assert "release `20261126T000000Z-aaaaaaa` on web-1" in latest
 
+    later = replace(summary, ref="v8-status-test", sha="b" * 40, release="20261127T000000Z-b")
+    record_deployed(later)
+    assert "`v8-status-test`" in chat.command("status shop in staging")["text"]
+    record_deployed(replace(summary, ref=PREVIOUS))  # a rollback to the previous release
+    back = chat.command("status shop in staging")["text"]
+    assert "`v7-status-test` at" in back and "previous release" not in back
+
 
 def test_a_deploy_is_answered_within_a_second_when_prefect_is_slow(
     fake_slack: FakeSlack,
@@ -557,6 +567,23 @@ def test_a_deploy_is_answered_within_a_second_when_prefect_is_slow(
         assert f"<@{ALICE}>: *shop@v2 → staging* has started" in later["text"]
         assert "<http://prefect.test/runs/flow-run/run-1|shop@v2 → staging>" in later["text"]
     assert len(slow.runs) == 1
+    assert fake_slack.violations == []
+
+
+def test_requests_behind_others_are_told_how_many_wait_ahead_and_get_their_link_later(
+    fake_slack: FakeSlack,
+) -> None:
+    slow = RecordingCreator(delay=1.0)
+    with gateway(slow) as client:
+        chat = Chat(client, fake_slack)
+        chat.command("shop@v1 to staging", patient=False)
+        second = chat.command("billing@v1 to staging", user=BOSS, patient=False)
+        assert second["text"].startswith(
+            ":hourglass: Queued *billing@v1 → staging*, 1 ahead of you"
+        )
+        [later] = chat.later(seconds=15)
+        assert "billing@v1 → staging" in later["text"] and "/runs/flow-run/run-2" in later["text"]
+    assert [run.app for run in slow.runs] == ["shop", "billing"]
     assert fake_slack.violations == []
 
 
@@ -1061,3 +1088,46 @@ def test_a_new_app_is_found_at_once_without_waiting_for_the_refresh(
     finally:
         App.delete("fresh")
         Environment.delete("fresh-staging")
+
+
+def test_a_busy_prefect_is_retried_soon_by_the_intake_not_later_by_its_client() -> None:
+    """A 503 ("database is locked") reaches the intake at once as Busy: Prefect's client would
+    sleep 2 s, then 4 s, before its own next try; the intake tries again 0.2 s later."""
+    posts: list[str] = []
+
+    class Locked(http.server.BaseHTTPRequestHandler):
+        def answer(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # the client's CSRF token request, as a server without CSRF
+            self.answer(422, b'{"detail": "CSRF protection is disabled."}')
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            posts.append(self.path)
+            self.answer(503, b'{"detail": "database is locked"}')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Locked)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    run = Run("deploy/chatops", {"app": "shop", "environment": "staging"}, "shop → staging", "k-1")
+
+    async def scenario() -> None:
+        api = f"http://127.0.0.1:{server.server_address[1]}/api"
+        async with PrefectClient(api=api) as client:
+            creator = PrefectCreator(client)
+            creator._ids[run.deployment] = uuid.uuid4()  # skip the lookup by name
+            with pytest.raises(Busy, match="503"):
+                await creator.create(run)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.shutdown()
+    assert len(posts) == 1 and posts[0].endswith("/create_flow_run"), posts

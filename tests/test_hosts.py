@@ -11,7 +11,10 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import SecretStr
 
-from blocks import Environment
+from blocks import App, Environment, UnknownTarget
+from flows.report import redact
+from flows.rollback import choose_release
+from flows.target import Target
 from tasks import ssh
 from tasks.health import health_url
 from tasks.hosts import (
@@ -254,3 +257,36 @@ def test_sessions_reuse_one_connection_per_host_and_close_it_after(one) -> None:
         with ssh.connection(env, host.address, "b") as second:
             assert second is first and second.is_connected
     assert not first.is_connected
+
+
+# --------------------------------------------------------------------------- release choice
+def rollback_target() -> Target:
+    env = env_for("h", "k", [])
+    return Target("shop", App(repository="acme/shop"), "staging", env, ["h1", "h2"], "v1", None)
+
+
+def test_rollback_goes_back_to_the_previous_good_release_every_host_has() -> None:
+    one = HostState(C, {A: "a" * 40, B: "b" * 40, C: "c" * 40}, [A, C])
+    two = HostState(C, {A: "a" * 40, C: "c" * 40}, [A, C])
+    assert choose_release(rollback_target(), None, [one, two]).id == A
+    assert choose_release(rollback_target(), "c" * 7, [one, two]).id == C
+    assert choose_release(rollback_target(), A, [one, two]).id == A
+
+
+@pytest.mark.parametrize(
+    ("states", "ref", "message"),
+    [
+        ([HostState(C, {C: "c"}, [C]), HostState(C, {C: "c"}, [C])], None, "no release that ran"),
+        ([HostState(C, {A: "a", C: "c"}, [A, C]), HostState(C, {C: "c"}, [C])], None, "kept on"),
+        ([HostState(C, {A: "a", C: "c"}, [A, C])], "b" * 7, "no release of 'bbbbbbb'"),
+    ],
+)
+def test_rollback_refuses_what_not_every_host_can_go_back_to(states, ref, message) -> None:
+    with pytest.raises(UnknownTarget, match=message):
+        choose_release(rollback_target(), ref, states)
+
+
+def test_redaction_covers_every_line_of_a_key() -> None:
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\nAAAAbm9uZQ==\n-----END X-----"
+    leaked = f"auth failed: {key.splitlines()[1]} / ghp_0123456789abcdef0123"
+    assert redact(leaked, [key, "ghp_0123456789abcdef0123"]) == "auth failed: *** / ***"

@@ -124,5 +124,5 @@ def test_the_readme_walkthrough_deploys_rolls_back_locks_and_verifies(
             if up.poll() is None:
                 up.kill()
     took = time.monotonic() - started
-    assert took < 5, f"scripts/up.sh took {took:.1f} s to stop on Ctrl-C"
+    assert took < 15, f"scripts/up.sh took {took:.1f} s to stop on Ctrl-C"
     assert "Traceback" not in up_log.read_text()

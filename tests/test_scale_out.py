@@ -51,7 +51,7 @@ from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary
 from blocks import App, Environment
 from tests.testbed.gitrepo import AppRepo
 from tests.testbed.hosts import SshKey, TestHost
-from tests.testbed.postgres import Postgres, postgres  # noqa: F401 - the fixture
+from tests.testbed.postgres import Postgres
 
 pytestmark = pytest.mark.e2e
 
@@ -245,7 +245,7 @@ class Server:
 
 
 @pytest.fixture
-def prefect_on_postgres(postgres: Postgres, state: Path) -> Iterator[Server]:  # noqa: F811
+def prefect_on_postgres(postgres: Postgres, state: Path) -> Iterator[Server]:
     """``prefect server start`` on the throwaway PostgreSQL, configured as docs/scale-out.md says
     (filesystem lease storage, a password on the API); this process's client points at it."""
     port = free_port()

@@ -51,7 +51,7 @@ class ChatopsUp:
     ``.base`` is the UI address, ``.api`` the API; ``.log`` has everything it printed.
     """
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None):
+    def __init__(self, home: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
         self.home = home
         self.port = free_port()
         self.gateway_port = free_port()
@@ -60,6 +60,7 @@ class ChatopsUp:
         self.gateway = f"http://127.0.0.1:{self.gateway_port}"
         self.log = home.parent / f"up-{self.port}.log"
         self.extra_env = env or {}
+        self.args = list(args)
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "ChatopsUp":
@@ -72,7 +73,7 @@ class ChatopsUp:
         )
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "chatops.cli", "up", "--port", str(self.port)],
+                [sys.executable, "-m", "chatops.cli", "up", "--port", str(self.port), *self.args],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

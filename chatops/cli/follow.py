@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.1
 GIVE_UP_SECONDS = 900.0
 MARKS = {"COMPLETED": "✓", "FAILED": "✗", "CRASHED": "✗", "CANCELLED": "–"}
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
