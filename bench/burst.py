@@ -10,7 +10,7 @@ checkout fails at once): only the way from request to flow run is measured:
 - how many of those became exactly one flow run (found in Prefect by the request's idempotency
   key), and how many runs are missing or doubled;
 - seconds from the first request until the last run existed, and until the last run started;
-- how many Slack users got their run link on their ``response_url``.
+- how many Slack users got their run link, in the answer or later on their ``response_url``.
 
 Run it alone with ``bench/run.sh --burst-only`` (or as the last phase of ``bench/run.sh``).
 Standard library only, plus the project's test-bed PostgreSQL helper.
