@@ -364,7 +364,7 @@ class Intake:
             self.store.update, job.id, attempts=job.attempts + 1, error=why, next_try=next_try
         )
         quick = (
-            pause <= BUSY_RETRY_MAX_SECONDS and job.attempts % 10
+            pause < BUSY_RETRY_MAX_SECONDS and job.attempts % 10
         )  # a busy engine: say so now and then, not each time
         log = logger.debug if quick else logger.warning
         log(
