@@ -136,6 +136,7 @@ def create_app(
                 intake_path or home().intake,
                 runs or PrefectCreator(client),
                 PeopleNotifier(responder),
+                keep_seconds=settings.intake_keep_days * 86400,
             )
             intake.start()
             background = Background()

@@ -19,6 +19,12 @@ delivery or deployment id, CLI invocation id) is unique in the store, and it is 
 Prefect idempotency key of the run, so a run created just before a crash is found again, not
 created twice.
 
+The store stays small: a request that became a run (or can never become one) is kept for
+``keep_seconds`` (the gateway's ``CHATOPS_INTAKE_KEEP_DAYS``, default 7 days) so its ticket can
+still be read, then deleted, and the file gives the space back. A repeated delivery after that is
+still not doubled: Prefect knows the run by the same idempotency key. Queued requests are never
+deleted.
+
 Whoever asked is told what became of a request they were not answered about yet: the run link
 goes to the Slack ``response_url`` when the answer said "queued"; a GitHub deployment gets a
 ``queued`` status while Prefect cannot be reached and an ``error`` status if its run can never
@@ -58,6 +64,9 @@ BUSY_RETRY_MAX_SECONDS = 2.0
 up to 2 s, where Prefect's client would wait 2 s, then 4 s (its own retries are off here). In the
 100-request SQLite burst this moved the last run's creation from 231–248 s to 204–209 s after
 the burst: the rest is the engine's own pace on SQLite."""
+KEEP_SECONDS = 7 * 86400.0
+"""How long a finished request stays in the store (its ticket readable) before it is deleted."""
+PRUNE_EVERY_SECONDS = 3600.0
 SLOW_NOTICE_SECONDS = 20.0
 """After this long without a run, whoever asked is told that the request waits (once)."""
 
@@ -165,6 +174,11 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            # Freed pages go back to the file system on prune; a store made before this setting
+            # is rewritten once (VACUUM) to take it.
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            self._db.execute("VACUUM")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=10000")
@@ -246,6 +260,18 @@ class Store:
         with self._lock:
             self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), job_id))
 
+    def prune(self, before: float) -> int:
+        """Delete finished jobs last changed before ``before`` (Unix time); return how many."""
+        with self._lock:
+            deleted = self._db.execute(
+                "DELETE FROM jobs WHERE state != 'queued' AND updated < ?", (before,)
+            ).rowcount
+            if deleted:
+                # executescript runs the pragma to its end; execute() frees a single page.
+                self._db.executescript("PRAGMA incremental_vacuum;")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return deleted
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
@@ -255,10 +281,14 @@ class Store:
 class Intake:
     """Stores requests and turns them into runs; see the module docstring."""
 
-    def __init__(self, path: Path, creator: Creator, notifier: Notifier) -> None:
+    def __init__(
+        self, path: Path, creator: Creator, notifier: Notifier, keep_seconds: float = KEEP_SECONDS
+    ) -> None:
         self.store = Store(path)
         self.creator = creator
         self.notifier = notifier
+        self.keep_seconds = keep_seconds
+        self._pruned = 0.0
         self._wake = asyncio.Event()
         self._waiters: dict[int, asyncio.Future[Ticket]] = {}
         self._loop = Loop(self.dispatch, "intake-dispatch")
@@ -316,6 +346,7 @@ class Intake:
     async def dispatch(self) -> None:
         """Turn due jobs into runs (or statuses), one at a time, for as long as the gateway runs."""
         while True:
+            await self._prune_now_and_then()
             jobs = await asyncio.to_thread(self.store.due, time.time())
             for job in jobs:
                 await self._attempt(job)
@@ -326,6 +357,22 @@ class Intake:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), pause)
+
+    async def _prune_now_and_then(self) -> None:
+        """Delete old finished requests: at start, then at most once per PRUNE_EVERY_SECONDS."""
+        now = time.time()
+        if now - self._pruned < PRUNE_EVERY_SECONDS:
+            return
+        self._pruned = now
+        try:
+            deleted = await asyncio.to_thread(self.store.prune, now - self.keep_seconds)
+        except sqlite3.Error:
+            logger.exception("Could not delete old requests from the intake")
+            return
+        if deleted:
+            logger.info(
+                "Deleted %d finished requests older than %.0f s", deleted, self.keep_seconds
+            )
 
     async def _attempt(self, job: Job) -> None:
         try:

@@ -30,6 +30,8 @@ class GatewaySettings:
     query_budget: float = 2.0
     """Seconds a Slack answer waits for Prefect reads (status, locks) before answering later."""
     catalog_refresh_seconds: float = 5.0
+    intake_keep_days: float = 7.0
+    """How long finished requests stay in the intake (``CHATOPS_INTAKE_KEEP_DAYS``)."""
 
     @classmethod
     def from_env(cls, cli_token: str = "") -> "GatewaySettings":
@@ -39,4 +41,5 @@ class GatewaySettings:
             cli_token=os.environ.get("CHATOPS_CLI_TOKEN", cli_token),
             host=os.environ.get("CHATOPS_GATEWAY_HOST", "127.0.0.1"),
             port=int(os.environ.get("CHATOPS_GATEWAY_PORT", "8000")),
+            intake_keep_days=float(os.environ.get("CHATOPS_INTAKE_KEEP_DAYS", "7")),
         )
