@@ -4,7 +4,15 @@ No checkout, no build, no upload: the release folders are still on the hosts (se
 ``keep_releases``), so a rollback is a switch, a restart and a health check, batch by batch,
 like the end of a deploy. Without a ref it goes back to the release that ran successfully
 before the current one, as every host's HISTORY records it, never just the newest folder.
+
+``rollback shop in production to v1.4.2`` names a release by what people remember: a release id,
+a commit sha (4 hex digits or more), or a tag or branch, which the app's git mirror resolves to a
+commit. If that commit's release is no longer on every host (pruned, or never deployed there),
+the run says so and how to deploy it instead.
 """
+
+import re
+from collections.abc import Callable
 
 from prefect import flow, runtime
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -17,6 +25,7 @@ from flows.serial import one_at_a_time
 from flows.steps import check_hosts, finished, record, recover_hosts, roll_out
 from flows.target import Target, authorize, load_target
 from tasks import ssh
+from tasks.git import UnknownRef, resolve_ref
 from tasks.hosts import HostState, Release
 from tasks.summary import PREVIOUS, DeploySummary, run_title
 
@@ -56,7 +65,12 @@ def rollback(
         with one_at_a_time(app, target.environment_name):
             states = recover_hosts(report, target, check_hosts(target))
             with report.step("find release"):
-                release = choose_release(target, ref, [states[h] for h in target.hosts])
+                release = choose_release(
+                    target,
+                    ref,
+                    [states[h] for h in target.hosts],
+                    lambda name: resolve_ref(target.app.default_clone_url, name),
+                )
             report.resolved(release.sha, release.id)
             with report.step("record deployment"):
                 report.recorded(
@@ -75,32 +89,65 @@ def rollback(
     return report.summary
 
 
-def choose_release(target: Target, ref: str | None, states: list[HostState]) -> Release:
+def choose_release(
+    target: Target,
+    ref: str | None,
+    states: list[HostState],
+    resolve: Callable[[str], str] | None = None,
+) -> Release:
     """The release to go back to; it must be complete on every host of the target.
 
     Without ``ref``: the release that ran successfully before the current good one (each host's
-    HISTORY), which every host still has.
+    HISTORY), which every host still has. With ``ref``: the release with that id, or of the
+    commit it names: a sha or its start, else what ``resolve`` makes of it (a tag or branch).
     """
     common = set.intersection(*(set(s.releases) for s in states))
     releases = {rid: states[0].releases[rid] for rid in common}
+    kept = ", ".join(sorted(common)) or "none"
+    where = f"{target.name} {target.environment_name}"
     if ref is None:
         wanted = {s.previous_good for s in states}
         if len(wanted) == 1 and (previous := wanted.pop()) in releases:
             return Release(previous, releases[previous])
         good = ", ".join(sorted({str(s.good) for s in states}))
         raise UnknownTarget(
-            f"{target.name} {target.environment_name} has no release that ran before {good} "
-            f"on all its hosts; releases kept on all of them: {', '.join(sorted(common)) or 'none'}"
+            f"{where} has no release that ran before {good} on all its hosts; "
+            f"releases kept on all of them: {kept}"
         )
-    matches = sorted(
-        rid
-        for rid, sha in releases.items()
-        if ref in (rid, sha) or (len(ref) >= 7 and sha.startswith(ref))
-    )
+    if ref in releases:
+        return Release(ref, releases[ref])
+    matches = _releases_of(releases, ref) if _SHORT_SHA.fullmatch(ref) else {}
+    if not matches and resolve is not None:
+        try:
+            sha = resolve(ref)
+        except UnknownRef:
+            sha = None
+        if sha is not None:
+            matches = _releases_of(releases, sha)
+            if not matches:
+                raise UnknownTarget(
+                    f"{ref!r} is commit {sha[:7]}, but its release is no longer on every host of "
+                    f"{where} (pruned, or never deployed there); releases kept there: {kept}. "
+                    f"To deploy it instead: `deploy {target.name}@{ref} to "
+                    f"{target.environment_name}`"
+                )
     if not matches:
-        kept = ", ".join(sorted(common)) or "none"
         raise UnknownTarget(
-            f"no release of {ref!r} on every host of {target.name} "
-            f"{target.environment_name}; releases kept there: {kept}"
+            f"no release of {ref!r} on every host of {where}; releases kept there: {kept}"
         )
-    return Release(matches[-1], releases[matches[-1]])
+    shas = set(matches.values())
+    if len(shas) > 1:
+        raise UnknownTarget(
+            f"{ref!r} is the start of several deployed commits ({', '.join(sorted(shas))}): "
+            "give more of the sha"
+        )
+    newest = max(matches)
+    return Release(newest, matches[newest])
+
+
+_SHORT_SHA = re.compile(r"[0-9a-f]{4,40}")
+
+
+def _releases_of(releases: dict[str, str], sha: str) -> dict[str, str]:
+    """The releases (id → sha) of the commit ``sha`` names (a full sha or its start)."""
+    return {rid: full for rid, full in releases.items() if full.startswith(sha)}

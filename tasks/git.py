@@ -114,6 +114,11 @@ def resolve(mirror: Path, ref: str) -> str:
         raise UnknownRef(f"ref {ref!r} is not a branch, tag or commit of the repository") from None
 
 
+def resolve_ref(clone_url: str, ref: str) -> str:
+    """The full sha ``ref`` names in the app's repository, after fetching its mirror."""
+    return resolve(update_mirror(clone_url), ref)
+
+
 def add_worktree(mirror: Path, sha: str) -> Path:
     """A fresh detached work tree of ``sha`` under ``$CHATOPS_HOME/worktrees``."""
     tree = home().worktrees / f"{sha[:12]}-{uuid.uuid4().hex[:8]}"

@@ -142,6 +142,11 @@ def test_rollback_switches_back_without_building(shop: Shop) -> None:
     for host in shop.hosts:
         assert shop.repo.v2 in shop.serving(host)
 
+    by_tag = rollback(app="shop", environment="staging", ref="v1")  # what people type
+    assert by_tag.sha == shop.repo.v1
+    for host in shop.hosts:
+        assert shop.repo.v1 in shop.serving(host)
+
     state = rollback(app="shop", environment="staging", ref="0badc0de", return_state=True)
     assert state.is_failed()
     assert "releases kept there" in str(state.message) or "releases kept there" in repr(

@@ -16,6 +16,7 @@ from flows.report import redact
 from flows.rollback import choose_release
 from flows.target import Target
 from tasks import ssh
+from tasks.git import UnknownRef
 from tasks.health import health_url
 from tasks.hosts import (
     HostState,
@@ -284,6 +285,41 @@ def test_rollback_goes_back_to_the_previous_good_release_every_host_has() -> Non
 def test_rollback_refuses_what_not_every_host_can_go_back_to(states, ref, message) -> None:
     with pytest.raises(UnknownTarget, match=message):
         choose_release(rollback_target(), ref, states)
+
+
+def test_rollback_finds_the_release_of_a_tag_a_branch_or_a_short_sha() -> None:
+    states = [HostState(C, {A: "a" * 40, C: "cafe" + "c" * 36}, [A, C])]
+    tags = {"v1.4.2": "a" * 40, "main": "cafe" + "c" * 36}
+
+    def resolve(ref: str) -> str:
+        if ref not in tags:
+            raise UnknownRef(ref)
+        return tags[ref]
+
+    assert choose_release(rollback_target(), "v1.4.2", states, resolve).id == A
+    assert choose_release(rollback_target(), "main", states, resolve).id == C
+    assert choose_release(rollback_target(), "cafe", states, resolve).id == C
+
+
+def test_rollback_to_a_pruned_release_says_so_and_how_to_deploy_it() -> None:
+    states = [HostState(C, {C: "c" * 40}, [C])]
+    with pytest.raises(UnknownTarget) as refused:
+        choose_release(rollback_target(), "v1.4.2", states, lambda ref: "d" * 40)
+    message = str(refused.value)
+    assert "'v1.4.2' is commit ddddddd" in message and "no longer on every host" in message
+    assert "`deploy shop@v1.4.2 to staging`" in message
+    with pytest.raises(UnknownTarget, match="no release of 'v9'"):
+        choose_release(rollback_target(), "v9", states, _unknown_ref)
+
+
+def _unknown_ref(ref: str) -> str:
+    raise UnknownRef(f"ref {ref!r} is not a branch, tag or commit of the repository")
+
+
+def test_rollback_refuses_a_sha_start_that_fits_several_commits() -> None:
+    states = [HostState(C, {A: "abcd1" + "0" * 35, C: "abcd2" + "0" * 35}, [A, C])]
+    with pytest.raises(UnknownTarget, match="several deployed commits"):
+        choose_release(rollback_target(), "abcd", states)
 
 
 def test_redaction_covers_every_line_of_a_key() -> None:
