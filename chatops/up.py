@@ -11,12 +11,13 @@ It starts, as child processes sharing one environment:
 Then it records where it runs in ``$CHATOPS_HOME/up.json`` (the CLI finds it there) and watches:
 a child that dies is started again (the others keep running). Ctrl-C or SIGTERM stops them in
 order: the gateway first (no new requests), then the runner, which lets a deploy in flight
-finish its batch and roll back, then the server. Children get SIGTERM if ``chatops up`` itself
-is killed.
+finish its batch and roll back, then the server. If ``chatops up`` itself is killed, its children
+go with it (:mod:`chatops.lifeline`): the gateway and server get SIGTERM, the runner and every
+deploy it runs SIGKILL, so nothing acts on hosts unsupervised; the next start reports their runs.
 """
 
 import contextlib
-import ctypes
+import functools
 import json
 import os
 import signal
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from chatops.cli.server import cli_token, write_up_file
+from chatops.lifeline import die_with_parent
 from chatops.settings import DEPLOYMENTS
 from tasks.home import home
 
@@ -38,7 +40,6 @@ STOP_SECONDS = {"gateway": 10.0, "runner": 600.0, "server": 15.0}
 """How long each service has to stop on SIGTERM before it is killed (the runner waits for the
 deploys in flight to finish their batch)."""
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
-_PR_SET_PDEATHSIG = 1
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -56,10 +57,16 @@ class Service:
     restarts: int = 0
     started: float = field(default=0.0)
     terminating: bool = False
+    death_signal: int = signal.SIGTERM
+    """What it gets if ``chatops up`` dies: SIGTERM lets it stop cleanly, SIGKILL (the runner)
+    stops it now, where a clean stop would wait for deploys nobody supervises any more."""
 
     def start(self, env: Mapping[str, str]) -> None:
         self.process = subprocess.Popen(
-            self.argv, env=dict(env), stdin=subprocess.DEVNULL, preexec_fn=_child_setup
+            self.argv,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            preexec_fn=functools.partial(_child_setup, self.death_signal),
         )
         self.started = time.monotonic()
         self.terminating = False
@@ -88,13 +95,13 @@ class Service:
             self.process.wait()
 
 
-def _child_setup() -> None:
+def _child_setup(death_signal: int) -> None:
     """In the child: its own process group (a terminal's Ctrl-C reaches ``chatops up`` alone,
-    which stops the children in order), default SIGINT, and SIGTERM when ``chatops up`` dies."""
+    which stops the children in order), default SIGINT, and ``death_signal`` when ``chatops up``
+    dies."""
     os.setpgrp()
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    with contextlib.suppress(OSError, AttributeError):  # not Linux: children outlive us
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    die_with_parent(death_signal)
 
 
 def database_url(url: str) -> str:
@@ -198,7 +205,7 @@ def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) 
         Service(
             "server", [py, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
         ),
-        Service("runner", [py, "-m", "chatops.runner"]),
+        Service("runner", [py, "-m", "chatops.runner"], death_signal=signal.SIGKILL),
         Service("gateway", [py, "-m", "chatops.gateway"]),
     ]
     if external:

@@ -52,6 +52,8 @@ PRELOAD = [
     "anyio.streams.stapled",
     "anyio.streams.tls",
     "rich._emoji_codes",
+    # last: no flow process outlives the runner (it dies with the forkserver, which dies with it)
+    "chatops.forkserver_tie",
 ]
 _upstream = _flow_engine.run_flow_in_subprocess
 _context: multiprocessing.context.ForkServerContext | None = None

@@ -272,3 +272,52 @@ def test_the_cli_follows_a_run_through_a_prefect_server_restart(bed: Bed) -> Non
         assert "lost contact with Prefect" in out and "Prefect answers again" in out
         assert out.rstrip().endswith("→ staging: Completed"), out
         assert serves(host, bed.repo.v2)
+
+
+def processes_of(home: Path) -> list[int]:
+    """Pids of processes whose environment carries this ``CHATOPS_HOME`` (every process that
+    ``chatops up`` started, its runs included, is marked so)."""
+    mark = f"CHATOPS_HOME={home}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if mark in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:  # gone meanwhile
+            continue
+    return [pid for pid in found if pid != os.getpid()]
+
+
+@pytest.mark.parametrize("deploy_hosts", [2], indirect=True)
+def test_sigkill_of_chatops_up_leaves_no_process_of_it_and_the_next_start_reports_the_run(
+    bed: Bed,
+) -> None:
+    v2 = bed.repo.v2
+    with bed.up() as up:
+        bed.configure(up, health_timeout=60)
+        bed.deploy(up, "v1")
+        caught = phase_reached(bed, "health check")
+        bed.slash(up, "shop@v2 to staging")
+        until(caught, 120, "the health check")
+        assert bed.flow_pid() in processes_of(bed.home)
+        assert up.process is not None
+        up.process.kill()
+        killed = time.monotonic()
+        try:
+            until(lambda: not processes_of(bed.home), 10, "every process of chatops up gone")
+        finally:
+            for pid in processes_of(bed.home):  # leave nothing behind, whatever happened
+                os.kill(pid, signal.SIGKILL)
+        print(
+            f"measured: SIGKILL of chatops up: its last process was gone "
+            f"{time.monotonic() - killed:.1f} s later"
+        )
+    mend_restart(bed.hosts[0])
+
+    with bed.up():
+        crashed = next(d for d in bed.github.deployments if d["sha"] == v2)
+        until(
+            lambda: "error" in [s["state"] for s in bed.github.statuses(crashed["id"])],
+            30,
+            "GitHub told of the run the dead chatops up left",
+        )
