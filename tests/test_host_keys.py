@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from blocks import Environment
 from tasks import host_keys, ssh
+from tests.shop import Shop
 from tests.testbed.hosts import SshKey, TestHost, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -258,3 +259,31 @@ def test_accept_new_refuses_a_host_whose_key_changed_after_it_was_learned(
         assert message.endswith(f"put this line in ssh.known_hosts: {host.known_hosts_line}")
     assert logins(host) == logins_before, "no login to a host with a changed key"
     assert Environment.load("keys-changed").known_hosts == [first_key], "the first key stays"
+
+
+@pytest.mark.e2e
+def test_a_deploy_with_accept_new_learns_the_keys_says_so_and_the_next_one_checks_them(
+    shop: Shop,
+) -> None:
+    from flows.deploy import deploy
+    from tests.test_deploy_e2e import run_logs
+
+    shop.save_env(known_hosts=[], host_key_policy="accept-new")
+    first = deploy(app="shop", environment="staging", ref="v1", return_state=True)
+    assert first.is_completed(), first.message
+    said = run_logs(first.state_details.flow_run_id)
+    for host in shop.hosts:
+        assert shop.repo.v1 in shop.serving(host)
+        assert f"learned host key {fingerprint(host)} for {host.address} (accept-new)" in said
+    stored = Environment.load("shop-staging").known_hosts
+    assert sorted(stored) == sorted(h.known_hosts_line for h in shop.hosts)
+
+    shop.hosts[1].new_host_key()
+    second = deploy(app="shop", environment="staging", ref="v2", return_state=True)
+    assert second.is_failed()
+    print("second deploy:", second.message)
+    changed = shop.hosts[1]
+    assert f"{changed.address} presented host key {fingerprint(changed)}" in second.message
+    assert not any("learned host key" in m for m in run_logs(second.state_details.flow_run_id))
+    for host in shop.hosts:
+        assert shop.repo.v1 in shop.serving(host), "nothing switched"
