@@ -145,7 +145,7 @@ def learn(env: Environment, name: str, key: paramiko.PKey) -> None:
                 return
             saved.known_hosts = [*saved.known_hosts, known_hosts_line(name, key)]
             saved.save(block, overwrite=True)
-    except (paramiko.SSHException, paramiko.BadHostKeyException):
+    except paramiko.SSHException:  # refused (a different key) or not stored: said above
         raise
     except Exception as exc:  # the Prefect API is down, the lock timed out, ...
         raise HostKeyNotStored(f"could not store it in {block}: {exc}") from None

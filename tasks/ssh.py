@@ -13,6 +13,9 @@ carries the last lines of the command's output::
         Starting...
         port 8080 in use
 
+Host keys are always checked before logging in: pinned, learned once, or refused (see
+:mod:`tasks.host_keys`).
+
 Inside ``with sessions():`` (a deploy) each host gets one connection, opened on first use and
 reused by every later step; outside, each :func:`connection` opens and closes its own.
 Everything sent to a remote shell is quoted by the caller with :func:`shlex.quote`.

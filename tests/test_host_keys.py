@@ -69,6 +69,17 @@ def test_an_unknown_key_on_another_port_is_refused_with_the_bracketed_line_to_ad
     assert message.endswith(f"add this line to ssh.known_hosts: {line('[web-1]:2222', key)}")
 
 
+def test_accept_new_trusts_no_key_it_cannot_store() -> None:
+    key = paramiko.ECDSAKey.generate()
+    unsaved = env_for(["web-1"], host_key_policy="accept-new")  # no block to store the key in
+    with pytest.raises(host_keys.HostKeyNotStored) as caught:
+        host_keys.CheckHostKey(unsaved).missing_host_key(paramiko.SSHClient(), "web-1", key)
+    message = str(ssh.why_unreachable(caught.value, unsaved, "web-1", "check"))
+    assert message.startswith("web-1: check failed: web-1's host key was not trusted")
+    with pytest.raises(host_keys.UnknownHostKey):
+        host_keys.CheckHostKey(env_for(["web-1"])).missing_host_key(None, "web-1", key)
+
+
 def test_config_apply_keeps_learned_keys_only_where_the_file_pins_nothing() -> None:
     k1, k1_new, k2, k3 = (paramiko.ECDSAKey.generate() for _ in range(4))
     saved = env_for(
