@@ -1,7 +1,7 @@
 """The ``Environment`` block: the hosts of one app's environment and how to run it there."""
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from prefect.blocks.core import Block
 from pydantic import AfterValidator, Field, SecretStr, StringConstraints
@@ -10,6 +10,9 @@ from blocks.errors import UnknownTarget
 
 VIA_SLACK, VIA_CLI, VIA_GITHUB, VIA_UI = "slack", "cli", "github", "ui"
 """Where a request came from; allow-lists are kept per source."""
+
+STRICT, ACCEPT_NEW = "strict", "accept-new"
+"""Host key policies: refuse a host key known_hosts does not pin, or learn a host's first key."""
 
 HostName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+(:[0-9]{1,5})?$")]
 
@@ -45,7 +48,14 @@ class Environment(Block):
     ssh_private_key: SecretStr = Field(description="Private key (OpenSSH or PEM text).")
     known_hosts: list[str] = Field(
         default_factory=list,
-        description="Pinned host keys, known_hosts lines. When set, any other host key is refused.",
+        description="Pinned host keys, known_hosts lines; any other host key is refused. With "
+        "host_key_policy accept-new, the first key each host presents is added here.",
+    )
+    host_key_policy: Literal["strict", "accept-new"] = Field(
+        default=STRICT,
+        description="A host whose key known_hosts does not pin: 'strict' refuses to connect "
+        "and says which line to add; 'accept-new' stores the first key it presents in "
+        "known_hosts and refuses any other key after that.",
     )
     connect_timeout: float = Field(
         default=10,

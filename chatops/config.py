@@ -8,7 +8,7 @@ The file's keys are the blocks' own fields (same names, defaults, limits and des
 schema below is built from the block classes), except that
 
 - the SSH settings of an environment sit under ``ssh:`` (``user``, ``port``, ``known_hosts``,
-  ``connect_timeout``, ``private_key_env``), and
+  ``host_key_policy``, ``connect_timeout``, ``private_key_env``), and
 - secrets never live in the file: it names the environment variables that hold them
   (``token_env``, ``bot_token_env``, ``private_key_env``), and ``apply`` reads those.
 
@@ -25,6 +25,7 @@ import paramiko
 import yaml
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -37,6 +38,7 @@ from pydantic import (
 
 from blocks import App, Environment, GitHubAccess, SlackAccess, environment_block_name
 from blocks.app import NAME_PATTERN
+from tasks.host_keys import host_keys_locked, keep_learned
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 EnvVar = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -44,6 +46,7 @@ SSH_KEYS = {
     "ssh_user": "user",
     "ssh_port": "port",
     "known_hosts": "known_hosts",
+    "host_key_policy": "host_key_policy",
     "connect_timeout": "connect_timeout",
 }
 """Environment block fields that the file groups under ``ssh:``, with their names there."""
@@ -128,9 +131,15 @@ class Applied:
     saved: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    learned_kept: dict[str, int] = field(default_factory=dict)
+    """Environment block name → how many learned host keys (accept-new) it kept."""
 
     def describe(self) -> str:
         lines = [f"saved {name}" for name in self.saved]
+        lines += [
+            f"kept {count} learned host key(s) in {name} (host_key_policy: accept-new)"
+            for name, count in self.learned_kept.items()
+        ]
         lines += [f"removed {name} (not in the file)" for name in self.removed]
         if self.stale:
             lines.append(
@@ -218,6 +227,24 @@ def saved_names() -> dict[str, str]:
     return found
 
 
+def save_environment(name: str, block: Environment) -> int:
+    """Save the environment as the file describes it, plus the host keys it learned that the
+    file does not replace (see :func:`tasks.host_keys.keep_learned`); return how many it kept.
+
+    Under the host-keys lock, so a key a running deploy learns at the same moment is neither
+    lost nor saved over the new settings.
+    """
+    with host_keys_locked():
+        try:
+            saved = Environment.load(name)
+        except (ValueError, ObjectNotFound):
+            saved = None
+        kept = keep_learned(saved, block)
+        block.known_hosts = [*block.known_hosts, *kept]
+        block.save(name, overwrite=True)
+    return len(kept)
+
+
 def apply(
     path: Path | str, environ: Mapping[str, str] | None = None, prune: bool = False
 ) -> Applied:
@@ -233,7 +260,13 @@ def apply(
     for slug_and_name, block in sorted(
         blocks.items(), key=lambda item: not isinstance(item[1], Environment)
     ):
-        block.save(slug_and_name.split("/", 1)[1], overwrite=True)
+        name = slug_and_name.split("/", 1)[1]
+        if isinstance(block, Environment):
+            kept = save_environment(name, block)
+            if kept:
+                applied.learned_kept[name] = kept
+        else:
+            block.save(name, overwrite=True)
         applied.saved.append(slug_and_name)
     stale = {name: doc for name, doc in saved_names().items() if name not in blocks}
     if not prune:

@@ -13,6 +13,9 @@ carries the last lines of the command's output::
         Starting...
         port 8080 in use
 
+Host keys are always checked before logging in: pinned, learned once, or refused (see
+:mod:`tasks.host_keys`).
+
 Inside ``with sessions():`` (a deploy) each host gets one connection, opened on first use and
 reused by every later step; outside, each :func:`connection` opens and closes its own.
 Everything sent to a remote shell is quoted by the caller with :func:`shlex.quote`.
@@ -34,7 +37,15 @@ from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 from paramiko.ssh_exception import NoValidConnectionsError
 
-from blocks.environment import Environment
+from blocks.environment import ACCEPT_NEW, Environment
+from tasks.host_keys import (
+    HostKeyNotStored,
+    UnknownHostKey,
+    known_hosts_line,
+    known_hosts_name,
+    split_host,
+    trust,
+)
 from tasks.logs import run_logger
 
 TAIL_LINES = 20
@@ -84,12 +95,6 @@ def tail(text: str, lines: int = TAIL_LINES) -> list[str]:
     return [line for line in text.splitlines() if line.strip()][-lines:]
 
 
-def split_host(host: str, default_port: int) -> tuple[str, int]:
-    """``web-1:2222`` → ``("web-1", 2222)``; ``web-1`` → ``("web-1", default_port)``."""
-    name, colon, port = host.rpartition(":")
-    return (name, int(port)) if colon else (host, default_port)
-
-
 def load_private_key(text: str) -> paramiko.PKey:
     """Parse an OpenSSH or PEM private key of any type paramiko knows."""
     for key_type in _KEY_TYPES:
@@ -98,18 +103,6 @@ def load_private_key(text: str) -> paramiko.PKey:
         except (paramiko.SSHException, ValueError):
             continue
     raise ValueError("the environment's SSH private key is not a readable ed25519/ECDSA/RSA key")
-
-
-def pin_host_keys(client: paramiko.SSHClient, known_hosts: list[str]) -> None:
-    """Trust exactly the given known_hosts lines and refuse any other host key."""
-    keys = client.get_host_keys()
-    for line in known_hosts:
-        entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
-        if entry is None:
-            raise ValueError(f"not a known_hosts line: {line[:60]!r}")
-        for name in entry.hostnames:
-            keys.add(name, entry.key.get_name(), entry.key)
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
 
 
 class LogStream(io.TextIOBase):
@@ -145,8 +138,7 @@ def _new_connection(env: Environment, host: str) -> Connection:
             "channel_timeout": timeout,
         },
     )
-    if env.known_hosts:
-        pin_host_keys(conn.client, env.known_hosts)
+    trust(conn.client, env)  # every host key is checked: pinned, learned once, or refused
     return conn
 
 
@@ -170,11 +162,12 @@ def why_unreachable(exc: BaseException, env: Environment, host: str, step: str) 
         errno.ENETDOWN,
     ):
         cause = f"no route to {where} ({exc.strerror}): is the network to it up?"
+    elif isinstance(exc, UnknownHostKey):
+        cause = _unknown_key_cause(exc.key, name, known_hosts_name(host, env.ssh_port))
     elif isinstance(exc, paramiko.BadHostKeyException):
-        cause = (
-            f"{name} presented host key {exc.key.fingerprint}, but {exc.expected_key.fingerprint}"
-            " is pinned: if the host was rebuilt, compare fingerprints and update known_hosts"
-        )
+        cause = _changed_key_cause(exc, env, name, known_hosts_name(host, env.ssh_port))
+    elif isinstance(exc, HostKeyNotStored):
+        cause = f"{name}'s host key was not trusted (host_key_policy: accept-new): {exc}"
     elif isinstance(exc, paramiko.AuthenticationException):
         key = load_private_key(env.ssh_private_key.get_secret_value()).fingerprint
         cause = (
@@ -188,9 +181,38 @@ def why_unreachable(exc: BaseException, env: Environment, host: str, step: str) 
     return HostUnreachable(host, step, cause)
 
 
+def _unknown_key_cause(key: paramiko.PKey, name: str, known_name: str) -> str:
+    # The line to add comes last, so it can be copied whole.
+    return (
+        f"{name} presented host key {key.fingerprint} ({key.get_name()}), which known_hosts "
+        "does not pin (host_key_policy: strict). If it is the host's key (on the host: "
+        f"ssh-keygen -lf /etc/ssh/ssh_host_{_key_file_type(key)}_key.pub), add this line to "
+        f"ssh.known_hosts: {known_hosts_line(known_name, key)}"
+    )
+
+
+def _changed_key_cause(
+    exc: paramiko.BadHostKeyException, env: Environment, name: str, known_name: str
+) -> str:
+    first = (
+        " (accept-new keeps the first key a host presented)"
+        if env.host_key_policy == ACCEPT_NEW
+        else ""
+    )
+    return (
+        f"{name} presented host key {exc.key.fingerprint}, but {exc.expected_key.fingerprint}"
+        f" is pinned{first}: someone may be intercepting the connection. If the host was "
+        "rebuilt, compare fingerprints and update known_hosts: put this line in "
+        f"ssh.known_hosts: {known_hosts_line(known_name, exc.key)}"
+    )
+
+
+def _key_file_type(key: paramiko.PKey) -> str:
+    """``ssh-ed25519`` → ``ed25519``, ``ecdsa-sha2-nistp256`` → ``ecdsa`` (sshd's file names)."""
+    return key.get_name().removeprefix("ssh-").split("-")[0]
+
+
 def _ssh_protocol_cause(message: str, name: str, where: str, seconds: float) -> str:
-    if "known_hosts" in message:
-        return f"{name}'s host key is not among the pinned known_hosts: add its key line"
     if "banner" in message:
         return (
             f"{where} accepted the connection but sent no SSH banner within {seconds:.0f} s: "
@@ -222,6 +244,7 @@ def _pool_key(env: Environment, host: str) -> tuple:
         env.ssh_port,
         env.ssh_private_key.get_secret_value(),
         tuple(env.known_hosts),
+        env.host_key_policy,
         env.connect_timeout,
     )
 

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import paramiko
 import pytest
 import yaml
 
@@ -15,6 +16,9 @@ SECRETS = {
     "CHATOPS_SSH_KEY_STAGING": "-----BEGIN OPENSSH PRIVATE KEY-----\nstaging\n",
     "CHATOPS_SSH_KEY_PRODUCTION": "-----BEGIN OPENSSH PRIVATE KEY-----\nproduction\n",
 }
+
+KEYS = {name: paramiko.ECDSAKey.generate() for name in ("web-1.example.net", "web-2.example.net")}
+"""Host keys of production hosts, as accept-new would have learned them."""
 
 
 def write(tmp_path: Path, data: dict) -> Path:
@@ -176,6 +180,35 @@ def test_the_file_is_the_source_of_truth_removed_entries_are_listed_or_pruned(
     )
     with pytest.raises(ValueError):
         Environment.load("shop-production")
+
+
+def test_apply_keeps_learned_host_keys_unless_the_file_pins_the_host_or_says_strict(
+    api: None, tmp_path: Path, capsys
+) -> None:
+    data = example()
+    production = data["apps"]["shop"]["environments"]["production"]
+    assert production["ssh"]["host_key_policy"] == "accept-new"
+    assert cli.main(["config", "apply", str(EXAMPLE)]) == 0
+    learned = {name: f"{name} {key.get_name()} {key.get_base64()}" for name, key in KEYS.items()}
+    saved = Environment.load("shop-production")
+    assert saved.known_hosts == []
+    saved.known_hosts = [learned["web-1.example.net"], learned["web-2.example.net"]]
+    saved.save("shop-production", overwrite=True)  # as two deploys' first connections do
+
+    rebuilt = paramiko.ECDSAKey.generate()
+    pinned = f"web-1.example.net {rebuilt.get_name()} {rebuilt.get_base64()}"
+    production["ssh"]["known_hosts"] = [pinned]
+    production["batch_size"] = 3
+    capsys.readouterr()
+    assert cli.main(["config", "apply", str(write(tmp_path, data))]) == 0
+    assert "kept 1 learned host key(s) in shop-production" in capsys.readouterr().out
+    after = Environment.load("shop-production")
+    assert after.known_hosts == [pinned, learned["web-2.example.net"]], "the file's pin wins"
+    assert after.batch_size == 3
+
+    production["ssh"]["host_key_policy"] = "strict"
+    assert cli.main(["config", "apply", str(write(tmp_path, data))]) == 0
+    assert Environment.load("shop-production").known_hosts == [pinned]
 
 
 def test_without_a_server_it_says_how_to_start_one_and_saves_nothing(

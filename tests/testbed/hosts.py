@@ -116,7 +116,7 @@ class TestHost:
     from the test process. Faults: ``kill_sshd()`` (connections refused), ``link_down()``
     (connects hang until the client's timeout), ``drop_ssh()`` (packets to :22 dropped),
     ``throttle(rate)`` (a slow link), each with its way back (``start_sshd()``, ``link_up()``,
-    ``accept_ssh()``, ``unthrottle()``).
+    ``accept_ssh()``, ``unthrottle()``); ``new_host_key()`` (the host was rebuilt).
     """
 
     __test__ = False  # not a test class, despite the name
@@ -128,9 +128,23 @@ class TestHost:
         self.host_dir = host_dir  # sshd key/config/log, holder.pid
         self.root = host_dir / "root"  # what the host sees as /srv/app
         self.holder_pid = int((host_dir / "holder.pid").read_text())
-        key = (host_dir / "ssh_host_ed25519_key.pub").read_text().split()
+        self._read_host_key()
+
+    def _read_host_key(self) -> None:
+        key = (self.host_dir / "ssh_host_ed25519_key.pub").read_text().split()
         self.host_key = f"{key[0]} {key[1]}"
         self.known_hosts_line = f"{self.address} {self.host_key}"
+
+    def new_host_key(self) -> None:
+        """Give the host a new SSH host key, as a reinstall (or an impostor) would: sshd is
+        restarted with it, and ``.host_key`` / ``.known_hosts_line`` name the new key."""
+        self.kill_sshd()
+        private = self.host_dir / "ssh_host_ed25519_key"
+        private.unlink()
+        private.with_suffix(".pub").unlink()
+        sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(private)], check=True)
+        self._read_host_key()
+        self.start_sshd()
 
     def __repr__(self) -> str:
         return f"TestHost({self.ns}, {self.address})"
