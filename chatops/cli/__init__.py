@@ -118,8 +118,8 @@ def cmd_users(args: argparse.Namespace) -> int:
             token = store.add(args.name)
             print(token, flush=True)
             print(
-                f"chatops: a token for {args.name}, shown only this once (kept as a hash in "
-                f"{store.path}). They run `chatops login` and paste it.",
+                f"chatops: made a token for {args.name}, shown only this once (only its hash is "
+                f"kept, in {store.path}); `chatops login` reads it.",
                 file=sys.stderr,
             )
         elif args.users_command == "remove":
