@@ -148,9 +148,9 @@ def create_app(
         if not secret.strip():
             logger.warning("%s is not set: its endpoint answers 401 to every request", name)
     users = UserStore(users_path or home().users)
-    if not users.users():
+    if not users.known():
         logger.warning(
-            "No CLI users in %s yet: the CLI endpoints answer 401 until `chatops users add NAME`",
+            "No CLI users in %s: the CLI endpoints answer 401 until `chatops users add NAME`",
             users.path,
         )
     responder = responder or WebhookResponder()

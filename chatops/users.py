@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -25,6 +26,8 @@ from pathlib import Path
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
 TOKEN_PREFIX = "chatops_"
 """Every token starts with it, so a secret scanner (and a person) can tell what leaked."""
+
+logger = logging.getLogger("chatops.users")
 
 
 class UserError(Exception):
@@ -75,6 +78,11 @@ class UserStore:
                 found = name
         return found
 
+    def known(self) -> int:
+        """How many users the gateway would accept a token of right now."""
+        self._reload_if_changed()
+        return len(self._hashes)
+
     def _reload_if_changed(self) -> None:
         try:
             info = self.path.stat()
@@ -83,9 +91,16 @@ class UserStore:
             return
         seen = (info.st_ino, info.st_mtime_ns, info.st_size)
         if seen != self._seen:
-            entries = self._read()
-            self._hashes = {entry["sha256"]: name for name, entry in entries.items()}
-            self._seen = seen
+            try:
+                entries = self._read()
+                hashes = {entry["sha256"]: name for name, entry in entries.items()}
+            except (OSError, UserError, KeyError, TypeError, AttributeError) as exc:
+                # Refuse everyone rather than guess (e.g. written by root, unreadable to us).
+                logger.error(
+                    "Cannot read the CLI users in %s (%s): refusing every token", self.path, exc
+                )
+                hashes = {}
+            self._hashes, self._seen = hashes, seen
 
     # ------------------------------------------------------------------ the admin's side
     def users(self) -> list[User]:

@@ -109,6 +109,18 @@ def test_removing_an_unknown_user_says_who_there_is(tmp_path: Path) -> None:
         store.remove("alice")
 
 
+def test_a_user_file_the_gateway_cannot_read_refuses_everyone(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    token = UserStore(path).add("alice")
+    gateway_side = UserStore(path)
+    assert gateway_side.who(token) == "alice"
+    kept = path.read_text()
+    path.write_text(kept.replace("{", "", 1))  # e.g. a hand edit gone wrong
+    assert gateway_side.who(token) is None and gateway_side.known() == 0
+    path.write_text(kept)
+    assert gateway_side.who(token) == "alice"
+
+
 # --------------------------------------------------------------------------- the gateway
 @pytest.fixture
 def people(tmp_path: Path) -> tuple[Path, dict[str, str]]:
