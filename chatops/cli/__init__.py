@@ -128,6 +128,8 @@ def cmd_users(args: argparse.Namespace) -> int:
         else:
             for user in store.users():
                 print(f"{user.name:<32} since {user.created}")
+            if not store.users():
+                print("chatops: no CLI users yet (chatops users add NAME)", file=sys.stderr)
     except UserError as exc:
         print(f"chatops: {exc}", file=sys.stderr)
         return 2
