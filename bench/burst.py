@@ -266,7 +266,7 @@ def configure(up: Up, private_key: str) -> None:
 
 
 def sees_apps(up: Up) -> bool:
-    body = json.dumps({"text": f"where burst{APPS - 1}", "user": "bench"}).encode()
+    body = json.dumps({"text": f"where burst{APPS - 1}"}).encode()
     headers = {"Authorization": f"Bearer {up.token}", "Content-Type": "application/json"}
     status, answer = http("POST", f"{up.gateway}/cli/commands", body, headers)
     return status == 200 and "deploys to" in json.loads(answer).get("text", "")

@@ -165,7 +165,7 @@ class Bench:
 
     def gateway_sees(self, environments: dict[str, list[TestHost]]) -> float | None:
         """When ``where demo`` lists every environment with its hosts (None: not yet)."""
-        body = json.dumps({"text": "where demo", "user": "bench"}).encode()
+        body = json.dumps({"text": "where demo"}).encode()
         headers = {"Authorization": f"Bearer {self.up.token}", "Content-Type": "application/json"}
         status, answer = http("POST", f"{self.up.gateway}/cli/commands", body, headers)
         if status != 200:

@@ -172,6 +172,7 @@ class Up:
     spawned: float = 0.0
     milestones: dict[str, float] = field(default_factory=dict)
     starts: int = 0
+    _token: str = ""
 
     @property
     def api(self) -> str:
@@ -183,7 +184,20 @@ class Up:
 
     @property
     def token(self) -> str:
-        return (self.home / "cli-token").read_text().strip()
+        """The CLI token of user "bench", made with ``chatops users add`` on first use."""
+        if not self._token:
+            env = self.shell_env()
+            # a home kept from an earlier run may know "bench" already: give it a new token
+            subprocess.run([str(CHATOPS), "users", "remove", "bench"], env=env, capture_output=True)
+            added = subprocess.run(
+                [str(CHATOPS), "users", "add", "bench"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            self._token = added.stdout.strip()
+        return self._token
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
@@ -299,9 +313,17 @@ class Up:
 
     # ------------------------------------------------------------------ the user's commands
     def cli_env(self, **extra: str) -> dict[str, str]:
-        """A user's shell environment: no PREFECT_*/CHATOPS_* but CHATOPS_HOME."""
+        """A user's shell environment: no PREFECT_*/CHATOPS_* but CHATOPS_HOME, and the CLI
+        token of user "bench" (no stored login)."""
+        return {**self.shell_env(), "CHATOPS_TOKEN": self.token, **extra}
+
+    def shell_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
-        env.update(CHATOPS_HOME=str(self.home), DO_NOT_TRACK="1", **extra)
+        env.update(
+            CHATOPS_HOME=str(self.home),
+            XDG_CONFIG_HOME=str(self.home / "no-login"),
+            DO_NOT_TRACK="1",
+        )
         return env
 
     def cli(

@@ -108,8 +108,8 @@ class Environment(Block):
     )
     cli_users: list[str] = Field(
         default_factory=list,
-        description="Local user names allowed to deploy with the chatops CLI; empty: everyone "
-        "who can reach the gateway.",
+        description="CLI users (chatops users add NAME) allowed to deploy with the chatops CLI; "
+        "the gateway takes the name from the person's token. Empty: every CLI user.",
     )
     auto_deploy_branch: str | None = Field(
         default=None, description="Branch whose pushes deploy here automatically."

@@ -6,7 +6,9 @@ Routes::
     POST /slack/interactions    button clicks (roll back, ...)  → chatops.slack.form
     POST /github/webhook        deployment / push / ping events → chatops.github.events
     POST /cli/commands          a terminal line (bearer token)  → chatops.grammar
+    GET  /cli/whoami            the CLI user a token belongs to
     GET  /cli/requests/{key}    what became of a CLI request (by its idempotency key)
+    GET  /cli/runs/{id}         a run's state and its finished task runs, for ``chatops`` to follow
     GET  /healthz               200 while the process is up
 
 A request's path: the gate (below) → a :class:`~chatops.request.Request` → an answer from
@@ -22,24 +24,41 @@ any of these. Nothing slow happens before the answer: the configuration and the 
 memory (:mod:`chatops.catalog`), storing a request takes well under a millisecond, and a Slack
 answer waits at most ``slack_budget`` for its run to be created.
 
+A CLI request acts as the user its personal token belongs to (:mod:`chatops.users`), whatever
+its body says; no, an unknown or a revoked token gets 401, also on the GET endpoints.
+
 Run it with ``python -m chatops.gateway`` (or ``chatops gateway``); it listens on
 ``CHATOPS_GATEWAY_HOST`` (default 127.0.0.1) and ``CHATOPS_GATEWAY_PORT`` (8000), and reads
-``CHATOPS_SLACK_SIGNING_SECRET``, ``CHATOPS_GITHUB_WEBHOOK_SECRET`` and the CLI token once at
-start-up.
+``CHATOPS_SLACK_SIGNING_SECRET`` and ``CHATOPS_GITHUB_WEBHOOK_SECRET`` once at start-up, and the
+CLI users (``$CHATOPS_HOME/users.json``) whenever they change.
 """
 
 import asyncio
-import hmac
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import uvicorn
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterIdempotencyKey,
+    TaskRunFilter,
+    TaskRunFilterState,
+    TaskRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import TaskRunSort
+from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
+from prefect.utilities.urls import url_for
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.requests import Request as HttpRequest
@@ -62,16 +81,21 @@ from chatops.intake import Creator, Intake, PrefectCreator, ReplyTo
 from chatops.locks import Locks
 from chatops.notify import PeopleNotifier
 from chatops.request import Refused, Request, Requester, resolve
-from chatops.settings import GatewaySettings
+from chatops.settings import DEPLOYMENTS, GatewaySettings
 from chatops.signatures import GITHUB_SIGNATURE_HEADER, SignatureError, verify_github, verify_slack
 from chatops.slack import form as slack_form
 from chatops.slack.respond import Responder, WebhookResponder
+from chatops.users import UserStore
 from tasks.home import home
 from tasks.slack_card import escape_mrkdwn
 
 MAX_BODY_BYTES = 1024 * 1024
 SHUTDOWN_GRACE_SECONDS = 5.0
 CLI_WAIT_SECONDS = 30.0
+PREFECT_READ_SECONDS = 10.0
+"""How long a CLI poll waits for Prefect before answering 503 (the CLI asks again)."""
+TASK_RUN_PAGE = 200
+FINISHED = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
 SLOW_NOTE = "(Prefect is slow to answer; I'll post the result here.)"
 
 logger = logging.getLogger("chatops.gateway")
@@ -111,17 +135,24 @@ def create_app(
     creator: Creator | type[Creator] | None = None,
     responder: Responder | None = None,
     intake_path: Path | None = None,
+    users_path: Path | None = None,
 ) -> Starlette:
     """The ASGI app. ``creator`` (or a class of them, made with the Prefect client) and
-    ``responder`` replace the real ones (tests, tools)."""
+    ``responder`` replace the real ones (tests, tools); ``intake_path`` and ``users_path``
+    default to ``$CHATOPS_HOME``'s."""
     settings = settings or GatewaySettings.from_env()
     for name, secret in (
         ("CHATOPS_SLACK_SIGNING_SECRET", settings.slack_signing_secret),
         ("CHATOPS_GITHUB_WEBHOOK_SECRET", settings.github_webhook_secret),
-        ("the CLI token", settings.cli_token),
     ):
         if not secret.strip():
             logger.warning("%s is not set: its endpoint answers 401 to every request", name)
+    users = UserStore(users_path or home().users)
+    if not users.known():
+        logger.warning(
+            "No CLI users in %s: the CLI endpoints answer 401 until `chatops users add NAME`",
+            users.path,
+        )
     responder = responder or WebhookResponder()
 
     @asynccontextmanager
@@ -141,6 +172,7 @@ def create_app(
             intake.start()
             background = Background()
             app.state.catalog, app.state.intake, app.state.background = catalog, intake, background
+            app.state.runs = RunReader(client)
             app.state.answers = Answers(catalog, Locks(client, catalog), intake, client)
             try:
                 yield
@@ -208,31 +240,57 @@ def create_app(
         return JSONResponse(answer, status_code=status)
 
     async def cli_command(request: HttpRequest) -> Response:
-        verify_token(request, settings.cli_token)
+        user = cli_user(request, users)
         try:
             data = json.loads(await read_body(request))
-            text, user = data["text"], data["user"]
-            if not isinstance(text, str) or not isinstance(user, str) or not user:
+            text = data["text"]  # a "user" in the body is ignored: the token says who asks
+            if not isinstance(text, str):
                 raise ValueError
         except (ValueError, KeyError, TypeError, RecursionError):
-            return JSONResponse({"error": "expected JSON with text and user"}, status_code=400)
+            return JSONResponse({"error": "expected JSON with text"}, status_code=400)
         try:
             command = parse(text)
         except CommandError as exc:
             return JSONResponse({"text": str(exc), "refused": True}, status_code=422)
         key = data.get("key") if isinstance(data.get("key"), str) else None
-        chat = Request(Requester("cli", user[:64]), command, key=key and f"cli-{key[:64]}")
+        chat = Request(Requester("cli", user), command, key=key and f"cli-{key[:64]}")
         wait = min(float(data.get("wait") or CLI_WAIT_SECONDS), CLI_WAIT_SECONDS)
         reply = await request.app.state.answers.answer(chat, ReplyTo(), wait)
         return JSONResponse(cli_json(reply))
 
+    async def cli_whoami(request: HttpRequest) -> Response:
+        return JSONResponse({"user": cli_user(request, users)})
+
     async def cli_request(request: HttpRequest) -> Response:
-        verify_token(request, settings.cli_token)
+        cli_user(request, users)
+        key = request.path_params["key"]
+        if not key.startswith("cli-"):
+            return JSONResponse({"error": "not a CLI request"}, status_code=404)
         try:
-            ticket = await request.app.state.intake.ticket(request.path_params["key"])
-        except KeyError:
-            return JSONResponse({"error": "no such request here"}, status_code=404)
-        return JSONResponse(asdict(ticket))
+            return JSONResponse(asdict(await request.app.state.intake.ticket(key)))
+        except KeyError:  # accepted by another gateway: Prefect knows the run once it exists
+            pass
+        try:
+            started = await request.app.state.runs.by_key(key)
+        except Exception as exc:  # noqa: BLE001 - any failure of Prefect: the CLI asks again
+            return prefect_unavailable(exc)
+        if started is None:
+            return JSONResponse({"error": "no such request (yet)"}, status_code=404)
+        return JSONResponse({"key": key, "state": "started", **started})
+
+    async def cli_run(request: HttpRequest) -> Response:
+        cli_user(request, users)
+        try:
+            run_id = UUID(request.path_params["run_id"])
+        except ValueError:
+            return JSONResponse({"error": "not a run id"}, status_code=404)
+        try:
+            run = await request.app.state.runs.run(run_id)
+        except ObjectNotFound:
+            return JSONResponse({"error": "no such run of chatops"}, status_code=404)
+        except Exception as exc:  # noqa: BLE001 - any failure of Prefect: the CLI asks again
+            return prefect_unavailable(exc)
+        return JSONResponse(run)
 
     app = Starlette(
         routes=[
@@ -241,7 +299,9 @@ def create_app(
             Route("/slack/interactions", slack_interaction, methods=["POST"]),
             Route("/github/webhook", github_webhook, methods=["POST"]),
             Route("/cli/commands", cli_command, methods=["POST"]),
+            Route("/cli/whoami", cli_whoami, methods=["GET"]),
             Route("/cli/requests/{key}", cli_request, methods=["GET"]),
+            Route("/cli/runs/{run_id}", cli_run, methods=["GET"]),
         ],
         lifespan=lifespan,
         exception_handlers=error_answers(),
@@ -294,11 +354,95 @@ async def github_answer(state: State, delivery: Delivery) -> tuple[int, dict[str
     return 409, {"refused": refused}
 
 
-def verify_token(request: HttpRequest, token: str) -> None:
-    """The CLI's bearer token, compared in constant time; an unset token refuses everyone."""
+def cli_user(request: HttpRequest, users: UserStore) -> str:
+    """The CLI user whose bearer token the request carries; 401 for no, unknown or revoked."""
     sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    if not token or not hmac.compare_digest(sent.encode(), token.encode()):
-        raise SignatureError("missing or wrong CLI token")
+    user = users.who(sent)
+    if user is None:
+        raise SignatureError("missing, unknown or revoked CLI token")
+    return user
+
+
+def prefect_unavailable(exc: Exception) -> Response:
+    why = str(exc) or type(exc).__name__
+    logger.warning("A CLI poll found Prefect unavailable: %s", why)
+    return JSONResponse({"error": f"Prefect did not answer ({why[:200]})"}, status_code=503)
+
+
+class RunReader:
+    """What the CLI may read of Prefect through the gateway: the runs of chatops' own
+    deployments, their finished task runs, and which run a CLI request became."""
+
+    def __init__(self, client: PrefectClient, deployments: tuple[str, ...] = DEPLOYMENTS) -> None:
+        self.client = client
+        self.deployments = deployments
+        self._ours: set[UUID] = set()
+
+    async def by_key(self, key: str) -> dict[str, str] | None:
+        """``run_id`` and ``run_url`` of the run created for idempotency key ``key``."""
+        async with asyncio.timeout(PREFECT_READ_SECONDS):
+            found = await self.client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    idempotency_key=FlowRunFilterIdempotencyKey(any_=[key])
+                ),
+                limit=1,
+            )
+        if not found:
+            return None
+        return {"run_id": str(found[0].id), "run_url": url_for("flow-run", obj_id=found[0].id)}
+
+    async def run(self, run_id: UUID) -> dict[str, Any]:
+        """The run's name and state, and every task run of it that has finished, oldest first
+        (:class:`ObjectNotFound` for a run that is not one of chatops' deployments)."""
+        async with asyncio.timeout(PREFECT_READ_SECONDS):
+            run = await self.client.read_flow_run(run_id)
+            if run.deployment_id not in await self._deployment_ids(run.deployment_id):
+                raise ObjectNotFound(None, "not a run of chatops")
+            tasks = await self._finished_task_runs(run_id)
+        state = run.state
+        return {
+            "id": str(run.id),
+            "name": run.name,
+            "url": url_for("flow-run", obj_id=run.id),
+            "state": {
+                "type": state.type.value if state else None,
+                "name": state.name if state else None,
+                "message": state.message if state else None,
+            },
+            "task_runs": [
+                {
+                    "id": str(task.id),
+                    "name": task.name,
+                    "state_type": task.state_type.value if task.state_type else None,
+                    "total_run_time": task.total_run_time.total_seconds(),
+                }
+                for task in tasks
+            ],
+        }
+
+    async def _deployment_ids(self, wanted: UUID | None) -> set[UUID]:
+        if wanted is not None and wanted not in self._ours:  # served again under a new id?
+            for name in self.deployments:
+                with contextlib.suppress(ObjectNotFound):
+                    self._ours.add((await self.client.read_deployment_by_name(name)).id)
+        return self._ours
+
+    async def _finished_task_runs(self, run_id: UUID) -> list[Any]:
+        """All of them, page by page: a run with more task runs than one page shows them all."""
+        found: list[Any] = []
+        while True:
+            page = await self.client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
+                task_run_filter=TaskRunFilter(
+                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=FINISHED))
+                ),
+                sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+                limit=TASK_RUN_PAGE,
+                offset=len(found),
+            )
+            found += page
+            if len(page) < TASK_RUN_PAGE:
+                return found
 
 
 async def verified_slack_form(request: HttpRequest, secret: str) -> dict[str, str]:
@@ -337,9 +481,7 @@ def main(host: str | None = None, port: int | None = None) -> None:
             "chatops gateway: set PREFECT_API_URL to the Prefect server's API "
             "(e.g. http://127.0.0.1:4200/api)"
         )
-    token_file = home().root / "cli-token"
-    token = token_file.read_text().strip() if token_file.exists() else ""
-    settings = GatewaySettings.from_env(cli_token=token)
+    settings = GatewaySettings.from_env()
     uvicorn.run(
         create_app(settings),
         host=host or settings.host,

@@ -37,7 +37,7 @@ class NotConfigured(Refused):
 @dataclass(frozen=True)
 class Requester:
     """Who asks and through which entry point: a Slack user id and channel id, a GitHub login,
-    or a local user name at the terminal."""
+    or the CLI user whose token the gateway checked."""
 
     via: Via
     user: str

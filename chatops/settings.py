@@ -22,7 +22,6 @@ class GatewaySettings:
 
     slack_signing_secret: str = ""
     github_webhook_secret: str = ""
-    cli_token: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
     slack_budget: float = 0.6
@@ -34,11 +33,10 @@ class GatewaySettings:
     """How long finished requests stay in the intake (``CHATOPS_INTAKE_KEEP_DAYS``)."""
 
     @classmethod
-    def from_env(cls, cli_token: str = "") -> "GatewaySettings":
+    def from_env(cls) -> "GatewaySettings":
         return cls(
             slack_signing_secret=os.environ.get("CHATOPS_SLACK_SIGNING_SECRET", ""),
             github_webhook_secret=os.environ.get("CHATOPS_GITHUB_WEBHOOK_SECRET", ""),
-            cli_token=os.environ.get("CHATOPS_CLI_TOKEN", cli_token),
             host=os.environ.get("CHATOPS_GATEWAY_HOST", "127.0.0.1"),
             port=int(os.environ.get("CHATOPS_GATEWAY_PORT", "8000")),
             intake_keep_days=float(os.environ.get("CHATOPS_INTAKE_KEEP_DAYS", "7")),

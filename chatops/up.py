@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import FrameType
 
-from chatops.cli.server import cli_token, write_up_file
+from chatops.cli.server import write_up_file
 from chatops.lifeline import die_with_parent
 from chatops.settings import DEPLOYMENTS
 from tasks.home import home
@@ -129,7 +129,6 @@ def base_environment(api_url: str, database: str | None) -> dict[str, str]:
         PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS="5",
         PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS="5",
         CHATOPS_HOME=str(state.root),
-        CHATOPS_CLI_TOKEN=cli_token(create=True),
     )
     if database:
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url(database)

@@ -8,6 +8,7 @@
     $CHATOPS_HOME/prefect/      the Prefect server's database when ``chatops up`` runs it
     $CHATOPS_HOME/intake.db     requests the gateway accepted, until they are runs
     $CHATOPS_HOME/up.json       where the running ``chatops up`` can be reached
+    $CHATOPS_HOME/users.json    the CLI users and the hashes of their tokens (mode 0600)
     $CHATOPS_HOME/secrets/      keys the system makes for itself (mode 0600, :meth:`Home.secret`)
 
 The directory is the deploy system's alone (mode 0700): a build runs as another user and can
@@ -50,6 +51,11 @@ class Home:
     @property
     def up_file(self) -> Path:
         return self.root / "up.json"
+
+    @property
+    def users(self) -> Path:
+        """The CLI users and their tokens' hashes (:mod:`chatops.users`)."""
+        return self.root / "users.json"
 
     def ensure(self) -> "Home":
         """Create the directory, readable by this user alone; return self."""

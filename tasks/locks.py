@@ -3,7 +3,7 @@
 A lock is a Prefect Variable named ``lock-<app>-<environment>`` holding
 ``{"by", "via", "message", "at", "app", "environment"}`` and tagged ``chatops-lock``, so the
 Prefect UI (Variables page) shows every lock and an operator can remove one there. ``by`` is who
-took it: a Slack user id, or a local user name when ``via`` is ``cli``.
+took it: a Slack user id, or the CLI user of the token when ``via`` is ``cli``.
 
 The gateway takes and releases locks (:mod:`chatops.locks`) and refuses requests against them at
 once; the deploy and rollback flows read the lock again before they touch anything, so a run

@@ -7,8 +7,10 @@ No tests here; ``test_gateway*.py`` import what they need.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
+import shutil
 import tempfile
 import time
 import urllib.parse
@@ -25,6 +27,7 @@ from chatops.intake import Started
 from chatops.request import Run
 from chatops.settings import GatewaySettings
 from chatops.signatures import sign_github, sign_slack
+from chatops.users import UserStore
 from tasks.locks import LOCK_TAG
 from tests.fakes import FIXTURES
 
@@ -32,10 +35,24 @@ SLACK_SECRET = "slack-signing-secret-for-tests"
 GITHUB_SECRET = "github-webhook-secret-for-tests"
 ALICE, BOB, BOSS = "U0ALICE001", "U0BOB00001", "U0BOSS0001"
 DEPLOYS, RANDOM = "C0DEPLOYS1", "C0RANDOM01"
-CLI_TOKEN = "cli-token-for-tests"
-SETTINGS = GatewaySettings(
-    slack_signing_secret=SLACK_SECRET, github_webhook_secret=GITHUB_SECRET, cli_token=CLI_TOKEN
-)
+SETTINGS = GatewaySettings(slack_signing_secret=SLACK_SECRET, github_webhook_secret=GITHUB_SECRET)
+_users_dir = tempfile.mkdtemp(prefix="chatops-test-users-")
+atexit.register(shutil.rmtree, _users_dir, ignore_errors=True)
+USERS = Path(_users_dir) / "users.json"
+"""The CLI users of the test gateways (:func:`token_for` adds them)."""
+_tokens: dict[str, str] = {}
+
+
+def token_for(user: str) -> str:
+    """The CLI token of ``user`` in :data:`USERS`, made on first use."""
+    if user not in _tokens:
+        _tokens[user] = UserStore(USERS).add(user)
+    return _tokens[user]
+
+
+def cli_headers(user: str = "alice") -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_for(user)}"}
+
 
 WEBHOOKS = FIXTURES / "github_webhooks"
 SLACK_FIXTURES = FIXTURES / "slack"
@@ -117,12 +134,20 @@ def clear_locks() -> None:
 
 @contextlib.contextmanager
 def gateway(
-    creator: Any = None, settings: GatewaySettings = SETTINGS, intake: Path | None = None
+    creator: Any = None,
+    settings: GatewaySettings = SETTINGS,
+    intake: Path | None = None,
+    users: Path = USERS,
 ) -> Iterator[TestClient]:
     """The gateway app, lifespan included (configuration loaded from the test Prefect), with
-    its own intake database (``intake``, or a fresh one)."""
+    its own intake database (``intake``, or a fresh one) and the CLI users in ``users``."""
     with tempfile.TemporaryDirectory() as scratch:
-        app = create_app(settings, creator=creator, intake_path=intake or Path(scratch) / "i.db")
+        app = create_app(
+            settings,
+            creator=creator,
+            intake_path=intake or Path(scratch) / "i.db",
+            users_path=users,
+        )
         with TestClient(app) as client:
             yield client
 
@@ -242,11 +267,18 @@ def wait_for(condition: Any, seconds: float = 10.0) -> Any:
 
 
 def post_cli(
-    client: TestClient, text: str, user: str = "alice", token: str = CLI_TOKEN, **extra: Any
+    client: TestClient,
+    text: str,
+    user: str = "alice",
+    token: str | None = None,
+    claims: str | None = None,
+    **extra: Any,
 ) -> Any:
-    """A terminal line, as the ``chatops`` CLI sends it."""
+    """A terminal line, as the ``chatops`` CLI sends it with ``user``'s token (or ``token``);
+    ``claims`` adds a ``user`` field to the body, as a CLI that lies about its name would."""
+    body = {"text": text, **extra, **({"user": claims} if claims is not None else {})}
     return client.post(
         "/cli/commands",
-        json={"text": text, "user": user, **extra},
-        headers={"Authorization": f"Bearer {token}"},
+        json=body,
+        headers={"Authorization": f"Bearer {token_for(user) if token is None else token}"},
     )

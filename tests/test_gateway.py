@@ -38,7 +38,6 @@ from tests.gateway_support import (
     ALICE,
     BOB,
     BOSS,
-    CLI_TOKEN,
     DEPLOYS,
     RANDOM,
     SETTINGS,
@@ -48,6 +47,7 @@ from tests.gateway_support import (
     RecordingCreator,
     action_body,
     clear_locks,
+    cli_headers,
     deployment_event,
     gateway,
     github_headers,
@@ -188,7 +188,7 @@ def test_slack_fixture_bodies_signed_now_are_accepted(
 
 
 def test_an_unset_secret_refuses_everything(starter: RecordingCreator) -> None:
-    unset = GatewaySettings(slack_signing_secret="", github_webhook_secret="  ", cli_token="")
+    unset = GatewaySettings(slack_signing_secret="", github_webhook_secret="  ")
     with gateway(starter, unset) as client:
         body = slash_body("shop to staging", "https://hooks.slack.com/commands/T/1/x")
         assert post_slack(client, "/slack/commands", body, secret="").status_code == 401
@@ -977,12 +977,7 @@ def test_the_cli_is_refused_clearly_and_nothing_starts(
     refused = post_cli(client, "deploy shop to qa").json()
     assert not refused["ok"] and "Known: staging, production" in refused["text"]
     assert post_cli(client, "shop to staging", token="wrong").status_code == 401
-    assert (
-        client.post(
-            "/cli/commands", content=b"{", headers={"Authorization": f"Bearer {CLI_TOKEN}"}
-        ).status_code
-        == 400
-    )
+    assert client.post("/cli/commands", content=b"{", headers=cli_headers()).status_code == 400
     assert starter.runs == []
 
 
@@ -992,7 +987,7 @@ def test_a_queued_cli_request_can_be_asked_about(starter: RecordingCreator) -> N
         queued = post_cli(client, "deploy shop to staging", wait=0.1, key="q-1").json()
         ticket = queued["ticket"]
         assert ticket["state"] == "queued" and ticket["run_id"] is None
-        headers = {"Authorization": f"Bearer {CLI_TOKEN}"}
+        headers = cli_headers()
         later = wait_for(
             lambda: client.get(f"/cli/requests/{ticket['key']}", headers=headers).json()["run_id"]
         )

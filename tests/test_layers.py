@@ -40,12 +40,17 @@ def test_a_running_gateway_has_loaded_no_ssh_code_and_no_flows(prefect_server: N
         from starlette.testclient import TestClient
         from chatops.gateway import create_app
         from chatops.settings import GatewaySettings
-        settings = GatewaySettings(cli_token="t")
-        path = pathlib.Path(tempfile.mkdtemp()) / "intake.db"
-        with TestClient(create_app(settings, intake_path=path)) as client:
-            headers = {"Authorization": "Bearer t"}
+        from chatops.users import UserStore
+        scratch = pathlib.Path(tempfile.mkdtemp())
+        token = UserStore(scratch / "users.json").add("u")
+        app = create_app(
+            GatewaySettings(), intake_path=scratch / "intake.db", users_path=scratch / "users.json"
+        )
+        with TestClient(app) as client:
+            headers = {"Authorization": f"Bearer {token}"}
             for text in ("where shop", "deploy shop to staging", "status", "help"):
-                client.post("/cli/commands", json={"text": text, "user": "u"}, headers=headers)
+                answer = client.post("/cli/commands", json={"text": text}, headers=headers)
+                assert answer.status_code == 200, answer.text
         print(" ".join(sorted({name.split(".")[0] for name in sys.modules})))
         """
     )

@@ -1,9 +1,10 @@
 """The README, followed literally: ``scripts/up.sh`` in one process, the walkthrough's commands in
 another, with a fresh HOME and only the variables the README exports.
 
-Only what the README leaves to the reader is filled in: the host of step 2 is a test-bed host
-(its address, pinned key and login user go into the YAML of step 3), and the deploy key the
-README reads from ``~/.ssh/deploy_key`` is the test bed's.
+Only what the README leaves to the reader is filled in: the host of step 3 is a test-bed host
+(its address, pinned key and login user go into the YAML of step 4), and the deploy key the
+README reads from ``~/.ssh/deploy_key`` is the test bed's. The first step, ``chatops users add
+me | chatops login``, runs as written: every later command acts as the user "me" of that token.
 """
 
 import os
@@ -39,7 +40,7 @@ def commands() -> list[str]:
 
 
 def configuration(host: TestHost) -> str:
-    """The YAML of step 3, pointed at the test-bed host."""
+    """The YAML of step 4, pointed at the test-bed host."""
     [yaml_text] = re.findall(r"```yaml\n(.*?)```", walkthrough(), flags=re.S)
     yaml_text = "\n".join(line.removeprefix("   ") for line in yaml_text.splitlines())
     known = re.search(r'"web-1\.example\.net ssh-ed25519 [^"]+"', yaml_text).group(0)
@@ -98,6 +99,11 @@ def test_the_readme_walkthrough_deploys_rolls_back_locks_and_verifies(
             text=True,
             check=True,
         ).stdout.strip()
+        login = ".venv/bin/chatops users add me | .venv/bin/chatops login"
+        assert commands()[0] == login
+        assert said[login] == "Logged in to http://127.0.0.1:8000 as me.\n"
+        credentials = home / ".config" / "chatops" / "credentials.json"
+        assert credentials.stat().st_mode & 0o777 == 0o600
         assert (
             "saved chatops-environment/demo-staging"
             in said[".venv/bin/chatops config apply ~/chatops.yaml"]

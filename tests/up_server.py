@@ -48,7 +48,9 @@ def wait_for(predicate: Callable[[], object], seconds: float) -> bool:
 class ChatopsUp:
     """``chatops up --port <free>`` with its own CHATOPS_HOME, stopped (Ctrl-C) on exit.
 
-    ``.base`` is the UI address, ``.api`` the API; ``.log`` has everything it printed.
+    ``.base`` is the UI address, ``.api`` the API; ``.log`` has everything it printed. Its CLI
+    calls (:meth:`cli`) act as a user made with ``chatops users add`` on first use, with that
+    user's token (``CHATOPS_TOKEN``) and no Prefect setting.
     """
 
     def __init__(self, home: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
@@ -62,6 +64,7 @@ class ChatopsUp:
         self.extra_env = env or {}
         self.args = list(args)
         self.process: subprocess.Popen | None = None
+        self.tokens: dict[str, str] = {}
 
     def __enter__(self) -> "ChatopsUp":
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
@@ -90,14 +93,36 @@ class ChatopsUp:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def token(self, user: str) -> str:
+        """``user``'s CLI token, made with ``chatops users add`` on first use."""
+        if user not in self.tokens:
+            added = subprocess.run(
+                [str(Path(sys.executable).with_name("chatops")), "users", "add", user],
+                env=self.cli_env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            self.tokens[user] = added.stdout.strip()
+        return self.tokens[user]
+
+    def cli_env(self, user: str | None = None, **extra: str) -> dict[str, str]:
+        """The environment of a person's shell: CHATOPS_HOME, and ``user``'s token if given;
+        no Prefect setting, no stored login."""
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
+        clean.update(CHATOPS_HOME=str(self.home), XDG_CONFIG_HOME=str(self.home / "no-login"))
+        if user is not None:
+            clean.update(USER=user, LOGNAME=user, CHATOPS_TOKEN=self.token(user))
+        clean.update(extra)
+        return clean
+
     def cli_process(self, *args: str, user: str = "tester") -> subprocess.Popen[str]:
         """``chatops ARGS`` started in the background (see :meth:`cli`); output merged."""
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
-        clean.update(CHATOPS_HOME=str(self.home), USER=user, LOGNAME=user)
         chatops = Path(sys.executable).with_name("chatops")
         return subprocess.Popen(
             [str(chatops), *args],
-            env=clean,
+            env=self.cli_env(user),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -123,13 +148,16 @@ class ChatopsUp:
         timeout: float = 300,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """``chatops ARGS`` in a fresh process, as local user ``user``, finding this server the
-        way a person's shell does (through CHATOPS_HOME alone)."""
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
-        clean.update(CHATOPS_HOME=str(self.home), USER=user, LOGNAME=user, **(env or {}))
+        """``chatops ARGS`` in a fresh process, as CLI user ``user`` (its token in
+        ``CHATOPS_TOKEN``), finding this server the way a person's shell does (through
+        CHATOPS_HOME alone)."""
         chatops = Path(sys.executable).with_name("chatops")
         return subprocess.run(
-            [str(chatops), *args], env=clean, capture_output=True, text=True, timeout=timeout
+            [str(chatops), *args],
+            env=self.cli_env(user, **(env or {})),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def serving(self) -> bool:

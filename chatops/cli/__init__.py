@@ -3,35 +3,45 @@
 ::
 
     chatops up                              start everything on this machine
+    chatops users add NAME | chatops login  a personal token (users list, users remove NAME)
     chatops config apply chatops.yaml       write the apps and environments to Prefect
     chatops deploy shop@feature-x to staging    (and every other chat command:)
     chatops rollback shop in staging        chatops lock staging on shop: freeze
     chatops status [shop [--verify]]        chatops where shop   chatops help
 
-Chat commands go to the gateway that ``chatops up`` runs (found through
-``$CHATOPS_HOME/up.json``, :mod:`.server`), which answers them exactly as it answers Slack; the
-answer is printed for a terminal. ``deploy`` and ``rollback`` then follow the run task by task
-(:mod:`.follow`) and exit 1 if it fails; a refused request exits 2 and starts nothing. The
-terminal acts as the local user (``cli_users`` of an environment can limit who may deploy).
+Chat commands go to the gateway (found as :mod:`.server` says), which answers them exactly as
+it answers Slack; the answer is printed for a terminal. ``deploy`` and ``rollback`` then follow
+the run task by task through the gateway (:mod:`.follow`) and exit 1 if it fails; a refused
+request exits 2 and starts nothing. The gateway knows who asks by the personal token alone
+(``chatops login``, or ``CHATOPS_TOKEN``); ``cli_users`` of an environment can limit who may
+deploy there.
 
-Only the standard library is loaded for chat commands and ``--help``: Prefect loads for
-``up``, ``config`` and ``gateway`` alone.
+Only the standard library is loaded for chat commands, ``users``, ``login`` and ``--help``:
+Prefect loads for ``up``, ``config`` and ``gateway`` alone.
 """
 
 import argparse
 import getpass
-import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Sequence
 
-from chatops.cli.follow import PrefectApi, Unreachable, follow
-from chatops.cli.server import NoServer, Server, find_server
+from chatops.cli.follow import GatewayRuns, Unreachable, follow
+from chatops.cli.server import (
+    Gateway,
+    GatewayError,
+    NoServer,
+    TokenRefused,
+    find_gateway,
+    find_prefect_api,
+    gateway_url,
+    store_credentials,
+)
 from chatops.cli.terminal import render
+from chatops.users import UserError, UserStore
+from tasks.home import home
 
 CHAT_VERBS = {
     "deploy": "deploy APP[@REF] [to ENV[/HOSTS]] and follow it, e.g. shop@v1 to staging",
@@ -47,34 +57,6 @@ CHAT_VERBS = {
 }
 FOLLOWED = ("deploy", "rollback")
 QUEUED_SECONDS = 600.0
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class GatewayError(Exception):
-    """The gateway could not be reached or refused the CLI (wrong token)."""
-
-
-def ask_gateway(
-    server: Server, method: str, path: str, body: dict | None = None
-) -> tuple[int, dict]:
-    """One call to the gateway's CLI endpoints: (HTTP status, JSON answer)."""
-    request = urllib.request.Request(
-        f"{server.gateway_url}{path}",
-        data=json.dumps(body).encode() if body is not None else None,
-        method=method,
-        headers={"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"},
-    )
-    try:
-        with _opener.open(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        if exc.code == 401:
-            raise GatewayError(
-                f"the gateway at {server.gateway_url} refused the CLI token"
-            ) from None
-        return exc.code, json.loads(exc.read() or b"{}")
-    except (OSError, ValueError) as exc:
-        raise GatewayError(f"the gateway at {server.gateway_url} did not answer ({exc})") from None
 
 
 def chat(args: argparse.Namespace) -> int:
@@ -82,10 +64,10 @@ def chat(args: argparse.Namespace) -> int:
     words = [args.verb, *args.words] if args.verb != "help" else ["help"]
     if getattr(args, "verify", False):
         words.append("verify")
-    server = find_server()
+    gateway = find_gateway()
     key = uuid.uuid4().hex
-    body = {"text": " ".join(words), "user": getpass.getuser(), "key": key}
-    status, answer = ask_gateway(server, "POST", "/cli/commands", body)
+    body = {"text": " ".join(words), "key": key}
+    status, answer = gateway.ask("POST", "/cli/commands", body)
     if status != 200:
         print(
             render(answer.get("text") or answer.get("error") or f"HTTP {status}"), file=sys.stderr
@@ -97,30 +79,25 @@ def chat(args: argparse.Namespace) -> int:
     ticket = answer.get("ticket")
     if args.verb not in FOLLOWED or not ticket or args.detach:
         return 0
-    api = PrefectApi(server.api_url)
-    run_id = ticket.get("run_id") or wait_started(server, api, f"cli-{key}")
+    run_id = ticket.get("run_id") or wait_started(gateway, f"cli-{key}")
     if run_id is None:
         return 1
-    outcome = follow(api, run_id)
+    outcome = follow(GatewayRuns(gateway), run_id)
     message = f": {outcome.message}" if outcome.message and not outcome.completed else ""
     print(f"{outcome.name}: {outcome.state_name}{message}")
     return 0 if outcome.completed else 1
 
 
-def wait_started(server: Server, api: PrefectApi, key: str) -> str | None:
-    """Wait until the queued request ``key`` has a run (asking Prefect, so any gateway behind a
-    load balancer may have started it); None if it can never start or takes too long."""
+def wait_started(gateway: Gateway, key: str) -> str | None:
+    """Wait until the queued request ``key`` has a run (the gateway asks Prefect too, so any
+    gateway behind a load balancer may have started it); None if it can never start or takes
+    too long."""
     deadline = time.monotonic() + QUEUED_SECONDS
     while time.monotonic() < deadline:
-        runs = api.call(
-            "POST",
-            "/flow_runs/filter",
-            {"flow_runs": {"idempotency_key": {"any_": [key]}}, "limit": 1},
-        )
-        if runs:
-            print(f"  started: {server.ui_url}/runs/flow-run/{runs[0]['id']}", flush=True)
-            return runs[0]["id"]
-        status, ticket = ask_gateway(server, "GET", f"/cli/requests/{key}")
+        status, ticket = gateway.ask("GET", f"/cli/requests/{key}")
+        if status == 200 and ticket.get("run_id"):
+            print(f"  started: {ticket.get('run_url') or ticket['run_id']}", flush=True)
+            return ticket["run_id"]
         if status == 200 and ticket.get("state") == "failed":
             print(f"chatops: the request cannot start: {ticket.get('error')}", file=sys.stderr)
             return None
@@ -133,8 +110,74 @@ def wait_started(server: Server, api: PrefectApi, key: str) -> str | None:
     return None
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    """``users add|remove|list``: run by whoever runs chatops, on its ``$CHATOPS_HOME``."""
+    store = UserStore(home().ensure().users)
+    try:
+        if args.users_command == "add":
+            token = store.add(args.name)
+            print(token, flush=True)
+            print(
+                f"chatops: made a token for {args.name}, shown only this once (only its hash is "
+                f"kept, in {store.path}); `chatops login` reads it.",
+                file=sys.stderr,
+            )
+        elif args.users_command == "remove":
+            store.remove(args.name)
+            print(f"Removed {args.name}: the gateway refuses their token from now on.")
+        else:
+            for user in store.users():
+                print(f"{user.name:<32} since {user.created}")
+            if not store.users():
+                print("chatops: no CLI users yet (chatops users add NAME)", file=sys.stderr)
+    except UserError as exc:
+        print(f"chatops: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    """Read a token, check it with the gateway, keep it for this user's later commands."""
+    url = (args.gateway or "").rstrip("/") or login_gateway_url()
+    tty = sys.stdin.isatty()
+    token = (getpass.getpass(f"Token for {url}: ") if tty else sys.stdin.readline()).strip()
+    if not token:
+        print("chatops: no token given (`chatops users add NAME` makes one)", file=sys.stderr)
+        return 2
+    try:
+        status, answer = Gateway(url, token).ask("GET", "/cli/whoami")
+    except TokenRefused:
+        print(f"chatops: the gateway at {url} does not know this token", file=sys.stderr)
+        return 2
+    if status != 200:
+        raise GatewayError(f"the gateway at {url} answered HTTP {status} to /cli/whoami")
+    store_credentials(url, token)
+    print(f"Logged in to {url} as {answer['user']}.")
+    return 0
+
+
+def login_gateway_url() -> str:
+    """Where ``login`` checks a token: ``CHATOPS_GATEWAY_URL``, else the gateway running here
+    (where ``users add`` made it), else the one logged in to before."""
+    if os.environ.get("CHATOPS_GATEWAY_URL"):
+        return gateway_url()
+    try:
+        return gateway_url({})
+    except NoServer:
+        return gateway_url()
+
+
+def cmd_whoami(args: argparse.Namespace) -> int:
+    gateway = find_gateway()
+    status, answer = gateway.ask("GET", "/cli/whoami")
+    if status != 200:
+        raise GatewayError(f"the gateway at {gateway.url} answered HTTP {status}")
+    print(f"{answer['user']} at {gateway.url}")
+    return 0
+
+
 def cmd_config_apply(args: argparse.Namespace) -> int:
-    use_server(find_server(gateway=False))
+    use_prefect_api(find_prefect_api())
     from chatops import config  # Prefect loads here, pointed at the server found above
 
     try:
@@ -163,9 +206,9 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
-def use_server(server: Server) -> None:
-    """Point Prefect (loaded after this) at ``server``; never at a throwaway one."""
-    os.environ["PREFECT_API_URL"] = server.api_url
+def use_prefect_api(api_url: str) -> None:
+    """Point Prefect (loaded after this) at ``api_url``; never at a throwaway one."""
+    os.environ["PREFECT_API_URL"] = api_url
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
@@ -180,6 +223,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=4200, help="Prefect server port")
     p.add_argument("--database", help="postgresql://… for the Prefect server (default: SQLite)")
     p.set_defaults(func=cmd_up)
+    p = sub.add_parser("users", help="the people who may use the CLI, each with their own token")
+    users = p.add_subparsers(dest="users_command", required=True)
+    add = users.add_parser("add", help="make NAME a user; print their token (only it, once)")
+    add.add_argument("name")
+    remove = users.add_parser("remove", help="revoke NAME's token at once")
+    remove.add_argument("name")
+    users.add_parser("list", help="the users and when their tokens were made")
+    p.set_defaults(func=cmd_users)
+    p = sub.add_parser("login", help="check a token (read from stdin) and keep it for this user")
+    p.add_argument("--gateway", help="the gateway's URL (default: the one running here)")
+    p.set_defaults(func=cmd_login)
+    p = sub.add_parser("whoami", help="who the gateway takes you for")
+    p.set_defaults(func=cmd_whoami)
     p = sub.add_parser("config", help="manage configuration")
     apply = p.add_subparsers(dest="config_command", required=True).add_parser(
         "apply", help="create or update the blocks a chatops.yaml describes"
