@@ -15,9 +15,11 @@ removing the copy) runs as the build user too, so a symlink the build leaves beh
 the deploy system read its own secrets into the artifact.
 """
 
+import contextlib
 import io
 import os
 import pwd
+import signal
 import subprocess
 import tarfile
 import uuid
@@ -156,6 +158,7 @@ def stream_as(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: stopped as a whole below
     )
     try:
         assert proc.stdout is not None
@@ -165,12 +168,23 @@ def stream_as(
         return proc.wait()
     finally:
         if proc.poll() is None:  # we were interrupted (cancelled run): do not leave it running
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a build we were interrupted in: its whole process group when we may signal it
+    (as root), else the process we started (sudo passes the signal on)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except (PermissionError, ProcessLookupError):
+        proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(PermissionError, ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.kill()
+        proc.wait()
 
 
 def _tar_tree(tree: Path) -> Callable[[io.BufferedWriter], None]:

@@ -13,6 +13,7 @@ import pytest
 
 from tasks.build import BuildFailed, build
 from tasks.home import home
+from tasks.sandbox import build_user, stream_as
 
 ALLOWED = {"PATH", "LANG", "HOME", "USER", "LOGNAME", "JAVA_HOME", "MAVEN_OPTS", "GIT_COMMIT"}
 
@@ -218,3 +219,18 @@ def test_the_team_s_own_maven_options_win(
     monkeypatch.setenv("MAVEN_OPTS", "-Xmx256m")
     built = run(tree, 'echo "$MAVEN_OPTS" > target/a.war')
     assert Path(built.artifact).read_text() == "-Xmx256m\n"
+
+
+def test_an_interrupted_build_is_stopped_with_everything_it_started() -> None:
+    """A cancelled run does not leave the build (or what it started in the background) running."""
+    user = build_user()
+    marker = f"sleep 3{os.getpid() % 1000:03d}"
+
+    def interrupt(line: str) -> None:
+        raise KeyboardInterrupt
+
+    argv = ["/bin/bash", "-c", f"{marker} & echo started; {marker}"]
+    with pytest.raises(KeyboardInterrupt):
+        stream_as(user, argv, user.environment(SHA), interrupt)
+    left = subprocess.run(["pgrep", "-u", user.name, "-f", marker], capture_output=True, text=True)
+    assert left.stdout == "", "nothing of the build is left running"
