@@ -76,7 +76,7 @@ class BuildUser:
         # /usr/bin/env only).
         assignments = [f"{name}={value}" for name, value in env.items()]
         sudo = ["sudo", "-n", "-u", self.name, "--", "/usr/bin/env", "-i", *assignments]
-        return [*sudo, *argv], {"PATH": os.defpath}
+        return [*sudo, *argv], {"PATH": os.environ.get("PATH", os.defpath)}
 
     def environment(self, sha: str, names: Sequence[str] = ()) -> dict[str, str]:
         """A build's whole environment: the allow-listed variables of ours, this user's

@@ -120,6 +120,26 @@ def test_without_the_build_user_the_build_fails_and_says_what_to_run(
     assert not marker.exists(), "nothing was built as the deploy system's user"
 
 
+def test_not_root_and_sudo_refuses_the_build_fails_and_says_what_to_do(
+    prefect_server: None, chatops_home: Path, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not root, the build switches users through sudo; when sudo refuses, nothing is built."""
+    monkeypatch.setattr("tasks.sandbox.os.geteuid", lambda: 12345)
+    tools = tree.parent / "bin"
+    tools.mkdir()
+    sudo = tools / "sudo"  # what sudo -n says without a sudoers rule
+    sudo.write_text("#!/bin/sh\necho 'sudo: a password is required' >&2\nexit 1\n")
+    sudo.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    marker = tree.parent / "ran"
+    with pytest.raises(BuildFailed) as caught:
+        run(tree, f"touch {marker}; echo war > target/a.war")
+    message = str(caught.value)
+    assert "cannot run builds as chatops-build (sudo: a password is required)" in message
+    assert "sudoers rule in docs/operations.md" in message
+    assert not marker.exists()
+
+
 def test_the_build_user_must_not_be_us(
     prefect_server: None, chatops_home: Path, tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
