@@ -11,6 +11,7 @@ from blocks.errors import UnknownTarget, unknown
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 """App, environment and task names: what the chat grammar accepts, and safe everywhere."""
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+EnvVarName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 DEPLOY_TASK = "deploy"
 """The task of a plain deploy; any other task name is one of the app's custom ``tasks``."""
 
@@ -45,6 +46,14 @@ class App(Block):
     artifact_glob: str = Field(
         default="target/*.war",
         description="Glob, relative to the work tree, that must match exactly one built file.",
+    )
+    build_env: list[EnvVarName] = Field(
+        default_factory=list,
+        description=(
+            "Names of variables of the runner's environment the build also sees, besides PATH, "
+            "LANG, JAVA_HOME, MAVEN_OPTS, GIT_COMMIT and the build user's HOME, USER and "
+            "LOGNAME; every build of every branch sees them, so never list a secret."
+        ),
     )
     environments: list[Name] = Field(
         default_factory=list, description="Names of the environments this app deploys to."

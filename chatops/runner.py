@@ -39,6 +39,7 @@ from prefect.types._datetime import now
 
 from chatops import warmstart
 from chatops.settings import DEPLOY_DEPLOYMENT, ROLLBACK_DEPLOYMENT, VERIFY_DEPLOYMENT
+from tasks.home import home
 
 DEFAULT_LIMIT = 8
 POLL_SECONDS = 1.0
@@ -127,6 +128,7 @@ def wait_for_api(seconds: float = 120) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    home().ensure()  # mirrors, work trees and artifacts go there: readable by us alone, not builds
     started = time.monotonic()
     warmstart.install(FLOW_MODULES)
     logger.info("Flows loaded in %.1f s", time.monotonic() - started)

@@ -114,7 +114,7 @@ def database_url(url: str) -> str:
 
 def base_environment(api_url: str, database: str | None) -> dict[str, str]:
     env = dict(os.environ)
-    state = home()
+    state = home().ensure()  # mode 0700 before anything is written there: builds cannot read it
     env.update(
         PREFECT_API_URL=api_url,
         PREFECT_HOME=env.get("PREFECT_HOME", str(state.prefect)),

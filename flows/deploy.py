@@ -100,7 +100,11 @@ def deploy(
             with report.step("build"):
                 try:
                     built = build(
-                        tree.sha, target.app.build_command, target.app.artifact_glob, tree.worktree
+                        tree.sha,
+                        target.app.build_command,
+                        target.app.artifact_glob,
+                        tree.worktree,
+                        target.app.build_env,
                     )
                 finally:
                     remove_worktree(tree)

@@ -3,6 +3,8 @@
 # Idempotent: run it again at any time; apt is skipped when every package is already installed.
 #
 # Usage (as root, from anywhere):  scripts/install-deps.sh
+# Also creates the user builds run as (scripts/build-user.sh, CHATOPS_BUILD_USER).
+#
 #   PYTHON=python3.11   interpreter for the venv (default: python3; the project needs >= 3.11)
 #   VENV=.venv          venv location (relative paths are from the repository root)
 #
@@ -70,4 +72,5 @@ install_venv() {
 
 install_packages
 mkdir -p /run/sshd   # sshd's privilege-separation directory; no service manager creates it here
+"$ROOT/scripts/build-user.sh"   # the unprivileged user builds run as
 install_venv

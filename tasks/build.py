@@ -1,7 +1,10 @@
 """Build the artifact of one commit, once.
 
-The App's build command runs in the checked-out work tree through prefect-shell, its output
-streamed line by line to the run's logs. The resulting file is kept in the artifact cache
+The App's build command runs as the build user in a working copy of the commit that user owns
+(:mod:`tasks.sandbox`), with an environment built from an allow-list: ``PATH``, ``LANG``,
+``JAVA_HOME``, ``MAVEN_OPTS``, the build user's ``HOME``, ``USER`` and ``LOGNAME``,
+``GIT_COMMIT`` and the names the app lists in ``build_env``. Its output is streamed line by line
+to the run's logs. The resulting file is kept in the artifact cache
 (``$CHATOPS_HOME/artifacts``, or ``CHATOPS_ARTIFACT_CACHE`` on storage every worker sees) under
 the commit sha and a digest of the build command and glob. A sha names the exact source tree, so
 promoting the same commit to another environment, redeploying it, or deploying another app built
@@ -11,10 +14,10 @@ finds the artifact the first one made.
 
 Maven is a short-lived JVM here, so builds get ``MAVEN_OPTS`` for a fast start unless the
 runner's environment sets its own: the C1 compiler only, the serial collector, and a class data
-sharing archive of Maven's own classes, written by the first build on this machine (about 2 s
-more, once) and used by every later one. A build then takes about a second less and half the
-CPU. The archive is keyed by the ``java`` and ``mvn`` installed; a stale one is ignored by the
-JVM.
+sharing archive of Maven's own classes in the build user's home, written by the first build on
+this machine (about 2 s more, once) and used by every later one. A build then takes about a
+second less and half the CPU. The archive is keyed by the ``java`` and ``mvn`` installed; a stale
+one is ignored by the JVM.
 """
 
 import fcntl
@@ -22,7 +25,7 @@ import hashlib
 import os
 import shutil
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +33,42 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
-from prefect_shell import ShellOperation
 
 from tasks.home import home
+from tasks.sandbox import (
+    BuildUser,
+    SandboxUnavailable,
+    build_user,
+    matching_files,
+    read_file,
+    stream_as,
+    working_copy,
+)
 
 TAIL_LINES = 30
 FAST_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xlog:cds=off -Xlog:cds+dynamic=off"
-_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PRIVATE_KEY", "API_KEY")
+_BUILD = """cd -- "$1" || exit 1
+archive=$2 partial=
+if [ -n "$archive" ]; then
+  if [ -f "$archive" ]; then
+    MAVEN_OPTS="$MAVEN_OPTS -XX:SharedArchiveFile=$archive"
+  else
+    partial="${archive%/*}/.${archive##*/}.$$"  # builds may run side by side
+    mkdir -p -- "${archive%/*}"
+    MAVEN_OPTS="$MAVEN_OPTS -XX:ArchiveClassesAtExit=$partial"
+  fi
+  export MAVEN_OPTS
+fi
+bash -c "$3"
+code=$?
+if [ -n "$partial" ]; then
+  if [ "$code" = 0 ] && [ -f "$partial" ]; then mv -f -- "$partial" "$archive"; fi
+  rm -f -- "$partial"
+fi
+exit "$code"
+"""
+"""Runs as the build user in its working copy: $1 the copy, $2 the class data sharing archive
+("": none), $3 the build command."""
 
 
 class BuildFailed(RuntimeError):
@@ -78,97 +110,101 @@ def cached_artifact(folder: Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
-def secret_variables() -> list[str]:
-    """Names of environment variables a build must not see (tokens of this process)."""
-    return sorted(
-        name
-        for name in os.environ
-        if name.startswith("CHATOPS_") or any(w in name.upper() for w in _SECRET_WORDS)
-    )
-
-
-def find_artifact(worktree: Path, artifact_glob: str) -> Path:
-    """The one file ``artifact_glob`` matches in ``worktree``; :class:`BuildFailed` otherwise."""
-    matches = sorted(p for p in worktree.glob(artifact_glob) if p.is_file())
+def find_artifact(user: BuildUser, copy: Path, artifact_glob: str) -> Path:
+    """The one file ``artifact_glob`` matches in the working copy; :class:`BuildFailed`
+    otherwise."""
+    matches = matching_files(user, copy, artifact_glob)
     if len(matches) != 1:
-        listed = ", ".join(str(p.relative_to(worktree)) for p in matches) or "nothing"
+        listed = ", ".join(matches) or "nothing"
         raise BuildFailed(
             f"artifact glob {artifact_glob!r} must match exactly one file, matched {listed}", []
         )
-    return matches[0]
+    return copy / matches[0]
 
 
-def jvm_archive() -> Path | None:
-    """Where this machine's class data sharing archive for Maven is (None: no java or mvn)."""
+def jvm_archive(user: BuildUser) -> Path | None:
+    """Where the build user's class data sharing archive for Maven is (None: no java or mvn)."""
     tools = [shutil.which("java"), shutil.which("mvn")]
     if not all(tools):
         return None
     installed = "\0".join(f"{os.path.realpath(t)}:{os.stat(t).st_mtime_ns}" for t in tools if t)
-    return home().root / "jvm" / f"maven-{hashlib.sha256(installed.encode()).hexdigest()[:12]}.jsa"
+    key = hashlib.sha256(installed.encode()).hexdigest()[:12]
+    return user.home / ".cache" / "chatops-jvm" / f"maven-{key}.jsa"
 
 
-def maven_options(archive: Path | None, writer: str) -> tuple[dict[str, str], Path | None]:
-    """``MAVEN_OPTS`` for a build, and the archive file this build writes (if it writes one).
+def maven_options(archive: Path | None) -> tuple[dict[str, str], str]:
+    """``MAVEN_OPTS`` for a build (none: the runner's own win), and the archive it uses or
+    writes ("" for none).
 
-    >>> maven_options(Path("/home/m.jsa"), "42")[0]["MAVEN_OPTS"].split()[-1]
-    '-XX:ArchiveClassesAtExit=/home/.m.jsa.42'
+    >>> maven_options(Path("/home/m.jsa"))[1]
+    '/home/m.jsa'
     """
     if "MAVEN_OPTS" in os.environ:
-        return {}, None
-    if archive is None:
-        return {"MAVEN_OPTS": FAST_JVM}, None
-    if archive.is_file():
-        return {"MAVEN_OPTS": f"{FAST_JVM} -XX:SharedArchiveFile={archive}"}, None
-    partial = archive.with_name(f".{archive.name}.{writer}")  # builds may run side by side
-    return {"MAVEN_OPTS": f"{FAST_JVM} -XX:ArchiveClassesAtExit={partial}"}, partial
+        return {}, ""
+    return {"MAVEN_OPTS": FAST_JVM}, str(archive or "")
 
 
-def run_build(worktree: Path, build_command: str, sha: str) -> None:
-    """Run ``build_command`` in ``worktree`` with GIT_COMMIT=sha, streaming output to the logs."""
-    unset = secret_variables()
-    commands = ["exec 2>&1", *([f"unset {' '.join(unset)}"] if unset else []), build_command]
-    archive = jvm_archive()
-    options, writes = maven_options(archive, str(os.getpid()))
-    if writes is not None:
-        writes.parent.mkdir(parents=True, exist_ok=True)
-    operation = ShellOperation(
-        commands=commands,
-        working_dir=worktree,
-        stream_output=True,
-        env={"GIT_COMMIT": sha, **options},
-    )
-    with operation:
-        process = operation.trigger()
-        try:
-            process.wait_for_completion()
-        except RuntimeError as exc:
-            tail = list(deque(process.fetch_result(), maxlen=TAIL_LINES))
-            raise BuildFailed(f"build command failed: {exc}", tail) from None
-        finally:
-            if writes is not None and archive is not None:
-                if writes.is_file() and process.return_code == 0:
-                    os.replace(writes, archive)
-                writes.unlink(missing_ok=True)
+def run_build(
+    user: BuildUser, copy: Path, build_command: str, sha: str, build_env: Sequence[str] = ()
+) -> None:
+    """Run ``build_command`` as ``user`` in ``copy`` with the allow-listed environment,
+    streaming its output to the logs; :class:`BuildFailed` with the last lines if it fails."""
+    logger = get_run_logger()
+    options, archive = maven_options(jvm_archive(user))
+    env = {**user.environment(sha, build_env), **options}
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+
+    def show(line: str) -> None:
+        tail.append(line)
+        logger.info(line)
+
+    argv = ["/bin/bash", "-c", _BUILD, "chatops-build", str(copy), archive, build_command]
+    code = stream_as(user, argv, env, show)
+    if code:
+        raise BuildFailed(f"build command failed with exit code {code}", list(tail))
 
 
 @task(name="build", task_run_name="build", cache_policy=NO_CACHE)
-def build(sha: str, build_command: str, artifact_glob: str, worktree: str) -> Built:
-    """Build ``sha`` in ``worktree`` unless the cache already holds its artifact."""
+def build(
+    sha: str,
+    build_command: str,
+    artifact_glob: str,
+    worktree: str,
+    build_env: Sequence[str] = (),
+) -> Built:
+    """Build ``sha`` from the files in ``worktree`` unless the cache already holds its artifact.
+
+    ``build_env`` names variables of our environment the build may see besides the fixed ones.
+    """
     logger = get_run_logger()
     folder = cache_dir(sha, build_command, artifact_glob)
     if (hit := cached_artifact(folder)) is not None:
         logger.info("Already built %s: using %s", sha[:7], hit)
         return Built(artifact=str(hit), cached=True)
+    home().ensure()  # before the cache below it exists: nobody else may read the home
     with build_lock(folder):
         if (hit := cached_artifact(folder)) is not None:  # built by a run we waited for
             logger.info("Built meanwhile by another run: using %s", hit)
             return Built(artifact=str(hit), cached=True)
-        run_build(Path(worktree), build_command, sha)
-        artifact = find_artifact(Path(worktree), artifact_glob)
+        try:
+            user = build_user()
+        except SandboxUnavailable as exc:
+            raise BuildFailed(str(exc), []) from None
         staging = folder.with_name(f".{folder.name}.{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        shutil.copy2(artifact, staging / artifact.name)
+        try:
+            with working_copy(user, Path(worktree), sha) as copy:
+                logger.info("Building %s as %s in %s", sha[:7], user.name, copy)
+                run_build(user, copy, build_command, sha, build_env)
+                artifact = find_artifact(user, copy, artifact_glob)
+                read_file(user, artifact, staging / artifact.name)
+        except BaseException as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, SandboxUnavailable | OSError):
+                raise BuildFailed(str(exc), []) from None
+            raise
         staging.rename(folder)
-    logger.info("Built %s (%d bytes)", artifact.name, artifact.stat().st_size)
+    size = (folder / artifact.name).stat().st_size
+    logger.info("Built %s (%d bytes)", artifact.name, size)
     return Built(artifact=str(folder / artifact.name), cached=False)

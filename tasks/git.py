@@ -96,6 +96,7 @@ def locked(mirror: Path) -> Iterator[None]:
 def update_mirror(clone_url: str) -> Path:
     """Create the bare mirror on first use, ``git fetch`` it afterwards; return its path."""
     mirror = mirror_path(clone_url)
+    home().ensure()  # before the mirrors below it exist: builds must not read them
     with locked(mirror):
         if (mirror / "HEAD").exists():
             git("fetch", "--prune", "--quiet", "origin", cwd=mirror)

@@ -1,12 +1,21 @@
 """The build step: runs the app's build command once per commit and keeps the artifact."""
 
+import os
+import pwd
+import shutil
 import subprocess
+import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tasks.build import BuildFailed, build
+from tasks.home import home
+from tasks.sandbox import build_user, stream_as
+
+ALLOWED = {"PATH", "LANG", "HOME", "USER", "LOGNAME", "JAVA_HOME", "MAVEN_OPTS", "GIT_COMMIT"}
 
 SHA = "a" * 40
 
@@ -22,8 +31,12 @@ def run(tree: Path, command: str, glob: str = "target/*.war", sha: str = SHA):
     return build(sha=sha, build_command=command, artifact_glob=glob, worktree=str(tree))
 
 
-def test_builds_once_per_commit(prefect_server: None, chatops_home: Path, tree: Path) -> None:
-    counter = tree.parent / "builds"
+def test_builds_once_per_commit(
+    prefect_server: None, chatops_home: Path, tree: Path, open_parent: Path
+) -> None:
+    counter = open_parent / "builds"
+    counter.touch(mode=0o666)
+    counter.chmod(0o666)
     command = f"echo built >> {counter} && echo war > target/demo.war"
     first = run(tree, command)
     assert not first.cached and Path(first.artifact).read_text() == "war\n"
@@ -34,15 +47,128 @@ def test_builds_once_per_commit(prefect_server: None, chatops_home: Path, tree: 
     assert not other.cached and counter.read_text().count("built") == 2
 
 
-def test_build_sees_the_sha_but_not_our_secrets(
+@pytest.fixture
+def open_parent(tmp_path: Path) -> Iterator[Path]:
+    """A directory everyone may enter (pytest's own temporary directories are root's alone), so
+    what a build cannot read there is kept from it by the file's own mode."""
+    parent = Path(tempfile.mkdtemp(prefix="chatops-build-test-"))
+    parent.chmod(0o711)
+    yield parent
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_build_sees_an_allow_listed_environment_as_the_build_user(
+    prefect_server: None,
+    tree: Path,
+    open_parent: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chatops_home = open_parent / "home"
+    monkeypatch.setenv("CHATOPS_HOME", str(chatops_home))
+    secrets = {
+        "CHATOPS_GITHUB_TOKEN": "ghp_supersecret",
+        "FOO_TOKEN": "foo-secret",
+        "SSH_AUTH_SOCK": "/tmp/ssh-agent-secret.sock",
+        "AWS_ACCESS_KEY_ID": "AKIA-not-allow-listed",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SHOP_FLAVOUR", "vanilla")
+    home().secret("probe", create=True)
+    readable = open_parent / "readable.txt"
+    readable.write_text("anyone may read this\n")
+    readable.chmod(0o644)
+    command = (
+        "{ env; echo id=$(id -un); echo cwd=$PWD; "
+        f"cat {readable} {chatops_home}/secrets/probe 2>&1; "
+        "ls $CHATOPS_HOME 2>&1; "
+        "cat /proc/1/environ /proc/$PPID/environ 2>&1 | tr '\\0' '\\n'; "
+        "} > target/app.war"
+    )
+    built = build(
+        sha=SHA,
+        build_command=command,
+        artifact_glob="target/*.war",
+        worktree=str(tree),
+        build_env=["SHOP_FLAVOUR", "NOT_SET_ANYWHERE"],
+    )
+    seen = Path(built.artifact).read_text()
+    env = dict(line.split("=", 1) for line in seen.splitlines() if "=" in line)
+    user = pwd.getpwnam("chatops-build")
+    assert f"id={user.pw_name}" in seen
+    assert env["GIT_COMMIT"] == SHA and env["SHOP_FLAVOUR"] == "vanilla"
+    assert env["HOME"] == user.pw_dir and env["USER"] == env["LOGNAME"] == user.pw_name
+    assert env["cwd"].startswith(f"{user.pw_dir}/builds/"), "a working copy of its own"
+    assert "anyone may read this" in seen, "the build can read what is open to everyone"
+    assert "Permission denied" in seen
+    for value in [*secrets.values(), home().secret("probe")]:
+        assert value not in seen
+    assert set(env) <= {*ALLOWED, "SHOP_FLAVOUR", "id", "cwd", "PWD", "SHLVL", "_", "OLDPWD"}, env
+    assert not (Path(user.pw_dir) / "builds" / Path(env["cwd"]).name).exists(), "removed after"
+
+
+def test_without_the_build_user_the_build_fails_and_says_what_to_run(
     prefect_server: None, chatops_home: Path, tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CHATOPS_GITHUB_TOKEN", "ghp_supersecret")
-    monkeypatch.setenv("DEPLOY_API_TOKEN", "also-secret")
-    run(tree, "env > target/env.txt && cp target/env.txt target/app.war")
-    seen = (tree / "target" / "env.txt").read_text()
-    assert f"GIT_COMMIT={SHA}" in seen
-    assert "supersecret" not in seen and "also-secret" not in seen
+    monkeypatch.setenv("CHATOPS_BUILD_USER", "no-such-build-user")
+    marker = tree.parent / "ran"
+    with pytest.raises(BuildFailed) as caught:
+        run(tree, f"touch {marker}; echo war > target/a.war")
+    message = str(caught.value)
+    assert "'no-such-build-user' does not exist" in message
+    assert "scripts/build-user.sh" in message
+    assert not marker.exists(), "nothing was built as the deploy system's user"
+
+
+def test_not_root_and_sudo_refuses_the_build_fails_and_says_what_to_do(
+    prefect_server: None, chatops_home: Path, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not root, the build switches users through sudo; when sudo refuses, nothing is built."""
+    monkeypatch.setattr("tasks.sandbox.os.geteuid", lambda: 12345)
+    tools = tree.parent / "bin"
+    tools.mkdir()
+    sudo = tools / "sudo"  # what sudo -n says without a sudoers rule
+    sudo.write_text("#!/bin/sh\necho 'sudo: a password is required' >&2\nexit 1\n")
+    sudo.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    marker = tree.parent / "ran"
+    with pytest.raises(BuildFailed) as caught:
+        run(tree, f"touch {marker}; echo war > target/a.war")
+    message = str(caught.value)
+    assert "cannot run builds as chatops-build (sudo: a password is required)" in message
+    assert "sudoers rule in docs/operations.md" in message
+    assert not marker.exists()
+
+
+def test_the_build_user_must_not_be_us(
+    prefect_server: None, chatops_home: Path, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHATOPS_BUILD_USER", pwd.getpwuid(os.geteuid()).pw_name)
+    with pytest.raises(BuildFailed, match="an unprivileged user of their own"):
+        run(tree, "echo war > target/a.war")
+
+
+def test_a_symlinked_artifact_is_read_as_the_build_user(
+    prefect_server: None, chatops_home: Path, tree: Path
+) -> None:
+    """A build that points its artifact at a file only we may read gets an error, not the file
+    (/etc/shadow: the build user can see that it exists, but not read it)."""
+    with pytest.raises(BuildFailed, match="cannot read .*app.war: .*Permission denied"):
+        run(tree, "ln -s /etc/shadow target/app.war")
+    secret = home().ensure().secret("signing", create=True)
+    with pytest.raises(BuildFailed, match="matched nothing"):
+        run(tree, f"ln -s {chatops_home}/secrets/signing target/app.war", sha="b" * 40)
+    artifacts = [p.read_bytes() for p in chatops_home.rglob("*.war")]
+    assert not [a for a in artifacts if secret.encode() in a or b"root:" in a]
+
+
+def test_a_failed_build_leaves_no_working_copy(
+    prefect_server: None, chatops_home: Path, tree: Path
+) -> None:
+    with pytest.raises(BuildFailed):
+        run(tree, "pwd; exit 1")
+    builds = Path(pwd.getpwnam("chatops-build").pw_dir) / "builds"
+    assert not [p for p in builds.glob(f"{SHA[:12]}-*")]
 
 
 @pytest.mark.parametrize(
@@ -95,21 +221,36 @@ def test_maven_starts_faster_from_the_second_build_on(
     """The first Maven build writes the class data sharing archive; later builds use it."""
     tree = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", app_repo.url, str(tree)], check=True)
-    archives = chatops_home / "jvm"
-    report = "target/opts.txt"
-    command = f'mvn -B clean package && echo "$MAVEN_OPTS" > {report}'
-    run(tree, command, sha=app_repo.v2)
+    archives = Path(pwd.getpwnam("chatops-build").pw_dir) / ".cache" / "chatops-jvm"
+    shutil.rmtree(archives, ignore_errors=True)  # as if this were the machine's first build
+    command = 'mvn -B clean package && echo "$MAVEN_OPTS" > target/opts.war && rm target/demo.war'
+    first = run(tree, command, sha=app_repo.v2)
     [archive] = archives.glob("maven-*.jsa")
-    assert "ArchiveClassesAtExit" in (tree / report).read_text()
+    assert "ArchiveClassesAtExit" in Path(first.artifact).read_text()
     assert archive.stat().st_size > 1_000_000, "Maven's classes are in it"
     assert not list(archives.glob(".*")), "no partial archive is left behind"
-    run(tree, command, sha=app_repo.v1)
-    assert f"-XX:SharedArchiveFile={archive}" in (tree / report).read_text()
+    second = run(tree, command, sha=app_repo.v1)
+    assert f"-XX:SharedArchiveFile={archive}" in Path(second.artifact).read_text()
 
 
 def test_the_team_s_own_maven_options_win(
     prefect_server: None, chatops_home: Path, tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MAVEN_OPTS", "-Xmx256m")
-    run(tree, 'echo "$MAVEN_OPTS" > target/a.war')
-    assert (tree / "target" / "a.war").read_text() == "-Xmx256m\n"
+    built = run(tree, 'echo "$MAVEN_OPTS" > target/a.war')
+    assert Path(built.artifact).read_text() == "-Xmx256m\n"
+
+
+def test_an_interrupted_build_is_stopped_with_everything_it_started() -> None:
+    """A cancelled run does not leave the build (or what it started in the background) running."""
+    user = build_user()
+    marker = f"sleep 3{os.getpid() % 1000:03d}"
+
+    def interrupt(line: str) -> None:
+        raise KeyboardInterrupt
+
+    argv = ["/bin/bash", "-c", f"{marker} & echo started; {marker}"]
+    with pytest.raises(KeyboardInterrupt):
+        stream_as(user, argv, user.environment(SHA), interrupt)
+    left = subprocess.run(["pgrep", "-u", user.name, "-f", marker], capture_output=True, text=True)
+    assert left.stdout == "", "nothing of the build is left running"
