@@ -36,7 +36,7 @@ from tasks.home import home
 
 TAIL_LINES = 30
 FAST_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xlog:cds=off -Xlog:cds+dynamic=off"
-_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PRIVATE_KEY", "API_KEY")
+_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PRIVATE_KEY", "API_KEY", "AUTH_STRING")
 
 
 class BuildFailed(RuntimeError):

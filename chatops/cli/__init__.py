@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Sequence
 
 from chatops.cli.follow import PrefectApi, Unreachable, follow
-from chatops.cli.server import NoServer, Server, find_server
+from chatops.cli.server import NoServer, Server, find_server, prefect_api_auth
 from chatops.cli.terminal import render
 
 CHAT_VERBS = {
@@ -164,8 +164,11 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def use_server(server: Server) -> None:
-    """Point Prefect (loaded after this) at ``server``; never at a throwaway one."""
+    """Point Prefect (loaded after this) at ``server``, with the API's credential; never at a
+    throwaway one."""
     os.environ["PREFECT_API_URL"] = server.api_url
+    if auth := prefect_api_auth():
+        os.environ["PREFECT_API_AUTH_STRING"] = auth
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 

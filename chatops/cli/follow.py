@@ -15,6 +15,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from chatops.cli.server import prefect_api_auth
+
 POLL_SECONDS = 0.1
 GIVE_UP_SECONDS = 900.0
 MARKS = {"COMPLETED": "✓", "FAILED": "✗", "CRASHED": "✗", "CANCELLED": "–"}
@@ -47,7 +49,7 @@ class PrefectApi:
         self.api_url = api_url.rstrip("/")
         self.timeout = timeout
         self.headers = {"Content-Type": "application/json"}
-        if auth := os.environ.get("PREFECT_API_AUTH_STRING"):
+        if auth := prefect_api_auth():
             self.headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
         elif key := os.environ.get("PREFECT_API_KEY"):
             self.headers["Authorization"] = f"Bearer {key}"

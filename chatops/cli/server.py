@@ -1,9 +1,11 @@
 """Finding the chatops server this CLI talks to, without loading Prefect.
 
 ``chatops up`` records where it runs in ``$CHATOPS_HOME/up.json`` (its pid, the Prefect API and
-UI, the gateway) and keeps the CLI's token in ``$CHATOPS_HOME/cli-token`` (mode 0600). The CLI
-reads both; ``PREFECT_API_URL``, ``CHATOPS_GATEWAY_URL`` and ``CHATOPS_CLI_TOKEN`` override
-them (a server on another machine). It never starts a server of its own.
+UI, the gateway) and keeps the CLI's token in ``$CHATOPS_HOME/cli-token`` (mode 0600) and the
+Prefect API's credential in ``$CHATOPS_HOME/secrets/prefect-api-auth`` (mode 0600). The CLI
+reads them; ``PREFECT_API_URL``, ``CHATOPS_GATEWAY_URL``, ``CHATOPS_CLI_TOKEN`` and
+``PREFECT_API_AUTH_STRING`` override them (a server on another machine). It never starts a server
+of its own.
 """
 
 import json
@@ -14,6 +16,9 @@ from pathlib import Path
 from tasks.home import home
 
 START_HINT = "Start it with: scripts/up.sh   (or: chatops up)"
+PREFECT_API_AUTH = "prefect-api-auth"
+"""The secret (:meth:`tasks.home.Home.secret`) the Prefect server that ``chatops up`` starts
+wants from every API client, and the password of its UI."""
 
 
 class NoServer(Exception):
@@ -48,6 +53,12 @@ def cli_token(create: bool = False) -> str:
         with os.fdopen(fd, "w") as out:
             out.write(os.urandom(32).hex() + "\n")
     return path.read_text().strip() if path.exists() else ""
+
+
+def prefect_api_auth() -> str:
+    """The credential for the Prefect API: ``PREFECT_API_AUTH_STRING`` when set (a server of
+    one's own), else the one ``chatops up`` made; "" when there is neither."""
+    return os.environ.get("PREFECT_API_AUTH_STRING") or home().secret(PREFECT_API_AUTH)
 
 
 def alive(pid: int) -> bool:
