@@ -7,16 +7,15 @@ import urllib.error
 from pathlib import Path
 
 import pytest
-from prefect.settings import temporary_settings
 
-from blocks import GitHubAccess
 from chatops import cli
 from chatops.cli.follow import PrefectApi
 from tasks.build import secret_variables
 from tasks.home import home
+from tests.test_config import EXAMPLE, SECRETS
 from tests.up_server import ChatopsUp, post_json
 
-LEAKED = "ghp_only-the-deploy-system-may-read-this"
+LEAKED = "production-key-only-the-deploy-system-may-read"
 BLOCKS = "/block_documents/filter"
 WITH_SECRETS = {"include_secrets": True}
 
@@ -32,8 +31,11 @@ def refused(url: str, auth: str | None = None) -> tuple[int, str]:
 def test_without_the_credential_the_api_answers_401_and_no_block(tmp_path: Path) -> None:
     state = tmp_path / "home"
     with ChatopsUp(state) as up:
-        with temporary_settings(up.prefect_settings()):
-            GitHubAccess(token=LEAKED, api_url="http://127.0.0.1:9").save("default")
+        key = f"-----BEGIN OPENSSH PRIVATE KEY-----\n{LEAKED}\n"
+        applied = up.cli(
+            "config", "apply", str(EXAMPLE), env={**SECRETS, "CHATOPS_SSH_KEY_PRODUCTION": key}
+        )
+        assert applied.returncode == 0, applied.stdout + applied.stderr  # the CLI found the file
         assert "paste the contents of" in up.output() and "prefect-api-auth" in up.output()
 
         status, body = refused(f"{up.api}{BLOCKS}")
