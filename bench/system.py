@@ -7,6 +7,7 @@ imports Prefect, so it measures the product, not itself. Every wait has a timeou
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import json
@@ -199,6 +200,12 @@ class Up:
             self._token = added.stdout.strip()
         return self._token
 
+    def api_headers(self) -> dict[str, str]:
+        """JSON, with the credential the Prefect server of ``chatops up`` wants (its
+        ``$CHATOPS_HOME/secrets/prefect-api-auth``, as the CLI reads it)."""
+        auth = (self.home / "secrets" / "prefect-api-auth").read_text().strip()
+        return {**_JSON, "Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
         env.update(
@@ -258,7 +265,8 @@ class Up:
 
     def _deployments_ok(self) -> bool:
         try:
-            status, body = http("POST", f"{self.api}/deployments/filter", b"{}", _JSON, timeout=2)
+            headers = self.api_headers()
+            status, body = http("POST", f"{self.api}/deployments/filter", b"{}", headers, timeout=2)
         except OSError:
             return False
         if status != 200:
@@ -356,13 +364,14 @@ class Up:
 
     # ------------------------------------------------------------------ Prefect REST
     def api_get(self, path: str) -> Any:
-        status, body = http("GET", f"{self.api}{path}", timeout=10)
+        status, body = http("GET", f"{self.api}{path}", headers=self.api_headers(), timeout=10)
         if status != 200:
             raise BenchError(f"GET {path}: HTTP {status} {body[:200]!r}")
         return json.loads(body)
 
     def api_post(self, path: str, payload: dict) -> Any:
-        status, body = http("POST", f"{self.api}{path}", json.dumps(payload).encode(), _JSON)
+        body_bytes = json.dumps(payload).encode()
+        status, body = http("POST", f"{self.api}{path}", body_bytes, self.api_headers())
         if status not in (200, 201):
             raise BenchError(f"POST {path}: HTTP {status} {body[:200]!r}")
         return json.loads(body)

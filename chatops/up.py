@@ -4,7 +4,11 @@ It starts, as child processes sharing one environment:
 
 1. a Prefect server: SQLite under ``$CHATOPS_HOME/prefect``, or PostgreSQL with ``--database``
    (or ``CHATOPS_DATABASE_URL``); skipped when ``PREFECT_API_URL`` already points at a server.
-   Concurrency leases are kept on disk, so a restart does not forget who holds an environment;
+   Concurrency leases are kept on disk, so a restart does not forget who holds an environment.
+   Its API wants a credential from every client (``PREFECT_SERVER_API_AUTH_STRING``), made on
+   first start and kept in ``$CHATOPS_HOME/secrets/prefect-api-auth`` (mode 0600); the runner and
+   gateway get it as ``PREFECT_API_AUTH_STRING``, and it is the password of the UI. With an
+   external server, the ``PREFECT_API_AUTH_STRING`` of the environment is used as it is;
 2. the runner that executes deploys (:mod:`chatops.runner`);
 3. the HTTP gateway for Slack, GitHub and the CLI (:mod:`chatops.gateway`).
 
@@ -16,6 +20,7 @@ go with it (:mod:`chatops.lifeline`): the gateway and server get SIGTERM, the ru
 deploy it runs SIGKILL, so nothing acts on hosts unsupervised; the next start reports their runs.
 """
 
+import base64
 import contextlib
 import functools
 import json
@@ -30,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import FrameType
 
-from chatops.cli.server import write_up_file
+from chatops.cli.server import PREFECT_API_AUTH, write_up_file
 from chatops.lifeline import die_with_parent
 from chatops.settings import DEPLOYMENTS
 from tasks.home import home
@@ -53,6 +58,8 @@ class Service:
 
     name: str
     argv: list[str]
+    own_env: dict[str, str] = field(default_factory=dict)
+    """Variables only this service sees (the server's own credential)."""
     process: subprocess.Popen | None = None
     restarts: int = 0
     started: float = field(default=0.0)
@@ -64,7 +71,7 @@ class Service:
     def start(self, env: Mapping[str, str]) -> None:
         self.process = subprocess.Popen(
             self.argv,
-            env=dict(env),
+            env={**env, **self.own_env},
             stdin=subprocess.DEVNULL,
             preexec_fn=functools.partial(_child_setup, self.death_signal),
         )
@@ -112,9 +119,13 @@ def database_url(url: str) -> str:
     raise StartupError(f"--database takes a postgresql:// URL, not {url.split(':', 1)[0]}:…")
 
 
-def base_environment(api_url: str, database: str | None) -> dict[str, str]:
+def base_environment(api_url: str, database: str | None, api_auth: str = "") -> dict[str, str]:
+    """What every service sees; ``api_auth`` is the credential of a server we start (an external
+    server's is the ``PREFECT_API_AUTH_STRING`` already set)."""
     env = dict(os.environ)
     state = home().ensure()  # mode 0700 before anything is written there: builds cannot read it
+    if api_auth:
+        env["PREFECT_API_AUTH_STRING"] = api_auth
     env.update(
         PREFECT_API_URL=api_url,
         PREFECT_HOME=env.get("PREFECT_HOME", str(state.prefect)),
@@ -163,7 +174,14 @@ def wait_healthy(url: str, service: Service, seconds: float) -> None:
     raise StartupError(f"the {service.name} did not answer on {url} in {seconds:.0f} s")
 
 
-def wait_served(api_url: str, runner: Service, seconds: float) -> None:
+def basic_auth(api_auth: str) -> dict[str, str]:
+    """The header a Prefect client sends with ``PREFECT_API_AUTH_STRING`` (none without one)."""
+    if not api_auth:
+        return {}
+    return {"Authorization": "Basic " + base64.b64encode(api_auth.encode()).decode()}
+
+
+def wait_served(api_url: str, runner: Service, seconds: float, api_auth: str = "") -> None:
     """Wait until the runner has registered the deployments the gateway starts runs of."""
     deadline = time.monotonic() + seconds
     query = json.dumps({"deployments": {"name": {"any_": ["chatops"]}}}).encode()
@@ -173,7 +191,7 @@ def wait_served(api_url: str, runner: Service, seconds: float) -> None:
         request = urllib.request.Request(
             f"{api_url}/deployments/filter",
             data=query,
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **basic_auth(api_auth)},
         )
         with contextlib.suppress(OSError, ValueError), _opener.open(request, timeout=2) as answer:
             if len(json.loads(answer.read())) >= len(DEPLOYMENTS):
@@ -191,9 +209,13 @@ def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) 
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    home().ensure()
     external = os.environ.get("PREFECT_API_URL")
     api_url = external or f"http://{host}:{port}/api"
-    env = base_environment(api_url, database or os.environ.get("CHATOPS_DATABASE_URL"))
+    server_auth = "" if external else home().secret(PREFECT_API_AUTH, create=True)
+    env = base_environment(
+        api_url, database or os.environ.get("CHATOPS_DATABASE_URL"), api_auth=server_auth
+    )
     os.makedirs(env["PREFECT_HOME"], exist_ok=True)
     gateway_url = (
         f"http://{env.get('CHATOPS_GATEWAY_HOST', '127.0.0.1')}:"
@@ -202,7 +224,9 @@ def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) 
     py = sys.executable
     services = [
         Service(
-            "server", [py, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
+            "server",
+            [py, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],
+            own_env={"PREFECT_SERVER_API_AUTH_STRING": server_auth},
         ),
         Service("runner", [py, "-m", "chatops.runner"], death_signal=signal.SIGKILL),
         Service("gateway", [py, "-m", "chatops.gateway"]),
@@ -220,12 +244,15 @@ def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) 
             )
             if url:
                 wait_healthy(url, service, SERVER_START_SECONDS)
-        wait_served(api_url, services[-2], SERVER_START_SECONDS)
+        wait_served(
+            api_url, services[-2], SERVER_START_SECONDS, env.get("PREFECT_API_AUTH_STRING", "")
+        )
         ui_url = api_url.removesuffix("/api")
         write_up_file(
             home().up_file, pid=os.getpid(), api_url=api_url, ui_url=ui_url, gateway_url=gateway_url
         )
         print(f"chatops is up. Prefect UI: {ui_url}  (Ctrl-C stops everything)", flush=True)
+        print(sign_in_hint(external), flush=True)
         supervise(services, env, stopping)
     finally:
         # The gateway and the runner stop together (the runner lets deploys in flight finish
@@ -237,6 +264,14 @@ def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) 
             service.stop()
         _forget_up_file()
     return 0
+
+
+def sign_in_hint(external: str | None) -> str:
+    """How to sign in to the UI, which asks for the API's credential."""
+    if external:
+        return "  The UI asks for the server's credential (PREFECT_API_AUTH_STRING), if it has one."
+    path = home().root / "secrets" / PREFECT_API_AUTH
+    return f"  The UI asks for a password: paste the contents of {path}"
 
 
 def supervise(services: list[Service], env: Mapping[str, str], stopping: list[int]) -> None:

@@ -5,6 +5,7 @@ State lives in a throwaway CHATOPS_HOME / PREFECT_HOME, set here before Prefect 
 """
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,11 @@ from pathlib import Path
 import pytest
 
 _STATE = Path(tempfile.mkdtemp(prefix="chatops-tests-"))
+API_AUTH = secrets.token_hex(32)
+"""The test Prefect server wants this credential from every client, as ``chatops up``'s does."""
 os.environ.update(
+    PREFECT_SERVER_API_AUTH_STRING=API_AUTH,
+    PREFECT_API_AUTH_STRING=API_AUTH,
     CHATOPS_HOME=str(_STATE / "home"),
     PREFECT_HOME=str(_STATE / "prefect"),
     DO_NOT_TRACK="1",
@@ -35,7 +40,8 @@ pytest_plugins = [
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
-    """A real Prefect API (temporary SQLite database) for the whole session."""
+    """A real Prefect API (temporary SQLite database) for the whole session, with API
+    authentication (every client of the tests sends ``PREFECT_API_AUTH_STRING``)."""
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):

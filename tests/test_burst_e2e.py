@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import temporary_settings
 
 from blocks import App, Environment
 from tests.fakes.slack_api import FakeSlack
@@ -55,12 +55,12 @@ def send(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, fl
         return None, time.monotonic() - started
 
 
-def runs_by_key(api: str) -> dict[str, int]:
+def runs_by_key(up: ChatopsUp) -> dict[str, int]:
     """How many flow runs each idempotency key has."""
     found: dict[str, int] = {}
     offset = 0
     while True:
-        page = post_json(f"{api}/flow_runs/filter", {"limit": 200, "offset": offset})
+        page = post_json(f"{up.api}/flow_runs/filter", {"limit": 200, "offset": offset}, up.auth)
         for run in page:  # type: ignore[union-attr]
             key = run.get("idempotency_key") or ""
             found[key] = found.get(key, 0) + 1
@@ -77,7 +77,7 @@ def test_a_burst_with_a_gateway_crash_loses_nothing_and_duplicates_nothing(
         "CHATOPS_GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
     }
     with ChatopsUp(tmp_path / "home", env=env) as up:
-        with temporary_settings({PREFECT_API_URL: up.api}):
+        with temporary_settings(up.prefect_settings()):
             App(
                 repository="Codertocat/Hello-World",
                 clone_url=str(tmp_path / "no-such-repository"),  # checkout fails at once
@@ -133,7 +133,7 @@ def test_a_burst_with_a_gateway_crash_loses_nothing_and_duplicates_nothing(
 
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            runs = runs_by_key(up.api)
+            runs = runs_by_key(up)
             if accepted <= set(runs):
                 break
             time.sleep(2)

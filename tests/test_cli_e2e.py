@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import temporary_settings
 
 from tests.shop import save_shop
 from tests.testbed.gitrepo import AppRepo
@@ -36,11 +36,15 @@ class Terminal:
         return done.stdout + done.stderr
 
     def runs(self) -> list[dict]:
-        return post_json(f"{self.up.api}/flow_runs/filter", {"sort": "START_TIME_DESC"})  # type: ignore[return-value]
+        return post_json(
+            f"{self.up.api}/flow_runs/filter", {"sort": "START_TIME_DESC"}, self.up.auth
+        )  # type: ignore[return-value]
 
     def tasks(self, run_id: str) -> list[str]:
         found = post_json(
-            f"{self.up.api}/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}}
+            f"{self.up.api}/task_runs/filter",
+            {"flow_runs": {"id": {"any_": [run_id]}}},
+            self.up.auth,
         )
         return [t["name"] for t in found]  # type: ignore[union-attr]
 
@@ -50,7 +54,7 @@ def terminal(
     tmp_path: Path, deploy_hosts: list[TestHost], app_repo: AppRepo, ssh_key: SshKey
 ) -> Iterator[Terminal]:
     with ChatopsUp(tmp_path / "home") as up:
-        with temporary_settings({PREFECT_API_URL: up.api}):
+        with temporary_settings(up.prefect_settings()):
             save_shop(app_repo, deploy_hosts, ssh_key, batch_size=2)
         yield Terminal(up, deploy_hosts, app_repo)
 
@@ -95,16 +99,20 @@ def test_a_lock_stops_other_users_and_runs_started_in_the_prefect_ui(terminal: T
     deployment = post_json(
         f"{terminal.up.api}/deployments/filter",
         {"deployments": {"name": {"any_": ["chatops"]}}, "flows": {"name": {"any_": ["deploy"]}}},
+        terminal.up.auth,
     )[0]  # type: ignore[index]
     started = time.monotonic()
     ui_run = post_json(
         f"{terminal.up.api}/deployments/{deployment['id']}/create_flow_run",
         {"parameters": {"app": "shop", "environment": "staging", "ref": "v2"}},
+        terminal.up.auth,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         run = post_json(
-            f"{terminal.up.api}/flow_runs/filter", {"flow_runs": {"id": {"any_": [ui_run["id"]]}}}
+            f"{terminal.up.api}/flow_runs/filter",
+            {"flow_runs": {"id": {"any_": [ui_run["id"]]}}},
+            terminal.up.auth,
         )[0]  # type: ignore[index]
         if run["state_type"] in ("FAILED", "COMPLETED", "CRASHED"):
             break

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import temporary_settings
 
 from blocks import App, GitHubAccess, SlackAccess
 from tests.fakes.github_api import FakeGitHub
@@ -88,7 +88,7 @@ class Bed:
         return ChatopsUp(self.home, env={"CHATOPS_SLACK_SIGNING_SECRET": SLACK_SECRET})
 
     def configure(self, up: ChatopsUp, **environment: object) -> None:
-        with temporary_settings({PREFECT_API_URL: up.api}):
+        with temporary_settings(up.prefect_settings()):
             GitHubAccess(token=self.github.token, api_url=self.github.url).save(
                 "default", overwrite=True
             )
@@ -136,9 +136,9 @@ def bed(
         host.unthrottle()
 
 
-def first_task_started(api: str, after: float) -> float | None:
+def first_task_started(up: ChatopsUp, after: float) -> float | None:
     """When the first task of a run that started after ``after`` (epoch seconds) began."""
-    tasks = post_json(f"{api}/task_runs/filter", {"sort": "EXPECTED_START_TIME_ASC"})
+    tasks = post_json(f"{up.api}/task_runs/filter", {"sort": "EXPECTED_START_TIME_ASC"}, up.auth)
     starts = [
         datetime.fromisoformat(t["start_time"]).timestamp() for t in tasks if t.get("start_time")
     ]  # type: ignore[union-attr]
@@ -183,7 +183,7 @@ def test_a_killed_deploy_is_reported_and_the_next_one_recovers_every_host(
 
     with bed.up() as up:
         bed.deploy(up, "v2")
-        started = first_task_started(up.api, after=killed)
+        started = first_task_started(up, after=killed)
         assert started is not None, "the next deploy never started"
         print(f"measured: {phase}: the next deploy started {started - killed:.1f} s after the kill")
         assert started - killed <= 90

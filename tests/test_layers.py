@@ -3,6 +3,7 @@ Prefect for chat commands, and every docstring example in the product runs."""
 
 import doctest
 import importlib
+import os
 import pkgutil
 import subprocess
 import sys
@@ -54,7 +55,11 @@ def test_a_running_gateway_has_loaded_no_ssh_code_and_no_flows(prefect_server: N
         print(" ".join(sorted({name.split(".")[0] for name in sys.modules})))
         """
     )
-    env = {"PREFECT_API_URL": PREFECT_API_URL.value(), "PATH": "/usr/bin:/bin"}
+    env = {
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PREFECT_API_AUTH_STRING": os.environ["PREFECT_API_AUTH_STRING"],
+        "PATH": "/usr/bin:/bin",
+    }
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=ROOT,

@@ -1,5 +1,6 @@
 """``chatops up`` as a child process, for tests that need the whole system with its UI."""
 
+import base64
 import json
 import os
 import signal
@@ -20,14 +21,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def get(url: str) -> tuple[int, bytes]:
-    with _opener.open(url, timeout=5) as response:
+def basic_auth(auth: str | None) -> dict[str, str]:
+    """The header a Prefect client sends with ``PREFECT_API_AUTH_STRING=auth``."""
+    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
+
+
+def get(url: str, auth: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=basic_auth(auth))
+    with _opener.open(request, timeout=5) as response:
         return response.status, response.read()
 
 
-def post_json(url: str, body: dict) -> object:
+def post_json(url: str, body: dict, auth: str | None = None) -> object:
+    """POST ``body`` to a Prefect API URL with credential ``auth``; the JSON answer."""
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **basic_auth(auth)},
     )
     with _opener.open(request, timeout=5) as response:
         return json.loads(response.read())
@@ -48,7 +58,8 @@ def wait_for(predicate: Callable[[], object], seconds: float) -> bool:
 class ChatopsUp:
     """``chatops up --port <free>`` with its own CHATOPS_HOME, stopped (Ctrl-C) on exit.
 
-    ``.base`` is the UI address, ``.api`` the API; ``.log`` has everything it printed. Its CLI
+    ``.base`` is the UI address, ``.api`` the API, ``.auth`` its credential (read from
+    CHATOPS_HOME, as ``chatops config apply`` does); ``.log`` has everything it printed. Its CLI
     calls (:meth:`cli`) act as a user made with ``chatops users add`` on first use, with that
     user's token (``CHATOPS_TOKEN``) and no Prefect setting.
     """
@@ -89,6 +100,16 @@ class ChatopsUp:
             self.__exit__()
             raise RuntimeError(f"the flows were not served:\n{self.output()}")
         return self
+
+    @property
+    def auth(self) -> str:
+        return (self.home / "secrets" / "prefect-api-auth").read_text().strip()
+
+    def prefect_settings(self) -> dict:
+        """For ``temporary_settings``: Prefect clients in the test talk to this server."""
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL
+
+        return {PREFECT_API_URL: self.api, PREFECT_API_AUTH_STRING: self.auth}
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -161,7 +182,7 @@ class ChatopsUp:
         )
 
     def serving(self) -> bool:
-        found = post_json(f"{self.api}/deployments/filter", {})
+        found = post_json(f"{self.api}/deployments/filter", {}, self.auth)
         return sorted(d["name"] for d in found) == ["chatops"] * 3
 
     def stop(self) -> int:

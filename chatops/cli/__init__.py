@@ -37,6 +37,7 @@ from chatops.cli.server import (
     find_gateway,
     find_prefect_api,
     gateway_url,
+    prefect_api_auth,
     store_credentials,
 )
 from chatops.cli.terminal import render
@@ -207,8 +208,11 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def use_prefect_api(api_url: str) -> None:
-    """Point Prefect (loaded after this) at ``api_url``; never at a throwaway one."""
+    """Point Prefect (loaded after this) at ``api_url``, with the API's credential; never at a
+    throwaway one."""
     os.environ["PREFECT_API_URL"] = api_url
+    if auth := prefect_api_auth():
+        os.environ["PREFECT_API_AUTH_STRING"] = auth
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 

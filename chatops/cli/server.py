@@ -7,8 +7,9 @@ Chat commands need the gateway and the person's own token, nothing else:
 - the gateway: ``CHATOPS_GATEWAY_URL``, else the one stored with the token, else the one that
   ``chatops up`` on this machine recorded in ``$CHATOPS_HOME/up.json``.
 
-``config apply`` talks to the Prefect API itself (``PREFECT_API_URL`` or ``up.json``); it is run
-by whoever runs chatops. The CLI never starts a server of its own.
+``config apply`` talks to the Prefect API itself (``PREFECT_API_URL`` or ``up.json``) with the
+API's credential (``PREFECT_API_AUTH_STRING``, else ``$CHATOPS_HOME/secrets/prefect-api-auth``);
+it is run by whoever runs chatops. The CLI never starts a server of its own.
 """
 
 import json
@@ -27,6 +28,9 @@ LOGIN_HINT = (
     "then run: chatops login"
 )
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+PREFECT_API_AUTH = "prefect-api-auth"
+"""The secret (:meth:`tasks.home.Home.secret`) the Prefect server that ``chatops up`` starts
+wants from every API client, and the password of its UI."""
 
 
 class NoServer(Exception):
@@ -113,6 +117,12 @@ def write_up_file(path: Path, *, pid: int, api_url: str, ui_url: str, gateway_ur
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     tmp.replace(path)
+
+
+def prefect_api_auth() -> str:
+    """The credential for the Prefect API: ``PREFECT_API_AUTH_STRING`` when set (a server of
+    one's own), else the one ``chatops up`` made; "" when there is neither."""
+    return os.environ.get("PREFECT_API_AUTH_STRING") or home().secret(PREFECT_API_AUTH)
 
 
 def alive(pid: int) -> bool:
