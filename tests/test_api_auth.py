@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from chatops import cli
-from chatops.cli.follow import PrefectApi
-from tasks.build import secret_variables
+from chatops.cli.server import prefect_api_auth
 from tasks.home import home
+from tasks.sandbox import BuildUser
 from tests.test_config import EXAMPLE, SECRETS
 from tests.up_server import ChatopsUp, post_json
 
@@ -57,15 +57,14 @@ def test_without_the_credential_the_api_answers_401_and_no_block(tmp_path: Path)
         assert refused(f"{again.api}{BLOCKS}")[0] == 401
 
 
-def test_the_cli_reads_the_credential_chatops_up_made(
+def test_config_apply_reads_the_credential_chatops_up_made(
     chatops_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("PREFECT_API_AUTH_STRING")
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # restored afterwards
-    assert "Authorization" not in PrefectApi("http://127.0.0.1:9/api").headers
+    assert prefect_api_auth() == ""
     made = home().secret("prefect-api-auth", create=True)
-    assert PrefectApi("http://127.0.0.1:9/api").headers["Authorization"].startswith("Basic ")
-    cli.use_server(cli.Server("http://127.0.0.1:9/api", "", "", ""))
+    cli.use_prefect_api("http://127.0.0.1:9/api")
     assert os.environ["PREFECT_API_AUTH_STRING"] == made
 
 
@@ -75,12 +74,13 @@ def test_a_credential_set_in_the_environment_wins(
     home().secret("prefect-api-auth", create=True)
     monkeypatch.setenv("PREFECT_API_AUTH_STRING", "admin:external")
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # restored afterwards
-    cli.use_server(cli.Server("http://127.0.0.1:9/api", "", "", ""))
+    cli.use_prefect_api("http://127.0.0.1:9/api")
     assert os.environ["PREFECT_API_AUTH_STRING"] == "admin:external"
 
 
 def test_a_build_never_sees_the_api_credential(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PREFECT_API_AUTH_STRING", "x")
     monkeypatch.setenv("PREFECT_SERVER_API_AUTH_STRING", "x")
-    hidden = secret_variables()
-    assert "PREFECT_API_AUTH_STRING" in hidden and "PREFECT_SERVER_API_AUTH_STRING" in hidden
+    builder = BuildUser("chatops-build", 999, 999, Path("/var/lib/chatops-build"))
+    seen = builder.environment("0" * 40, names=["PATH"])
+    assert not any(name.startswith("PREFECT") for name in seen)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import temporary_settings
 
 from blocks import App
 from tests.shop import save_shop
@@ -79,7 +79,7 @@ def deploy_the_branch(
         CHATOPS_BUILD_USER=BUILD_USER,
     )
     with up:
-        with temporary_settings({PREFECT_API_URL: up.api}):
+        with temporary_settings(up.prefect_settings()):
             save_shop(repo, hosts, ssh_key)
             app = App.load("shop")
             app.build_env = BUILD_ENV
