@@ -104,6 +104,18 @@ class Environment(Block):
     auto_deploy_branch: str | None = Field(
         default=None, description="Branch whose pushes deploy here automatically."
     )
+    allow_ui_runs: bool | None = Field(
+        default=None,
+        description="Whether runs started in the Prefect UI or API (not signed by the gateway) "
+        "may deploy here, as 'prefect-ui', never forced. Unset: yes, unless the environment is "
+        "production or lists allowed_users or cli_users.",
+    )
+
+    def ui_runs_allowed(self) -> bool:
+        """Whether an anonymous run (Prefect UI or API) may deploy here; see ``allow_ui_runs``."""
+        if self.allow_ui_runs is not None:
+            return self.allow_ui_runs
+        return not (self.production or self.allowed_users or self.cli_users)
 
     def select_hosts(self, app: str, environment: str, wanted: list[str] | None) -> list[str]:
         """The hosts a request touches: all of them, or those named (in configured order)."""

@@ -32,6 +32,7 @@ from types import FrameType
 from chatops.cli.server import cli_token, write_up_file
 from chatops.settings import DEPLOYMENTS
 from tasks.home import home
+from tasks.run_signing import signing_key
 
 SERVER_START_SECONDS = 120
 STOP_SECONDS = {"gateway": 10.0, "runner": 600.0, "server": 15.0}
@@ -123,6 +124,8 @@ def base_environment(api_url: str, database: str | None) -> dict[str, str]:
         PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS="5",
         CHATOPS_HOME=str(state.root),
         CHATOPS_CLI_TOKEN=cli_token(create=True),
+        # The gateway signs the runs it starts and the runner's flows check it (one key).
+        CHATOPS_RUN_SIGNING_KEY=signing_key(create=True),
     )
     if database:
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url(database)
