@@ -65,8 +65,9 @@ def signing_key(create: bool = True) -> str:
 def claims(flow: str, parameters: Mapping[str, Any], key: str | None) -> dict[str, Any]:
     """What a run of ``flow`` with ``parameters`` and request ``key`` claims, as signed.
 
-    Missing parameters count as ``None`` (``task``: ``"deploy"``, ``force``: false), so the
-    gateway's parameters and the flow's arguments give the same claims.
+    Missing parameters count as the flows' defaults (``None``; ``requested_by``: ``""``,
+    ``via``: ``"ui"``, ``force``: false, ``task``: ``"deploy"``), so the gateway's parameters
+    and the flow's arguments give the same claims.
     """
     notify = parameters.get("notify")
     channel = notify.get("channel") if isinstance(notify, Mapping) else None
@@ -74,6 +75,8 @@ def claims(flow: str, parameters: Mapping[str, Any], key: str | None) -> dict[st
     values = {
         **{name: parameters.get(name) for name in SIGNED},
         "flow": flow,
+        "requested_by": parameters.get("requested_by") or "",
+        "via": parameters.get("via") or "ui",
         "force": bool(parameters.get("force")),
         "task": parameters.get("task") or "deploy",
         "channel": channel,
