@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import VariableCreate
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from starlette.testclient import TestClient
 
 from blocks import SlackAccess
 from flows.deploy import deploy
 from tasks import history
-from tasks.locks import Lock, lock_name
+from tasks.locks import LOCK_TAG, Lock, lock_name
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.slack_api import FakeSlack
 from tests.gateway_support import (
@@ -66,6 +67,11 @@ def logs(run_id: str) -> str:
     return "\n".join(log.message for log in found)
 
 
+def logged(run_id: str, text: str) -> bool:
+    """Whether the run's log says ``text`` (logs reach the API a moment after the run ends)."""
+    return bool(wait_for(lambda: text in logs(run_id), 20))
+
+
 def releases(shop: Shop) -> list[list[str]]:
     return [
         sorted(p.name for p in (h.root / "releases").iterdir())
@@ -103,10 +109,10 @@ def test_a_ui_run_is_refused_where_ui_runs_are_off_whatever_it_claims(
         message = str(run.state.message)
         assert "shop staging does not take runs started in the Prefect UI" in message
         assert "chatops deploy shop to staging" in message and "/deploy shop" in message
-        assert "Not started by the gateway" in logs(run_id)
-    assert "the run has no signature" in logs(anonymous)
-    assert "the run has no request key" in logs(copied)
-    assert "does not match" in logs(rekeyed)
+        assert logged(run_id, "Not started by the gateway")
+    assert logged(anonymous, "the run has no signature")
+    assert logged(copied, "the run has no request key")
+    assert logged(rekeyed, "does not match")
     assert releases(shop) == [[], []], "nothing was deployed"
     assert shop.github.statuses(made.id) == [] and len(shop.github.deployments) == 1
 
@@ -153,7 +159,7 @@ def test_a_run_the_gateway_signed_is_believed(shop: Shop, served_flows: None) ->
     asked = {"app": "shop", "environment": "staging", "ref": "v2", **CLAIMS}
     run = wait_finished(start(signed_parameters("deploy", asked, key), key))
     assert run.state.is_completed(), run.state.message
-    assert "Signed by the gateway: asked by U0MALLORY1 via slack (forced)" in logs(str(run.id))
+    assert logged(str(run.id), "Signed by the gateway: asked by U0MALLORY1 via slack (forced)")
     [entry] = [
         d for d in history.deployed_everywhere() if (d.app, d.environment) == ("shop", "staging")
     ]
@@ -162,11 +168,9 @@ def test_a_run_the_gateway_signed_is_believed(shop: Shop, served_flows: None) ->
 
 def test_a_forced_deploy_does_not_pass_a_lock(shop: Shop, no_locks: None) -> None:
     with get_client(sync_client=True) as client:
-        from prefect.client.schemas.actions import VariableCreate
-
         lock = Lock("shop", "staging", by=CAROL, message="incident 42", at="", via="slack")
         client.create_variable(
-            VariableCreate(name=lock_name("shop", "staging"), value=lock.value())
+            VariableCreate(name=lock_name("shop", "staging"), value=lock.value(), tags=[LOCK_TAG])
         )
     state = as_gateway(
         deploy,
