@@ -135,8 +135,9 @@ class Environment(Block):
         """Why ``user`` (asking through ``via``) may not deploy here, or None if they may.
 
         Slack requests are checked against ``allowed_users`` and ``allowed_channels``, CLI
-        requests against ``cli_users``. GitHub events and runs started in the Prefect UI are
-        not: whoever can push or edit the Prefect configuration is trusted already.
+        requests against ``cli_users``. GitHub events are not: GitHub decides who may create a
+        deployment. Runs started in the Prefect UI are not either; ``allow_ui_runs`` says
+        whether they may deploy here at all.
         """
         if via == VIA_SLACK:
             if self.allowed_users and user not in self.allowed_users:

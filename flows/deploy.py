@@ -103,7 +103,7 @@ def deploy(
         channel = notify.channel if notify else None
         authorize(target, requested_by, via, channel)
         with one_at_a_time(app, target.environment_name):
-            authorize(target, requested_by, via, channel)  # locked while this run waited?
+            authorize(target, requested_by, via, channel, again=True)  # changed meanwhile?
             with report.step("record deployment"):
                 recorded = record(
                     report,

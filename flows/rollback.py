@@ -72,7 +72,7 @@ def rollback(
         channel = notify.channel if notify else None
         authorize(target, requested_by, via, channel)
         with one_at_a_time(app, target.environment_name):
-            authorize(target, requested_by, via, channel)  # locked while this run waited?
+            authorize(target, requested_by, via, channel, again=True)  # changed meanwhile?
             states = recover_hosts(report, target, check_hosts(target))
             with report.step("find release"):
                 release = choose_release(target, ref, [states[h] for h in target.hosts])

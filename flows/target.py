@@ -151,12 +151,19 @@ def load_target(
     )
 
 
-def authorize(target: Target, requested_by: str, via: str, channel: str | None) -> None:
+def authorize(
+    target: Target, requested_by: str, via: str, channel: str | None, again: bool = False
+) -> None:
     """Refuse the run unless the requester may deploy here and no one else holds the lock
-    (force does not pass a lock: only its holder, or whoever takes it over, deploys)."""
-    refusal = target.environment.refusal(
-        target.name, target.environment_name, via, requested_by, channel
-    )
+    (force does not pass a lock: only its holder, or whoever takes it over, deploys).
+
+    ``again`` reads the environment's allow-lists afresh too (the lock is always read afresh):
+    for the check once the run's turn has come, after they may have changed.
+    """
+    environment = target.environment
+    if again:
+        environment = Environment.load(environment_block_name(target.name, target.environment_name))
+    refusal = environment.refusal(target.name, target.environment_name, via, requested_by, channel)
     if refusal:
         raise NotAllowed(refusal.replace("*", ""))
     lock = read_lock(target.name, target.environment_name)
