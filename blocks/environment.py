@@ -114,6 +114,18 @@ class Environment(Block):
     auto_deploy_branch: str | None = Field(
         default=None, description="Branch whose pushes deploy here automatically."
     )
+    allow_ui_runs: bool | None = Field(
+        default=None,
+        description="Whether runs started in the Prefect UI or API (not signed by the gateway) "
+        "may deploy here, as 'prefect-ui', never forced. Unset: yes, unless the environment is "
+        "production or lists allowed_users or cli_users.",
+    )
+
+    def ui_runs_allowed(self) -> bool:
+        """Whether an anonymous run (Prefect UI or API) may deploy here; see ``allow_ui_runs``."""
+        if self.allow_ui_runs is not None:
+            return self.allow_ui_runs
+        return not (self.production or self.allowed_users or self.cli_users)
 
     def select_hosts(self, app: str, environment: str, wanted: list[str] | None) -> list[str]:
         """The hosts a request touches: all of them, or those named (in configured order)."""
@@ -133,8 +145,9 @@ class Environment(Block):
         """Why ``user`` (asking through ``via``) may not deploy here, or None if they may.
 
         Slack requests are checked against ``allowed_users`` and ``allowed_channels``, CLI
-        requests against ``cli_users``. GitHub events and runs started in the Prefect UI are
-        not: whoever can push or edit the Prefect configuration is trusted already.
+        requests against ``cli_users``. GitHub events are not: GitHub decides who may create a
+        deployment. Runs started in the Prefect UI are not either; ``allow_ui_runs`` says
+        whether they may deploy here at all.
         """
         if via == VIA_SLACK:
             if self.allowed_users and user not in self.allowed_users:

@@ -199,20 +199,19 @@ class Answers:
         except LockHeld as exc:
             return Reply(
                 f":lock: {exc.lock.describe()}\nTake it over with "
-                f"`lock {target.environment_name} on {target.app_name}!`.",
+                f"`lock {target.environment_name} on {target.app_name} steal` (they are told).",
                 ok=False,
             )
         reason = f": {escape_mrkdwn(command.message)}" if command.message else ""
-        taken = (
-            f" (taken over from {replaced.holder})"
-            if replaced and replaced.stops(requester.user, requester.via)
-            else ""
-        )
-        return Reply(
+        stolen = replaced is not None and replaced.stops(requester.user, requester.via)
+        taken = f" (taken over from {replaced.holder})" if replaced and stolen else ""
+        text = (
             f":lock: {requester.mention} locked *{target.environment_name}* on "
-            f"*{target.app_name}*{reason}{taken}.",
-            public=True,
+            f"*{target.app_name}*{reason}{taken}."
         )
+        if replaced and stolen:  # a public reply that mentions them: Slack notifies the holder
+            text += f"\n{replaced.holder}, your lock was taken over by {requester.mention}."
+        return Reply(text, public=True)
 
     async def _unlock(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
         command, requester = request.command, request.requester
@@ -277,7 +276,11 @@ class Answers:
             return Reply(refusal, ok=False)
         lock = self.catalog.snapshot.lock(target.app_name, target.environment_name)
         if lock is not None and lock.stops(requester.user, requester.via):
-            text = f":lock: {lock.describe()}\nA deploy ending in `!` would go ahead anyway."
+            text = (
+                f":lock: {lock.describe()}\nOnly its holder deploys there (a forced deploy does "
+                f"not pass a lock); `lock {target.environment_name} on {target.app_name} steal` "
+                "takes it over."
+            )
             return Reply(text, ok=False)
         return Reply(
             f":white_check_mark: You can deploy *{target.app_name}* to "

@@ -73,6 +73,7 @@ from chatops.github.events import (
     Delivery,
     Ignored,
     NotReady,
+    UnknownTask,
     read_delivery,
     requests_for,
 )
@@ -321,6 +322,11 @@ async def github_answer(state: State, delivery: Delivery) -> tuple[int, dict[str
         return 422, {"error": str(exc)}
     except NotReady as exc:
         return 503, {"error": str(exc)}
+    except UnknownTask as exc:
+        await refuse_on_github(
+            state, f"unknown-task-{exc.reply_to.deployment_id}", exc.reply_to, "error", str(exc)
+        )
+        return 422, {"error": str(exc)}
     queued, refused = [], []
     for chat, reply_to in wanted:
         try:
@@ -334,24 +340,31 @@ async def github_answer(state: State, delivery: Delivery) -> tuple[int, dict[str
                     "refused": reason,
                 }
             )
-            if reply_to.deployment_id and reply_to.repository:
-                await state.intake.submit_github_status(
-                    f"refused-{chat.key}",
-                    {
-                        "repository": reply_to.repository,
-                        "deployment_id": reply_to.deployment_id,
-                        "state": "failure",
-                        "description": reason.splitlines()[0],
-                        "log_url": None,
-                        "environment_url": None,
-                    },
-                )
+            await refuse_on_github(state, f"refused-{chat.key}", reply_to, "failure", reason)
             continue
         ticket = await state.intake.submit(run, reply_to)
         queued.append({"title": ticket.title, "request": ticket.id, "state": ticket.state})
     if queued:
         return 202, {"queued": queued, "refused": refused}
     return 409, {"refused": refused}
+
+
+async def refuse_on_github(
+    state: State, key: str, reply_to: ReplyTo, outcome: str, reason: str
+) -> None:
+    """Give the GitHub deployment (if the request has one) a final status saying why not."""
+    if reply_to.deployment_id and reply_to.repository:
+        await state.intake.submit_github_status(
+            key,
+            {
+                "repository": reply_to.repository,
+                "deployment_id": reply_to.deployment_id,
+                "state": outcome,
+                "description": reason.splitlines()[0],
+                "log_url": None,
+                "environment_url": None,
+            },
+        )
 
 
 def cli_user(request: HttpRequest, users: UserStore) -> str:

@@ -13,6 +13,9 @@ task='deploy', force=False, message=None, verify=False)
     ['web-1', 'web-2']
     >>> parse("lock production on shop: release freeze").message
     'release freeze'
+    >>> steal = parse("lock production on shop steal: hotfix")
+    >>> steal.action, steal.force, steal.message, parse("lock prod steal on shop").force
+    ('lock', True, 'hotfix', True)
     >>> parse("acme-inc/api@topic to staging").app, parse("lock staging to acme-inc/api").app
     ('acme-inc/api', 'acme-inc/api')
 
@@ -23,7 +26,8 @@ The forms (keywords are case-insensitive, extra whitespace is ignored, ``!`` at 
 * ``deploys APP[@REF] [in ENV]`` (recent deploys), ``where APP`` or ``where can i deploy APP``,
   ``latest APP [on ENV]``, ``status [APP [in ENV]] [verify]`` (``verify`` reads every host).
 * ``rollback APP in|on|to ENV [to REF]`` (without ``REF``: the release that ran before).
-* ``lock ENV on|to APP[: MESSAGE]``, ``unlock ENV on|to APP``, ``unlock all [on APP]``,
+* ``lock ENV on|to APP [steal][: MESSAGE]`` (``steal``, or ``!``, takes over someone else's
+  lock; they are told), ``unlock ENV on|to APP``, ``unlock all [on APP]``,
   ``check ENV on|to APP``, ``help``.
 
 An APP is an app's name (``shop``) or its GitHub repository (``acme-inc/api``). ``APP@REF``
@@ -32,7 +36,9 @@ with ``/`` and no ``@`` stays whole here, and :func:`split_app` decides with the
 (a configured repository wins, else the part before the first ``/`` must be an app).
 
 A trailing ``!`` is accepted on deploy, rollback, lock and unlock only, and always means force,
-also right after a lock message (``lock prod on shop: freeze!`` is a forced lock "freeze").
+also right after a lock message (``lock prod on shop: freeze!`` takes the lock over, "freeze").
+A forced deploy or rollback skips GitHub's required checks, never a lock: a lock stops everyone
+but its holder until it is released or taken over.
 ``prod`` and ``stg`` stand for ``production`` and ``staging``. A ref or environment that is not
 given stays ``None``: the app's configured defaults fill it in later. After a leading ``deploy``
 the next word is always an app, so an app that shares its name with a keyword (``status``) is
@@ -78,13 +84,14 @@ After /deploy or `chatops` (`deploy` optional; prod, stg; an app: its name or ow
   shop                                  default branch to the default environment
   shop@feature/login to staging         a branch, tag or sha (also: shop/feature/login)
   acme-inc/api@topic to staging         the app whose repository is acme-inc/api
-  shop to production!                   `!` at the end forces
+  shop to production!                   `!` skips GitHub's required checks (not a lock)
   shop to staging/web-1,web-2           only these hosts
   deploy:migrate shop to staging        run the app's `migrate` task
   rollback shop in production [to v1.4.2]
   status [shop [in staging]] [verify]   what is deployed; verify reads every host
   where shop  ·  latest shop on staging  ·  deploys shop in production
   lock production on shop: release freeze  ·  unlock production on shop  ·  unlock all
+  lock production on shop steal         take over someone's lock (they are told)
   check production on shop              can shop deploy to production now?"""
 
 _ENV_WORDS = ("to", "in", "on")  # shop to staging
@@ -308,16 +315,26 @@ def _rollback(words: list[str], force: bool) -> Command:
 
 
 def _lock(words: list[str], force: bool) -> Command:
-    usage = "write `lock ENV on APP[: MESSAGE]`, e.g. `lock production on shop: release freeze`."
-    if len(words) < 3 or words[1].lower() not in _OWNER_WORDS:
+    usage = (
+        "write `lock ENV on APP [steal][: MESSAGE]`, e.g. `lock production on shop: release "
+        "freeze`."
+    )
+    head, _, message = " ".join(words).partition(":")
+    parts = head.split()
+    if len(parts) >= 2 and parts[1].lower() == "steal":  # lock production steal on shop
+        del parts[1]
+        force = True
+    if len(parts) == 4 and parts[3].lower() in ("steal", "steal!"):  # lock prod on shop steal
+        force = True
+        parts[2] += "!" if parts.pop().endswith("!") else ""
+    if len(parts) < 3 or parts[1].lower() not in _OWNER_WORDS:
         raise CommandError(usage)
-    app_part, _, message = " ".join(words[2:]).partition(":")
-    app_part = app_part.strip()
+    if len(parts) > 3:
+        raise CommandError(f"put the message after a colon: {usage}")
+    app_part = parts[2]
     if app_part.endswith("!"):  # lock production on shop!: message
         app_part, force = app_part[:-1], True
-    if " " in app_part:
-        raise CommandError(f"put the message after a colon: {usage}")
-    environment = _environment(words[0])
+    environment = _environment(parts[0])
     message = message.strip() or None
     if message and len(message) > MAX_MESSAGE_LENGTH:
         raise CommandError(f"keep the lock message under {MAX_MESSAGE_LENGTH} characters.")

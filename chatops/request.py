@@ -9,10 +9,13 @@ in-memory configuration, before any run exists::
 
     app and environment known?  hosts and task known?  may this person deploy there?  locked?
 
-The flows check the same things again when they start (:mod:`flows.target`), so no entry point,
-not even "Run" in the Prefect UI, goes around them.
+The flows check the same things again when they start, and once more when the environment's
+slot is theirs (:mod:`flows.target`). A deploy or rollback run carries the gateway's
+``signature`` over its parameters and its request key (:mod:`tasks.run_signing`): a run started
+any other way, "Run" in the Prefect UI included, is an anonymous UI run.
 """
 
+import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,6 +23,7 @@ from blocks import App, Environment, UnknownTarget
 from chatops.catalog import Snapshot
 from chatops.grammar import Command, CommandError, split_app
 from chatops.settings import DEPLOY_DEPLOYMENT, ROLLBACK_DEPLOYMENT, VERIFY_DEPLOYMENT
+from tasks.run_signing import claims, sign, signing_key
 from tasks.summary import PREVIOUS, run_tags, run_title
 
 Via = Literal["slack", "github", "cli"]
@@ -140,13 +144,16 @@ def not_allowed(target: Target, requester: Requester) -> str | None:
     return f":no_entry: {refusal}" if refusal else None
 
 
-def authorize(target: Target, requester: Requester, config: Snapshot, force: bool) -> None:
+def authorize(target: Target, requester: Requester, config: Snapshot) -> None:
     """Refuse unless ``requester`` may deploy to ``target`` and no one else's lock is on it."""
     if refusal := not_allowed(target, requester):
         raise Refused(refusal)
     lock = config.lock(target.app_name, target.environment_name)
-    if lock is not None and lock.stops(requester.user, requester.via, force):
-        raise Refused(f":lock: {lock.describe()}\nTo go ahead anyway, end the command with `!`.")
+    if lock is not None and lock.stops(requester.user, requester.via):
+        raise Refused(
+            f":lock: {lock.describe()}\nA forced deploy does not pass a lock: ask its holder, "
+            f"or take it over with `lock {target.environment_name} on {target.app_name} steal`."
+        )
 
 
 def resolve(request: Request, config: Snapshot) -> Run:
@@ -165,7 +172,7 @@ def resolve(request: Request, config: Snapshot) -> Run:
             target.app.task_command(target.app_name, command.task)
     except UnknownTarget as exc:
         raise Refused(str(exc)) from None
-    authorize(target, requester, config, command.force)
+    authorize(target, requester, config)
     common = {
         "app": target.app_name,
         "environment": target.environment_name,
@@ -175,10 +182,11 @@ def resolve(request: Request, config: Snapshot) -> Run:
         "hosts": hosts if command.hosts else None,
         "notify": {"channel": requester.channel} if requester.channel else None,
     }
+    key = request.key or f"anon-{uuid.uuid4()}"
     if command.action == "rollback":
-        parameters = {**common, "ref": target.ref}
+        parameters = signed("rollback", {**common, "ref": target.ref}, key)
         title = run_title(target.app_name, target.ref or PREVIOUS, None, target.environment_name)
-        return Run(ROLLBACK_DEPLOYMENT, parameters, title, request.key)
+        return Run(ROLLBACK_DEPLOYMENT, parameters, title, key)
     ref = target.ref or target.app.default_ref
     parameters = {
         **common,
@@ -188,7 +196,13 @@ def resolve(request: Request, config: Snapshot) -> Run:
         "task": command.task,
     }
     title = run_title(target.app_name, ref, request.sha, target.environment_name)
-    return Run(DEPLOY_DEPLOYMENT, parameters, title, request.key)
+    return Run(DEPLOY_DEPLOYMENT, signed("deploy", parameters, key), title, key)
+
+
+def signed(flow: str, parameters: dict[str, Any], key: str) -> dict[str, Any]:
+    """``parameters`` with the gateway's ``signature`` over them and the run's request ``key``
+    (which becomes the run's Prefect idempotency key)."""
+    return {**parameters, "signature": sign(claims(flow, parameters, key), signing_key())}
 
 
 def _verify_run(request: Request, config: Snapshot) -> Run:

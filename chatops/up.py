@@ -39,6 +39,7 @@ from chatops.cli.server import PREFECT_API_AUTH, write_up_file
 from chatops.lifeline import die_with_parent
 from chatops.settings import DEPLOYMENTS
 from tasks.home import home
+from tasks.run_signing import signing_key
 
 SERVER_START_SECONDS = 120
 STOP_SECONDS = {"gateway": 10.0, "runner": 600.0, "server": 15.0}
@@ -140,6 +141,8 @@ def base_environment(api_url: str, database: str | None, api_auth: str = "") -> 
         PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS="5",
         PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS="5",
         CHATOPS_HOME=str(state.root),
+        # The gateway signs the runs it starts and the runner's flows check it (one key).
+        CHATOPS_RUN_SIGNING_KEY=signing_key(create=True),
     )
     if database:
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url(database)

@@ -14,7 +14,7 @@ from flows.report import DeployReport, Notify
 from flows.results import on_hosts
 from flows.serial import one_at_a_time
 from flows.steps import check_hosts, finished, record, recover_hosts, roll_out
-from flows.target import authorize, load_target
+from flows.target import admit, authorize, load_target, vouch
 from tasks import ssh
 from tasks.build import build
 from tasks.git import checkout, remove_worktree
@@ -55,16 +55,39 @@ def deploy(
     hosts: list[str] | None = None,
     task: str = "deploy",
     notify: Notify | None = None,
+    signature: str | None = None,
 ) -> DeploySummary:
     """Deploy ``ref`` (or ``sha``) of ``app`` to ``environment``; return the deploy summary.
 
     ``deployment_id`` attaches to an existing GitHub deployment instead of creating one;
     ``requested_by`` and ``via`` (slack, cli, github, ui) say who asked and how: the
-    environment's allow-lists and lock apply to them; ``force`` skips the lock and GitHub's
-    required-checks gate; ``hosts`` limits the deploy to some of the environment's hosts;
+    environment's allow-lists and lock apply to them; ``force`` skips GitHub's required-checks
+    gate (never a lock); ``hosts`` limits the deploy to some of the environment's hosts;
     ``task`` names a custom deploy task of the app; ``notify`` is where the Slack message goes.
+    ``signature`` is the gateway's (:mod:`tasks.run_signing`): without a valid one, the run is
+    a UI run by "prefect-ui", without force or ``deployment_id``.
     """
+    asked = vouch(
+        "deploy",
+        {
+            "app": app,
+            "environment": environment,
+            "ref": ref,
+            "sha": sha,
+            "deployment_id": deployment_id,
+            "requested_by": requested_by,
+            "via": via,
+            "force": force,
+            "hosts": hosts,
+            "task": task,
+            "notify": notify,
+        },
+        signature,
+    )
+    requested_by, via, force = asked.requested_by, asked.via, asked.force
+    deployment_id = asked.deployment_id
     target = load_target(app, environment, hosts, task, ref)
+    admit(target, asked)
     steps = STEPS if task == "deploy" else [*STEPS[:5], f"task {task}", *STEPS[5:]]
     again = {
         "app": app,
@@ -77,8 +100,10 @@ def deploy(
         target, requested_by, notify, steps, deployment_id=deployment_id, again=again
     )
     with crash.recorded(), report.failures(), ssh.sessions():
-        authorize(target, requested_by, via, notify.channel if notify else None, force)
+        channel = notify.channel if notify else None
+        authorize(target, requested_by, via, channel)
         with one_at_a_time(app, target.environment_name):
+            authorize(target, requested_by, via, channel, again=True)  # changed meanwhile?
             with report.step("record deployment"):
                 recorded = record(
                     report,

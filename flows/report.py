@@ -49,6 +49,7 @@ from tasks.github import (
 )
 from tasks.health import Unhealthy
 from tasks.locks import EnvironmentLocked
+from tasks.run_signing import claims, problem, signing_key
 from tasks.summary import DeploySummary, Outcome, Step, run_tags, run_title
 
 EXCERPT_CHARS = 2000
@@ -266,12 +267,21 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def signed(flow_run: FlowRun) -> bool:
+    """Whether the gateway signed this deploy run for its request key: only then does its
+    ``deployment_id`` parameter name a GitHub deployment to report to (as in the flow)."""
+    parameters = flow_run.parameters
+    values = claims("deploy", parameters, flow_run.idempotency_key)
+    return problem(values, parameters.get("signature"), signing_key(False)) is None
+
+
 def report_crash(flow_run: FlowRun, why: str) -> None:
     """Tell GitHub (``error``) and Slack that the process running ``flow_run`` died.
 
     Runs outside the dead run (in the runner, or when a restarted runner finds the run
     orphaned), so it works from the run's parameters alone. The GitHub deployment is the one
-    given in the parameters, or the one whose payload names this run.
+    given in the parameters (of a run the gateway signed), or the one whose payload names this
+    run.
     """
     logger = get_logger("chatops.crash")
     parameters = flow_run.parameters
@@ -292,7 +302,8 @@ def report_crash(flow_run: FlowRun, why: str) -> None:
     github: GitHubAccess | None = load_optional(GitHubAccess)
     if github is not None:
         try:
-            deployment_id = parameters.get("deployment_id") or find_deployment(
+            claimed = parameters.get("deployment_id") if signed(flow_run) else None
+            deployment_id = claimed or find_deployment(
                 github, app.repository, str(environment), str(flow_run.id)
             )
             if deployment_id:

@@ -23,7 +23,7 @@ from flows.crash import crash_hooks
 from flows.report import DeployReport, Notify
 from flows.serial import one_at_a_time
 from flows.steps import check_hosts, finished, record, recover_hosts, roll_out
-from flows.target import Target, authorize, load_target
+from flows.target import Target, admit, authorize, load_target, vouch
 from tasks import ssh
 from tasks.git import UnknownRef, resolve_ref
 from tasks.hosts import HostState, Release
@@ -52,17 +52,36 @@ def rollback(
     force: bool = False,
     hosts: list[str] | None = None,
     notify: Notify | None = None,
+    signature: str | None = None,
 ) -> DeploySummary:
     """Switch ``app`` in ``environment`` back to the release of ``ref`` (default: the previous).
 
     ``ref`` is a release id, a commit sha (or its start), or a ref whose commit was deployed
-    there before. ``requested_by``, ``via`` and ``force`` work as for a deploy.
+    there before. ``requested_by``, ``via``, ``force`` and ``signature`` work as for a deploy.
     """
+    asked = vouch(
+        "rollback",
+        {
+            "app": app,
+            "environment": environment,
+            "ref": ref,
+            "requested_by": requested_by,
+            "via": via,
+            "force": force,
+            "hosts": hosts,
+            "notify": notify,
+        },
+        signature,
+    )
+    requested_by, via = asked.requested_by, asked.via
     target = load_target(app, environment, hosts, ref=ref or PREVIOUS)
+    admit(target, asked)
     report = DeployReport(target, requested_by, notify, STEPS)
     with crash.recorded(), report.failures(), ssh.sessions():
-        authorize(target, requested_by, via, notify.channel if notify else None, force)
+        channel = notify.channel if notify else None
+        authorize(target, requested_by, via, channel)
         with one_at_a_time(app, target.environment_name):
+            authorize(target, requested_by, via, channel, again=True)  # changed meanwhile?
             states = recover_hosts(report, target, check_hosts(target))
             with report.step("find release"):
                 release = choose_release(

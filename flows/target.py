@@ -6,21 +6,95 @@ the run here, before anything runs, with a message that says what is known. The 
 the same things from its in-memory copy before it starts a run; this is the check that holds
 for every entry point, "Run" in the Prefect UI included.
 
-:func:`authorize` then applies the environment's allow-lists and its lock, read afresh.
+:func:`vouch` comes first: only a run the gateway signed (:mod:`tasks.run_signing`) is
+believed about who asked, how, and with force; any other run is a UI run by "prefect-ui",
+which :func:`admit` lets in only where the environment allows UI runs. :func:`authorize` then
+applies the environment's allow-lists and its lock, read afresh (again once the environment's
+slot is taken: a lock taken while a run waited stops it).
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectNotFound
+from prefect.logging import get_run_logger
 
 from blocks import App, Environment, UnknownTarget, environment_block_name
+from blocks.environment import VIA_UI
 from blocks.errors import unknown
 from tasks.locks import EnvironmentLocked, read_lock
+from tasks.run_signing import claims, problem, signing_key
+
+UI_REQUESTER = "prefect-ui"
+"""Who an unsigned run (Prefect UI or API) is by, whatever its parameters say."""
 
 
 class NotAllowed(RuntimeError):
     """The requester may not deploy to this environment (its allow-lists say so)."""
+
+
+@dataclass(frozen=True)
+class Asked:
+    """Who a run is for and how it was asked, as far as the run can be trusted.
+
+    ``signed`` runs carry what the gateway signed; others are UI runs: by ``prefect-ui``,
+    via ``ui``, never forced, attached to no GitHub deployment.
+    """
+
+    requested_by: str
+    via: str
+    force: bool
+    deployment_id: int | None
+    signed: bool
+
+
+def own_request_key() -> str | None:
+    """This flow run's Prefect idempotency key: the gateway's request key, or None."""
+    context = FlowRunContext.get()
+    return context.flow_run.idempotency_key if context and context.flow_run else None
+
+
+def vouch(flow: str, parameters: Mapping[str, Any], signature: str | None) -> Asked:
+    """Believe ``parameters`` about the requester only when the gateway signed them for this
+    very run (its idempotency key); otherwise the run is a UI run, and its log says why."""
+    why = problem(claims(flow, parameters, own_request_key()), signature, signing_key(False))
+    logger = get_run_logger()
+    if why is None:
+        logger.info(
+            "Signed by the gateway: asked by %s via %s%s",
+            parameters.get("requested_by"),
+            parameters.get("via"),
+            " (forced)" if parameters.get("force") else "",
+        )
+        return Asked(
+            str(parameters.get("requested_by") or ""),
+            str(parameters.get("via") or "ui"),
+            bool(parameters.get("force")),
+            parameters.get("deployment_id"),
+            signed=True,
+        )
+    logger.warning(
+        "Not started by the gateway (%s): this is a UI run by %s, without force, and its "
+        "requested_by, via, force and deployment_id parameters are ignored",
+        why,
+        UI_REQUESTER,
+    )
+    return Asked(UI_REQUESTER, VIA_UI, False, None, signed=False)
+
+
+def admit(target: "Target", asked: Asked) -> None:
+    """Refuse a UI run where the environment does not take them (``allow_ui_runs``)."""
+    if asked.signed or target.environment.ui_runs_allowed():
+        return
+    raise NotAllowed(
+        f"{target.name} {target.environment_name} does not take runs started in the Prefect UI "
+        "or API (allow_ui_runs). Deploy through the gateway instead: /deploy "
+        f"{target.name} to {target.environment_name} in Slack, chatops deploy {target.name} to "
+        f"{target.environment_name} in a terminal, or a GitHub deployment."
+    )
 
 
 @dataclass(frozen=True)
@@ -78,14 +152,20 @@ def load_target(
 
 
 def authorize(
-    target: Target, requested_by: str, via: str, channel: str | None, force: bool
+    target: Target, requested_by: str, via: str, channel: str | None, again: bool = False
 ) -> None:
-    """Refuse the run unless the requester may deploy here and no one else holds the lock."""
-    refusal = target.environment.refusal(
-        target.name, target.environment_name, via, requested_by, channel
-    )
+    """Refuse the run unless the requester may deploy here and no one else holds the lock
+    (force does not pass a lock: only its holder, or whoever takes it over, deploys).
+
+    ``again`` reads the environment's allow-lists afresh too (the lock is always read afresh):
+    for the check once the run's turn has come, after they may have changed.
+    """
+    environment = target.environment
+    if again:
+        environment = Environment.load(environment_block_name(target.name, target.environment_name))
+    refusal = environment.refusal(target.name, target.environment_name, via, requested_by, channel)
     if refusal:
         raise NotAllowed(refusal.replace("*", ""))
     lock = read_lock(target.name, target.environment_name)
-    if lock is not None and lock.stops(requested_by or None, via, force):
+    if lock is not None and lock.stops(requested_by or None, via):
         raise EnvironmentLocked(lock)

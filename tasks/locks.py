@@ -12,6 +12,9 @@ started any other way (the CLI, "Run" in the Prefect UI) is held to it too::
     >>> lock = Lock("shop", "production", by="U1", message="release freeze", at="", via="slack")
     >>> lock.stops("U2", via="slack"), lock.stops("U1", via="slack"), lock.stops("U1", via="cli")
     (True, False, True)
+    >>> print(EnvironmentLocked(lock))  # doctest: +NORMALIZE_WHITESPACE
+    shop production is locked by U1 (slack): release freeze. Ask U1 to unlock it, or take the
+    lock over with `lock production on shop steal` (a forced deploy does not pass it).
 """
 
 from dataclasses import dataclass
@@ -63,13 +66,12 @@ class Lock:
             return f"<@{self.by}>"
         return escape_mrkdwn(f"{self.by} ({self.via})")
 
-    def stops(self, user: str | None, via: str, force: bool = False) -> bool:
+    def stops(self, user: str | None, via: str) -> bool:
         """Whether this lock stops ``user`` (asking through ``via``); never its holder.
 
-        ``user=None`` (an automatic deploy) is stopped by any lock; ``force`` by none.
+        ``user=None`` (an automatic deploy) is stopped by any lock. A forced deploy is stopped
+        too: only taking the lock over (``lock ENV on APP steal``) gets past someone's lock.
         """
-        if force:
-            return False
         return user is None or (user, via) != (self.by, self.via)
 
     def describe(self) -> str:
@@ -109,7 +111,8 @@ class EnvironmentLocked(RuntimeError):
             f"{lock.app} {lock.environment} is locked by {lock.by} ({lock.via})"
             + (f" since {lock.since}" if lock.at else "")
             + (f": {lock.message}" if lock.message else "")
-            + ". Unlock it, or force the deploy."
+            + f". Ask {lock.by} to unlock it, or take the lock over with "
+            + f"`lock {lock.environment} on {lock.app} steal` (a forced deploy does not pass it)."
         )
         self.lock = lock
 

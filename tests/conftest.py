@@ -28,6 +28,8 @@ os.environ.update(
     PREFECT_SERVER_ANALYTICS_ENABLED="false",
     PREFECT_LOGGING_LEVEL="INFO",
     PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW="ignore",
+    # The key the gateway signs runs with and the flows check (tests/signed.py signs with it).
+    CHATOPS_RUN_SIGNING_KEY="test-run-signing-key-" + os.urandom(8).hex(),
 )
 
 pytest_plugins = [

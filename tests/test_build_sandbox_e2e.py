@@ -88,12 +88,14 @@ def deploy_the_branch(
     return up, done.stdout + done.stderr
 
 
-def secrets_of(home: Path, ssh_key: SshKey) -> dict[str, str]:
-    """Every secret the deploy system holds: the environment's, its files', the SSH key."""
+def secrets_of(up: ChatopsUp, ssh_key: SshKey) -> dict[str, str]:
+    """Every secret the deploy system holds: the environment's, its files', the CLI users'
+    tokens, the SSH key."""
     found = {name: value for name, value in SECRETS.items()}
-    for path in [*home.glob("secrets/*"), home / "cli-token"]:
+    for path in up.home.glob("secrets/*"):
         if path.is_file() and (text := path.read_text().strip()):
             found[str(path)] = text
+    found.update({f"CLI token of {user}": token for user, token in up.tokens.items()})
     key_lines = ssh_key.private_text.splitlines()[1:-1]  # the base64 body, line by line
     found.update({f"ssh key line {i}": line for i, line in enumerate(key_lines)})
     return found
@@ -126,12 +128,12 @@ def test_a_branch_s_unit_test_finds_no_key_no_token_and_no_block_document(
 
     local = report[: report.find("\nPREFECT_")]  # what the machine itself showed the build
     assert "PRIVATE KEY" not in local
-    leaked = [name for name, value in secrets_of(up.home, ssh_key).items() if value in local]
+    leaked = [name for name, value in secrets_of(up, ssh_key).items() if value in local]
     assert leaked == [], f"the build saw {leaked}"
 
     # The Prefect API holds every environment's SSH key. What follows passes once the server
     # that `chatops up` starts requires API authentication.
     assert re.search(r"^PREFECT_STATUS 401$", report, re.MULTILINE), report[len(local) :][:500]
     assert '"block_type_id"' not in report and "PRIVATE KEY" not in report
-    leaked = [name for name, value in secrets_of(up.home, ssh_key).items() if value in report]
+    leaked = [name for name, value in secrets_of(up, ssh_key).items() if value in report]
     assert leaked == [], f"the Prefect API gave the build {leaked}"

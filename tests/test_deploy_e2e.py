@@ -23,13 +23,14 @@ from flows.rollback import rollback
 from tasks import history
 from tasks.home import home
 from tests.shop import DEPLOY_PATH, Shop, states, wait_finished
+from tests.signed import as_gateway
 from tests.testbed.hosts import SshKey
 
 pytestmark = pytest.mark.e2e
 
 
 def test_deploy_v1_then_v2_then_v1_again_without_building(shop: Shop) -> None:
-    first = deploy(app="shop", environment="staging", ref="v1", requested_by="alice")
+    first = as_gateway(deploy, app="shop", environment="staging", ref="v1", requested_by="alice")
     for host in shop.hosts:
         assert shop.repo.v1 in shop.serving(host)
         assert shop.current(host).endswith(shop.repo.v1[:7])
@@ -41,7 +42,7 @@ def test_deploy_v1_then_v2_then_v1_again_without_building(shop: Shop) -> None:
     assert first.run_url and success["target_url"] == first.run_url
     assert success["environment_url"] == "https://staging.shop.example"
 
-    second = deploy(app="shop", environment="staging", ref="main", requested_by="bob")
+    second = as_gateway(deploy, app="shop", environment="staging", ref="main", requested_by="bob")
     for host in shop.hosts:
         assert shop.repo.v2 in shop.serving(host)
         assert len(list((host.root / "releases").iterdir())) == 2
@@ -53,7 +54,7 @@ def test_deploy_v1_then_v2_then_v1_again_without_building(shop: Shop) -> None:
     assert shop.github.deployments[-1]["ref"] == "main"
 
     builds_before = sorted(home().artifacts.iterdir())
-    third = deploy(app="shop", environment="staging", ref="v1", requested_by="carol")
+    third = as_gateway(deploy, app="shop", environment="staging", ref="v1", requested_by="carol")
     assert third.step("build").state == "cached"
     assert sorted(home().artifacts.iterdir()) == builds_before
     for host in shop.hosts:
@@ -123,7 +124,7 @@ def test_rollback_switches_back_without_building(shop: Shop) -> None:
     deploy(app="shop", environment="staging", ref="v1")
     deploy(app="shop", environment="staging", ref="v2")
 
-    back = rollback(app="shop", environment="staging", requested_by="dave")
+    back = as_gateway(rollback, app="shop", environment="staging", requested_by="dave")
     assert [s.name for s in back.steps] == [
         "check hosts",
         "find release",
@@ -206,12 +207,14 @@ def test_failing_checks_stop_the_deploy_before_anything_is_built(shop: Shop) -> 
     assert not list(home().artifacts.glob(f"{shop.repo.v2}-*"))
     assert not any((h.root / "releases").exists() for h in shop.hosts)
 
-    forced = deploy(app="shop", environment="staging", ref="v2", force=True)
+    forced = as_gateway(deploy, app="shop", environment="staging", ref="v2", force=True)
     assert forced.outcome == "success"
 
 
 def test_what_is_deployed_where_and_no_secret_leaks(shop: Shop, ssh_key: SshKey) -> None:
-    done = deploy(app="shop", environment="staging", ref="feature/login", requested_by="frank")
+    done = as_gateway(
+        deploy, app="shop", environment="staging", ref="feature/login", requested_by="frank"
+    )
     [entry] = [
         d for d in history.deployed_everywhere() if (d.app, d.environment) == ("shop", "staging")
     ]
@@ -246,7 +249,8 @@ def test_slack_message_follows_the_deploy(shop: Shop, fake_slack) -> None:
         "default", overwrite=True
     )
     try:
-        done = deploy(
+        done = as_gateway(
+            deploy,
             app="shop",
             environment="staging",
             ref="v1",

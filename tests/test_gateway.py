@@ -32,6 +32,7 @@ from chatops.settings import GatewaySettings
 from flows.deploy import deploy
 from flows.rollback import rollback
 from tasks import history
+from tasks.run_signing import claims, problem, signing_key
 from tasks.summary import PREVIOUS, DeploySummary, Step
 from tests.fakes.slack_api import FakeSlack
 from tests.gateway_support import (
@@ -289,6 +290,19 @@ def test_bodies_over_one_mebibyte_get_413(
 
 
 # --------------------------------------------------------------------------- slash: deploy
+def signed_by_the_gateway(flow_name: str, run: Run) -> dict:
+    """The run's parameters without its signature, once the signature is shown to cover them
+    and the run's request key (and to fail when one of them is changed)."""
+    parameters = dict(run.parameters)
+    signature = parameters.pop("signature")
+    key = signing_key()
+    assert problem(claims(flow_name, parameters, run.key), signature, key) is None
+    assert problem(claims(flow_name, parameters, "another-key"), signature, key) is not None
+    changed = {**parameters, "force": not parameters["force"]}
+    assert problem(claims(flow_name, changed, run.key), signature, key) is not None
+    return parameters
+
+
 def test_deploy_starts_a_run_with_the_flow_parameters_and_links_it(
     chat: Chat, starter: RecordingCreator
 ) -> None:
@@ -299,7 +313,7 @@ def test_deploy_starts_a_run_with_the_flow_parameters_and_links_it(
     assert "web-2" in reply["text"]
     [request] = starter.runs
     assert request.deployment == "deploy/chatops"
-    assert request.parameters == {
+    assert signed_by_the_gateway("deploy", request) == {
         "app": "shop",
         "environment": "staging",
         "ref": "feature/login",
@@ -406,7 +420,7 @@ def test_rollback_starts_the_rollback_deployment(chat: Chat, starter: RecordingC
     chat.command("rollback acme/shop in staging/web-1")
     first, second = starter.runs
     assert first.deployment == second.deployment == "rollback/chatops"
-    assert first.parameters == {
+    assert signed_by_the_gateway("rollback", first) == {
         "app": "shop",
         "environment": "staging",
         "ref": "v1.4.2",
@@ -421,7 +435,7 @@ def test_rollback_starts_the_rollback_deployment(chat: Chat, starter: RecordingC
 
 
 # --------------------------------------------------------------------------- slash: locks
-def test_a_locked_environment_refuses_other_peoples_deploys_unless_forced(
+def test_a_locked_environment_refuses_other_peoples_deploys_even_forced(
     chat: Chat, starter: RecordingCreator
 ) -> None:
     reply = chat.command("lock staging on shop: release <!here> freeze")
@@ -432,86 +446,27 @@ def test_a_locked_environment_refuses_other_peoples_deploys_unless_forced(
     assert refused["response_type"] == "ephemeral"
     assert f"locked by <@{ALICE}>" in refused["text"]
     assert "release &lt;!here&gt; freeze" in refused["text"]
-    assert "end the command with `!`" in refused["text"]
+    assert "`lock staging on shop steal`" in refused["text"]
     assert starter.runs == []
 
     assert chat.command("shop to staging")["response_type"] == "in_channel"  # her own lock
     forced = chat.command("shop to staging!", user=BOB)
-    assert "(forced)" in forced["text"]
-    assert [(p["requested_by"], p["force"]) for p in starter.parameters] == [
-        (ALICE, False),
-        (BOB, True),
-    ]
-    assert "is locked by" in chat.command("rollback shop in staging", user=BOB)["text"]
+    assert forced["response_type"] == "ephemeral" and f"locked by <@{ALICE}>" in forced["text"]
+    assert "does not pass a lock" in forced["text"]
+    assert [(p["requested_by"], p["force"]) for p in starter.parameters] == [(ALICE, False)]
+    assert "is locked by" in chat.command("rollback shop in staging!", user=BOB)["text"]
     assert (
         "is locked by"
         in chat.click("rollback", {"app": "shop", "environment": "staging"}, user=BOB)[0]["text"]
     )
-    assert len(starter.runs) == 2
-
-
-def test_a_lock_applies_at_once_and_names_repositories_and_slashdeploy_words(
-    chat: Chat, starter: RecordingCreator
-) -> None:
-    assert "locked *staging* on *shop*" in chat.command("lock staging to acme/shop: qa")["text"]
-    assert "is locked by" in chat.command("shop to staging", user=BOB)["text"]
-    assert "is locked by" in chat.command("check staging to shop", user=BOB)["text"]
-    assert "unlocked *staging* on *shop*" in chat.command("unlock staging to shop")["text"]
-    assert chat.command("shop to staging", user=BOB)["response_type"] == "in_channel"
     assert len(starter.runs) == 1
 
-
-def test_lock_unlock_steal_and_check(chat: Chat) -> None:
-    chat.command("lock staging on shop: testing")
-    check = chat.command("check staging on shop", user=BOB)["text"]
-    assert f"locked by <@{ALICE}>" in check and "testing" in check
-    assert (
-        "Take it over with `lock staging on shop!`"
-        in chat.command("lock staging on shop: mine", user=BOB)["text"]
-    )
-    assert (
-        "Remove it anyway with `unlock staging on shop!`"
-        in chat.command("unlock staging on shop", user=BOB)["text"]
-    )
-    stolen = chat.command("lock staging on shop!: hotfix", user=BOB)["text"]
-    assert f"taken over from <@{ALICE}>" in stolen
-    assert f"locked by <@{BOB}>" in chat.command("check staging on shop")["text"]
-    assert "You can deploy" in chat.command("check staging on shop", user=BOB)["text"]
-    unlocked = chat.command("unlock staging on shop!")["text"]
-    assert f"<@{ALICE}> unlocked *staging* on *shop* (it was <@{BOB}>'s)" in unlocked
-    assert "was not locked" in chat.command("unlock staging on shop")["text"]
-    assert "You can deploy *shop* to *staging* now" in chat.command("check staging on shop")["text"]
-
-
-def test_unlock_all_removes_your_locks_and_with_force_everyones(chat: Chat) -> None:
-    chat.command("lock staging on shop")
-    chat.command("lock staging on billing")
-    chat.command("lock production on billing", user=BOB)
-    mine = chat.command("unlock all")["text"]
-    assert "*staging* on *shop*" in mine and "*staging* on *billing*" in mine
-    assert f"*production* on *billing* is locked by <@{BOB}>" in mine
-    everything = chat.command("unlock all on billing!")["text"]
-    assert "*production* on *billing*" in everything and "Still locked" not in everything
-    assert "No locks of yours" in chat.command("unlock all")["text"]
-
-
-def test_locking_needs_permission_to_deploy_there(chat: Chat) -> None:
-    assert "You may not deploy" in chat.command("lock production on shop")["text"]
-    assert "locked" in chat.command("lock production on shop", user=BOSS)["text"]
-    assert "You may not deploy" in chat.command("check production on shop")["text"]
-
-
-# --------------------------------------------------------------------------- slash: reading
-def test_help_and_where(chat: Chat) -> None:
-    assert "rollback shop in production" in chat.command("help")["text"]
-    assert "rollback shop in production" in chat.command("")["text"]
-    where = chat.command("where can i deploy shop?")["text"]
-    assert "*shop* (acme/shop) deploys to:" in where
-    assert "*staging* (default): web-1, web-2" in where
-    assert (
-        f"*production* (production): web-1.prod, web-2.prod — deploys only by <@{BOSS}> "
-        f"from <#{DEPLOYS}>"
-    ) in where
+    stolen = chat.command("lock staging on shop steal: hotfix", user=BOB)
+    assert stolen["response_type"] == "in_channel"
+    assert f"<@{ALICE}>, your lock was taken over by <@{BOB}>" in stolen["text"]
+    assert chat.command("shop to staging", user=BOB)["response_type"] == "in_channel"
+    assert "is locked by" in chat.command("shop to staging!")["text"]
+    assert len(starter.runs) == 2
 
 
 @flow
@@ -683,7 +638,7 @@ def test_octokit_deployment_starts_a_deploy_attached_to_that_deployment(
     [queued] = response.json()["queued"]
     assert queued["title"] == "hello@master (f95f852) → production"
     [request] = wait_for(lambda: starter.runs)
-    assert request.parameters == {
+    assert signed_by_the_gateway("deploy", request) == {
         "app": "hello",
         "environment": "production",
         "ref": "master",
@@ -703,13 +658,41 @@ def test_octokit_deployment_starts_a_deploy_attached_to_that_deployment(
 def test_deployment_task_is_used_when_the_app_knows_it(
     client: TestClient, starter: RecordingCreator
 ) -> None:
-    for number, task in enumerate(("deploy:migrate", "migrate", "deploy:unknown", "something")):
+    for number, task in enumerate(("deploy:migrate", "migrate", "deploy")):
         body = deployment_event(
             repository="acme/shop", environment="staging", task=task, id=1000 + number
         )
         assert post_github(client, body, "deployment").status_code == 202
-    wait_for(lambda: len(starter.runs) == 4)
-    assert [p["task"] for p in starter.parameters] == ["migrate", "migrate", "deploy", "deploy"]
+    wait_for(lambda: len(starter.runs) == 3)
+    assert [p["task"] for p in starter.parameters] == ["migrate", "migrate", "deploy"]
+
+
+@pytest.mark.parametrize("task", ["deploy:lock", "deploy:migrations", "something"])
+def test_a_deployment_task_the_app_lacks_gets_an_error_status_and_deploys_nothing(
+    client: TestClient, starter: RecordingCreator, fake_github, task: str
+) -> None:
+    from blocks import GitHubAccess
+
+    sha = "f95f852bd8fca8fcc58a9a2d6c842781e32a215e"
+    fake_github.add_repo("acme/shop", refs={"main": sha})
+    GitHubAccess(token=fake_github.token, api_url=fake_github.url).save("default", overwrite=True)
+    try:
+        repo = fake_github.client().get_repo("acme/shop")
+        made = repo.create_deployment("main", environment="staging", required_contexts=[])
+        body = deployment_event(
+            repository="acme/shop", environment="staging", task=task, id=made.id, sha=made.sha
+        )
+        response = post_github(client, body, "deployment")
+        assert response.status_code == 422
+        assert f"shop has no task '{task}'" in response.json()["error"]
+        states = wait_for(lambda: fake_github.statuses(made.id))
+        assert [s["state"] for s in states] == ["error"]
+        assert "has no task" in states[0]["description"] and "migrate" in states[0]["description"]
+        assert fake_github.violations == []
+    finally:
+        GitHubAccess.delete("default")
+    time.sleep(0.3)
+    assert starter.runs == []
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,9 @@ intake and Prefect both keep unique.
 
 The gateway answers (what GitHub shows under the webhook's "Recent Deliveries"): 202 stored and
 queued to start, 200 ignored (with the reason), 409 refused (e.g. the environment is locked; the
-deployment also gets a ``failure`` status saying why), 422 a payload value we refuse, 503 the
+deployment also gets a ``failure`` status saying why), 422 a payload value we refuse (a
+deployment whose ``task`` the app does not define also gets an ``error`` status and deploys
+nothing), 503 the
 configuration is not loaded yet (redeliver later).
 """
 
@@ -57,6 +59,15 @@ class NotReady(Exception):
 
 class Ignored(Exception):
     """A delivery we deliberately do nothing with; the message says why."""
+
+
+class UnknownTask(Exception):
+    """A deployment asks for a task its app does not define: nothing is deployed, and the
+    deployment gets an ``error`` status saying why (``reply_to`` says where)."""
+
+    def __init__(self, message: str, reply_to: ReplyTo) -> None:
+        super().__init__(message)
+        self.reply_to = reply_to
 
 
 @dataclass(frozen=True)
@@ -121,13 +132,15 @@ def _deployment(delivery: Delivery, config: Snapshot) -> list[tuple[Request, Rep
     environment = _environment(deployment.get("environment"))
     repository = _repository(payload)
     name, app = _app_for(config, repository, environment)
-    command = Command(
-        "deploy",
-        name,
-        ref=ref,
-        environment=environment,
-        task=_task(deployment.get("task"), app.tasks),
-    )
+    reply_to = ReplyTo(repository=app.repository, deployment_id=deployment_id)
+    task = _task(deployment.get("task"), app.tasks)
+    if task is None:
+        raise UnknownTask(
+            f"{name} has no task {str(deployment.get('task'))[:64]!r}; nothing was deployed. "
+            f"Its tasks: {', '.join(['deploy', *sorted(app.tasks)])}.",
+            reply_to,
+        )
+    command = Command("deploy", name, ref=ref, environment=environment, task=task)
     requester = Requester("github", _login(_dict(deployment.get("creator")).get("login")))
     request = Request(
         requester,
@@ -136,7 +149,7 @@ def _deployment(delivery: Delivery, config: Snapshot) -> list[tuple[Request, Rep
         sha=sha,
         deployment_id=deployment_id,
     )
-    return [(request, ReplyTo(repository=app.repository, deployment_id=deployment_id))]
+    return [(request, reply_to)]
 
 
 def _push(delivery: Delivery, config: Snapshot) -> list[tuple[Request, ReplyTo]]:
@@ -221,10 +234,19 @@ def _repository(payload: dict[str, Any]) -> str:
     return name
 
 
-def _task(value: Any, tasks: dict[str, str]) -> str:
-    """GitHub's ``task`` (``deploy``, ``deploy:migrate`` or ``migrate``) if the app has it."""
+def _task(value: Any, tasks: dict[str, str]) -> str | None:
+    """GitHub's ``task`` (``deploy``, ``deploy:migrate`` or ``migrate``), or None when the app
+    does not define it (heaven's ``deploy:lock``, ``deploy:migrations`` on an app without it).
+
+    >>> _task("deploy", {}), _task(None, {}), _task("deploy:migrate", {"migrate": "m"})
+    ('deploy', 'deploy', 'migrate')
+    >>> print(_task("deploy:lock", {"migrate": "m"}))
+    None
+    """
+    if value is None or value in ("", "deploy"):
+        return "deploy"
     name = value.removeprefix("deploy:") if isinstance(value, str) else ""
-    return name if name in tasks else "deploy"
+    return name if name in tasks else None
 
 
 def _login(value: Any) -> str:
