@@ -55,6 +55,14 @@ class App(Block):
             "LOGNAME; every build of every branch sees them, so never list a secret."
         ),
     )
+    build_timeout: float = Field(
+        default=1200,
+        gt=0,
+        description=(
+            "Seconds a build may take; past that it is stopped with every process it started "
+            "and the deploy fails, saying so."
+        ),
+    )
     environments: list[Name] = Field(
         default_factory=list, description="Names of the environments this app deploys to."
     )

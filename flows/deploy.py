@@ -130,6 +130,7 @@ def deploy(
                         target.app.artifact_glob,
                         tree.worktree,
                         target.app.build_env,
+                        target.app.build_timeout,
                     )
                 finally:
                     remove_worktree(tree)

@@ -38,6 +38,7 @@ from tasks.home import home
 from tasks.sandbox import (
     BuildUser,
     SandboxUnavailable,
+    TimedOut,
     build_user,
     matching_files,
     read_file,
@@ -145,10 +146,16 @@ def maven_options(archive: Path | None) -> tuple[dict[str, str], str]:
 
 
 def run_build(
-    user: BuildUser, copy: Path, build_command: str, sha: str, build_env: Sequence[str] = ()
+    user: BuildUser,
+    copy: Path,
+    build_command: str,
+    sha: str,
+    build_env: Sequence[str] = (),
+    timeout: float | None = None,
 ) -> None:
     """Run ``build_command`` as ``user`` in ``copy`` with the allow-listed environment,
-    streaming its output to the logs; :class:`BuildFailed` with the last lines if it fails."""
+    streaming its output to the logs; :class:`BuildFailed` with the last lines if it fails or
+    runs past ``timeout`` seconds (then it is stopped with every process it started)."""
     logger = get_run_logger()
     options, archive = maven_options(jvm_archive(user))
     env = {**user.environment(sha, build_env), **options}
@@ -159,7 +166,14 @@ def run_build(
         logger.info(line)
 
     argv = ["/bin/bash", "-c", _BUILD, "chatops-build", str(copy), archive, build_command]
-    code = stream_as(user, argv, env, show)
+    try:
+        code = stream_as(user, argv, env, show, timeout)
+    except TimedOut:
+        raise BuildFailed(
+            f"the build ran past its bound, build_timeout ({timeout:g} s), and was stopped "
+            "with every process it started",
+            list(tail),
+        ) from None
     if code:
         raise BuildFailed(f"build command failed with exit code {code}", list(tail))
 
@@ -171,10 +185,12 @@ def build(
     artifact_glob: str,
     worktree: str,
     build_env: Sequence[str] = (),
+    timeout: float | None = None,
 ) -> Built:
     """Build ``sha`` from the files in ``worktree`` unless the cache already holds its artifact.
 
-    ``build_env`` names variables of our environment the build may see besides the fixed ones.
+    ``build_env`` names variables of our environment the build may see besides the fixed ones;
+    ``timeout`` is the app's ``build_timeout``.
     """
     logger = get_run_logger()
     folder = cache_dir(sha, build_command, artifact_glob)
@@ -196,7 +212,7 @@ def build(
         try:
             with working_copy(user, Path(worktree), sha) as copy:
                 logger.info("Building %s as %s in %s", sha[:7], user.name, copy)
-                run_build(user, copy, build_command, sha, build_env)
+                run_build(user, copy, build_command, sha, build_env, timeout)
                 artifact = find_artifact(user, copy, artifact_glob)
                 read_file(user, artifact, staging / artifact.name)
         except BaseException as exc:

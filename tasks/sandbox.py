@@ -22,6 +22,7 @@ import pwd
 import signal
 import subprocess
 import tarfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -146,11 +147,20 @@ def run_as(
     return subprocess.CompletedProcess(line, proc.returncode, out, err)
 
 
+class TimedOut(Exception):
+    """The command ran past its time and was stopped with everything it started."""
+
+
 def stream_as(
-    user: BuildUser, argv: Sequence[str], env: dict[str, str], on_line: Callable[[str], None]
+    user: BuildUser,
+    argv: Sequence[str],
+    env: dict[str, str],
+    on_line: Callable[[str], None],
+    timeout: float | None = None,
 ) -> int:
     """Run ``argv`` as ``user`` with exactly ``env``, each line of its output (stdout and
-    stderr) to ``on_line``; its exit code."""
+    stderr) to ``on_line``; its exit code. After ``timeout`` seconds it is stopped, its whole
+    process group, and :class:`TimedOut` raised."""
     line, start_env = user.command(argv, env)
     proc = subprocess.Popen(
         line,
@@ -160,15 +170,26 @@ def stream_as(
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: stopped as a whole below
     )
+    expired = threading.Event()
+    # Reading its output blocks until the build closes it, so the bound is kept by a timer: it
+    # stops the process group, which closes the output and ends the loop below.
+    watchdog = threading.Timer(timeout or 0, lambda: (expired.set(), stop(proc)))
+    if timeout is not None:
+        watchdog.daemon = True
+        watchdog.start()
     try:
         assert proc.stdout is not None
         for raw in proc.stdout:
             if text := raw.decode(errors="replace").rstrip():
                 on_line(text)
-        return proc.wait()
+        code = proc.wait()
     finally:
+        watchdog.cancel()
         if proc.poll() is None:  # we were interrupted (cancelled run): do not leave it running
             stop(proc)
+    if expired.is_set():
+        raise TimedOut(f"stopped after {timeout:g} s")
+    return code
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -5,6 +5,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -254,3 +255,30 @@ def test_an_interrupted_build_is_stopped_with_everything_it_started() -> None:
         stream_as(user, argv, user.environment(SHA), interrupt)
     left = subprocess.run(["pgrep", "-u", user.name, "-f", marker], capture_output=True, text=True)
     assert left.stdout == "", "nothing of the build is left running"
+
+
+def test_a_build_past_build_timeout_is_stopped_and_says_which_bound(
+    prefect_server: None, chatops_home: Path, tree: Path
+) -> None:
+    """A hung build (a test waiting on the network, say) does not hold the environment forever:
+    at ``build_timeout`` it is stopped, with what it started in the background, and the deploy
+    fails naming the bound."""
+    marker = f"sleep 4{os.getpid() % 1000:03d}"
+    started = time.monotonic()
+    with pytest.raises(BuildFailed) as caught:
+        build(
+            sha=SHA,
+            build_command=f"echo compiling; {marker} & {marker}",
+            artifact_glob="target/*.war",
+            worktree=str(tree),
+            timeout=2,
+        )
+    took = time.monotonic() - started
+    print(f"measured: a build that hangs, build_timeout 2 s: failed after {took:.1f} s")
+    assert "build_timeout (2 s)" in str(caught.value)
+    assert caught.value.tail == ["compiling"], "the output so far is kept"
+    assert took < 15
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    assert left.stdout == "", "nothing of the build is left running"
+    builds = Path(pwd.getpwnam("chatops-build").pw_dir) / "builds"
+    assert not [p for p in builds.glob(f"{SHA[:12]}-*")], "its working copy is removed"
