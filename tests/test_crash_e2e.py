@@ -116,6 +116,15 @@ class Bed:
         done = up.cli("deploy", f"shop@{ref}", "to", "staging", user="erin")
         assert done.returncode == 0, done.stdout + done.stderr
 
+    def deploy_v2_until(self, up: ChatopsUp, phase: str) -> None:
+        """Deploy v1, then ask Slack for v2 and wait until that deploy is at ``phase``."""
+        self.configure(up, health_timeout=60)
+        self.deploy(up, "v1")
+        caught = phase_reached(self, phase)
+        reply = self.slash(up, "shop@v2 to staging")
+        assert "shop@v2 → staging" in reply["text"]
+        until(caught, 120, f"the deploy reaching {phase}")
+
     def flow_pid(self) -> int:
         [record] = list((self.home / "runs").glob("*.pid"))
         return int(record.read_text().split()[0])
@@ -168,12 +177,7 @@ def test_a_killed_deploy_is_reported_and_the_next_one_recovers_every_host(
 ) -> None:
     v2 = bed.repo.v2
     with bed.up() as up:
-        bed.configure(up, health_timeout=60)
-        bed.deploy(up, "v1")
-        caught = phase_reached(bed, phase)
-        reply = bed.slash(up, "shop@v2 to staging")
-        assert "shop@v2 → staging" in reply["text"]
-        until(caught, 120, f"the deploy reaching {phase}")
+        bed.deploy_v2_until(up, phase)
         os.kill(bed.flow_pid(), signal.SIGKILL)
         os.kill(up.child("chatops.runner"), signal.SIGKILL)
         killed = time.time()
@@ -226,11 +230,7 @@ def test_a_killed_deploy_process_is_reported_at_once_by_the_runner(bed: Bed) -> 
     first, _ = bed.hosts
     v2 = bed.repo.v2
     with bed.up() as up:
-        bed.configure(up, health_timeout=60)
-        bed.deploy(up, "v1")
-        caught = phase_reached(bed, "health check")
-        bed.slash(up, "shop@v2 to staging")
-        until(caught, 120, "the health check")
+        bed.deploy_v2_until(up, "health check")
         os.kill(bed.flow_pid(), signal.SIGKILL)
         killed = time.monotonic()
         crashed = lambda: next((d for d in bed.github.deployments if d["sha"] == v2), None)  # noqa: E731
@@ -294,11 +294,7 @@ def test_sigkill_of_chatops_up_leaves_no_process_of_it_and_the_next_start_report
 ) -> None:
     v2 = bed.repo.v2
     with bed.up() as up:
-        bed.configure(up, health_timeout=60)
-        bed.deploy(up, "v1")
-        caught = phase_reached(bed, "health check")
-        bed.slash(up, "shop@v2 to staging")
-        until(caught, 120, "the health check")
+        bed.deploy_v2_until(up, "health check")
         assert bed.flow_pid() in processes_of(bed.home)
         assert up.process is not None
         up.process.kill()
