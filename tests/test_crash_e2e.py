@@ -37,6 +37,8 @@ PADDED = (
     "jar uf target/demo.war -C target pad.bin"
 )
 """The example app's build, with 3 MB the upload has to carry (so it can be caught at it)."""
+SLOW_BATCH_SECONDS = 40
+"""A restart that long makes a batch outlast the 30 s Prefect's runner gives a run to stop."""
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -207,7 +209,8 @@ def test_sigterm_to_chatops_up_mid_deploy_leaves_every_host_on_one_release(bed: 
     with bed.up() as up:
         bed.configure(up, health_timeout=60)
         bed.deploy(up, "v1")
-        delay_restart(second, v2, "sleep 4")
+        # the second batch takes over 40 s: longer than Prefect's own runner lets a run stop in
+        delay_restart(second, v2, f"sleep {SLOW_BATCH_SECONDS}")
         bed.slash(up, "shop@v2 to staging")
         until(
             lambda: serves(first, v2) and (second.root / "SWITCHING").exists(),
@@ -216,7 +219,10 @@ def test_sigterm_to_chatops_up_mid_deploy_leaves_every_host_on_one_release(bed: 
         )
         assert up.process is not None
         up.process.send_signal(signal.SIGTERM)
-        assert up.process.wait(timeout=120) == 0
+        asked = time.monotonic()
+        assert up.process.wait(timeout=SLOW_BATCH_SECONDS + 120) == 0
+        print(f"measured: chatops up stopped {time.monotonic() - asked:.1f} s after SIGTERM")
+        assert time.monotonic() - asked >= SLOW_BATCH_SECONDS - 5  # it waited for the batch
         releases = {current(host) for host in bed.hosts}
         assert len(releases) == 1, f"hosts left on {releases}"
         [release] = releases
