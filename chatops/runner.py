@@ -11,7 +11,9 @@ their runs, at most ``CHATOPS_RUNNER_LIMIT`` (8) at once. Starting a run is fast
 
 Before it takes runs, it marks the runs a dead predecessor left behind as Crashed and reports
 them (:func:`flows.crash.recover_orphans`). On SIGTERM it stops taking runs and cancels the
-ones in flight: a deploy finishes its current batch, switches back what it switched, and ends.
+ones in flight, all at once: a deploy finishes its current batch, switches back what it switched,
+and ends. Each run has ``CHATOPS_STOP_GRACE_SECONDS`` (600) from the SIGTERM to end; one still
+running then is SIGKILLed (Prefect's own runner allows 30 s, less than one batch may take).
 
 For many machines, deploy the same flows to a work pool with prefect.yaml instead and start
 workers there.
@@ -24,6 +26,7 @@ import os
 import time
 import urllib.request
 from collections.abc import Iterable
+from typing import Any
 from uuid import UUID
 
 from prefect.events.clients import get_events_subscriber
@@ -34,17 +37,72 @@ from prefect.events.filters import (
     EventOccurredFilter,
 )
 from prefect.runner import Runner
+from prefect.runner._process_manager import ProcessManager
 from prefect.settings import PREFECT_API_URL
 from prefect.types._datetime import now
 
 from chatops import warmstart
-from chatops.settings import DEPLOY_DEPLOYMENT, ROLLBACK_DEPLOYMENT, VERIFY_DEPLOYMENT
+from chatops.settings import (
+    DEPLOY_DEPLOYMENT,
+    ROLLBACK_DEPLOYMENT,
+    VERIFY_DEPLOYMENT,
+    stop_grace_seconds,
+)
 from tasks.home import home
 
 DEFAULT_LIMIT = 8
 POLL_SECONDS = 1.0
 FLOW_MODULES = ["flows.deploy", "flows.rollback", "flows.verify"]
 logger = logging.getLogger("chatops.runner")
+
+
+class GracefulRunner(Runner):
+    """Prefect's runner, stopping its runs in flight at once, each within ``grace`` seconds."""
+
+    def __init__(self, *, grace: float, **options: Any) -> None:
+        super().__init__(**options)
+        self.grace = grace
+
+    async def cancel_all(self) -> None:
+        """Cancel every run in flight concurrently, the way Prefect does (cancel intent, SIGTERM,
+        then the Cancelled state and hooks), with one deadline ``grace`` seconds from now."""
+        deadline = time.monotonic() + self.grace
+        bound_kills(self._process_manager, deadline)
+        cancelling = [self._cancel_one(run_id) for run_id in self._process_manager.flow_run_ids()]
+        if cancelling:
+            logger.info("Stopping %d runs; each has %.0f s to end", len(cancelling), self.grace)
+        await asyncio.gather(*cancelling)
+
+    async def _cancel_one(self, run_id: UUID) -> None:
+        try:
+            run = await self._client.read_flow_run(run_id)
+            await self._cancellation_manager.cancel(run, state_msg="Runner is shutting down.")
+        except Exception:
+            logger.exception("Could not stop run %s", run_id)
+
+
+def bound_kills(processes: ProcessManager, deadline: float) -> None:
+    """Make ``processes.kill`` wait for a run until ``deadline``, then SIGKILL it.
+
+    Prefect's cancellation passes its own fixed grace (30 s) and looks every grace/10 s; this
+    looks every 0.2 s, so the runner exits as soon as its last run has.
+    """
+
+    async def kill(flow_run_id: UUID, grace_seconds: float = 0.0, *, force: bool = False) -> None:
+        handle = processes.get(flow_run_id)
+        if handle is None:
+            return
+        if not force:
+            handle.graceful_kill()  # ProcessLookupError (gone already) is the caller's to read
+            while handle.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            if not handle.is_alive():
+                return
+            logger.warning("Run %s did not end within its grace; killing it", flow_run_id)
+        with contextlib.suppress(OSError):
+            handle.hard_kill()
+
+    processes.kill = kill  # type: ignore[method-assign]
 
 
 async def serve(limit: int) -> None:
@@ -54,7 +112,9 @@ async def serve(limit: int) -> None:
     from flows.rollback import rollback
     from flows.verify import verify
 
-    runner = Runner(name="chatops", query_seconds=POLL_SECONDS, limit=limit)
+    runner = GracefulRunner(
+        name="chatops", query_seconds=POLL_SECONDS, limit=limit, grace=stop_grace_seconds()
+    )
     served = [
         (deploy, DEPLOY_DEPLOYMENT, "Deploy a commit of an app to an environment."),
         (rollback, ROLLBACK_DEPLOYMENT, "Switch an environment back to an earlier release."),

@@ -15,6 +15,16 @@ VERIFY_DEPLOYMENT = "verify/chatops"
 """The Prefect deployment that reads every host of an app and reports drift."""
 DEPLOYMENTS = (DEPLOY_DEPLOYMENT, ROLLBACK_DEPLOYMENT, VERIFY_DEPLOYMENT)
 
+STOP_GRACE_SECONDS = 600.0
+"""Default of ``CHATOPS_STOP_GRACE_SECONDS``: sized to the longest batch (a restart plus its
+health check, ``health_timeout`` 120 s by default) and the switch back after it."""
+
+
+def stop_grace_seconds() -> float:
+    """How long the runner lets its runs in flight end on SIGTERM before it SIGKILLs them
+    (``CHATOPS_STOP_GRACE_SECONDS``): a deploy finishes its batch and switches back meanwhile."""
+    return float(os.environ.get("CHATOPS_STOP_GRACE_SECONDS", STOP_GRACE_SECONDS))
+
 
 @dataclass(frozen=True)
 class GatewaySettings:

@@ -37,14 +37,20 @@ from types import FrameType
 
 from chatops.cli.server import PREFECT_API_AUTH, write_up_file
 from chatops.lifeline import die_with_parent
-from chatops.settings import DEPLOYMENTS
+from chatops.settings import DEPLOYMENTS, stop_grace_seconds
 from tasks.home import home
 from tasks.run_signing import signing_key
 
 SERVER_START_SECONDS = 120
-STOP_SECONDS = {"gateway": 10.0, "runner": 600.0, "server": 15.0}
-"""How long each service has to stop on SIGTERM before it is killed (the runner waits for the
-deploys in flight to finish their batch)."""
+RUNNER_STOP_MARGIN = 30.0
+"""What the runner needs beyond its runs' grace to record them as ended and exit."""
+STOP_SECONDS = {
+    "gateway": 10.0,
+    "runner": stop_grace_seconds() + RUNNER_STOP_MARGIN,
+    "server": 15.0,
+}
+"""How long each service has to stop on SIGTERM before it is killed (the runner gives the
+deploys in flight ``CHATOPS_STOP_GRACE_SECONDS`` to finish their batch)."""
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 

@@ -9,7 +9,8 @@ Inside the dead process nothing can run any more, so this happens outside it:
   is gone (each run records its process in ``$CHATOPS_HOME/runs/``) is marked Crashed and
   reported the same way.
 
-Either way GitHub gets ``error`` on the deployment and Slack a message. The environment's
+Either way GitHub gets ``error`` on the deployment and Slack a message, unless the run had
+recorded its success (then it stays ``success``: its hosts keep the release). The environment's
 concurrency slot is freed when its lease runs out, and the next run on the environment brings
 every host back to one consistent release (:func:`flows.steps.recover_hosts`).
 """

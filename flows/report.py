@@ -49,6 +49,7 @@ from tasks.github import (
 )
 from tasks.health import Unhealthy
 from tasks.locks import EnvironmentLocked
+from tasks.pauses import pause_point
 from tasks.run_signing import claims, problem, signing_key
 from tasks.summary import DeploySummary, Outcome, Step, run_tags, run_title
 
@@ -212,9 +213,19 @@ class DeployReport:
             raise
 
     def succeeded(self) -> None:
+        """Every host runs the release: record that in Prefect, then tell GitHub and Slack.
+
+        The record comes first because success is final: once it exists, a recovery keeps
+        the release on the hosts and a crash report does not say ``error``, even if this
+        process dies before the hosts' journals are cleared.
+        """
+        self.summary.finished = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        pause_point("success")
+        history.write_deployed(self.summary)
+        pause_point("success recorded")
         description = f"Deployed {self.target.ref} to {self.target.environment_name}"
         self._finish("success", None, description)
-        history.write_deployed(self.summary)
+        pause_point("success told")
 
     def failed(self, outcome: Outcome, error: str) -> None:
         """The deploy ended with ``failure`` (it could not be done) or ``error`` (it broke)."""
@@ -226,7 +237,9 @@ class DeployReport:
 
     def _finish(self, outcome: Outcome, error: str | None, description: str) -> None:
         self.summary.outcome, self.summary.error = outcome, error
-        self.summary.finished = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        self.summary.finished = self.summary.finished or datetime.now(UTC).strftime(
+            "%Y-%m-%d %H:%M:%S UTC"
+        )
         for entry in self.summary.steps:
             if entry.state in ("pending", "running"):
                 entry.state = "skipped" if entry.state == "pending" else "failed"
@@ -278,6 +291,9 @@ def signed(flow_run: FlowRun) -> bool:
 def report_crash(flow_run: FlowRun, why: str) -> None:
     """Tell GitHub (``error``) and Slack that the process running ``flow_run`` died.
 
+    A run that had recorded its success before it died stays a success: GitHub gets
+    ``success`` again (never ``error`` after it), and Slack that the next deploy records it.
+
     Runs outside the dead run (in the runner, or when a restarted runner finds the run
     orphaned), so it works from the run's parameters alone. The GitHub deployment is the one
     given in the parameters (of a run the gateway signed), or the one whose payload names this
@@ -293,6 +309,13 @@ def report_crash(flow_run: FlowRun, why: str) -> None:
     message = (
         f"Deploy {title} crashed: {why}. The next deploy brings every host back to one release."
     )
+    state = "error"
+    if history.runs_that_deployed({str(flow_run.id)}):  # success is final
+        state = "success"
+        message = (
+            f"Deploy {title} succeeded on every host; then {why}. The next deploy records the "
+            "release on the hosts."
+        )
     try:
         app = App.load(str(app_name))
         env = Environment.load(f"{app_name}-{environment}")
@@ -311,7 +334,7 @@ def report_crash(flow_run: FlowRun, why: str) -> None:
                     github,
                     app.repository,
                     int(deployment_id),
-                    "error",
+                    state,
                     description=message,
                     log_url=link,
                     environment_url=env.url,

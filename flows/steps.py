@@ -30,6 +30,7 @@ from blocks import Environment
 from flows.report import DeployReport
 from flows.results import HostResults, gather, on_hosts
 from flows.target import Target
+from tasks import history
 from tasks.github import PAYLOAD_MARK, GitHubDeployment, record_deployment
 from tasks.health import health_check
 from tasks.hosts import HostState, Release, activate, finish, inspect, recover, recovery
@@ -112,7 +113,11 @@ def recover_hosts(report: DeployReport, target: Target, checks: Checks) -> HostR
 
 
 def runs_that_succeeded(run_ids: set[str]) -> set[str]:
-    """Which of ``run_ids`` (flow runs named in SWITCHING journals) completed successfully."""
+    """Which of ``run_ids`` (flow runs named in SWITCHING journals) succeeded on every host.
+
+    A run whose process died after it recorded its success (and so may have told GitHub and
+    Slack "success") counts: success is final, its hosts keep the release.
+    """
     done = set()
     with get_client(sync_client=True) as client:
         for run_id in run_ids:
@@ -122,7 +127,7 @@ def runs_that_succeeded(run_ids: set[str]) -> set[str]:
                 continue
             if run.state_type == StateType.COMPLETED:
                 done.add(run_id)
-    return done
+    return done | history.runs_that_deployed(run_ids - done)
 
 
 def roll_out(

@@ -17,6 +17,7 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from uuid import UUID
 
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
@@ -24,6 +25,7 @@ from prefect.client.schemas.filters import (
     ArtifactCollectionFilter,
     ArtifactCollectionFilterKey,
     ArtifactFilter,
+    ArtifactFilterFlowRunId,
     ArtifactFilterKey,
     FlowRunFilter,
     FlowRunFilterTags,
@@ -143,6 +145,22 @@ def write_deployed(summary: DeploySummary) -> None:
         markdown=deployed_markdown(deployed),
         description=f"What is deployed on {summary.app} {summary.environment}",
     )
+
+
+def runs_that_deployed(run_ids: set[str]) -> set[str]:
+    """Which of ``run_ids`` wrote a ``deployed-*`` record: those runs succeeded on every host,
+    whatever became of their process afterwards (:meth:`flows.report.DeployReport.succeeded`
+    writes it before telling anyone)."""
+    if not run_ids:
+        return set()
+    with get_client(sync_client=True) as client:
+        records = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(like_=DEPLOYED_PREFIX),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(r) for r in run_ids]),
+            )
+        )
+    return {str(r.flow_run_id) for r in records if r.flow_run_id} & run_ids
 
 
 def earlier_ref(app: str, environment: str, sha: str) -> str | None:

@@ -9,10 +9,11 @@ Every host keeps its releases side by side, one symlink to the live one, and a j
 
 ``SWITCHING`` is written in the same command that switches ``current`` and removed when the deploy
 succeeds everywhere (:func:`finish`: ``HISTORY`` gains the release, old releases go) or when the
-host is switched back. A host that still
-has it was switched by a run that died: :func:`recovery` says how to bring it back before the
-next deploy touches anything. "Previous release" always means the one ``HISTORY`` says ran
-successfully before, never just the newest folder.
+host is switched back. A host that still has it was switched by a run that died: :func:`recovery`
+says how to bring it back before the next deploy touches anything; if that run had recorded its
+success in Prefect (it does so before it tells anyone), the host keeps the release and only the
+record is written. "Previous release" always means the one ``HISTORY`` says ran successfully
+before, never just the newest folder.
 
 SSH itself (connections, timeouts, error messages) is :mod:`tasks.ssh`.
 """
@@ -31,6 +32,7 @@ from prefect.transactions import Transaction, get_transaction
 from blocks.environment import Environment
 from tasks import ssh
 from tasks.health import Unhealthy, serves, wait_healthy
+from tasks.pauses import pause_point
 
 HISTORY_KEPT = 50
 """Lines of HISTORY read back; more than any keep_releases needs."""
@@ -430,6 +432,7 @@ def finish(
     if doomed:
         paths = " ".join(shlex.quote(f"{releases_dir(env)}/{name}") for name in doomed)
         command += f" && rm -rf -- {paths}"
+    pause_point("finish")
     with ssh.connection(env, host, "finish") as conn:
         ssh.run(conn, command, host=host, step="finish", timeout=120, env=env)
     return doomed

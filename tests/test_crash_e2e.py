@@ -37,6 +37,8 @@ PADDED = (
     "jar uf target/demo.war -C target pad.bin"
 )
 """The example app's build, with 3 MB the upload has to carry (so it can be caught at it)."""
+SLOW_BATCH_SECONDS = 40
+"""A restart that long makes a batch outlast the 30 s Prefect's runner gives a run to stop."""
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -84,8 +86,8 @@ class Bed:
     slack: FakeSlack
     key: SshKey
 
-    def up(self) -> ChatopsUp:
-        return ChatopsUp(self.home, env={"CHATOPS_SLACK_SIGNING_SECRET": SLACK_SECRET})
+    def up(self, **env: str) -> ChatopsUp:
+        return ChatopsUp(self.home, env={"CHATOPS_SLACK_SIGNING_SECRET": SLACK_SECRET, **env})
 
     def configure(self, up: ChatopsUp, **environment: object) -> None:
         with temporary_settings(up.prefect_settings()):
@@ -207,7 +209,8 @@ def test_sigterm_to_chatops_up_mid_deploy_leaves_every_host_on_one_release(bed: 
     with bed.up() as up:
         bed.configure(up, health_timeout=60)
         bed.deploy(up, "v1")
-        delay_restart(second, v2, "sleep 4")
+        # the second batch takes over 40 s: longer than Prefect's own runner lets a run stop in
+        delay_restart(second, v2, f"sleep {SLOW_BATCH_SECONDS}")
         bed.slash(up, "shop@v2 to staging")
         until(
             lambda: serves(first, v2) and (second.root / "SWITCHING").exists(),
@@ -216,13 +219,63 @@ def test_sigterm_to_chatops_up_mid_deploy_leaves_every_host_on_one_release(bed: 
         )
         assert up.process is not None
         up.process.send_signal(signal.SIGTERM)
-        assert up.process.wait(timeout=120) == 0
+        asked = time.monotonic()
+        assert up.process.wait(timeout=SLOW_BATCH_SECONDS + 120) == 0
+        print(f"measured: chatops up stopped {time.monotonic() - asked:.1f} s after SIGTERM")
+        assert time.monotonic() - asked >= SLOW_BATCH_SECONDS - 5  # it waited for the batch
         releases = {current(host) for host in bed.hosts}
         assert len(releases) == 1, f"hosts left on {releases}"
         [release] = releases
         sha = v2 if release.endswith(v2[:7]) else v1
         assert all(serves(host, sha) for host in bed.hosts)
         assert not any((host.root / "SWITCHING").exists() for host in bed.hosts)
+
+
+@pytest.mark.parametrize("deploy_hosts", [2], indirect=True)
+@pytest.mark.parametrize("point", ["success", "success recorded", "success told"])
+def test_a_deploy_killed_after_its_last_health_check_keeps_its_release_once_it_is_a_success(
+    bed: Bed, tmp_path: Path, point: str
+) -> None:
+    """Every host is healthy on v2 and its ``finish`` (record, clear the journal) is held; the
+    deploy's process is killed at ``point``: before its success is recorded (the next deploy
+    switches back: nobody was told success), after it was recorded, after GitHub and Slack were
+    told. Once recorded, nothing switches the hosts back and nothing says ``error``."""
+    v1, v2 = bed.repo.v1, bed.repo.v2
+    pauses = tmp_path / "pauses"
+    pauses.mkdir()
+    with bed.up(CHATOPS_PAUSE_DIR=str(pauses)) as up:
+        bed.configure(up, health_timeout=60)
+        bed.deploy(up, "v1")
+        for host in bed.hosts:  # from now on, a restart on v1 means a switch back
+            delay_restart(host, v1, f"echo v1 >> {DEPLOY_PATH}/restarts-on-v1")
+        (pauses / "finish").touch()
+        (pauses / point).touch()
+        bed.slash(up, "shop@v2 to staging")
+        until(lambda: (pauses / f"{point}.paused").exists(), 180, f"the deploy at {point}")
+        killed_release = (bed.hosts[0].root / "SWITCHING").read_text().split()[1]
+        os.kill(bed.flow_pid(), signal.SIGKILL)
+        for armed in pauses.iterdir():
+            armed.unlink()
+        until(
+            lambda: any(m.text.startswith(":warning:") for m in bed.slack.top_level(DEPLOYS)),
+            60,
+            "Slack told about the killed deploy",
+        )
+        bed.deploy(up, "v2")
+        for host in bed.hosts:
+            assert serves(host, v2) and (current(host) or "").endswith(v2[:7])
+            assert not (host.root / "SWITCHING").exists()
+        killed = next(d for d in bed.github.deployments if d["sha"] == v2)
+        states = [s["state"] for s in bed.github.statuses(killed["id"])]
+        switched_back = [h.address for h in bed.hosts if (h.root / "restarts-on-v1").exists()]
+        recorded = [killed_release in (h.root / "HISTORY").read_text() for h in bed.hosts]
+        print(f"measured: killed at {point}: GitHub {states}, switched back on {switched_back}")
+    if point == "success":  # nobody was told success: switching back is right
+        assert "success" not in states and states[-1] == "error"
+        assert len(switched_back) == 2 and not any(recorded)
+    else:
+        assert "error" not in states and "success" in states  # later "inactive": superseded
+        assert switched_back == [] and all(recorded)
 
 
 @pytest.mark.parametrize("deploy_hosts", [2], indirect=True)
