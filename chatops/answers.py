@@ -21,7 +21,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.states import Cancelled, Cancelling
+from prefect.utilities.urls import url_for
 
 from chatops.catalog import Catalog
 from chatops.grammar import HELP_TEXT, Command
@@ -41,9 +54,13 @@ from chatops.request import (
 from tasks import history
 from tasks.locks import Lock
 from tasks.slack_card import escape_mrkdwn, who
+from tasks.summary import abort_message, run_tags
 from tasks.verify import Checked, read_report
 
 QUERY_RUNS = 5
+ABORTABLE = [StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED]
+"""States of a deploy or rollback that an abort stops (a Scheduled one never starts)."""
+ABORTABLE_FLOWS = ["deploy", "rollback"]
 VERIFY_SECONDS = 120.0
 
 
@@ -83,6 +100,7 @@ class Answers:
             "status": self._status,
             "latest": self._latest,
             "deploys": self._deploys,
+            "abort": self._abort,
         }
 
     async def answer(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
@@ -144,6 +162,47 @@ class Answers:
                 return []
             await asyncio.sleep(0.3)
         return None
+
+    async def _abort(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
+        """Cancel the deploy or rollback running in the environment (the oldest, which holds
+        its slot). The runner stops its process like a SIGTERM: the batch under way ends,
+        every host switched so far goes back, and the run reports who aborted it."""
+        requester = request.requester
+        target = find_target(request.command, self.catalog.snapshot)
+        if refusal := not_allowed(target, requester):
+            return Reply(refusal, ok=False)
+        where = f"*{target.app_name}* to *{target.environment_name}*"
+        runs = await self._abortable(target.app_name, target.environment_name)
+        if not runs:
+            return Reply(f"Nothing is deploying {where}.")
+        run = runs[0]
+        message = abort_message(requester.user)
+        never_started = run.state_type == StateType.SCHEDULED
+        state = Cancelled(message=message) if never_started else Cancelling(message=message)
+        await self.client.set_flow_run_state(run.id, state, force=True)
+        link = f"<{url_for('flow-run', obj_id=run.id)}|{escape_mrkdwn(run.name)}>"
+        then = (
+            "It had not started."
+            if never_started
+            else "The batch under way ends, then every host it switched goes back to the "
+            "release it ran before."
+        )
+        waiting = f" {len(runs) - 1} more wait for the environment." if len(runs) > 1 else ""
+        return Reply(
+            f":octagonal_sign: {requester.mention} aborted {link}. {then}{waiting}", public=True
+        )
+
+    async def _abortable(self, app: str, environment: str) -> list[FlowRun]:
+        """The unfinished deploys and rollbacks of one app environment, oldest first."""
+        return await self.client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=ABORTABLE_FLOWS)),
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=run_tags(app, environment)),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=ABORTABLE)),
+            ),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+            limit=50,
+        )
 
     # ---- configuration
     async def _help(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:

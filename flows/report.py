@@ -275,8 +275,9 @@ def signed(flow_run: FlowRun) -> bool:
     return problem(values, parameters.get("signature"), signing_key(False)) is None
 
 
-def report_crash(flow_run: FlowRun, why: str) -> None:
-    """Tell GitHub (``error``) and Slack that the process running ``flow_run`` died.
+def report_crash(flow_run: FlowRun, why: str, aborted: str | None = None) -> None:
+    """Tell GitHub (``error``) and Slack that the process running ``flow_run`` died, or, with
+    ``aborted`` (who), that it was aborted.
 
     Runs outside the dead run (in the runner, or when a restarted runner finds the run
     orphaned), so it works from the run's parameters alone. The GitHub deployment is the one
@@ -293,6 +294,8 @@ def report_crash(flow_run: FlowRun, why: str) -> None:
     message = (
         f"Deploy {title} crashed: {why}. The next deploy brings every host back to one release."
     )
+    if aborted:
+        message = f"Deploy {title} was aborted by {aborted}."
     try:
         app = App.load(str(app_name))
         env = Environment.load(f"{app_name}-{environment}")
