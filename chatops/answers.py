@@ -7,6 +7,8 @@ endpoint sends it as is and the CLI renders it for a terminal. One method per ac
     deploy, rollback     resolve the request (chatops.request), store it in the intake, and say
                          "started, follow it here" or "queued, n ahead of you"
     status … verify      the same, for a run that reads every host; answers with what it found
+    abort                set the environment's running deploy or rollback Cancelling ("Aborted
+                         by …"); the runner stops it and its hosts go back
     lock, unlock, …      change or read the environment locks (Prefect Variables)
     status, latest,      read the deploy history in Prefect
     deploys, where, help

@@ -95,11 +95,16 @@ def test_abort_from_slack_switches_every_host_back_and_says_who(bed: Bed) -> Non
         assert button is not None, "the running deploy's card has no Abort button"
         url = bed.slack.response_url("abort-click")
         post_slack(up, "/slack/interactions", action_body("abort", button["value"], url))
+        clicked = time.monotonic()
         until(lambda: bed.slack.responses("abort-click"), 20, "the click answered")
         answer = bed.slack.responses("abort-click")[0]
         assert f"<@{ALICE}> aborted" in answer["text"], answer
         until(lambda: run_states(up)[0] in ("Cancelled", "Failed", "Crashed"), 60, "the run ends")
         until(lambda: github_errors(bed, v2), 30, "GitHub told")
+        print(
+            f"measured: abort from Slack: run over and GitHub told "
+            f"{time.monotonic() - clicked:.1f} s after the click"
+        )
 
         on_release(bed.hosts, v1)
         assert any("aborted by" in d.lower() and ALICE in d for d in github_errors(bed, v2)), (
@@ -131,11 +136,13 @@ def test_abort_from_the_terminal_switches_every_host_back(bed: Bed) -> None:
         refused = up.cli("abort", "shop", "in", "staging", user="mallory")
         assert refused.returncode == 2 and "may not deploy" in refused.stderr + refused.stdout
 
+        asked = time.monotonic()
         aborted = up.cli("abort", "shop", "in", "staging", user="erin")
         assert aborted.returncode == 0, aborted.stdout + aborted.stderr
         assert "erin aborted" in aborted.stdout, aborted.stdout
         out, _ = following.communicate(timeout=120)
         assert following.returncode == 1, out
+        print(f"measured: abort from the terminal: run over {time.monotonic() - asked:.1f} s later")
 
         on_release(bed.hosts, v1)
         until(lambda: github_errors(bed, v2), 30, "GitHub told")
