@@ -60,8 +60,9 @@ from tasks.summary import abort_message, run_tags
 from tasks.verify import Checked, read_report
 
 QUERY_RUNS = 5
-ABORTABLE = [StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED]
-"""States of a deploy or rollback that an abort stops (a Scheduled one never starts)."""
+ABORTABLE = [StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED, StateType.CANCELLING]
+"""States of a deploy or rollback that an abort stops (a Scheduled one never starts; a
+Cancelling one is already stopping)."""
 ABORTABLE_FLOWS = ["deploy", "rollback"]
 VERIFY_SECONDS = 120.0
 
@@ -178,11 +179,14 @@ class Answers:
         if not runs:
             return Reply(f"Nothing is deploying {where}.")
         run = runs[0]
+        link = f"<{url_for('flow-run', obj_id=run.id)}|{escape_mrkdwn(run.name)}>"
+        if run.state_type == StateType.CANCELLING:
+            why = escape_mrkdwn(run.state.message or "") if run.state else ""
+            return Reply(f"{link} is already stopping{f' ({why})' if why else ''}.")
         message = abort_message(requester.user)
         never_started = run.state_type == StateType.SCHEDULED
         state = Cancelled(message=message) if never_started else Cancelling(message=message)
         await self.client.set_flow_run_state(run.id, state, force=True)
-        link = f"<{url_for('flow-run', obj_id=run.id)}|{escape_mrkdwn(run.name)}>"
         then = (
             "It had not started."
             if never_started

@@ -12,6 +12,8 @@ their runs, at most ``CHATOPS_RUNNER_LIMIT`` (8) at once. Starting a run is fast
 Before it takes runs, it marks the runs a dead predecessor left behind as Crashed and reports
 them (:func:`flows.crash.recover_orphans`). On SIGTERM it stops taking runs and cancels the
 ones in flight: a deploy finishes its current batch, switches back what it switched, and ends.
+A run cancelled through Prefect (an abort) is stopped the same way, and has
+:data:`ABORT_GRACE_SECONDS` to end before it is killed.
 
 For many machines, deploy the same flows to a work pool with prefect.yaml instead and start
 workers there.
@@ -34,6 +36,7 @@ from prefect.events.filters import (
     EventOccurredFilter,
 )
 from prefect.runner import Runner
+from prefect.runner._process_manager import ProcessManager
 from prefect.settings import PREFECT_API_URL
 from prefect.types._datetime import now
 
@@ -43,6 +46,9 @@ from tasks.home import home
 
 DEFAULT_LIMIT = 8
 POLL_SECONDS = 1.0
+ABORT_GRACE_SECONDS = 600.0
+"""How long an aborted run may take to finish its batch and switch its hosts back before it is
+killed (a batch is bounded by the restart's command_timeout and the health_timeout)."""
 FLOW_MODULES = ["flows.deploy", "flows.rollback", "flows.verify"]
 logger = logging.getLogger("chatops.runner")
 
@@ -64,6 +70,7 @@ async def serve(limit: int) -> None:
         await runner.aadd_flow(flow, name=name.split("/", 1)[1], tags=["chatops"], description=text)
         for flow, name, text in served
     ]
+    patient_cancellation(runner._process_manager, ABORT_GRACE_SECONDS)
     orphans = await asyncio.to_thread(recover_orphans, ids)
     if orphans:
         logger.warning("Reported %d runs orphaned by a previous runner", len(orphans))
@@ -111,6 +118,29 @@ async def wake_on_events(runner: Runner, deployment_ids: Iterable[UUID]) -> None
                 await asyncio.sleep(5)
 
     await asyncio.gather(poll(), listen())
+
+
+def patient_cancellation(processes: ProcessManager, grace: float) -> None:
+    """Give a cancelled run (an abort) ``grace`` seconds after its SIGTERM to end, not
+    Prefect's fixed 30 s: it finishes its batch and switches the hosts back, which can take
+    longer. Its end is noticed within 0.2 s (Prefect looks every grace/10 s)."""
+
+    async def kill(flow_run_id: UUID, grace_seconds: float = 0.0, *, force: bool = False) -> None:
+        handle = processes.get(flow_run_id)
+        if handle is None:
+            return
+        if not force:
+            handle.graceful_kill()  # ProcessLookupError (gone already) is the caller's to read
+            deadline = time.monotonic() + max(grace, grace_seconds)
+            while handle.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            if not handle.is_alive():
+                return
+            logger.warning("Run %s did not end %.0f s after it was cancelled", flow_run_id, grace)
+        with contextlib.suppress(OSError):
+            handle.hard_kill()
+
+    processes.kill = kill  # type: ignore[method-assign]
 
 
 def wait_for_api(seconds: float = 120) -> None:

@@ -638,6 +638,8 @@ def test_abort_cancels_the_running_deploy_for_those_allowed_only(chat: Chat) -> 
         assert f"<@{BOSS}> aborted" in clicked["text"] and "held" in clicked["text"]
         assert clicked["response_type"] == "in_channel"
         assert state_of(held) == ("Cancelling", f"Aborted by {BOSS}")
+        again = chat.command("abort shop in production", user=BOSS)
+        assert f"|held> is already stopping (Aborted by {BOSS})." in again["text"]
 
         nothing = chat.command("abort shop in staging")
         assert nothing["text"] == "Nothing is deploying *shop* to *staging*."
