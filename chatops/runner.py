@@ -26,6 +26,7 @@ import os
 import time
 import urllib.request
 from collections.abc import Iterable
+from typing import Any
 from uuid import UUID
 
 from prefect.events.clients import get_events_subscriber
@@ -70,7 +71,7 @@ async def serve(limit: int) -> None:
         await runner.aadd_flow(flow, name=name.split("/", 1)[1], tags=["chatops"], description=text)
         for flow, name, text in served
     ]
-    patient_cancellation(runner._process_manager, ABORT_GRACE_SECONDS)
+    patient_cancellation(runner, ABORT_GRACE_SECONDS)
     orphans = await asyncio.to_thread(recover_orphans, ids)
     if orphans:
         logger.warning("Reported %d runs orphaned by a previous runner", len(orphans))
@@ -120,10 +121,25 @@ async def wake_on_events(runner: Runner, deployment_ids: Iterable[UUID]) -> None
     await asyncio.gather(poll(), listen())
 
 
-def patient_cancellation(processes: ProcessManager, grace: float) -> None:
+def patient_cancellation(runner: Runner, grace: float) -> None:
     """Give a cancelled run (an abort) ``grace`` seconds after its SIGTERM to end, not
     Prefect's fixed 30 s: it finishes its batch and switches the hosts back, which can take
-    longer. Its end is noticed within 0.2 s (Prefect looks every grace/10 s)."""
+    longer. Its end is noticed within 0.2 s (Prefect looks every grace/10 s).
+
+    The runner makes its process manager when it starts, so the patch is put in place when a
+    cancellation begins.
+    """
+    cancel_run = runner._cancel_run
+
+    async def patient_cancel_run(flow_run: Any, state_msg: str | None = None) -> None:
+        patient_kills(runner._process_manager, grace)
+        await cancel_run(flow_run, state_msg)
+
+    runner._cancel_run = patient_cancel_run  # type: ignore[method-assign]
+
+
+def patient_kills(processes: ProcessManager, grace: float) -> None:
+    """Make ``processes.kill`` wait up to ``grace`` seconds after the SIGTERM, then SIGKILL."""
 
     async def kill(flow_run_id: UUID, grace_seconds: float = 0.0, *, force: bool = False) -> None:
         handle = processes.get(flow_run_id)

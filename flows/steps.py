@@ -154,7 +154,7 @@ def roll_out(
     except Interrupted as exc:
         if by := abort_requester():
             raise Interrupted(
-                f"aborted by {by} ({exc}); every host switched went back to its previous release"
+                f"aborted by {by} ({exc}); switched hosts were switched back"
             ) from None
         raise
     if not env.health_url:
