@@ -91,10 +91,10 @@ After /deploy or `chatops` (`deploy` optional; prod, stg; an app: its name or ow
   shop@feature/login to staging         a branch, tag or sha (also: shop/feature/login)
   acme-inc/api@topic to staging         an app by its repository
   shop to production!                   `!` skips GitHub's required checks (not a lock)
-  shop to staging/web-1,web-2           these hosts only
+  shop to staging/web-1,web-2           only these hosts
   deploy:migrate shop to staging        run the app's `migrate` task
   rollback shop in production [to v1.4.2]  ·  abort shop in staging
-  status [shop [in staging]] [verify]   what runs where; verify reads the hosts
+  status [shop [in staging]] [verify]   what runs where; verify reads hosts
   where shop  ·  latest shop on staging  ·  deploys shop in production
   lock production on shop: release freeze  ·  unlock production on shop  ·  unlock all
   lock production on shop steal         take over someone's lock (they're told)

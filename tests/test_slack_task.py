@@ -340,7 +340,8 @@ def test_a_card_without_sha_steps_or_urls_still_renders(
     progress = make_progress(sha=None, steps=[], run_url=None, environment_url=None, hosts=[])
     text, blocks = render_deploy_message(progress)
     assert block(blocks, "deploy_header")["text"]["text"] == "shop@feature-x → staging"
-    assert [b["block_id"] for b in blocks] == ["deploy_header", "deploy_summary"]
+    assert [b["block_id"] for b in blocks] == ["deploy_header", "deploy_summary", "deploy_actions"]
+    assert set(buttons(blocks)) == {"abort"}  # no run link to view yet
     assert post_deploy_message(client, CHANNEL, progress) is not None
     assert fake_slack.violations == []
 
