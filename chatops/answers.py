@@ -7,6 +7,8 @@ endpoint sends it as is and the CLI renders it for a terminal. One method per ac
     deploy, rollback     resolve the request (chatops.request), store it in the intake, and say
                          "started, follow it here" or "queued, n ahead of you"
     status … verify      the same, for a run that reads every host; answers with what it found
+    abort                set the environment's running deploy or rollback Cancelling ("Aborted
+                         by …"); the runner stops it and its hosts go back
     lock, unlock, …      change or read the environment locks (Prefect Variables)
     status, latest,      read the deploy history in Prefect
     deploys, where, help
@@ -21,7 +23,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.states import Cancelled, Cancelling
+from prefect.utilities.urls import url_for
 
 from chatops.catalog import Catalog
 from chatops.grammar import HELP_TEXT, Command
@@ -41,9 +56,14 @@ from chatops.request import (
 from tasks import history
 from tasks.locks import Lock
 from tasks.slack_card import escape_mrkdwn, who
+from tasks.summary import abort_message, run_tags
 from tasks.verify import Checked, read_report
 
 QUERY_RUNS = 5
+ABORTABLE = [StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED, StateType.CANCELLING]
+"""States of a deploy or rollback that an abort stops (a Scheduled one never starts; a
+Cancelling one is already stopping)."""
+ABORTABLE_FLOWS = ["deploy", "rollback"]
 VERIFY_SECONDS = 120.0
 
 
@@ -83,6 +103,7 @@ class Answers:
             "status": self._status,
             "latest": self._latest,
             "deploys": self._deploys,
+            "abort": self._abort,
         }
 
     async def answer(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
@@ -144,6 +165,50 @@ class Answers:
                 return []
             await asyncio.sleep(0.3)
         return None
+
+    async def _abort(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
+        """Cancel the deploy or rollback running in the environment (the oldest, which holds
+        its slot). The runner stops its process like a SIGTERM: the batch under way ends,
+        every host switched so far goes back, and the run reports who aborted it."""
+        requester = request.requester
+        target = find_target(request.command, self.catalog.snapshot)
+        if refusal := not_allowed(target, requester):
+            return Reply(refusal, ok=False)
+        where = f"*{target.app_name}* to *{target.environment_name}*"
+        runs = await self._abortable(target.app_name, target.environment_name)
+        if not runs:
+            return Reply(f"Nothing is deploying {where}.")
+        run = runs[0]
+        link = f"<{url_for('flow-run', obj_id=run.id)}|{escape_mrkdwn(run.name)}>"
+        if run.state_type == StateType.CANCELLING:
+            why = escape_mrkdwn(run.state.message or "") if run.state else ""
+            return Reply(f"{link} is already stopping{f' ({why})' if why else ''}.")
+        message = abort_message(requester.user)
+        never_started = run.state_type == StateType.SCHEDULED
+        state = Cancelled(message=message) if never_started else Cancelling(message=message)
+        await self.client.set_flow_run_state(run.id, state, force=True)
+        then = (
+            "It had not started."
+            if never_started
+            else "The batch under way ends, then every host it switched goes back to the "
+            "release it ran before."
+        )
+        waiting = f" {len(runs) - 1} more wait for the environment." if len(runs) > 1 else ""
+        return Reply(
+            f":octagonal_sign: {requester.mention} aborted {link}. {then}{waiting}", public=True
+        )
+
+    async def _abortable(self, app: str, environment: str) -> list[FlowRun]:
+        """The unfinished deploys and rollbacks of one app environment, oldest first."""
+        return await self.client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=ABORTABLE_FLOWS)),
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=run_tags(app, environment)),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=ABORTABLE)),
+            ),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+            limit=50,
+        )
 
     # ---- configuration
     async def _help(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:

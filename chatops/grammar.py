@@ -18,6 +18,9 @@ task='deploy', force=False, message=None, verify=False)
     ('lock', True, 'hotfix', True)
     >>> parse("acme-inc/api@topic to staging").app, parse("lock staging to acme-inc/api").app
     ('acme-inc/api', 'acme-inc/api')
+    >>> abort = parse("abort shop in stg")
+    >>> abort.action, abort.app, abort.environment
+    ('abort', 'shop', 'staging')
 
 The forms (keywords are case-insensitive, extra whitespace is ignored, ``!`` at the end forces):
 
@@ -26,6 +29,8 @@ The forms (keywords are case-insensitive, extra whitespace is ignored, ``!`` at 
 * ``deploys APP[@REF] [in ENV]`` (recent deploys), ``where APP`` or ``where can i deploy APP``,
   ``latest APP [on ENV]``, ``status [APP [in ENV]] [verify]`` (``verify`` reads every host).
 * ``rollback APP in|on|to ENV [to REF]`` (without ``REF``: the release that ran before).
+* ``abort APP in|on|to ENV``: stop the deploy or rollback running there; hosts it switched go
+  back to the release they ran before.
 * ``lock ENV on|to APP [steal][: MESSAGE]`` (``steal``, or ``!``, takes over someone else's
   lock; they are told), ``unlock ENV on|to APP``, ``unlock all [on APP]``,
   ``check ENV on|to APP``, ``help``.
@@ -55,6 +60,7 @@ from typing import Literal, get_args
 Action = Literal[
     "deploy",
     "rollback",
+    "abort",
     "status",
     "deploys",
     "where",
@@ -83,15 +89,15 @@ HELP_TEXT = """\
 After /deploy or `chatops` (`deploy` optional; prod, stg; an app: its name or owner/repo):
   shop                                  default branch to the default environment
   shop@feature/login to staging         a branch, tag or sha (also: shop/feature/login)
-  acme-inc/api@topic to staging         the app whose repository is acme-inc/api
+  acme-inc/api@topic to staging         an app by its repository
   shop to production!                   `!` skips GitHub's required checks (not a lock)
   shop to staging/web-1,web-2           only these hosts
   deploy:migrate shop to staging        run the app's `migrate` task
-  rollback shop in production [to v1.4.2]
-  status [shop [in staging]] [verify]   what is deployed; verify reads every host
+  rollback shop in production [to v1.4.2]  ·  abort shop in staging
+  status [shop [in staging]] [verify]   what runs where; verify reads hosts
   where shop  ·  latest shop on staging  ·  deploys shop in production
   lock production on shop: release freeze  ·  unlock production on shop  ·  unlock all
-  lock production on shop steal         take over someone's lock (they are told)
+  lock production on shop steal         take over someone's lock (they're told)
   check production on shop              can shop deploy to production now?"""
 
 _ENV_WORDS = ("to", "in", "on")  # shop to staging
@@ -314,6 +320,14 @@ def _rollback(words: list[str], force: bool) -> Command:
     return Command("rollback", app, ref, environment, hosts, force=force)
 
 
+def _abort(words: list[str], force: bool) -> Command:
+    if len(words) != 3 or words[1].lower() not in _ENV_WORDS:
+        raise CommandError("write `abort APP in ENV`, e.g. `abort shop in staging`.")
+    app = validate_app(words[0])
+    environment, _ = _environment_spec(words[2:], allow_hosts=False)
+    return Command("abort", app, environment=environment, force=force)
+
+
 def _lock(words: list[str], force: bool) -> Command:
     usage = (
         "write `lock ENV on APP [steal][: MESSAGE]`, e.g. `lock production on shop: release "
@@ -364,6 +378,7 @@ _READERS = {
     "latest": _latest,
     "status": _status,
     "rollback": _rollback,
+    "abort": _abort,
     "lock": _lock,
     "unlock": _unlock,
     "check": _check,

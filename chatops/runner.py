@@ -13,7 +13,8 @@ Before it takes runs, it marks the runs a dead predecessor left behind as Crashe
 them (:func:`flows.crash.recover_orphans`). On SIGTERM it stops taking runs and cancels the
 ones in flight, all at once: a deploy finishes its current batch, switches back what it switched,
 and ends. Each run has ``CHATOPS_STOP_GRACE_SECONDS`` (600) from the SIGTERM to end; one still
-running then is SIGKILLed (Prefect's own runner allows 30 s, less than one batch may take).
+running then is SIGKILLed (Prefect's own runner allows 30 s, less than one batch may take). A run
+cancelled through Prefect (an abort) is stopped the same way, with the same grace.
 
 For many machines, deploy the same flows to a work pool with prefect.yaml instead and start
 workers there.
@@ -25,7 +26,7 @@ import logging
 import os
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from uuid import UUID
 
@@ -67,7 +68,7 @@ class GracefulRunner(Runner):
         """Cancel every run in flight concurrently, the way Prefect does (cancel intent, SIGTERM,
         then the Cancelled state and hooks), with one deadline ``grace`` seconds from now."""
         deadline = time.monotonic() + self.grace
-        bound_kills(self._process_manager, deadline)
+        patient_kills(self._process_manager, lambda: deadline)
         cancelling = [self._cancel_one(run_id) for run_id in self._process_manager.flow_run_ids()]
         if cancelling:
             logger.info("Stopping %d runs; each has %.0f s to end", len(cancelling), self.grace)
@@ -79,30 +80,6 @@ class GracefulRunner(Runner):
             await self._cancellation_manager.cancel(run, state_msg="Runner is shutting down.")
         except Exception:
             logger.exception("Could not stop run %s", run_id)
-
-
-def bound_kills(processes: ProcessManager, deadline: float) -> None:
-    """Make ``processes.kill`` wait for a run until ``deadline``, then SIGKILL it.
-
-    Prefect's cancellation passes its own fixed grace (30 s) and looks every grace/10 s; this
-    looks every 0.2 s, so the runner exits as soon as its last run has.
-    """
-
-    async def kill(flow_run_id: UUID, grace_seconds: float = 0.0, *, force: bool = False) -> None:
-        handle = processes.get(flow_run_id)
-        if handle is None:
-            return
-        if not force:
-            handle.graceful_kill()  # ProcessLookupError (gone already) is the caller's to read
-            while handle.is_alive() and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
-            if not handle.is_alive():
-                return
-            logger.warning("Run %s did not end within its grace; killing it", flow_run_id)
-        with contextlib.suppress(OSError):
-            handle.hard_kill()
-
-    processes.kill = kill  # type: ignore[method-assign]
 
 
 async def serve(limit: int) -> None:
@@ -124,6 +101,7 @@ async def serve(limit: int) -> None:
         await runner.aadd_flow(flow, name=name.split("/", 1)[1], tags=["chatops"], description=text)
         for flow, name, text in served
     ]
+    patient_cancellation(runner, stop_grace_seconds())
     orphans = await asyncio.to_thread(recover_orphans, ids)
     if orphans:
         logger.warning("Reported %d runs orphaned by a previous runner", len(orphans))
@@ -171,6 +149,49 @@ async def wake_on_events(runner: Runner, deployment_ids: Iterable[UUID]) -> None
                 await asyncio.sleep(5)
 
     await asyncio.gather(poll(), listen())
+
+
+def patient_cancellation(runner: Runner, grace: float) -> None:
+    """Give a cancelled run (an abort) ``grace`` seconds after its SIGTERM to end, not
+    Prefect's fixed 30 s: it finishes its batch and switches the hosts back, which can take
+    longer. Its end is noticed within 0.2 s (Prefect looks every grace/10 s).
+
+    The runner makes its process manager when it starts, so the patch is put in place when a
+    cancellation begins.
+    """
+    cancel_run = runner._cancel_run
+
+    async def patient_cancel_run(flow_run: Any, state_msg: str | None = None) -> None:
+        patient_kills(runner._process_manager, lambda: time.monotonic() + grace)
+        await cancel_run(flow_run, state_msg)
+
+    runner._cancel_run = patient_cancel_run  # type: ignore[method-assign]
+
+
+def patient_kills(processes: ProcessManager, deadline: Callable[[], float]) -> None:
+    """Make ``processes.kill`` wait for a run until ``deadline()`` (a monotonic time, asked when
+    its SIGTERM is sent), then SIGKILL it.
+
+    Prefect's cancellation passes its own fixed grace (30 s) and looks every grace/10 s; this
+    looks every 0.2 s, so the runner goes on (or exits) as soon as the run has ended.
+    """
+
+    async def kill(flow_run_id: UUID, grace_seconds: float = 0.0, *, force: bool = False) -> None:
+        handle = processes.get(flow_run_id)
+        if handle is None:
+            return
+        if not force:
+            handle.graceful_kill()  # ProcessLookupError (gone already) is the caller's to read
+            until = deadline()
+            while handle.is_alive() and time.monotonic() < until:
+                await asyncio.sleep(0.2)
+            if not handle.is_alive():
+                return
+            logger.warning("Run %s did not end within its grace; killing it", flow_run_id)
+        with contextlib.suppress(OSError):
+            handle.hard_kill()
+
+    processes.kill = kill  # type: ignore[method-assign]
 
 
 def wait_for_api(seconds: float = 120) -> None:

@@ -37,13 +37,19 @@ from prefect.states import Crashed
 from flows.report import report_crash
 from tasks.home import home
 from tasks.logs import run_logger
+from tasks.summary import aborted_by
 
 UNFINISHED = [StateType.RUNNING, StateType.PENDING, StateType.CANCELLING]
 
 
 def crashed(flow: Any, flow_run: FlowRun, state: State) -> None:
-    """Prefect's ``on_crashed``/``on_cancellation`` hook: report the run as ``error``."""
-    report_crash(flow_run, state.message or f"the run ended {state.name}")
+    """Prefect's ``on_crashed``/``on_cancellation`` hook: report the run as ``error``.
+
+    An aborted run is reported as aborted, naming who did it: the runner reads the run just
+    before stopping it, so ``flow_run.state`` is still the Cancelling state the abort set.
+    """
+    by = aborted_by(flow_run.state.message) if flow_run.state else None
+    report_crash(flow_run, state.message or f"the run ended {state.name}", aborted=by)
     _record(str(flow_run.id)).unlink(missing_ok=True)
 
 

@@ -288,8 +288,9 @@ def signed(flow_run: FlowRun) -> bool:
     return problem(values, parameters.get("signature"), signing_key(False)) is None
 
 
-def report_crash(flow_run: FlowRun, why: str) -> None:
-    """Tell GitHub (``error``) and Slack that the process running ``flow_run`` died.
+def report_crash(flow_run: FlowRun, why: str, aborted: str | None = None) -> None:
+    """Tell GitHub (``error``) and Slack that the process running ``flow_run`` died, or, with
+    ``aborted`` (who), that it was aborted.
 
     A run that had recorded its success before it died stays a success: GitHub gets
     ``success`` again (never ``error`` after it), and Slack that the next deploy records it.
@@ -316,6 +317,8 @@ def report_crash(flow_run: FlowRun, why: str) -> None:
             f"Deploy {title} succeeded on every host; then {why}. The next deploy records the "
             "release on the hosts."
         )
+    elif aborted:
+        message = f"Deploy {title} was aborted by {aborted}."
     try:
         app = App.load(str(app_name))
         env = Environment.load(f"{app_name}-{environment}")

@@ -11,7 +11,9 @@
 
 A graceful stop (SIGTERM to the process running the deploy) never leaves a batch half-switched:
 during a batch it is held until the batch is over, and then the deploy stops and the
-transaction switches every switched host back.
+transaction switches every switched host back. An abort (``abort APP in ENV``: the run's state
+set to Cancelling, "Aborted by …", on which the runner sends that SIGTERM) does the same, also
+during the last batch, and the failure it reports names who aborted.
 """
 
 import signal
@@ -34,6 +36,7 @@ from tasks import history
 from tasks.github import PAYLOAD_MARK, GitHubDeployment, record_deployment
 from tasks.health import health_check
 from tasks.hosts import HostState, Release, activate, finish, inspect, recover, recovery
+from tasks.summary import aborted_by
 
 
 class Interrupted(RuntimeError):
@@ -144,15 +147,37 @@ def roll_out(
     """
     env = target.environment
     run_id = str(runtime.flow_run.id)
-    with stop_between_batches() as stopping, transaction():
-        for number, batch in enumerate(batches(target.hosts, env.batch_size), 1):
-            if stopping.is_set():
-                raise Interrupted(f"stopped before batch {number} ({', '.join(batch)})")
-            with stopping.held():
-                switch_batch(report, env, batch, release, run_id)
+    try:
+        with stop_between_batches() as stopping, transaction():
+            for number, batch in enumerate(batches(target.hosts, env.batch_size), 1):
+                if stopping.is_set():
+                    raise Interrupted(f"stopped before batch {number} ({', '.join(batch)})")
+                with stopping.held():
+                    switch_batch(report, env, batch, release, run_id)
+            if stopping.is_set() and abort_requester():
+                raise Interrupted("stopped after the last batch")
+    except Interrupted as exc:
+        if by := abort_requester():
+            raise Interrupted(
+                f"aborted by {by} ({exc}); switched hosts were switched back"
+            ) from None
+        raise
     if not env.health_url:
         report.mark("health check", "skipped")
     return {h: finish.submit(env, h, release, run_id, states[h]) for h in target.hosts}
+
+
+def abort_requester() -> str | None:
+    """Who aborted this run (its state is Cancelling, "Aborted by …"), or None."""
+    run_id = runtime.flow_run.id
+    if not run_id:
+        return None
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(run_id).state
+    except Exception:  # Prefect unreachable: it is a stop like any other
+        return None
+    return aborted_by(state.message) if state and state.is_cancelling() else None
 
 
 def finished(report: DeployReport, release: Release, finishing: Finishing) -> None:

@@ -9,12 +9,13 @@ Pure functions, no Slack calls (those are in :mod:`tasks.slack`)::
     >>> text
     'Deploy shop@feature-x → staging: in progress (requested by someone)'
     >>> [b["type"] for b in blocks]
-    ['header', 'section', 'section']
+    ['header', 'section', 'section', 'actions']
 
 The card: a header ``shop@feature-x (1a2b3c4) → staging``, a summary with fields (who,
 environment, hosts, state, commit, GitHub deployment), the step checklist with timings, an error
 excerpt when the deploy failed, and buttons: "View run" (link) and, after a success, "Roll back"
 (``action_id="rollback"``, ``value='{"app":…,"environment":…}'``, danger, with a confirm
+dialog), while it runs "Abort" (``action_id="abort"``, the same value, danger, with a confirm
 dialog), or, when GitHub refused the deploy over red checks and ``force_parameters`` holds the
 deploy's parameters, "Deploy anyway" (``action_id="deploy_anyway"``, value = those parameters as
 JSON, with a confirm dialog). A Slack user ID in ``requested_by`` becomes a mention; any other
@@ -224,6 +225,18 @@ def _rollback_button(card: DeploySummary) -> dict[str, Any] | None:
     )
 
 
+def _abort_button(card: DeploySummary) -> dict[str, Any] | None:
+    """Offered while the deploy runs: stop it, and switch back the hosts it switched."""
+    value = json.dumps({"app": card.app, "environment": card.environment}, separators=(",", ":"))
+    if not card.app or not card.environment or len(value) > 2000:
+        return None
+    question = (
+        f"Stop *{escape_mrkdwn(card.title)}*? Hosts it switched go back to the release they "
+        "ran before."
+    )
+    return _confirmed_button("abort", "Abort", value, "Abort this deploy?", question)
+
+
 def _deploy_anyway_button(card: DeploySummary) -> dict[str, Any] | None:
     """Offered when GitHub refused the deploy because required checks are not green."""
     parameters = card.force_parameters
@@ -240,7 +253,11 @@ def _actions_block(card: DeploySummary) -> dict[str, Any] | None:
     if isinstance(url, str) and SAFE_URL.match(url) and len(url) <= 3000:
         view = {"type": "button", "action_id": "view_run", "text": _plain("View run", 75)}
         elements.append({**view, "url": url})
-    extra = {"success": _rollback_button, "failure": _deploy_anyway_button}.get(card.outcome)
+    extra = {
+        None: _abort_button,
+        "success": _rollback_button,
+        "failure": _deploy_anyway_button,
+    }.get(card.outcome)
     button = extra(card) if extra else None
     elements += [button] if button else []
     if not elements:

@@ -33,6 +33,26 @@ def run_tags(app: str, environment: str) -> list[str]:
     return [f"app:{app}", f"env:{environment}"]
 
 
+ABORTED_BY = "Aborted by "
+"""How an aborted run's Cancelling state message starts (the rest names who aborted)."""
+
+
+def abort_message(who: str) -> str:
+    """The message of the Cancelling state an abort sets: ``Aborted by alice``."""
+    return f"{ABORTED_BY}{who}"
+
+
+def aborted_by(message: str | None) -> str | None:
+    """Who aborted a run, read from its Cancelling state's ``message``; None if nobody did.
+
+    >>> aborted_by(abort_message("alice")), aborted_by("Runner is shutting down.")
+    ('alice', None)
+    """
+    if message and message.startswith(ABORTED_BY):
+        return message[len(ABORTED_BY) :] or None
+    return None
+
+
 @dataclass
 class Step:
     """One step of a deploy: its state and the seconds spent in it so far."""

@@ -21,6 +21,7 @@ import pytest
 from prefect import flow
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.states import Cancelled, Running
 from starlette.testclient import TestClient
 
 from blocks import App, Environment
@@ -33,7 +34,7 @@ from flows.deploy import deploy
 from flows.rollback import rollback
 from tasks import history
 from tasks.run_signing import claims, problem, signing_key
-from tasks.summary import PREVIOUS, DeploySummary, Step
+from tasks.summary import PREVIOUS, DeploySummary, Step, run_tags
 from tests.fakes.slack_api import FakeSlack
 from tests.gateway_support import (
     ALICE,
@@ -609,6 +610,42 @@ def test_buttons_are_checked_like_commands(chat: Chat, starter: RecordingCreator
     assert "not valid" in chat.click("rollback", "not json")[0]["text"]
     assert "not valid" in chat.click("rollback", {"app": "shop;x", "environment": "s"})[0]["text"]
     assert starter.runs == []
+
+
+def running_deploy(app: str, environment: str) -> uuid.UUID:
+    """A Running run of the deploy flow tagged with ``app`` and ``environment``, as the
+    intake creates them (no process runs it)."""
+    with get_client(sync_client=True) as prefect:
+        run = prefect.create_flow_run(deploy, tags=run_tags(app, environment), name="held")
+        prefect.set_flow_run_state(run.id, Running(), force=True)
+    return run.id
+
+
+def state_of(run_id: uuid.UUID) -> tuple[str, str | None]:
+    with get_client(sync_client=True) as prefect:
+        state = prefect.read_flow_run(run_id).state
+    return state.name, state.message
+
+
+def test_abort_cancels_the_running_deploy_for_those_allowed_only(chat: Chat) -> None:
+    held = running_deploy("shop", "production")
+    try:
+        refused = chat.command("abort shop in production", user=BOB)
+        assert "You may not deploy *shop* to *production*" in refused["text"]
+        assert state_of(held) == ("Running", None)
+
+        [clicked] = chat.click("abort", {"app": "shop", "environment": "production"}, user=BOSS)
+        assert f"<@{BOSS}> aborted" in clicked["text"] and "held" in clicked["text"]
+        assert clicked["response_type"] == "in_channel"
+        assert state_of(held) == ("Cancelling", f"Aborted by {BOSS}")
+        again = chat.command("abort shop in production", user=BOSS)
+        assert f"|held> is already stopping (Aborted by {BOSS})." in again["text"]
+
+        nothing = chat.command("abort shop in staging")
+        assert nothing["text"] == "Nothing is deploying *shop* to *staging*."
+    finally:
+        with get_client(sync_client=True) as prefect:
+            prefect.set_flow_run_state(held, Cancelled(), force=True)
 
 
 def test_view_run_link_clicks_just_get_200(

@@ -125,6 +125,11 @@ READS = [
     ("lock staging on acme-inc/api: qa", C("lock", app="acme-inc/api", env="staging",
                                             message="qa")),
     ("where acme-inc/api", C("where", app="acme-inc/api")),
+    # abort
+    ("abort shop in staging", C("abort", env="staging")),
+    ("ABORT shop on prod", C("abort", env="production")),
+    ("abort acme-inc/api to stg", C("abort", app="acme-inc/api", env="staging")),
+    ("deploy abort to staging", C("deploy", app="abort", env="staging")),
     # rollback and status
     ("rollback shop in production", C("rollback", env="production")),
     ("rollback shop on prod to v1.4.2", C("rollback", ref="v1.4.2", env="production")),
@@ -310,6 +315,12 @@ REFUSED = [
     ("rollback shop@v1 in prod", "'@'"),
     ("rollback shop in prod to", "one ref after `to`"),
     ("rollback shop in prod to v1 v2", "one ref after `to`"),
+    ("abort shop", "abort APP in ENV"),
+    ("abort shop staging", "abort APP in ENV"),
+    ("abort shop in staging now", "abort APP in ENV"),
+    ("abort shop in staging/web-1", "no host list"),
+    ("abort shop@v2 in staging", "'@'"),
+    ("abort shop in staging!", "does not apply to `abort`"),
     ("lock production", "lock ENV on APP"),
     ("lock production shop", "lock ENV on APP"),
     ("lock production on shop freeze please", "after a colon"),
@@ -453,7 +464,8 @@ def test_fuzz_arbitrary_text(text: str) -> None:
 
 WORDS = [
     "deploy", "deploy!", "deploy:migrate", "deploy:", "deploys", "where", "can", "i", "latest",
-    "lock", "unlock", "all", "check", "status", "rollback", "help", "to", "in", "on", "for",
+    "lock", "unlock", "all", "check", "status", "rollback", "abort", "help", "to", "in", "on",
+    "for",
     "shop", "Shop", "prod", "stg", "staging", "web-1", "10.0.0.1:22", "v1.2", "feature/x",
     "0a1b2c3", "@", "/", ",", ":", "!", "?", "..", ";", "$(id)", "`id`", "|", "&&", "'", '"',
     "-rf", ".lock", "@{", "\\", "~", "^", "*", "\x00", "\n", "\u202e", "\u212a", "é",

@@ -1,4 +1,5 @@
-"""The runner's stop: each run in flight gets ``CHATOPS_STOP_GRACE_SECONDS`` to end, then SIGKILL.
+"""The runner's stop and an abort: each run gets ``CHATOPS_STOP_GRACE_SECONDS`` to end after its
+SIGTERM, then SIGKILL.
 
 Real processes: one that ends on SIGTERM, one that ignores it.
 """
@@ -13,7 +14,7 @@ import uuid
 from prefect.runner._process_manager import ProcessHandle, ProcessManager
 
 from chatops import up
-from chatops.runner import bound_kills
+from chatops.runner import patient_kills
 from chatops.settings import STOP_GRACE_SECONDS, stop_grace_seconds
 
 IGNORES_SIGTERM = (
@@ -41,7 +42,7 @@ def stop(process: subprocess.Popen, grace: float) -> float:
         run_id = uuid.uuid4()
         await processes.add(run_id, ProcessHandle(process))  # type: ignore[arg-type]
         began = time.monotonic()
-        bound_kills(processes, began + grace)
+        patient_kills(processes, lambda: began + grace)
         await processes.kill(run_id, grace_seconds=30.0)  # what Prefect's cancellation passes
         return time.monotonic() - began
 

@@ -137,14 +137,17 @@ def test_card_is_posted_once_and_updated_in_place_until_success(
     assert fake_slack.violations == []
 
 
-def test_first_version_shows_pending_steps_and_no_rollback(
+def test_first_version_shows_pending_steps_and_abort_not_rollback(
     fake_slack: FakeSlack, client: WebClient
 ) -> None:
     ts = post_deploy_message(client, CHANNEL, make_progress())
     blocks = fake_slack.messages[(CHANNEL, ts)].blocks
     assert block(blocks, "deploy_header")["text"]["text"] == "shop@feature-x (1a2b3c4) → staging"
     assert block(blocks, "deploy_steps")["text"]["text"].count(":white_circle:") == len(STEPS)
-    assert set(buttons(blocks)) == {"view_run"}
+    assert set(buttons(blocks)) == {"view_run", "abort"}
+    abort = buttons(blocks)["abort"]
+    assert json.loads(abort["value"]) == {"app": "shop", "environment": "staging"}
+    assert abort["style"] == "danger" and abort["confirm"]["confirm"]["text"] == "Abort"
     assert "in progress" in fake_slack.messages[(CHANNEL, ts)].text
 
 
@@ -337,7 +340,8 @@ def test_a_card_without_sha_steps_or_urls_still_renders(
     progress = make_progress(sha=None, steps=[], run_url=None, environment_url=None, hosts=[])
     text, blocks = render_deploy_message(progress)
     assert block(blocks, "deploy_header")["text"]["text"] == "shop@feature-x → staging"
-    assert [b["block_id"] for b in blocks] == ["deploy_header", "deploy_summary"]
+    assert [b["block_id"] for b in blocks] == ["deploy_header", "deploy_summary", "deploy_actions"]
+    assert set(buttons(blocks)) == {"abort"}  # no run link to view yet
     assert post_deploy_message(client, CHANNEL, progress) is not None
     assert fake_slack.violations == []
 

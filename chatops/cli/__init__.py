@@ -47,6 +47,7 @@ from tasks.home import home
 CHAT_VERBS = {
     "deploy": "deploy APP[@REF] [to ENV[/HOSTS]] and follow it, e.g. shop@v1 to staging",
     "rollback": "rollback APP in ENV [to REF] and follow it",
+    "abort": "abort APP in ENV: stop the deploy running there; switched hosts go back",
     "lock": "lock ENV on APP[: MESSAGE]",
     "unlock": "unlock ENV on APP, or: unlock all [on APP]",
     "check": "check ENV on APP: may you deploy there now?",

@@ -5,7 +5,7 @@ button values); anything malformed raises :class:`BadRequest` (HTTP 400) and sta
 
     form = read_form(body)
     request, reply_to = slash_command(form)     # /deploy shop to staging
-    request, reply_to = block_action(form)      # "Roll back" / "Deploy anyway" (or None)
+    request, reply_to = block_action(form)      # "Roll back" / "Deploy anyway" / "Abort"
 
 A slash command's text is parsed by :func:`chatops.grammar.parse`; a text (or a button value)
 that does not parse is answered with the error (:class:`Unparsed`). A button's value carries the
@@ -101,7 +101,7 @@ def block_action(form: dict[str, str]) -> tuple[Request, ReplyTo] | Unparsed | N
         payload.get("response_url"),
         payload.get("trigger_id"),
     )
-    if action_id not in ("rollback", "deploy_anyway"):
+    if action_id not in ("rollback", "deploy_anyway", "abort"):
         return None
     try:
         command = button_command(action_id, value)
@@ -111,7 +111,8 @@ def block_action(form: dict[str, str]) -> tuple[Request, ReplyTo] | Unparsed | N
 
 
 def button_command(action_id: str, value: str | None) -> Command:
-    """The command a "Roll back" or "Deploy anyway" button stands for, validated like text."""
+    """The command a "Roll back", "Deploy anyway" or "Abort" button stands for, validated like
+    text."""
     try:
         data = json.loads(value or "")
     except (ValueError, RecursionError):
@@ -120,8 +121,8 @@ def button_command(action_id: str, value: str | None) -> Command:
         raise CommandError("it is not a JSON object")
     app = validate_name("app", data.get("app"))
     environment = validate_name("environment", data.get("environment"))
-    if action_id == "rollback":
-        return Command("rollback", app, environment=environment)
+    if action_id in ("rollback", "abort"):
+        return Command(action_id, app, environment=environment)
     hosts = data.get("hosts")
     if hosts is not None and not isinstance(hosts, list):
         raise CommandError("its hosts are not a list")
