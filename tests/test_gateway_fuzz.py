@@ -378,14 +378,13 @@ def test_signed_random_json_webhooks_get_no_500(fuzzed: Fuzzed, payload: Any, ev
 
 def test_fuzzing_reached_the_run_starting_code(fuzzed: Fuzzed) -> None:
     """Guards the fuzzers above: valid requests through the same client do start runs."""
+    # A lock a fuzz case (or an earlier test) left would refuse the deploy: lift them all first.
+    unlock = slash_body("unlock all!", fuzzed.response_url(), "U0ALICE001")
+    fuzzed.client.post("/slack/commands", content=unlock, headers=slack_headers(unlock))
     before = len(fuzzed.requests)
     body = slash_body("shop@main to staging", fuzzed.response_url(), "U0ALICE001")
-    assert (
-        fuzzed.client.post("/slack/commands", content=body, headers=slack_headers(body)).json()[
-            "response_type"
-        ]
-        == "in_channel"
-    )
+    reply = fuzzed.client.post("/slack/commands", content=body, headers=slack_headers(body)).json()
+    assert reply["response_type"] == "in_channel", reply["text"]
     event = json.loads(webhook_fixture("deployment"))
     event["deployment"]["id"] = time.time_ns() % 10**9  # a deployment no fuzz case sent
     hook = json.dumps(event).encode()
