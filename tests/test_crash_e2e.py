@@ -2,9 +2,10 @@
 ``chatops up`` gets SIGTERM, on a real ``chatops up`` with two sshd hosts running Tomcat.
 
 After a kill ``chatops up`` is restarted and a new deploy is asked for at once: it must start
-within 90 s of the kill without anyone touching anything, bring every host back to one release
-first, and finish; GitHub (fake) must have ``error`` on the crashed deployment and Slack (fake)
-must have been told. After a SIGTERM every host must run the same release.
+within 10 s of the restart (the dead run's slot is released, not left to expire), bring
+every host back to one release first, and finish; GitHub (fake) must have ``error`` on the
+crashed deployment and Slack (fake) must have been told. After a SIGTERM every host must run
+the same release.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import signal
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -83,9 +84,12 @@ class Bed:
     github: FakeGitHub
     slack: FakeSlack
     key: SshKey
+    tokens: dict[str, str] = field(default_factory=dict)
 
     def up(self) -> ChatopsUp:
-        return ChatopsUp(self.home, env={"CHATOPS_SLACK_SIGNING_SECRET": SLACK_SECRET})
+        up = ChatopsUp(self.home, env={"CHATOPS_SLACK_SIGNING_SECRET": SLACK_SECRET})
+        up.tokens = self.tokens  # the users' tokens outlive a restart, as their users file does
+        return up
 
     def configure(self, up: ChatopsUp, **environment: object) -> None:
         with temporary_settings(up.prefect_settings()):
@@ -186,11 +190,15 @@ def test_a_killed_deploy_is_reported_and_the_next_one_recovers_every_host(
         mend_restart(host)
 
     with bed.up() as up:
+        restarted = time.time()  # chatops up answers, its runner serves the flows
         bed.deploy(up, "v2")
         started = first_task_started(up, after=killed)
         assert started is not None, "the next deploy never started"
-        print(f"measured: {phase}: the next deploy started {started - killed:.1f} s after the kill")
-        assert started - killed <= 90
+        print(
+            f"measured: {phase}: the next deploy started {started - restarted:.1f} s after "
+            f"the restart ({started - killed:.1f} s after the kill)"
+        )
+        assert started - restarted <= 10  # the dead run's slot was released, not left to expire
         for host in bed.hosts:
             assert serves(host, v2) and (current(host) or "").endswith(v2[:7])
             assert not (host.root / "SWITCHING").exists()
