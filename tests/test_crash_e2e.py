@@ -325,3 +325,51 @@ def test_sigkill_of_chatops_up_leaves_no_process_of_it_and_the_next_start_report
             30,
             "GitHub told of the run the dead chatops up left",
         )
+
+
+@pytest.mark.parametrize("deploy_hosts", [2], indirect=True)
+def test_a_run_past_run_timeout_fails_switches_every_host_back_and_frees_the_slot(
+    bed: Bed,
+) -> None:
+    _, second = bed.hosts
+    v1, v2 = bed.repo.v1, bed.repo.v2
+    bound = 20  # seconds from the slot: past batch 1 (checkout, cached build, upload, switch)
+    with bed.up() as up:
+        bed.configure(up, health_timeout=60)
+        bed.deploy(up, "v2")  # v2's build is cached from here on
+        bed.deploy(up, "v1")
+        bed.configure(up, health_timeout=60, run_timeout=bound)
+        delay_restart(second, v2, "sleep 300")  # batch 2's restart hangs (command_timeout 60)
+        asked = time.monotonic()
+        reply = bed.slash(up, "shop@v2 to staging")
+        assert "shop@v2 → staging" in reply["text"]
+        deployment = lambda: next(  # noqa: E731
+            (d for d in reversed(bed.github.deployments) if d["sha"] == v2), None
+        )
+        ended = lambda: [  # noqa: E731
+            s for s in bed.github.statuses(deployment()["id"]) if s["state"] in ("error", "failure")
+        ]
+        until(lambda: deployment() and ended(), 120, "GitHub told the deploy failed")
+        told = time.monotonic() - asked
+        print(
+            f"measured: a deploy past run_timeout ({bound} s) was reported failed {told:.1f} s "
+            "after it was asked, every host back on the previous release"
+        )
+        [status] = ended()
+        assert f"run_timeout ({bound} s)" in status["description"], status
+        assert told < bound + 30  # not the restart's 60 s command_timeout
+        for host in bed.hosts:
+            assert (current(host) or "").endswith(v1[:7]), f"{host.address} left on {current(host)}"
+            assert serves(host, v1)
+        slack = " ".join(m.text for m in bed.slack.messages.values() if m.channel == DEPLOYS)
+        assert f"run_timeout ({bound} s)" in slack
+
+        mend_restart(second)
+        bed.configure(up, health_timeout=60)
+        again = time.time()
+        bed.deploy(up, "v2")
+        started = first_task_started(up, after=again)
+        assert started is not None
+        print(f"measured: the next deploy started {started - again:.1f} s after it was asked")
+        assert started - again <= 10  # the slot was free
+        assert all(serves(host, v2) for host in bed.hosts)
