@@ -115,10 +115,18 @@ class ChatopsUp:
         return self.log.read_text(errors="replace")
 
     def token(self, user: str) -> str:
-        """``user``'s CLI token, made with ``chatops users add`` on first use."""
+        """``user``'s CLI token, made with ``chatops users add`` on first use (a token an earlier
+        ``chatops up`` on the same home made is revoked first: only its hash was kept)."""
         if user not in self.tokens:
+            chatops = str(Path(sys.executable).with_name("chatops"))
+            subprocess.run(
+                [chatops, "users", "remove", user],
+                env=self.cli_env(),
+                capture_output=True,
+                timeout=60,
+            )
             added = subprocess.run(
-                [str(Path(sys.executable).with_name("chatops")), "users", "add", user],
+                [chatops, "users", "add", user],
                 env=self.cli_env(),
                 capture_output=True,
                 text=True,
