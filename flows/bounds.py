@@ -28,6 +28,8 @@ from blocks import App, Environment
 
 DEFAULT_EXTRA_SECONDS = 30 * 60
 """Without ``run_timeout``: the app's ``build_timeout`` plus this."""
+REPEAT_SECONDS = 1.0
+"""When the bound's exception was swallowed, it is raised again this much later."""
 GRACE_SECONDS = 5.0
 """How long a health check may outlast the run's bound, so the bound (not the check) says why."""
 
@@ -88,6 +90,9 @@ def bounded_run(seconds: float, where: Callable[[], str]) -> Iterator[None]:
     in_main = threading.current_thread() is threading.main_thread()
 
     def expired(signum: int, frame: FrameType | None) -> None:
+        # Again a second later, until disarmed: code that swallows errors (a Slack update
+        # that "never fails a deploy") must not swallow the bound.
+        signal.setitimer(signal.ITIMER_REAL, REPEAT_SECONDS)
         raise RunTimedOut(f"the run ran past run_timeout ({seconds:g} s) at {where()}")
 
     previous = signal.signal(signal.SIGALRM, expired) if in_main else None

@@ -169,6 +169,7 @@ def switch_batch(
     except bounds.RunTimedOut:
         # What the batch started ends by the run's bound (plus grace) too: wait for it, so a
         # host whose restart hung is switched back by its own task before the slot frees.
+        bounds.disarm()
         gather({**{h: f for f, h in activating.items()}, **checks})
         raise
 

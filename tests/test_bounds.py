@@ -1,5 +1,6 @@
 """The run's bound (flows.bounds): what raises, when, and what it names."""
 
+import contextlib
 import time
 
 import pytest
@@ -16,6 +17,15 @@ def test_a_run_past_its_bound_is_stopped_where_it_waits_and_says_at_which_step()
         time.sleep(30)  # a hung step: the alarm ends it
     assert time.monotonic() - started < 2
     assert str(caught.value) == "the run ran past run_timeout (0.3 s) at health check"
+
+
+def test_a_bound_swallowed_by_code_that_never_fails_is_raised_again() -> None:
+    started = time.monotonic()
+    with pytest.raises(RunTimedOut), bounded_run(0.2, lambda: "activate"):
+        with contextlib.suppress(RunTimedOut):  # e.g. a Slack update that never fails a deploy
+            time.sleep(30)
+        time.sleep(30)
+    assert time.monotonic() - started < 3
 
 
 def test_a_run_within_its_bound_is_not_touched_and_leaves_no_alarm() -> None:
