@@ -92,6 +92,15 @@ class Environment(Block):
     health_timeout: float = Field(
         default=120, gt=0, description="Seconds a host has to become healthy."
     )
+    run_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Seconds a deploy or rollback may run once it holds the environment's slot; past "
+            "that it fails, switched hosts go back, and the run says so. Empty: the app's "
+            "build_timeout plus 30 minutes."
+        ),
+    )
     batch_size: int = Field(default=1, ge=1, description="Hosts switched and restarted at once.")
     keep_releases: int = Field(default=5, ge=2, description="Releases kept on each host.")
     url: str | None = Field(default=None, description="Public URL of the environment.")

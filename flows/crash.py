@@ -10,9 +10,10 @@ Inside the dead process nothing can run any more, so this happens outside it:
   reported the same way.
 
 Either way GitHub gets ``error`` on the deployment and Slack a message, unless the run had
-recorded its success (then it stays ``success``: its hosts keep the release). The environment's
-concurrency slot is freed when its lease runs out, and the next run on the environment brings
-every host back to one consistent release (:func:`flows.steps.recover_hosts`).
+recorded its success (then it stays ``success``: its hosts keep the release); the environment's
+concurrency slot is released at once (:func:`flows.serial.release_dead`), and the next run on
+the environment brings every host back to one consistent release
+(:func:`flows.steps.recover_hosts`).
 """
 
 import contextlib
@@ -35,6 +36,7 @@ from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.states import Crashed
 
 from flows.report import report_crash
+from flows.serial import release_dead
 from tasks.home import home
 from tasks.logs import run_logger
 from tasks.summary import aborted_by
@@ -43,14 +45,29 @@ UNFINISHED = [StateType.RUNNING, StateType.PENDING, StateType.CANCELLING]
 
 
 def crashed(flow: Any, flow_run: FlowRun, state: State) -> None:
-    """Prefect's ``on_crashed``/``on_cancellation`` hook: report the run as ``error``.
+    """Prefect's ``on_crashed``/``on_cancellation`` hook: free the environment's slot and
+    report the run as ``error``.
 
-    An aborted run is reported as aborted, naming who did it: the runner reads the run just
-    before stopping it, so ``flow_run.state`` is still the Cancelling state the abort set.
+    The runner calls it once the run's process has ended; should it be called inside a run's
+    own process (still recorded as alive), the run releases its slot itself on the way out. An
+    aborted run is reported as aborted, naming who did it: the runner reads the run just before
+    stopping it, so ``flow_run.state`` is still the Cancelling state the abort set.
     """
+    run_id = str(flow_run.id)
+    if not alive(run_id):
+        free_slot(run_id)
     by = aborted_by(flow_run.state.message) if flow_run.state else None
     report_crash(flow_run, state.message or f"the run ended {state.name}", aborted=by)
-    _record(str(flow_run.id)).unlink(missing_ok=True)
+    _record(run_id).unlink(missing_ok=True)
+
+
+def free_slot(run_id: str) -> None:
+    """Release the slot of the dead run ``run_id``; a failure only leaves it to its lease."""
+    try:
+        if release_dead(run_id):
+            run_logger(__name__).info("Released the environment's slot of dead run %s", run_id)
+    except Exception as exc:  # the lease still runs out a minute later
+        run_logger(__name__).warning("Could not release the slot of run %s: %s", run_id, exc)
 
 
 crash_hooks: dict[str, Any] = {"on_crashed": [crashed], "on_cancellation": [crashed]}
@@ -114,6 +131,7 @@ def recover_orphans(deployment_ids: list[UUID]) -> list[str]:
             why = "the process running it died (found when the runner started again)"
             client.set_flow_run_state(run.id, Crashed(message=why))
             logger.warning("Run %s (%s) was orphaned: marked Crashed", run.id, run.name)
+            free_slot(str(run.id))
             report_crash(run, why)
             _record(str(run.id)).unlink(missing_ok=True)
     return [str(run.id) for run in orphans]

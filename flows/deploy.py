@@ -8,7 +8,8 @@ to fill them in.
 from prefect import flow, runtime
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import crash
+from flows import bounds, crash
+from flows.bounds import run_timeout
 from flows.crash import crash_hooks
 from flows.report import DeployReport, Notify
 from flows.results import on_hosts
@@ -102,7 +103,10 @@ def deploy(
     with crash.recorded(), report.failures(), ssh.sessions():
         channel = notify.channel if notify else None
         authorize(target, requested_by, via, channel)
-        with one_at_a_time(app, target.environment_name):
+        with (
+            one_at_a_time(app, target.environment_name),
+            bounds.bounded_run(run_timeout(target.app, target.environment), report.at),
+        ):
             authorize(target, requested_by, via, channel, again=True)  # changed meanwhile?
             with report.step("record deployment"):
                 recorded = record(

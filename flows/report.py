@@ -181,6 +181,14 @@ class DeployReport:
             entry.seconds = (entry.seconds or 0) + time.monotonic() - started
         self._update_slack()
 
+    def at(self) -> str:
+        """The step (or steps) the run is at now, for messages such as "... at health check"."""
+        running = [s.name for s in self.summary.steps if s.state == "running"]
+        if running:
+            return " and ".join(running)
+        done = [s.name for s in self.summary.steps if s.state not in ("pending", "skipped")]
+        return f"the end of {done[-1]}" if done else "the start"
+
     def mark(self, name: str, state: Any) -> None:
         """Set a step's state by hand, e.g. ``cached`` for a build the cache answered."""
         self.summary.step(name).state = state

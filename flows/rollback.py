@@ -18,7 +18,8 @@ from prefect import flow, runtime
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks import UnknownTarget
-from flows import crash
+from flows import bounds, crash
+from flows.bounds import run_timeout
 from flows.crash import crash_hooks
 from flows.report import DeployReport, Notify
 from flows.serial import one_at_a_time
@@ -80,7 +81,10 @@ def rollback(
     with crash.recorded(), report.failures(), ssh.sessions():
         channel = notify.channel if notify else None
         authorize(target, requested_by, via, channel)
-        with one_at_a_time(app, target.environment_name):
+        with (
+            one_at_a_time(app, target.environment_name),
+            bounds.bounded_run(run_timeout(target.app, target.environment), report.at),
+        ):
             authorize(target, requested_by, via, channel, again=True)  # changed meanwhile?
             states = recover_hosts(report, target, check_hosts(target))
             with report.step("find release"):

@@ -29,6 +29,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.transactions import transaction
 
 from blocks import Environment
+from flows import bounds
 from flows.report import DeployReport
 from flows.results import HostResults, gather, on_hosts
 from flows.target import Target
@@ -148,7 +149,7 @@ def roll_out(
     env = target.environment
     run_id = str(runtime.flow_run.id)
     try:
-        with stop_between_batches() as stopping, transaction():
+        with stop_between_batches() as stopping, transaction(), bounds.disarmed_on_failure():
             for number, batch in enumerate(batches(target.hosts, env.batch_size), 1):
                 if stopping.is_set():
                     raise Interrupted(f"stopped before batch {number} ({', '.join(batch)})")
@@ -162,6 +163,7 @@ def roll_out(
                 f"aborted by {by} ({exc}); switched hosts were switched back"
             ) from None
         raise
+    bounds.disarm()  # every host runs the release: from here on the run is a success
     if not env.health_url:
         report.mark("health check", "skipped")
     return {h: finish.submit(env, h, release, run_id, states[h]) for h in target.hosts}
@@ -191,8 +193,30 @@ def switch_batch(
 ) -> None:
     """Activate every host of one batch; health-check each one as soon as it is active."""
     checks: dict[str, PrefectFuture] = {}
+    activating: dict[PrefectFuture, str] = {}
+    try:
+        _switch_batch(report, env, batch, release, run_id, activating, checks)
+    except bounds.RunTimedOut:
+        # What the batch started ends by the run's bound (plus grace) too: wait for it, so a
+        # host whose restart hung is switched back by its own task before the slot frees.
+        bounds.disarm()
+        gather({**{h: f for f, h in activating.items()}, **checks})
+        raise
+
+
+def _switch_batch(
+    report: DeployReport,
+    env: Environment,
+    batch: list[str],
+    release: Release,
+    run_id: str,
+    activating: dict[PrefectFuture, str],
+    checks: dict[str, PrefectFuture],
+) -> None:
     with report.step("activate"):
-        activating = {activate.submit(env, h, release, run_id): h for h in batch}
+        restart_timeout = bounds.capped(env.command_timeout)
+        for h in batch:
+            activating[activate.submit(env, h, release, run_id, restart_timeout)] = h
         for future in as_completed(list(activating)):
             host = activating[future]
             try:
@@ -201,7 +225,7 @@ def switch_batch(
                 continue
             if env.health_url:
                 checks[host] = health_check.submit(
-                    env.health_url, host, release.sha, env.health_timeout
+                    env.health_url, host, release.sha, bounds.capped(env.health_timeout)
                 )
         activated = gather({h: f for f, h in activating.items()})
         if activated.failed:

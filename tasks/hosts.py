@@ -223,15 +223,19 @@ def switch_command(env: Environment, release_id: str, run_id: str | None, keep: 
     )
 
 
-def restart(conn: ssh.Connection, env: Environment, host: str) -> None:
-    """Run the restart command in ``current``, bounded by ``command_timeout`` on the host."""
+def restart(
+    conn: ssh.Connection, env: Environment, host: str, timeout: float | None = None
+) -> None:
+    """Run the restart command in ``current``, bounded by ``timeout`` (default:
+    ``command_timeout``) on the host."""
     command = f"cd {shlex.quote(_path(env, 'current'))} && {env.restart_command}"
+    bound = env.command_timeout if timeout is None else timeout
     ssh.run(
         conn,
-        ssh.bounded(command, env.command_timeout),
+        ssh.bounded(command, bound),
         host=host,
         step="restart",
-        timeout=env.command_timeout + ssh.KILL_AFTER_SECONDS + env.connect_timeout,
+        timeout=bound + ssh.KILL_AFTER_SECONDS + env.connect_timeout,
         env=env,
     )
 
@@ -349,8 +353,17 @@ def run_task_command(env: Environment, host: str, release: Release, command: str
 
 
 @task(name="activate", task_run_name="activate {host}", cache_policy=NO_CACHE)
-def activate(env: Environment, host: str, release: Release, run_id: str) -> str | None:
+def activate(
+    env: Environment,
+    host: str,
+    release: Release,
+    run_id: str,
+    restart_timeout: float | None = None,
+) -> str | None:
     """Switch ``host`` to ``release`` and restart it; return the release it ran before.
+
+    ``restart_timeout`` bounds the restart instead of ``command_timeout`` (the deploy's own
+    bound may be nearer).
 
     The switch is journaled on the host (SWITCHING) in the same command. If the restart fails,
     the host is switched back and restarted on its previous release before the error is
@@ -368,7 +381,7 @@ def activate(env: Environment, host: str, release: Release, run_id: str) -> str 
             txn.set("release", release.id)
             txn.set("run_id", run_id)
         try:
-            restart(conn, env, host)
+            restart(conn, env, host, restart_timeout)
         except ssh.CommandHung:
             if previous:
                 _switch(conn, env, host, previous, keep=True)
