@@ -325,16 +325,29 @@ def test_the_cli_follows_a_run_through_a_prefect_server_restart(bed: Bed) -> Non
         delay_restart(
             host,
             bed.repo.v2,
-            f'(sleep 8; exec {DEPLOY_PATH}/bin/real-restart "$@") >/dev/null 2>&1 & exit 0',
-        )
+            f'(sleep 20; exec {DEPLOY_PATH}/bin/real-restart "$@") >/dev/null 2>&1 & exit 0',
+        )  # the run outlasts the server's restart
         follow = up.cli_process("deploy", "shop@v2", "to", "staging", user="erin")
         until(lambda: (current(host) or "").endswith(bed.repo.v2[:7]), 120, "the switch")
-        os.kill(up.child("prefect"), signal.SIGKILL)  # chatops up starts it again
+        server = up.child("prefect")
+        os.kill(server, signal.SIGKILL)  # chatops up starts it again
+        until(lambda: server_of(up) not in (None, server), 60, "the server started again")
+        assert follow.poll() is None, "the CLI was still following when the server came back"
         out, _ = follow.communicate(timeout=180)
         assert follow.returncode == 0, out
-        assert "lost contact with Prefect" in out and "Prefect answers again" in out
+        # The gateway waits up to 10 s for Prefect on each look; a longer outage is said once.
+        if "lost contact with Prefect" in out:
+            assert "Prefect answers again" in out, out
         assert out.rstrip().endswith("→ staging: Completed"), out
         assert serves(host, bed.repo.v2)
+
+
+def server_of(up: ChatopsUp) -> int | None:
+    """The pid of the Prefect server ``chatops up`` runs now (None between two of them)."""
+    try:
+        return up.child("prefect")
+    except LookupError:
+        return None
 
 
 def processes_of(home: Path) -> list[int]:
