@@ -8,14 +8,12 @@ to fill them in.
 from prefect import flow, runtime
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import bounds, crash
-from flows.bounds import run_timeout
+from flows import crash
 from flows.crash import crash_hooks
 from flows.report import DeployReport, Notify
 from flows.results import on_hosts
-from flows.serial import one_at_a_time
-from flows.steps import check_hosts, finished, record, recover_hosts, roll_out
-from flows.target import admit, authorize, load_target, vouch
+from flows.steps import check_hosts, finished, record, recover_hosts, roll_out, take_turn
+from flows.target import admit, load_target, vouch
 from tasks import ssh
 from tasks.build import build
 from tasks.git import checkout, remove_worktree
@@ -102,12 +100,7 @@ def deploy(
     )
     with crash.recorded(), report.failures(), ssh.sessions():
         channel = notify.channel if notify else None
-        authorize(target, requested_by, via, channel)
-        with (
-            one_at_a_time(app, target.environment_name),
-            bounds.bounded_run(run_timeout(target.app, target.environment), report.at),
-        ):
-            authorize(target, requested_by, via, channel, again=True)  # changed meanwhile?
+        with take_turn(report, target, requested_by, via, channel):
             with report.step("record deployment"):
                 recorded = record(
                     report,

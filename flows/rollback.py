@@ -18,13 +18,11 @@ from prefect import flow, runtime
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks import UnknownTarget
-from flows import bounds, crash
-from flows.bounds import run_timeout
+from flows import crash
 from flows.crash import crash_hooks
 from flows.report import DeployReport, Notify
-from flows.serial import one_at_a_time
-from flows.steps import check_hosts, finished, record, recover_hosts, roll_out
-from flows.target import Target, admit, authorize, load_target, vouch
+from flows.steps import check_hosts, finished, record, recover_hosts, roll_out, take_turn
+from flows.target import Target, admit, load_target, vouch
 from tasks import ssh
 from tasks.git import UnknownRef, resolve_ref
 from tasks.hosts import HostState, Release
@@ -80,12 +78,7 @@ def rollback(
     report = DeployReport(target, requested_by, notify, STEPS)
     with crash.recorded(), report.failures(), ssh.sessions():
         channel = notify.channel if notify else None
-        authorize(target, requested_by, via, channel)
-        with (
-            one_at_a_time(app, target.environment_name),
-            bounds.bounded_run(run_timeout(target.app, target.environment), report.at),
-        ):
-            authorize(target, requested_by, via, channel, again=True)  # changed meanwhile?
+        with take_turn(report, target, requested_by, via, channel):
             states = recover_hosts(report, target, check_hosts(target))
             with report.step("find release"):
                 release = choose_release(

@@ -32,7 +32,8 @@ from blocks import Environment
 from flows import bounds
 from flows.report import DeployReport
 from flows.results import HostResults, gather, on_hosts
-from flows.target import Target
+from flows.serial import one_at_a_time
+from flows.target import Target, authorize
 from tasks import history
 from tasks.github import PAYLOAD_MARK, GitHubDeployment, record_deployment
 from tasks.health import health_check
@@ -132,6 +133,24 @@ def runs_that_succeeded(run_ids: set[str]) -> set[str]:
             if run.state_type == StateType.COMPLETED:
                 done.add(run_id)
     return done | history.runs_that_deployed(run_ids - done)
+
+
+@contextmanager
+def take_turn(
+    report: DeployReport, target: Target, requested_by: str, via: str, channel: str | None
+) -> Iterator[None]:
+    """Hold the environment's slot, within the run's bound, for the block.
+
+    Who asks is authorized before waiting for the slot and again once it is held: a lock or
+    allow-list changed while the run waited behind another stops it.
+    """
+    authorize(target, requested_by, via, channel)
+    with (
+        one_at_a_time(target.name, target.environment_name),
+        bounds.bounded_run(bounds.run_timeout(target.app, target.environment), report.at),
+    ):
+        authorize(target, requested_by, via, channel, again=True)
+        yield
 
 
 def roll_out(
