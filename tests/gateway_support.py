@@ -243,6 +243,32 @@ def deployment_event(**changes: Any) -> bytes:
     return json.dumps(payload).encode()
 
 
+def deployment_made_on_github(github: Any, ref: str, note: str) -> tuple[Any, bytes]:
+    """A deployment of acme/shop's ``ref`` to staging made on the (fake) GitHub by octocat, and
+    the ``deployment`` event GitHub sends for it."""
+    made = (
+        github.client()
+        .get_repo("acme/shop")
+        .create_deployment(
+            ref,
+            environment="staging",
+            required_contexts=[],
+            auto_merge=False,
+            payload={"note": note},
+        )
+    )
+    body = deployment_event(
+        repository="acme/shop",
+        environment="staging",
+        id=made.id,
+        sha=made.sha,
+        ref=ref,
+        creator="octocat",
+        payload={"note": note},
+    )
+    return made, body
+
+
 def post_github(
     client: TestClient,
     body: bytes,

@@ -22,7 +22,7 @@ from tests.gateway_support import (
     ALICE,
     DEPLOYS,
     clear_locks,
-    deployment_event,
+    deployment_made_on_github,
     gateway,
     post_github,
     post_slack,
@@ -108,23 +108,7 @@ def test_slash_command_deploys_v1_and_keeps_the_channel_message_current(
 def test_deployment_created_on_github_is_deployed_and_reported_on_that_deployment(
     front_door: FrontDoor,
 ) -> None:
-    repo = front_door.github.client().get_repo("acme/shop")
-    created = repo.create_deployment(
-        "v1",
-        environment="staging",
-        required_contexts=[],
-        auto_merge=False,
-        payload={"note": "from the GitHub UI"},
-    )
-    body = deployment_event(
-        repository="acme/shop",
-        environment="staging",
-        id=created.id,
-        sha=created.sha,
-        ref="v1",
-        creator="octocat",
-        payload={"note": "from the GitHub UI"},
-    )
+    created, body = deployment_made_on_github(front_door.github, "v1", "from the GitHub UI")
 
     response = post_github(front_door.client, body, "deployment")
     assert response.status_code == 202

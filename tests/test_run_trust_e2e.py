@@ -33,7 +33,7 @@ from tests.gateway_support import (
     BOB,
     DEPLOYS,
     clear_locks,
-    deployment_event,
+    deployment_made_on_github,
     gateway,
     post_github,
     post_slack,
@@ -258,26 +258,7 @@ def test_a_deploy_queued_behind_another_stops_when_the_environment_is_locked_mea
         second = slash(front, fake_slack, "shop@v2 to staging", BOB)
         assert second["response_type"] == "in_channel", second
         second_run = second["text"].split("/runs/flow-run/")[1].split("|")[0]
-        made = (
-            github.client()
-            .get_repo("acme/shop")
-            .create_deployment(
-                "v2",
-                environment="staging",
-                required_contexts=[],
-                auto_merge=False,
-                payload={"note": "from GitHub"},
-            )
-        )
-        body = deployment_event(
-            repository="acme/shop",
-            environment="staging",
-            id=made.id,
-            sha=made.sha,
-            ref="v2",
-            creator="octocat",
-            payload={"note": "from GitHub"},
-        )
+        made, body = deployment_made_on_github(github, "v2", "from GitHub")
         answer = post_github(front, body, "deployment")
         assert answer.status_code == 202, answer.text
         third_run = ticket_run(front, answer.json()["queued"][0]["request"])
