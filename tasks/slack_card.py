@@ -212,9 +212,18 @@ def _confirmed_button(
     }
 
 
-def _rollback_button(card: DeploySummary) -> dict[str, Any] | None:
+def _target_value(card: DeploySummary) -> str | None:
+    """The app environment a button acts on, as its value (None when there is none, or it is
+    longer than Slack's 2000 characters)."""
     value = json.dumps({"app": card.app, "environment": card.environment}, separators=(",", ":"))
     if not card.app or not card.environment or len(value) > 2000:
+        return None
+    return value
+
+
+def _rollback_button(card: DeploySummary) -> dict[str, Any] | None:
+    value = _target_value(card)
+    if value is None:
         return None
     question = (
         f"Switch *{escape_mrkdwn(card.environment)}* back to the release of "
@@ -227,8 +236,8 @@ def _rollback_button(card: DeploySummary) -> dict[str, Any] | None:
 
 def _abort_button(card: DeploySummary) -> dict[str, Any] | None:
     """Offered while the deploy runs: stop it, and switch back the hosts it switched."""
-    value = json.dumps({"app": card.app, "environment": card.environment}, separators=(",", ":"))
-    if not card.app or not card.environment or len(value) > 2000:
+    value = _target_value(card)
+    if value is None:
         return None
     question = (
         f"Stop *{escape_mrkdwn(card.title)}*? Hosts it switched go back to the release they "
