@@ -6,6 +6,7 @@ The first half is pure logic and needs no root; the second half runs against rea
 
 import pickle
 import subprocess
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -205,19 +206,28 @@ def test_unreachable_hosts_get_a_cause_to_check(one, tmp_path) -> None:
     other = tmp_path / "stranger"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     stranger = env_for(host.address, other.read_text(), [host.known_hosts_line])
-    assert "refused user 'root' with key SHA256:" in failure(stranger, host.address)
+    assert "refused user 'root' with key SHA256:" in timed_failure("a wrong key", stranger, host)
     assert "authorized_keys" in failure(stranger, host.address)
     host.drop_ssh()
     assert f"no answer from {host.address}:22 within 3 s" in failure(env, host.address)
     host.accept_ssh()
     host.kill_sshd()
-    assert f"connection refused on {host.address}:22: is sshd running" in failure(env, host.address)
+    refused = timed_failure("sshd down", env, host)
+    assert f"connection refused on {host.address}:22: is sshd running" in refused
     host.start_sshd()
     subprocess.run(["ip", "link", "set", host.veth, "down"], check=True)
     try:
         assert f"no route to {host.address}:22" in failure(env, host.address)
     finally:
         subprocess.run(["ip", "link", "set", host.veth, "up"], check=True)
+
+
+def timed_failure(situation: str, env, host) -> str:
+    """The failure of a check on ``host``, with how long it took to fail printed for the docs."""
+    started = time.monotonic()
+    message = failure(env, host.address)
+    print(f"measured: {situation}: the check failed in {time.monotonic() - started:.2f} s")
+    return message
 
 
 @pytest.mark.e2e
