@@ -16,3 +16,21 @@ class GitHubAccess(Block):
         default="https://api.github.com",
         description="REST API base URL; https://HOST/api/v3 for GitHub Enterprise Server.",
     )
+
+    @property
+    def web_url(self) -> str:
+        """Where people browse this GitHub: https://github.com, or the Enterprise server's host.
+
+        >>> GitHubAccess(token="t", api_url="https://ghe.example.net/api/v3/").web_url
+        'https://ghe.example.net'
+        >>> GitHubAccess(token="t").web_url
+        'https://github.com'
+        """
+        api = self.api_url.rstrip("/")
+        if api == "https://api.github.com":
+            return "https://github.com"
+        return api.removesuffix("/api/v3")
+
+    def commit_url(self, repository: str, sha: str) -> str:
+        """The page of commit ``sha`` of ``owner/name``."""
+        return f"{self.web_url}/{repository}/commit/{sha}"

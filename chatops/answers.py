@@ -57,7 +57,7 @@ from tasks import history
 from tasks.locks import Lock
 from tasks.slack_card import escape_mrkdwn, who
 from tasks.summary import abort_message, run_tags
-from tasks.verify import Checked, read_report
+from tasks.verify import Checked
 
 QUERY_RUNS = 5
 ABORTABLE = [StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED, StateType.CANCELLING]
@@ -158,11 +158,7 @@ class Answers:
                         flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])
                     )
                 )
-                for artifact in artifacts:
-                    found = read_report(str(artifact.data or ""))
-                    if found is not None:
-                        return found
-                return []
+                return history.findings(artifacts)
             await asyncio.sleep(0.3)
         return None
 
@@ -245,7 +241,9 @@ class Answers:
             )
         if not app.environments:
             lines.append("no environments are configured.")
-        return Reply("\n".join(lines))
+            return Reply("\n".join(lines))
+        running = await self._deployed(Command(action="status", app=name), detailed=False)
+        return Reply("\n".join([*lines, "What runs there:", running.text]))
 
     # ---- locks
     async def _lock(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
@@ -368,6 +366,8 @@ class Answers:
         return await self._deployed(request.command, detailed=True)
 
     async def _deployed(self, command: Command, detailed: bool) -> Reply:
+        """What runs where (the rows of the ``environments`` page), for every app environment
+        or those the command names."""
         wanted: set[tuple[str, str]] | None = None
         if command.app is not None:
             name, app, _ = find_app(command.app, self.catalog.snapshot)
@@ -375,14 +375,15 @@ class Answers:
             if command.environment is not None:
                 names = [find_target(command, self.catalog.snapshot).environment_name]
             wanted = {(name, env) for env in names}
-        found = [
-            d
-            for d in await asyncio.to_thread(history.deployed_everywhere)
-            if wanted is None or (d.app, d.environment) in wanted
+        rows = [
+            row
+            for row in await asyncio.to_thread(history.environment_rows)
+            if wanted is None or (row.app, row.environment) in wanted
         ]
-        if not found:
+        if not any(row.deployed or row.lock for row in rows):
             return Reply("Nothing deployed there yet (as far as Prefect knows).")
-        return Reply("\n".join(deployed_text(d, detailed) for d in found))
+        now = datetime.now(UTC)
+        return Reply("\n".join(environment_text(row, detailed, now) for row in rows))
 
     async def _deploys(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
         command = request.command
@@ -424,18 +425,32 @@ def started_reply(requester: Requester, ticket: Ticket, command: Command) -> Rep
     )
 
 
-def deployed_text(deployed: history.Deployed, detailed: bool) -> str:
-    head = (
-        f"• *{deployed.app}* on *{deployed.environment}*: `{escape_mrkdwn(deployed.ref)}` at "
-        f"`{deployed.sha[:12]}`"
-    )
-    lines = [head, f"    deployed by {who(deployed.requested_by)} at {deployed.finished}"]
-    if detailed:
-        lines.append(
-            f"    release `{deployed.release}` on {escape_mrkdwn(', '.join(deployed.hosts))}"
+def environment_text(row: history.EnvironmentRow, detailed: bool, now: datetime) -> str:
+    """One app environment for ``status``/``where`` (``latest``: ``detailed``), the same facts
+    as its row on the ``environments`` page."""
+    d, lines = row.deployed, []
+    if d is None:
+        lines.append(f"• *{row.app}* on *{row.environment}*: nothing deployed yet")
+    else:
+        sha = f"<{d.commit_url}|{d.sha[:12]}>" if d.commit_url else f"`{d.sha[:12]}`"
+        lines.append(f"• *{row.app}* on *{row.environment}*: `{escape_mrkdwn(d.ref)}` at {sha}")
+        at = row.deployed_at()
+        ago = f" ({history.ago(at, now)})" if at else ""
+        lines.append(f"    deployed by {who(d.requested_by)} at {d.finished}{ago}")
+        if detailed:
+            lines.append(f"    release `{d.release}` on {escape_mrkdwn(', '.join(d.hosts))}")
+            if d.run_url:
+                lines.append(f"    run: <{d.run_url}|{escape_mrkdwn(d.run_url)}>")
+    if row.lock is not None:
+        lines.append(f"    :lock: {row.lock.describe()}")
+    if row.verified is not None:
+        drifted = row.verified.drifted
+        found = (
+            ":warning: drift on " + escape_mrkdwn(", ".join(c.host for c in drifted))
+            if drifted
+            else f"all {len(row.verified.checked)} hosts as recorded"
         )
-        if deployed.run_url:
-            lines.append(f"    run: <{deployed.run_url}|{escape_mrkdwn(deployed.run_url)}>")
+        lines.append(f"    last verify: {found}")
     return "\n".join(lines)
 
 

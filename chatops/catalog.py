@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from blocks import App, Environment, environment_block_name
 from chatops.background import Loop
-from tasks.locks import LOCK_TAG, Lock, lock_name
+from tasks.locks import LOCKS_QUERY, Lock, lock_name, locks_from
 
 APP_SLUG = "chatops-app"
 ENVIRONMENT_SLUG = "chatops-environment"
@@ -202,17 +202,5 @@ async def _read_blocks(client: PrefectClient, slug: str, kind: type[Any]) -> dic
 
 async def read_locks(client: PrefectClient) -> list[Lock]:
     """Every lock (Prefect Variables tagged ``chatops-lock``), sorted by app and environment."""
-    response = await client.request(
-        "POST",
-        "/variables/filter",
-        json={"variables": {"tags": {"all_": [LOCK_TAG]}}, "limit": 200},
-    )
-    found = []
-    for variable in response.json():
-        value = variable.get("value")
-        if isinstance(value, dict):
-            app, environment = str(value.get("app", "")), str(value.get("environment", ""))
-            lock = Lock.from_value(app, environment, value)
-            if lock is not None and lock_name(app, environment) == variable["name"]:
-                found.append(lock)
-    return sorted(found, key=lambda lock: (lock.app, lock.environment))
+    response = await client.request("POST", "/variables/filter", json=LOCKS_QUERY)
+    return locks_from(response.json())

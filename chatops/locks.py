@@ -10,11 +10,13 @@ name, so two people locking at once cannot both win. The rules::
 
 Every call is one or two Prefect API round trips bounded by ``timeout``; past it,
 :class:`LocksUnavailable` is raised so a caller can say so instead of guessing. Every change is
-passed to the catalog at once, so this gateway's next answer already knows it.
+passed to the catalog at once, so this gateway's next answer already knows it, and shown on the
+``environments`` page in the background (:func:`tasks.history.write_environments`).
 """
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -23,9 +25,11 @@ from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from chatops.catalog import Catalog, read_locks
+from tasks import history
 from tasks.locks import LOCK_TAG, Lock, lock_name
 
 T = TypeVar("T")
+logger = logging.getLogger("chatops.locks")
 
 
 class LockHeld(Exception):
@@ -47,6 +51,7 @@ class Locks:
         self.client = client
         self.catalog = catalog
         self.timeout = timeout
+        self._page_updates: set[asyncio.Task[object]] = set()
 
     async def all(self) -> list[Lock]:
         """Every lock, sorted by app and environment."""
@@ -59,6 +64,7 @@ class Locks:
         """
         replaced = await self._bounded(self._take(wanted, force))
         self.catalog.lock_changed(wanted.app, wanted.environment, wanted)
+        self._update_page()
         return replaced
 
     async def release(
@@ -70,7 +76,19 @@ class Locks:
         """
         removed = await self._bounded(self._release(app, environment, by, via, force))
         self.catalog.lock_changed(app, environment, None)
+        self._update_page()
         return removed
+
+    def _update_page(self) -> None:
+        """Write the ``environments`` page again, without making the answer wait for it."""
+        update = asyncio.create_task(asyncio.to_thread(history.write_environments))
+        self._page_updates.add(update)  # keep a reference until it is done
+        update.add_done_callback(self._page_updated)
+
+    def _page_updated(self, update: "asyncio.Task[object]") -> None:
+        self._page_updates.discard(update)
+        if not update.cancelled() and update.exception() is not None:
+            logger.warning("Could not update the environments page: %s", update.exception())
 
     async def _bounded(self, work: Awaitable[T]) -> T:
         try:

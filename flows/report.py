@@ -229,11 +229,24 @@ class DeployReport:
         """
         self.summary.finished = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         pause_point("success")
-        history.write_deployed(self.summary)
+        history.write_deployed(self.summary, self._commit_url())
         pause_point("success recorded")
         description = f"Deployed {self.target.ref} to {self.target.environment_name}"
         self._finish("success", None, description)
         pause_point("success told")
+        self._refresh_environments()
+
+    def _commit_url(self) -> str | None:
+        if self.github is None or not self.summary.sha:
+            return None
+        return self.github.commit_url(self.target.app.repository, self.summary.sha)
+
+    def _refresh_environments(self) -> None:
+        """Show this deploy on the ``environments`` page; a failure only leaves it stale."""
+        try:
+            history.write_environments()
+        except Exception as exc:
+            self.logger.warning("Could not update the environments page: %s", exc)
 
     def failed(self, outcome: Outcome, error: str) -> None:
         """The deploy ended with ``failure`` (it could not be done) or ``error`` (it broke)."""

@@ -2,19 +2,21 @@
 
 ``status shop verify`` (Slack) or ``chatops status shop --verify`` starts it. Each host is one
 task run that reads ``current``, its REVISION and (with a health URL) what the app serves;
-unreachable hosts are reported, not fatal. The findings become a Markdown artifact on the run,
-which the gateway turns into the answer.
+unreachable hosts are reported, not fatal. The findings become one table artifact per app
+environment (``verified-<app>-<environment>``, on the run), which the gateway turns into the
+answer, and the ``environments`` page shows the last one of each.
 """
 
+from dataclasses import replace
+
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.results import gather
-from flows.target import load_app, load_target
+from flows.target import Target, load_app, load_target
 from tasks import history, ssh
 from tasks.hosts import inspect
-from tasks.verify import Checked, report_markdown
+from tasks.verify import Checked
 
 
 @flow(name="verify", flow_run_name="verify {app}", task_runner=ThreadPoolTaskRunner(16))
@@ -25,30 +27,31 @@ def verify(app: str, environment: str | None = None) -> list[Checked]:
     checked: list[Checked] = []
     with ssh.sessions():
         for name in names:
-            target = load_target(app, name)
-            record = recorded.get((app, name))
-            found = gather({h: inspect.submit(target.environment, h) for h in target.hosts})
-            for host, outcome in found.items():
-                base = Checked(
-                    app,
-                    name,
-                    host,
-                    record.release if record else None,
-                    record.sha if record else None,
-                )
-                if isinstance(outcome, BaseException):
-                    checked.append(Checked(**{**base.__dict__, "error": str(outcome)}))
-                    continue
-                state, serving = outcome
-                checked.append(
-                    Checked(
-                        **{
-                            **base.__dict__,
-                            "current": state.current,
-                            "current_sha": state.releases.get(state.current or ""),
-                            "serves": serving,
-                        }
-                    )
-                )
-    create_markdown_artifact(markdown=report_markdown(checked), description=f"Drift of {app}")
+            found = check_hosts(load_target(app, name), recorded.get((app, name)))
+            history.write_verified(app, name, found)
+            checked += found
+    history.write_environments()
+    return checked
+
+
+def check_hosts(target: Target, record: history.Deployed | None) -> list[Checked]:
+    """What every host of ``target`` runs and serves, next to the ``record`` of what should."""
+    found = gather({h: inspect.submit(target.environment, h) for h in target.hosts})
+    checked = []
+    for host, outcome in found.items():
+        base = Checked(
+            target.name,
+            target.environment_name,
+            host,
+            record.release if record else None,
+            record.sha if record else None,
+        )
+        if isinstance(outcome, BaseException):
+            checked.append(replace(base, error=str(outcome)))
+            continue
+        state, serving = outcome
+        current_sha = state.releases.get(state.current or "")
+        checked.append(
+            replace(base, current=state.current, current_sha=current_sha, serves=serving)
+        )
     return checked

@@ -1,13 +1,16 @@
 """Deploy history in Prefect: what each run did, what is deployed where, and recent runs.
 
-Two Markdown artifacts are written per deploy:
+Artifacts a deploy writes:
 
-- on the run itself, the deploy report: who asked, which ref and sha, where, which hosts, how
-  long each step took and, for a failed deploy, the failure excerpt;
+- on the run itself, the deploy report (Markdown): who asked, which ref and sha, where, which
+  hosts, how long each step took and, for a failed deploy, the failure excerpt;
 - under the key ``deployed-<app>-<environment>``, after every successful deploy, the release
-  that now runs there. The Prefect UI's Artifacts page lists one per app environment, with its
-  history; :func:`deployed_everywhere` reads the latest of each (the facts ride along in an
-  HTML comment, so nothing parses the prose).
+  that now runs there: a table artifact of one row (:class:`Deployed`), data the Prefect UI
+  shows as a table and :func:`deployed_everywhere` reads back as it was written;
+- the ``environments`` page (:func:`write_environments`): one row per app environment with what
+  runs there, who deployed it and when, its lock and its last verify. Every deploy, rollback,
+  lock change and verify writes it again; ``chatops status`` and ``/deploy where`` answer from
+  the same rows (:func:`environment_rows`).
 
 Runs are tagged ``app:<app>`` and ``env:<environment>`` (:func:`tasks.summary.run_tags`);
 :func:`recent_runs` lists them newest first.
@@ -16,11 +19,13 @@ Runs are tagged ``app:<app>`` and ``env:<environment>`` (:func:`tasks.summary.ru
 import json
 import re
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactCreate
 from prefect.client.schemas.filters import (
     ArtifactCollectionFilter,
     ArtifactCollectionFilterKey,
@@ -33,10 +38,16 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.sorting import ArtifactCollectionSort, ArtifactSort, FlowRunSort
 from prefect.utilities.urls import url_for
 
+from blocks.app import App
+from tasks.locks import Lock, all_locks
 from tasks.summary import PREVIOUS, DeploySummary, run_tags
+from tasks.verify import Checked
 
 DEPLOYED_PREFIX = "deployed-"
-_FACTS = re.compile(r"<!-- chatops:deployed (\{.*\}) -->")
+VERIFIED_PREFIX = "verified-"
+ENVIRONMENTS_KEY = "environments"
+# Records written before they were tables: Markdown with the facts in an HTML comment.
+_MARKDOWN_FACTS = re.compile(r"<!-- chatops:deployed (\{.*\}) -->")
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,42 @@ class Deployed:
     requested_by: str
     finished: str
     run_url: str | None = None
+    commit_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Verified:
+    """The latest verify of one app environment: every host it checked, when, and its run."""
+
+    checked: list[Checked]
+    at: datetime | None
+    run_url: str | None
+
+    @property
+    def drifted(self) -> list[Checked]:
+        return [c for c in self.checked if not c.consistent]
+
+
+@dataclass(frozen=True)
+class EnvironmentRow:
+    """One app environment as QA asks about it: what runs there, its lock, its last verify."""
+
+    app: str
+    environment: str
+    deployed: Deployed | None
+    lock: Lock | None
+    verified: Verified | None
+
+    def deployed_at(self) -> datetime | None:
+        """When the release that runs there was deployed (None when not recorded)."""
+        if self.deployed is None:
+            return None
+        try:
+            return datetime.strptime(self.deployed.finished, "%Y-%m-%d %H:%M:%S UTC").replace(
+                tzinfo=UTC
+            )
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True)
@@ -97,22 +144,6 @@ def report_markdown(summary: DeploySummary) -> str:
     return "\n".join(lines)
 
 
-def deployed_markdown(deployed: Deployed) -> str:
-    """What now runs in one app environment, as Markdown (with its facts for machines)."""
-    return "\n".join(
-        [
-            f"**{deployed.app}** on **{deployed.environment}**: "
-            f"`{_cell(deployed.ref)}` at `{_cell(deployed.sha)}`",
-            "",
-            f"- release `{_cell(deployed.release)}` on {_cell(', '.join(deployed.hosts))}",
-            f"- deployed by {_cell(deployed.requested_by)} at {_cell(deployed.finished)}",
-            f"- run: {_cell(deployed.run_url)}",
-            "",
-            f"<!-- chatops:deployed {json.dumps(asdict(deployed))} -->",
-        ]
-    )
-
-
 def write_report(summary: DeploySummary) -> None:
     """Attach the deploy report to the current run."""
     create_markdown_artifact(
@@ -120,7 +151,7 @@ def write_report(summary: DeploySummary) -> None:
     )
 
 
-def write_deployed(summary: DeploySummary) -> None:
+def write_deployed(summary: DeploySummary, commit_url: str | None = None) -> None:
     """Record that this run's release now runs in its app environment.
 
     A rollback to the previous release records the ref that release was deployed from, so
@@ -139,12 +170,23 @@ def write_deployed(summary: DeploySummary) -> None:
         requested_by=summary.requested_by,
         finished=summary.finished or "",
         run_url=summary.run_url,
+        commit_url=commit_url,
     )
-    create_markdown_artifact(
+    create_table_artifact(
         key=deployed_key(summary.app, summary.environment),
-        markdown=deployed_markdown(deployed),
+        table=[asdict(deployed)],
         description=f"What is deployed on {summary.app} {summary.environment}",
     )
+
+
+def _records(data: Any) -> list[dict[str, Any]]:
+    """The rows of a table artifact's data (or of an older Markdown record)."""
+    try:
+        rows = json.loads(str(data or ""))
+    except ValueError:
+        facts = _MARKDOWN_FACTS.search(str(data or ""))
+        rows = [json.loads(facts.group(1))] if facts else []
+    return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
 
 
 def runs_that_deployed(run_ids: set[str]) -> set[str]:
@@ -174,9 +216,7 @@ def earlier_ref(app: str, environment: str, sha: str) -> str | None:
             limit=50,
         )
     for record in records:
-        facts = _FACTS.search(str(record.data or ""))
-        if facts:
-            earlier = json.loads(facts.group(1))
+        for earlier in _records(record.data):
             if earlier.get("sha") == sha and earlier.get("ref") not in (None, PREVIOUS):
                 return str(earlier["ref"])
     return None
@@ -190,11 +230,13 @@ def deployed_everywhere() -> list[Deployed]:
             artifact_filter=ArtifactCollectionFilter(key=key_filter),
             sort=ArtifactCollectionSort.KEY_ASC,
         )
-    found = []
-    for artifact in latest:
-        facts = _FACTS.search(str(artifact.data or ""))
-        if artifact.key and artifact.key.startswith(DEPLOYED_PREFIX) and facts:
-            found.append(Deployed(**json.loads(facts.group(1))))
+    fields = set(Deployed.__dataclass_fields__)
+    found = [
+        Deployed(**{k: v for k, v in row.items() if k in fields})
+        for artifact in latest
+        if artifact.key and artifact.key.startswith(DEPLOYED_PREFIX)
+        for row in _records(artifact.data)[:1]
+    ]
     return sorted(found, key=lambda d: (d.app, d.environment))
 
 
@@ -217,4 +259,146 @@ def recent_runs(app: str, environment: str | None, limit: int = 50) -> list[Rece
             url=url_for("flow-run", obj_id=run.id) or "",
         )
         for run in runs
+    ]
+
+
+def verified_key(app: str, environment: str) -> str:
+    return f"{VERIFIED_PREFIX}{app}-{environment}"
+
+
+def write_verified(app: str, environment: str, checked: list[Checked]) -> None:
+    """Record what a verify run found on the hosts of one app environment (one row per host)."""
+    create_table_artifact(
+        key=verified_key(app, environment),
+        table=[asdict(c) for c in checked],
+        description=f"What the hosts of {app} {environment} ran when last verified",
+    )
+
+
+def _latest(client: Any, prefix: str) -> dict[str, Any]:
+    """The latest artifact of every key starting with ``prefix``, by key."""
+    latest = client.read_latest_artifacts(
+        artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(like_=prefix)),
+        sort=ArtifactCollectionSort.KEY_ASC,
+    )
+    return {a.key: a for a in latest if a.key and a.key.startswith(prefix)}
+
+
+def _verified(artifact: Any) -> Verified:
+    fields = set(Checked.__dataclass_fields__)
+    checked = [
+        Checked(**{k: v for k, v in row.items() if k in fields}) for row in _records(artifact.data)
+    ]
+    url = url_for("flow-run", obj_id=artifact.flow_run_id) if artifact.flow_run_id else None
+    return Verified(checked, artifact.updated or artifact.created, url)
+
+
+def _configured(client: Any) -> set[tuple[str, str]]:
+    """Every app environment the configuration names (App blocks, read without secrets)."""
+    found: set[tuple[str, str]] = set()
+    offset = 0
+    while True:
+        try:
+            page = client.read_block_documents_by_type(
+                App.get_block_type_slug(), offset=offset, limit=200, include_secrets=False
+            )
+        except Exception:  # no app configured yet (the block type is unknown)
+            return found
+        for document in page:
+            environments = (document.data or {}).get("environments") or []
+            found |= {(str(document.name), str(env)) for env in environments}
+        if len(page) < 200:
+            return found
+        offset += 200
+
+
+def environment_rows() -> list[EnvironmentRow]:
+    """One row per app environment (configured, deployed, locked or verified), sorted by app
+    and environment: the rows of the ``environments`` page, ``status`` and ``where``."""
+    deployed = {(d.app, d.environment): d for d in deployed_everywhere()}
+    locks = {(lock.app, lock.environment): lock for lock in all_locks()}
+    with get_client(sync_client=True) as client:
+        verified = {key: _verified(a) for key, a in _latest(client, VERIFIED_PREFIX).items()}
+        names = _configured(client) | set(deployed) | set(locks)
+    return [
+        EnvironmentRow(
+            app,
+            env,
+            deployed.get((app, env)),
+            locks.get((app, env)),
+            verified.get(verified_key(app, env)),
+        )
+        for app, env in sorted(names)
+    ]
+
+
+def _link(text: str, url: str | None) -> str:
+    return f"[{text}]({url})" if url else text
+
+
+def ago(then: datetime | None, now: datetime) -> str:
+    """``3 h ago``, ``2 d ago``: how long ago, to the unit people think in."""
+    if then is None:
+        return "–"
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return "just now"
+
+
+def page_row(row: EnvironmentRow, now: datetime) -> dict[str, str]:
+    """One row of the ``environments`` page, as the Prefect UI shows it (cells are Markdown)."""
+    d, lock, verified = row.deployed, row.lock, row.verified
+    last_verify = "–"
+    if verified is not None:
+        drifted = verified.drifted
+        when = verified.at.strftime("%Y-%m-%d %H:%M UTC") if verified.at else ""
+        found = (
+            "drift on " + ", ".join(c.host for c in drifted)
+            if drifted
+            else f"all {len(verified.checked)} hosts as recorded"
+        )
+        last_verify = _link(f"{found} ({when})", verified.run_url)
+    at = row.deployed_at()
+    return {
+        "app": row.app,
+        "environment": row.environment,
+        "runs": d.ref if d else "nothing deployed yet",
+        "revision": _link(d.sha[:7], d.commit_url) if d and d.sha else "–",
+        "deployed by": d.requested_by if d else "–",
+        "deployed": f"{at:%Y-%m-%d %H:%M} UTC ({ago(at, now)})" if at else "–",
+        "lock": f"{lock.by} ({lock.via}): {lock.message or 'no reason given'}" if lock else "–",
+        "last verify": last_verify,
+        "run": _link("run", d.run_url) if d and d.run_url else "–",
+    }
+
+
+def write_environments() -> list[EnvironmentRow]:
+    """Write the ``environments`` page again from what Prefect holds now; return its rows.
+
+    The page belongs to no run (the gateway writes it too, when a lock changes), so it is
+    created through the API rather than from a run's context.
+    """
+    rows = environment_rows()
+    now = datetime.now(UTC)
+    table = [page_row(row, now) for row in rows]
+    page = ArtifactCreate(
+        key=ENVIRONMENTS_KEY,
+        type="table",
+        data=json.dumps(table or [{"app": "–", "environment": "nothing configured yet"}]),
+        description=f"What runs where (updated {now:%Y-%m-%d %H:%M UTC})",
+    )
+    with get_client(sync_client=True) as client:
+        client.create_artifact(page)
+    return rows
+
+
+def findings(artifacts: list[Any]) -> list[Checked]:
+    """Every host a verify run checked, from the run's ``verified-*`` artifacts."""
+    return [
+        checked
+        for artifact in artifacts
+        if (artifact.key or "").startswith(VERIFIED_PREFIX)
+        for checked in _verified(artifact).checked
     ]

@@ -122,3 +122,27 @@ def read_lock(app: str, environment: str) -> Lock | None:
     with get_client(sync_client=True) as client:
         variable = client.read_variable_by_name(lock_name(app, environment))
     return Lock.from_value(app, environment, variable.value) if variable else None
+
+
+def locks_from(variables: list[dict[str, Any]]) -> list[Lock]:
+    """The locks among Prefect Variables (as the API returns them), sorted by app and
+    environment; a variable whose name does not match the lock it holds is not one."""
+    found = []
+    for variable in variables:
+        value = variable.get("value")
+        if isinstance(value, dict):
+            app, environment = str(value.get("app", "")), str(value.get("environment", ""))
+            lock = Lock.from_value(app, environment, value)
+            if lock is not None and lock_name(app, environment) == variable.get("name"):
+                found.append(lock)
+    return sorted(found, key=lambda lock: (lock.app, lock.environment))
+
+
+LOCKS_QUERY = {"variables": {"tags": {"all_": [LOCK_TAG]}}, "limit": 200}
+"""The Prefect API query (``POST /variables/filter``) for every lock."""
+
+
+def all_locks() -> list[Lock]:
+    """Every lock, read from the Prefect API."""
+    with get_client(sync_client=True) as client:
+        return locks_from(client.request("POST", "/variables/filter", json=LOCKS_QUERY).json())

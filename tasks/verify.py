@@ -2,22 +2,16 @@
 
 A verify run (:mod:`flows.verify`) reads ``current`` and its REVISION on every host over SSH and
 compares them with the latest ``deployed-<app>-<environment>`` record. Its findings are one
-:class:`Checked` per host, kept as a Markdown artifact on the run (the facts ride along in an
-HTML comment, so the gateway reads them back without parsing prose)::
+:class:`Checked` per host, kept as the table artifact ``verified-<app>-<environment>``
+(:func:`tasks.history.write_verified`), one row per host::
 
     >>> c = Checked("shop", "staging", "web-1", "r2", "1a2b3c4d", current="r1",
     ...             current_sha="9f8e7d6c")
     >>> c.consistent, c.describe()
     (False, 'runs r1 (9f8e7d6) but the record says r2 (1a2b3c4)')
-    >>> read_report(report_markdown([c])) == [c]
-    True
 """
 
-import json
-import re
-from dataclasses import asdict, dataclass
-
-_FACTS = re.compile(r"<!-- chatops:verify (\[.*\]) -->")
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -54,19 +48,3 @@ class Checked:
         if self.serves is False:
             return f"current is {runs}, but the app does not serve it"
         return f"runs {runs} as recorded"
-
-
-def report_markdown(checked: list[Checked]) -> str:
-    """The verify report as Markdown, with its facts for machines."""
-    lines = ["| app | environment | host | state |", "|---|---|---|---|"]
-    for c in checked:
-        state = ("ok: " if c.consistent else "**drift**: ") + c.describe()
-        lines.append(f"| {c.app} | {c.environment} | {c.host} | {state.replace('|', '/')} |")
-    lines += ["", f"<!-- chatops:verify {json.dumps([asdict(c) for c in checked])} -->"]
-    return "\n".join(lines)
-
-
-def read_report(markdown: str) -> list[Checked] | None:
-    """The findings of a verify report, or None if ``markdown`` is not one."""
-    found = _FACTS.search(markdown)
-    return [Checked(**item) for item in json.loads(found.group(1))] if found else None

@@ -220,6 +220,7 @@ def test_what_is_deployed_where_and_no_secret_leaks(shop: Shop, ssh_key: SshKey)
     ]
     assert (entry.sha, entry.ref, entry.requested_by) == (shop.repo.v2, "feature/login", "frank")
     assert entry.release == done.release and entry.hosts == [h.address for h in shop.hosts]
+    assert entry.commit_url and entry.commit_url.endswith(f"/commit/{shop.repo.v2}")
 
     shop.hosts[0].drop_ssh()
     failed = deploy(app="shop", environment="staging", ref="v1", return_state=True)

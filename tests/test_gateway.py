@@ -16,11 +16,17 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from prefect import flow
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    ArtifactCollectionFilter,
+    ArtifactCollectionFilterKey,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
 from prefect.states import Cancelled, Running
 from starlette.testclient import TestClient
 
@@ -471,9 +477,21 @@ def test_a_locked_environment_refuses_other_peoples_deploys_even_forced(
 
 
 @flow
-def record_deployed(summary: DeploySummary) -> None:
+def record_deployed(summary: DeploySummary, commit_url: str | None = None) -> None:
     """What a successful deploy leaves behind for "what is deployed where"."""
-    history.write_deployed(summary)
+    history.write_deployed(summary, commit_url)
+    history.write_environments()
+
+
+def environments_page() -> list[dict[str, str]]:
+    """The rows of the latest ``environments`` page, as the Prefect UI gets them."""
+    with get_client(sync_client=True) as client:
+        [latest] = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(
+                key=ArtifactCollectionFilterKey(any_=["environments"])
+            )
+        )
+    return json.loads(str(latest.data))
 
 
 def test_status_and_latest_show_what_is_deployed(chat: Chat) -> None:
@@ -504,6 +522,43 @@ def test_status_and_latest_show_what_is_deployed(chat: Chat) -> None:
     record_deployed(replace(summary, ref=PREVIOUS))  # a rollback to the previous release
     back = chat.command("status shop in staging")["text"]
     assert "`v7-status-test` at" in back and "previous release" not in back
+
+
+def test_the_environments_page_and_status_show_the_same_row(chat: Chat) -> None:
+    commit = "https://ghe.example.net/acme/shop/commit/" + "c" * 40
+    summary = DeploySummary(
+        app="shop",
+        environment="staging",
+        ref="feature/page-test",
+        sha="c" * 40,
+        release="20261201T000000Z-ccccccc",
+        hosts=["web-1", "web-2"],
+        steps=[Step("build", "done", 1.0)],
+        requested_by=ALICE,
+        finished=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        run_url="http://prefect.test/runs/flow-run/page",
+    )
+    record_deployed(summary, commit)
+    [row] = [r for r in environments_page() if (r["app"], r["environment"]) == ("shop", "staging")]
+    assert row["runs"] == "feature/page-test"
+    assert row["revision"] == f"[ccccccc]({commit})"
+    assert row["deployed by"] == ALICE and row["deployed"].endswith("UTC (just now)")
+    assert row["run"] == "[run](http://prefect.test/runs/flow-run/page)"
+    assert row["lock"] == "–"
+    status = chat.command("status shop in staging")["text"]
+    assert f"`feature/page-test` at <{commit}|cccccccccccc>" in status
+    assert "(just now)" in status
+
+    chat.command("lock staging on shop: QA checks the page")
+    deadline = time.monotonic() + 15  # the gateway writes the page in the background
+    while "QA checks the page" not in row["lock"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+        [row] = [
+            r for r in environments_page() if r["environment"] == "staging" and r["app"] == "shop"
+        ]
+    assert row["lock"] == f"{ALICE} (slack): QA checks the page"
+    assert "QA checks the page" in chat.command("where shop")["text"]
+    chat.command("unlock staging on shop")
 
 
 def test_a_deploy_is_answered_within_a_second_when_prefect_is_slow(

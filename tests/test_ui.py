@@ -1,12 +1,16 @@
 """The Prefect UI, in a real browser, asks for the password ``chatops up`` made, then shows a
-deploy started from the CLI: run, steps, history."""
+deploy started from the CLI: run, steps, history, and the ``environments`` page QA reads."""
 
+import json
+import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
+    ArtifactCollectionFilter,
+    ArtifactCollectionFilterKey,
     ArtifactFilter,
     ArtifactFilterKey,
     FlowRunFilter,
@@ -82,4 +86,45 @@ def test_ui_shows_the_run_its_steps_and_what_is_deployed(
             page.goto(f"{up.base}/artifacts/artifact/{deployed.id}")
             page.get_by_text(app_repo.v1).first.wait_for(timeout=30_000)
             page.screenshot(path=str(tmp_path / "deployed.png"))
+
+            # What QA reads: the environments page, after a lock and a verify.
+            locked = up.cli("lock", "staging", "to", "shop:", "QA", "is", "testing", user="grace")
+            assert locked.returncode == 0, locked.stdout + locked.stderr
+            verified = up.cli("status", "shop", "--verify", user="grace")
+            assert verified.returncode == 0, verified.stdout + verified.stderr
+            page_id = environments_page_with(up, "QA is testing")
+            page.set_viewport_size({"width": 1920, "height": 1000})  # a desktop's full width
+            page.goto(f"{up.base}/artifacts/artifact/{page_id}")
+            row = page.locator("tr", has_text="staging")
+            row.get_by_text("v1", exact=True).wait_for(timeout=30_000)
+            for cell in [app_repo.v1[:7], "grace", "grace (cli): QA is testing"]:
+                row.get_by_text(cell, exact=True).first.wait_for(timeout=30_000)
+            row.get_by_text("UTC (just now)").wait_for(timeout=30_000)
+            row.get_by_text(f"all {len(deploy_hosts)} hosts as recorded").wait_for(timeout=30_000)
+            assert row.get_by_role("link", name="run").get_attribute("href") == str(
+                f"{up.base}/runs/flow-run/{run.id}"
+            )
+            page.screenshot(path=str(tmp_path / "environments.png"))
             browser.close()
+
+        status = up.cli("status", user="grace").stdout
+        assert f"shop on staging: v1 at {app_repo.v1[:12]}" in status, status
+        assert "locked by grace (cli)" in status and "QA is testing" in status
+        assert f"last verify: all {len(deploy_hosts)} hosts as recorded" in status
+
+
+def environments_page_with(up: ChatopsUp, text: str, timeout: float = 30.0) -> str:
+    """The id of the ``environments`` page once its latest version shows ``text`` (the gateway
+    writes it in the background after a lock change)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with get_client(sync_client=True) as client:
+            [latest] = client.read_latest_artifacts(
+                artifact_filter=ArtifactCollectionFilter(
+                    key=ArtifactCollectionFilterKey(any_=["environments"])
+                )
+            )
+        if text in json.dumps(json.loads(str(latest.data))):
+            return str(latest.latest_id)
+        assert time.monotonic() < deadline, f"the environments page never showed {text!r}"
+        time.sleep(0.5)
