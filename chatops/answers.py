@@ -54,7 +54,7 @@ from chatops.request import (
     resolve,
 )
 from tasks import history
-from tasks.locks import Lock
+from tasks.locks import Freeze, Lock
 from tasks.slack_card import escape_mrkdwn, who
 from tasks.summary import abort_message, run_tags
 from tasks.verify import Checked
@@ -104,6 +104,8 @@ class Answers:
             "latest": self._latest,
             "deploys": self._deploys,
             "abort": self._abort,
+            "freeze": self._freeze,
+            "unfreeze": self._unfreeze,
         }
 
     async def answer(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
@@ -345,6 +347,9 @@ class Answers:
                 "takes it over."
             )
             return Reply(text, ok=False)
+        freeze = self.catalog.snapshot.freeze(target.environment_name)
+        if freeze is not None:
+            return Reply(freeze.describe(), ok=False)
         return Reply(
             f":white_check_mark: You can deploy *{target.app_name}* to "
             f"*{target.environment_name}* now."
@@ -355,6 +360,56 @@ class Answers:
         if refusal := not_allowed(target, requester):
             raise Refused(refusal)
         return target
+
+    # ---- freezes
+    async def _freeze(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
+        command, requester = request.command, request.requester
+        environment = self._freezable(str(command.environment), requester)
+        now = datetime.now(UTC).isoformat()
+        await self.locks.freeze(
+            Freeze(environment, requester.user, command.message, now, requester.via)
+        )
+        reason = f": {escape_mrkdwn(command.message)}" if command.message else ""
+        return Reply(
+            f":snowflake: {requester.mention} froze *{environment}*{reason}. No app deploys "
+            f"there until `unfreeze {environment}`; rollbacks still run.",
+            public=True,
+        )
+
+    async def _unfreeze(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
+        requester = request.requester
+        environment = self._freezable(str(request.command.environment), requester)
+        lifted = await self.locks.unfreeze(environment)
+        if lifted is None:
+            return Reply(f"*{environment}* was not frozen.")
+        return Reply(
+            f":sunny: {requester.mention} unfroze *{environment}*; deploys go there again.",
+            public=True,
+        )
+
+    def _freezable(self, environment: str, requester: Requester) -> str:
+        """``environment``, if some app has it and ``requester`` may deploy there in every app
+        that has it: a freeze stops them all, so only who may deploy to all may freeze (or
+        lift the freeze)."""
+        snapshot = self.catalog.snapshot
+        apps = sorted(
+            name for name, app in snapshot.apps.items() if environment in app.environments
+        )
+        if not apps:
+            raise Refused(f"No app has an environment named *{escape_mrkdwn(environment)}*.")
+        barred = [
+            name
+            for name in apps
+            if not_allowed(
+                find_target(Command("check", name, environment=environment), snapshot), requester
+            )
+        ]
+        if barred:
+            raise Refused(
+                f":no_entry: You may not deploy to *{environment}* of {', '.join(barred)}, so you "
+                "may not freeze or unfreeze it either (a freeze stops every app there)."
+            )
+        return environment
 
     # ---- history
     async def _status(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
@@ -380,7 +435,7 @@ class Answers:
             for row in await asyncio.to_thread(history.environment_rows)
             if wanted is None or (row.app, row.environment) in wanted
         ]
-        if not any(row.deployed or row.lock for row in rows):
+        if not any(row.deployed or row.lock or row.freeze for row in rows):
             return Reply("Nothing deployed there yet (as far as Prefect knows).")
         now = datetime.now(UTC)
         return Reply("\n".join(environment_text(row, detailed, now) for row in rows))
@@ -441,6 +496,8 @@ def environment_text(row: history.EnvironmentRow, detailed: bool, now: datetime)
             lines.append(f"    release `{d.release}` on {escape_mrkdwn(', '.join(d.hosts))}")
             if d.run_url:
                 lines.append(f"    run: <{d.run_url}|{escape_mrkdwn(d.run_url)}>")
+    if row.freeze is not None:
+        lines.append(f"    {row.freeze.describe()}")
     if row.lock is not None:
         lines.append(f"    :lock: {row.lock.describe()}")
     if row.verified is not None:

@@ -32,7 +32,15 @@ from pydantic import ValidationError
 
 from blocks import App, Environment, environment_block_name
 from chatops.background import Loop
-from tasks.locks import LOCKS_QUERY, Lock, lock_name, locks_from
+from tasks.locks import (
+    FREEZES_QUERY,
+    LOCKS_QUERY,
+    Freeze,
+    Lock,
+    freezes_from,
+    lock_name,
+    locks_from,
+)
 
 APP_SLUG = "chatops-app"
 ENVIRONMENT_SLUG = "chatops-environment"
@@ -53,6 +61,8 @@ class Snapshot:
     environments: Mapping[str, Environment] = field(default_factory=dict)
     locks: Mapping[str, Lock] = field(default_factory=dict)
     loaded_at: float = 0.0
+    freezes: Mapping[str, Freeze] = field(default_factory=dict)
+    """Frozen environment names, each with its freeze."""
 
     @property
     def loaded(self) -> bool:
@@ -70,6 +80,16 @@ class Snapshot:
 
     def lock(self, app: str, environment: str) -> Lock | None:
         return self.locks.get(lock_name(app, environment))
+
+    def freeze(self, environment: str) -> Freeze | None:
+        return self.freezes.get(environment)
+
+    def with_freeze(self, environment: str, freeze: Freeze | None) -> "Snapshot":
+        """This snapshot with ``environment`` frozen (``freeze``) or unfrozen (None)."""
+        freezes = {k: v for k, v in self.freezes.items() if k != environment}
+        if freeze is not None:
+            freezes[environment] = freeze
+        return replace(self, freezes=MappingProxyType(freezes))
 
     def with_lock(self, app: str, environment: str, lock: Lock | None) -> "Snapshot":
         """This snapshot with one lock taken (``lock``) or released (None)."""
@@ -102,6 +122,7 @@ class Catalog:
         self._loop = Loop(self._refresh_forever, "catalog-refresh")
         self._failing = False
         self._changes: dict[tuple[str, str], tuple[float, Lock | None]] = {}
+        self._freeze_changes: dict[str, tuple[float, Freeze | None]] = {}
         self._refreshing = asyncio.Lock()
 
     async def refresh(self) -> bool:
@@ -125,6 +146,11 @@ class Catalog:
                 snapshot = snapshot.with_lock(app, environment, lock)
             else:
                 del self._changes[(app, environment)]
+        for environment, (when, freeze) in list(self._freeze_changes.items()):
+            if when >= started:
+                snapshot = snapshot.with_freeze(environment, freeze)
+            else:
+                del self._freeze_changes[environment]
         self.snapshot = snapshot
         return True
 
@@ -144,6 +170,11 @@ class Catalog:
         """Record a lock this gateway just took (or released, ``None``)."""
         self._changes[(app, environment)] = (time.monotonic(), lock)
         self.snapshot = self.snapshot.with_lock(app, environment, lock)
+
+    def freeze_changed(self, environment: str, freeze: Freeze | None) -> None:
+        """Record a freeze this gateway just made (or lifted, ``None``)."""
+        self._freeze_changes[environment] = (time.monotonic(), freeze)
+        self.snapshot = self.snapshot.with_freeze(environment, freeze)
 
     def start(self) -> None:
         """Refresh in the background until :meth:`stop`."""
@@ -166,11 +197,13 @@ def prefect_loader(client: PrefectClient) -> Loader:
         apps = await _read_blocks(client, APP_SLUG, App)
         environments = await _read_blocks(client, ENVIRONMENT_SLUG, Environment)
         locks = await read_locks(client)
+        freezes = await read_freezes(client)
         return Snapshot(
             MappingProxyType(apps),
             MappingProxyType(environments),
             MappingProxyType({lock_name(lk.app, lk.environment): lk for lk in locks}),
             time.monotonic(),
+            MappingProxyType({f.environment: f for f in freezes}),
         )
 
     return load
@@ -204,3 +237,9 @@ async def read_locks(client: PrefectClient) -> list[Lock]:
     """Every lock (Prefect Variables tagged ``chatops-lock``), sorted by app and environment."""
     response = await client.request("POST", "/variables/filter", json=LOCKS_QUERY)
     return locks_from(response.json())
+
+
+async def read_freezes(client: PrefectClient) -> list[Freeze]:
+    """Every freeze (Prefect Variables tagged ``chatops-freeze``), by environment."""
+    response = await client.request("POST", "/variables/filter", json=FREEZES_QUERY)
+    return freezes_from(response.json())

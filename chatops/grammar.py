@@ -21,6 +21,9 @@ task='deploy', force=False, message=None, verify=False)
     >>> abort = parse("abort shop in stg")
     >>> abort.action, abort.app, abort.environment
     ('abort', 'shop', 'staging')
+    >>> freeze = parse("freeze prod: release week")
+    >>> freeze.action, freeze.environment, freeze.message, parse("unfreeze staging").action
+    ('freeze', 'production', 'release week', 'unfreeze')
 
 The forms (keywords are case-insensitive, extra whitespace is ignored, ``!`` at the end forces):
 
@@ -34,6 +37,8 @@ The forms (keywords are case-insensitive, extra whitespace is ignored, ``!`` at 
 * ``lock ENV on|to APP [steal][: MESSAGE]`` (``steal``, or ``!``, takes over someone else's
   lock; they are told), ``unlock ENV on|to APP``, ``unlock all [on APP]``,
   ``check ENV on|to APP``, ``help``.
+* ``freeze ENV[: MESSAGE]``, ``unfreeze ENV``: no app deploys to environments named ``ENV``
+  (rollbacks still run) until it is unfrozen.
 
 An APP is an app's name (``shop``) or its GitHub repository (``acme-inc/api``). ``APP@REF``
 always splits at the ``@``. The hubot form ``APP/REF`` (``shop/feature/login``) works too: a word
@@ -69,6 +74,8 @@ Action = Literal[
     "unlock",
     "unlock_all",
     "check",
+    "freeze",
+    "unfreeze",
     "help",
 ]
 ACTIONS: frozenset[str] = frozenset(get_args(Action))
@@ -89,16 +96,16 @@ HELP_TEXT = """\
 After /deploy or `chatops` (`deploy` optional; prod, stg; an app: its name or owner/repo):
   shop                                  default branch to the default environment
   shop@feature/login to staging         a branch, tag or sha (also: shop/feature/login)
-  acme-inc/api@topic to staging         an app by its repository
   shop to production!                   `!` skips GitHub's required checks (not a lock)
   shop to staging/web-1,web-2           only these hosts
   deploy:migrate shop to staging        run the app's `migrate` task
   rollback shop in production [to v1.4.2]  ·  abort shop in staging
   status [shop [in staging]] [verify]   what runs where; verify reads hosts
   where shop  ·  latest shop on staging  ·  deploys shop in production
-  lock production on shop: release freeze  ·  unlock production on shop  ·  unlock all
+  lock production on shop: why  ·  unlock production on shop  ·  unlock all
   lock production on shop steal         take over someone's lock (they're told)
-  check production on shop              can shop deploy to production now?"""
+  check production on shop              can shop deploy to production now?
+  freeze production: why  ·  unfreeze production    no app deploys there"""
 
 _ENV_WORDS = ("to", "in", "on")  # shop to staging
 _OWNER_WORDS = ("on", "in", "for", "to")  # lock production on shop; slashdeploy: to shop
@@ -367,6 +374,23 @@ def _unlock(words: list[str], force: bool) -> Command:
     return Command("unlock", app, environment=environment, force=force)
 
 
+def _freeze(words: list[str], force: bool) -> Command:
+    head, _, message = " ".join(words).partition(":")
+    parts = head.split()
+    if len(parts) != 1:
+        raise CommandError("write `freeze ENV[: MESSAGE]`, e.g. `freeze production: release week`.")
+    message = message.strip() or None
+    if message and len(message) > MAX_MESSAGE_LENGTH:
+        raise CommandError(f"keep the freeze message under {MAX_MESSAGE_LENGTH} characters.")
+    return Command("freeze", environment=_environment(parts[0]), force=force, message=message)
+
+
+def _unfreeze(words: list[str], force: bool) -> Command:
+    if len(words) != 1:
+        raise CommandError("write `unfreeze ENV`, e.g. `unfreeze production`.")
+    return Command("unfreeze", environment=_environment(words[0]), force=force)
+
+
 def _check(words: list[str], force: bool) -> Command:
     environment, app = _environment_on_app(words, "check")
     return Command("check", app, environment=environment, force=force)
@@ -382,6 +406,8 @@ _READERS = {
     "lock": _lock,
     "unlock": _unlock,
     "check": _check,
+    "freeze": _freeze,
+    "unfreeze": _unfreeze,
 }
 
 

@@ -1,7 +1,8 @@
 """Taking and releasing environment locks from the gateway (the lock itself: :mod:`tasks.locks`).
 
 Taking a lock *creates* its Prefect Variable: the server refuses a second create with the same
-name, so two people locking at once cannot both win. The rules::
+name, so two people locking at once cannot both win. A freeze (:class:`tasks.locks.Freeze`) is
+kept the same way, one per environment name. The rules::
 
     await locks.take(Lock("shop", "production", by="U1", message="freeze", at=now))  # locked
     await locks.take(Lock("shop", "production", by="U2", ...))         # LockHeld: U1 has it
@@ -26,7 +27,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from chatops.catalog import Catalog, read_locks
 from tasks import history
-from tasks.locks import LOCK_TAG, Lock, lock_name
+from tasks.locks import FREEZE_TAG, LOCK_TAG, Freeze, Lock, freeze_name, lock_name
 
 T = TypeVar("T")
 logger = logging.getLogger("chatops.locks")
@@ -78,6 +79,38 @@ class Locks:
         self.catalog.lock_changed(app, environment, None)
         self._update_page()
         return removed
+
+    async def freeze(self, freeze: Freeze) -> None:
+        """Freeze ``freeze.environment`` (a new reason replaces the old one)."""
+        await self._bounded(self._freeze(freeze))
+        self.catalog.freeze_changed(freeze.environment, freeze)
+        self._update_page()
+
+    async def unfreeze(self, environment: str) -> Freeze | None:
+        """Lift the freeze on ``environment``; return it, or None when there was none."""
+        lifted = await self._bounded(self._unfreeze(environment))
+        self.catalog.freeze_changed(environment, None)
+        self._update_page()
+        return lifted
+
+    async def _freeze(self, freeze: Freeze) -> None:
+        name = freeze_name(freeze.environment)
+        try:
+            await self.client.create_variable(
+                VariableCreate(name=name, value=freeze.value(), tags=[FREEZE_TAG])
+            )
+        except ObjectAlreadyExists:
+            await self.client.update_variable(
+                VariableUpdate(name=name, value=freeze.value(), tags=[FREEZE_TAG])
+            )
+
+    async def _unfreeze(self, environment: str) -> Freeze | None:
+        variable = await self.client.read_variable_by_name(freeze_name(environment))
+        if variable is None:
+            return None
+        with contextlib.suppress(ObjectNotFound):  # someone else unfroze it just now
+            await self.client.delete_variable_by_name(freeze_name(environment))
+        return Freeze.from_value(environment, variable.value)
 
     def _update_page(self) -> None:
         """Write the ``environments`` page again, without making the answer wait for it."""

@@ -144,10 +144,19 @@ def not_allowed(target: Target, requester: Requester) -> str | None:
     return f":no_entry: {refusal}" if refusal else None
 
 
-def authorize(target: Target, requester: Requester, config: Snapshot) -> None:
-    """Refuse unless ``requester`` may deploy to ``target`` and no one else's lock is on it."""
+def authorize(
+    target: Target, requester: Requester, config: Snapshot, rollback: bool = False
+) -> None:
+    """Refuse unless ``requester`` may deploy to ``target``, no one else's lock is on it and
+    (unless it is a ``rollback``) its environment is not frozen."""
     if refusal := not_allowed(target, requester):
         raise Refused(refusal)
+    freeze = None if rollback else config.freeze(target.environment_name)
+    if freeze is not None:
+        raise Refused(
+            f"{freeze.describe()}\nTo undo a bad release meanwhile: "
+            f"`rollback {target.app_name} in {target.environment_name}`."
+        )
     lock = config.lock(target.app_name, target.environment_name)
     if lock is not None and lock.stops(requester.user, requester.via):
         raise Refused(
@@ -172,7 +181,7 @@ def resolve(request: Request, config: Snapshot) -> Run:
             target.app.task_command(target.app_name, command.task)
     except UnknownTarget as exc:
         raise Refused(str(exc)) from None
-    authorize(target, requester, config)
+    authorize(target, requester, config, rollback=command.action == "rollback")
     common = {
         "app": target.app_name,
         "environment": target.environment_name,

@@ -48,7 +48,7 @@ from tasks.github import (
     report_status,
 )
 from tasks.health import Unhealthy
-from tasks.locks import EnvironmentLocked
+from tasks.locks import EnvironmentFrozen, EnvironmentLocked
 from tasks.pauses import pause_point
 from tasks.run_signing import claims, problem, signing_key
 from tasks.summary import DeploySummary, Outcome, Step, run_tags, run_title
@@ -62,6 +62,7 @@ FAILURES = (
     Unhealthy,
     NotAllowed,
     EnvironmentLocked,
+    EnvironmentFrozen,
 )
 """Errors that mean "this deploy cannot work" (GitHub state ``failure``); others are ``error``."""
 

@@ -78,7 +78,7 @@ def rollback(
     report = DeployReport(target, requested_by, notify, STEPS)
     with crash.recorded(), report.failures(), ssh.sessions():
         channel = notify.channel if notify else None
-        with take_turn(report, target, requested_by, via, channel):
+        with take_turn(report, target, requested_by, via, channel, rollback=True):
             states = recover_hosts(report, target, check_hosts(target))
             with report.step("find release"):
                 release = choose_release(

@@ -137,19 +137,24 @@ def runs_that_succeeded(run_ids: set[str]) -> set[str]:
 
 @contextmanager
 def take_turn(
-    report: DeployReport, target: Target, requested_by: str, via: str, channel: str | None
+    report: DeployReport,
+    target: Target,
+    requested_by: str,
+    via: str,
+    channel: str | None,
+    rollback: bool = False,
 ) -> Iterator[None]:
     """Hold the environment's slot, within the run's bound, for the block.
 
-    Who asks is authorized before waiting for the slot and again once it is held: a lock or
-    allow-list changed while the run waited behind another stops it.
+    Who asks is authorized before waiting for the slot and again once it is held: a lock,
+    a freeze or an allow-list changed while the run waited behind another stops it.
     """
-    authorize(target, requested_by, via, channel)
+    authorize(target, requested_by, via, channel, rollback=rollback)
     with (
         one_at_a_time(target.name, target.environment_name),
         bounds.bounded_run(bounds.run_timeout(target.app, target.environment), report.at),
     ):
-        authorize(target, requested_by, via, channel, again=True)
+        authorize(target, requested_by, via, channel, again=True, rollback=rollback)
         yield
 
 

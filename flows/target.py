@@ -25,7 +25,7 @@ from prefect.logging import get_run_logger
 from blocks import App, Environment, UnknownTarget, environment_block_name
 from blocks.environment import VIA_UI
 from blocks.errors import unknown
-from tasks.locks import EnvironmentLocked, read_lock
+from tasks.locks import EnvironmentFrozen, EnvironmentLocked, read_freeze, read_lock
 from tasks.run_signing import claims, problem, signing_key
 
 UI_REQUESTER = "prefect-ui"
@@ -152,10 +152,16 @@ def load_target(
 
 
 def authorize(
-    target: Target, requested_by: str, via: str, channel: str | None, again: bool = False
+    target: Target,
+    requested_by: str,
+    via: str,
+    channel: str | None,
+    again: bool = False,
+    rollback: bool = False,
 ) -> None:
-    """Refuse the run unless the requester may deploy here and no one else holds the lock
-    (force does not pass a lock: only its holder, or whoever takes it over, deploys).
+    """Refuse the run unless the requester may deploy here, no one else holds the lock (force
+    does not pass a lock: only its holder, or whoever takes it over, deploys) and, unless it
+    is a ``rollback``, the environment is not frozen.
 
     ``again`` reads the environment's allow-lists afresh too (the lock is always read afresh):
     for the check once the run's turn has come, after they may have changed.
@@ -169,3 +175,6 @@ def authorize(
     lock = read_lock(target.name, target.environment_name)
     if lock is not None and lock.stops(requested_by or None, via):
         raise EnvironmentLocked(lock)
+    freeze = None if rollback else read_freeze(target.environment_name)
+    if freeze is not None:
+        raise EnvironmentFrozen(freeze)

@@ -39,7 +39,7 @@ from prefect.client.schemas.sorting import ArtifactCollectionSort, ArtifactSort,
 from prefect.utilities.urls import url_for
 
 from blocks.app import App
-from tasks.locks import Lock, all_locks
+from tasks.locks import FREEZES_QUERY, Freeze, Lock, all_locks, freezes_from
 from tasks.summary import PREVIOUS, DeploySummary, run_tags
 from tasks.verify import Checked
 
@@ -88,6 +88,7 @@ class EnvironmentRow:
     deployed: Deployed | None
     lock: Lock | None
     verified: Verified | None
+    freeze: Freeze | None = None
 
     def deployed_at(self) -> datetime | None:
         """When the release that runs there was deployed (None when not recorded)."""
@@ -320,6 +321,8 @@ def environment_rows() -> list[EnvironmentRow]:
     with get_client(sync_client=True) as client:
         verified = {key: _verified(a) for key, a in _latest(client, VERIFIED_PREFIX).items()}
         names = _configured(client) | set(deployed) | set(locks)
+        freezes = client.request("POST", "/variables/filter", json=FREEZES_QUERY).json()
+    frozen = {freeze.environment: freeze for freeze in freezes_from(freezes)}
     return [
         EnvironmentRow(
             app,
@@ -327,6 +330,7 @@ def environment_rows() -> list[EnvironmentRow]:
             deployed.get((app, env)),
             locks.get((app, env)),
             verified.get(verified_key(app, env)),
+            frozen.get(env),
         )
         for app, env in sorted(names)
     ]
@@ -347,9 +351,20 @@ def ago(then: datetime | None, now: datetime) -> str:
     return "just now"
 
 
+def _held(row: EnvironmentRow) -> list[str]:
+    """Who stops deploys there, and why: the environment's freeze, the app environment's lock."""
+    held = []
+    if row.freeze is not None:
+        freeze = row.freeze
+        held.append(f"frozen by {freeze.by} ({freeze.via}): {freeze.message or 'no reason given'}")
+    if row.lock is not None:
+        held.append(f"{row.lock.by} ({row.lock.via}): {row.lock.message or 'no reason given'}")
+    return held
+
+
 def page_row(row: EnvironmentRow, now: datetime) -> dict[str, str]:
     """One row of the ``environments`` page, as the Prefect UI shows it (cells are Markdown)."""
-    d, lock, verified = row.deployed, row.lock, row.verified
+    d, verified = row.deployed, row.verified
     last_verify = "–"
     if verified is not None:
         drifted = verified.drifted
@@ -368,7 +383,7 @@ def page_row(row: EnvironmentRow, now: datetime) -> dict[str, str]:
         "revision": _link(d.sha[:7], d.commit_url) if d and d.sha else "–",
         "deployed by": d.requested_by if d else "–",
         "deployed": f"{at:%Y-%m-%d %H:%M} UTC ({ago(at, now)})" if at else "–",
-        "lock": f"{lock.by} ({lock.via}): {lock.message or 'no reason given'}" if lock else "–",
+        "lock": "; ".join(_held(row)) or "–",
         "last verify": last_verify,
         "run": _link("run", d.run_url) if d and d.run_url else "–",
     }

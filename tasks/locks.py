@@ -27,6 +27,8 @@ from tasks.slack_card import SLACK_USER_ID, escape_mrkdwn
 
 LOCK_TAG = "chatops-lock"
 LOCK_PREFIX = "lock-"
+FREEZE_TAG = "chatops-freeze"
+FREEZE_PREFIX = "freeze-"
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,90 @@ class EnvironmentLocked(RuntimeError):
             + f"`lock {lock.environment} on {lock.app} steal` (a forced deploy does not pass it)."
         )
         self.lock = lock
+
+
+@dataclass(frozen=True)
+class Freeze:
+    """Nobody deploys any app to environments of this name until it is unfrozen; rollbacks
+    still run (a freeze is for "do not change it", and a rollback is how a bad change is undone).
+
+    Stored like a lock: the Prefect Variable ``freeze-<environment>``, tagged ``chatops-freeze``::
+
+        >>> freeze = Freeze("production", by="U1", message="release week", at="", via="slack")
+        >>> print(EnvironmentFrozen(freeze))  # doctest: +NORMALIZE_WHITESPACE
+        production is frozen by U1 (slack): release week. Nothing deploys to production until
+        someone runs `unfreeze production`; a rollback still works.
+    """
+
+    environment: str
+    by: str
+    message: str | None
+    at: str
+    via: str = "slack"
+
+    def value(self) -> dict[str, Any]:
+        """The Prefect Variable's value."""
+        return {
+            "environment": self.environment,
+            "by": self.by,
+            "via": self.via,
+            "message": self.message,
+            "at": self.at,
+        }
+
+    @classmethod
+    def from_value(cls, environment: str, value: Any) -> "Freeze":
+        held = Lock.from_value("", environment, value) or Lock("", environment, "someone", None, "")
+        return cls(environment, held.by, held.message, held.at, held.via)
+
+    def describe(self) -> str:
+        """``:snowflake: *production* is frozen by <@U1> since …: release week. …``"""
+        held = Lock("", self.environment, self.by, self.message, self.at, self.via)
+        since = f" since {held.since}" if self.at else ""
+        reason = f": {escape_mrkdwn(self.message)}" if self.message else ""
+        return (
+            f":snowflake: *{self.environment}* is frozen by {held.holder}{since}{reason}. "
+            f"Nothing deploys there until someone runs `unfreeze {self.environment}`; "
+            "a rollback still works."
+        )
+
+
+def freeze_name(environment: str) -> str:
+    return f"{FREEZE_PREFIX}{environment}"
+
+
+FREEZES_QUERY = {"variables": {"tags": {"all_": [FREEZE_TAG]}}, "limit": 200}
+"""The Prefect API query (``POST /variables/filter``) for every freeze."""
+
+
+def freezes_from(variables: list[dict[str, Any]]) -> list[Freeze]:
+    """The freezes among Prefect Variables (as the API returns them), by environment."""
+    found = []
+    for variable in variables:
+        name = str(variable.get("name") or "")
+        if name.startswith(FREEZE_PREFIX):
+            found.append(Freeze.from_value(name.removeprefix(FREEZE_PREFIX), variable.get("value")))
+    return sorted(found, key=lambda freeze: freeze.environment)
+
+
+class EnvironmentFrozen(RuntimeError):
+    """A deploy was asked for an environment that is frozen."""
+
+    def __init__(self, freeze: Freeze) -> None:
+        super().__init__(
+            f"{freeze.environment} is frozen by {freeze.by} ({freeze.via})"
+            + (f": {freeze.message}" if freeze.message else "")
+            + f". Nothing deploys to {freeze.environment} until someone runs "
+            + f"`unfreeze {freeze.environment}`; a rollback still works."
+        )
+        self.freeze = freeze
+
+
+def read_freeze(environment: str) -> Freeze | None:
+    """The freeze on environments named ``environment`` right now, read from the Prefect API."""
+    with get_client(sync_client=True) as client:
+        variable = client.read_variable_by_name(freeze_name(environment))
+    return Freeze.from_value(environment, variable.value) if variable else None
 
 
 def read_lock(app: str, environment: str) -> Lock | None:

@@ -28,7 +28,7 @@ from chatops.request import Run
 from chatops.settings import GatewaySettings
 from chatops.signatures import sign_github, sign_slack
 from chatops.users import UserStore
-from tasks.locks import LOCK_TAG
+from tasks.locks import FREEZE_TAG, LOCK_TAG
 from tests.fakes import FIXTURES
 
 SLACK_SECRET = "slack-signing-secret-for-tests"
@@ -128,7 +128,7 @@ def save_config() -> None:
 def clear_locks() -> None:
     with get_client(sync_client=True) as client:
         for variable in client.read_variables(limit=200):
-            if LOCK_TAG in variable.tags:
+            if LOCK_TAG in variable.tags or FREEZE_TAG in variable.tags:
                 client.delete_variable_by_name(variable.name)
 
 

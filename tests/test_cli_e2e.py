@@ -96,27 +96,8 @@ def test_a_lock_stops_other_users_and_runs_started_in_the_prefect_ui(terminal: T
     assert len(terminal.runs()) == before, "a refused request makes no run"
     assert "locked by alice" in terminal.say("check", "staging", "on", "shop", user="bob", code=2)
 
-    deployment = post_json(
-        f"{terminal.up.api}/deployments/filter",
-        {"deployments": {"name": {"any_": ["chatops"]}}, "flows": {"name": {"any_": ["deploy"]}}},
-        terminal.up.auth,
-    )[0]  # type: ignore[index]
     started = time.monotonic()
-    ui_run = post_json(
-        f"{terminal.up.api}/deployments/{deployment['id']}/create_flow_run",
-        {"parameters": {"app": "shop", "environment": "staging", "ref": "v2"}},
-        terminal.up.auth,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        run = post_json(
-            f"{terminal.up.api}/flow_runs/filter",
-            {"flow_runs": {"id": {"any_": [ui_run["id"]]}}},
-            terminal.up.auth,
-        )[0]  # type: ignore[index]
-        if run["state_type"] in ("FAILED", "COMPLETED", "CRASHED"):
-            break
-        time.sleep(0.3)
+    run = ui_run(terminal, "deploy", {"app": "shop", "environment": "staging", "ref": "v2"})
     assert run["state_type"] == "FAILED", run["state_name"]
     assert (
         "is locked by alice (cli)" in run["state"]["message"]
@@ -126,6 +107,55 @@ def test_a_lock_stops_other_users_and_runs_started_in_the_prefect_ui(terminal: T
     assert all(terminal.repo.v1 in serving(h) for h in terminal.hosts)
 
     assert "unlocked" in terminal.say("unlock", "staging", "on", "shop")
+    terminal.say("deploy", "shop@v2", "to", "staging", user="bob")
+    assert all(terminal.repo.v2 in serving(h) for h in terminal.hosts)
+
+
+def ui_run(terminal: Terminal, flow: str, parameters: dict) -> dict:
+    """A run of ``flow`` started as "Run" in the Prefect UI does, once it is over."""
+    deployment = post_json(
+        f"{terminal.up.api}/deployments/filter",
+        {"deployments": {"name": {"any_": ["chatops"]}}, "flows": {"name": {"any_": [flow]}}},
+        terminal.up.auth,
+    )[0]  # type: ignore[index]
+    created = post_json(
+        f"{terminal.up.api}/deployments/{deployment['id']}/create_flow_run",
+        {"parameters": parameters},
+        terminal.up.auth,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        run = post_json(
+            f"{terminal.up.api}/flow_runs/filter",
+            {"flow_runs": {"id": {"any_": [created["id"]]}}},
+            terminal.up.auth,
+        )[0]  # type: ignore[index]
+        if run["state_type"] in ("FAILED", "COMPLETED", "CRASHED"):
+            return run
+        time.sleep(0.3)
+    raise AssertionError(f"the {flow} run started in the UI did not end within 90 s")
+
+
+def test_a_freeze_stops_every_deploy_but_not_a_rollback(terminal: Terminal) -> None:
+    terminal.say("deploy", "shop@v1", "to", "staging")
+    terminal.say("deploy", "shop@v2", "to", "staging")
+    frozen = terminal.say("freeze", "staging:", "release", "week")
+    assert "alice froze staging: release week" in frozen
+
+    before = len(terminal.runs())
+    for user in ("alice", "bob"):  # whoever froze it too: a freeze is not a lock
+        refused = terminal.say("deploy", "shop@v1", "to", "staging", user=user, code=2)
+        assert "staging is frozen by alice (cli)" in refused and "release week" in refused
+        assert "rollback shop in staging" in refused
+    assert len(terminal.runs()) == before, "a refused request makes no run"
+    run = ui_run(terminal, "deploy", {"app": "shop", "environment": "staging", "ref": "v1"})
+    assert run["state_type"] == "FAILED", run["state_name"]
+    assert "staging is frozen by alice (cli): release week" in run["state"]["message"]
+    assert all(terminal.repo.v2 in serving(h) for h in terminal.hosts)
+
+    terminal.say("rollback", "shop", "in", "staging", user="bob")  # a rollback still runs
+    assert all(terminal.repo.v1 in serving(h) for h in terminal.hosts)
+    assert "unfroze staging" in terminal.say("unfreeze", "staging")
     terminal.say("deploy", "shop@v2", "to", "staging", user="bob")
     assert all(terminal.repo.v2 in serving(h) for h in terminal.hosts)
 

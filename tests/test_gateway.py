@@ -890,6 +890,40 @@ def test_events_we_do_not_use_are_acknowledged_and_ignored(
     assert starter.runs == []
 
 
+def test_a_frozen_environment_refuses_every_deploy_but_not_a_rollback(
+    chat: Chat, starter: RecordingCreator
+) -> None:
+    barred = chat.command("freeze production", user=BOB)["text"]
+    assert "You may not deploy to *production* of shop" in barred  # shop's is BOSS's alone
+    assert "No app has an environment named *nowhere*" in chat.command("freeze nowhere")["text"]
+    frozen = chat.command("freeze production: release week", user=BOSS)
+    assert frozen["response_type"] == "in_channel", frozen["text"]
+    assert f"<@{BOSS}> froze *production*: release week" in frozen["text"]
+
+    slack = chat.command("hello to production", user=BOB)["text"]
+    assert f"*production* is frozen by <@{BOSS}>" in slack and "release week" in slack
+    assert "`unfreeze production`" in slack and "`rollback hello in production`" in slack
+    assert "is frozen by" in chat.command("hello to production!", user=BOSS)["text"]
+    cli = post_cli(chat.client, "deploy billing to production", user="carol").json()
+    assert "is frozen by" in cli["text"] and "release week" in cli["text"]
+    response = post_github(chat.client, webhook_fixture("deployment"), "deployment")
+    assert response.status_code == 409
+    assert "is frozen by" in response.json()["refused"][0]["refused"]
+    assert "is frozen by" in chat.command("check production on hello", user=BOSS)["text"]
+    assert starter.runs == []
+
+    rollback = chat.command("rollback hello in production", user=BOSS)["text"]
+    assert "frozen" not in rollback and "hello@previous release → production" in rollback
+    wait_for(lambda: starter.runs, seconds=10)
+    assert [run.deployment for run in starter.runs] == ["rollback/chatops"]
+    assert "is frozen by" in chat.command("status hello")["text"]
+
+    assert "may not freeze or unfreeze" in chat.command("unfreeze production", user=BOB)["text"]
+    assert "unfroze *production*" in chat.command("unfreeze production", user=BOSS)["text"]
+    assert chat.command("hello to production", user=BOSS)["response_type"] == "in_channel"
+    assert "was not frozen" in chat.command("unfreeze production", user=BOSS)["text"]
+
+
 def test_a_locked_environment_refuses_github_deploys(chat: Chat, starter: RecordingCreator) -> None:
     chat.command("lock production on hello: audit")
     response = post_github(chat.client, webhook_fixture("deployment"), "deployment")

@@ -121,6 +121,9 @@ def test_the_readme_walkthrough_deploys_rolls_back_locks_and_verifies(
         )
         assert "All 1 hosts run what was recorded" in said[".venv/bin/chatops status demo --verify"]
         assert "unlocked staging on demo" in said[".venv/bin/chatops unlock staging on demo"]
+        froze = said[".venv/bin/chatops freeze staging: release week"]
+        assert "me froze staging: release week" in froze
+        assert "unfroze staging" in said[".venv/bin/chatops unfreeze staging"]
     finally:
         up.send_signal(signal.SIGINT)  # Ctrl-C, as in a terminal
         started = time.monotonic()

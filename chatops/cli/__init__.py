@@ -6,7 +6,8 @@
     chatops users add NAME | chatops login  a personal token (users list, users remove NAME)
     chatops config apply chatops.yaml       write the apps and environments to Prefect
     chatops deploy shop@feature-x to staging    (and every other chat command:)
-    chatops rollback shop in staging        chatops lock staging on shop: freeze
+    chatops rollback shop in staging        chatops lock staging on shop: QA testing
+    chatops freeze production: release week chatops unfreeze production
     chatops status [shop [--verify]]        chatops where shop   chatops help
 
 Chat commands go to the gateway (found as :mod:`.server` says), which answers them exactly as
@@ -51,6 +52,8 @@ CHAT_VERBS = {
     "lock": "lock ENV on APP[: MESSAGE]",
     "unlock": "unlock ENV on APP, or: unlock all [on APP]",
     "check": "check ENV on APP: may you deploy there now?",
+    "freeze": "freeze ENV[: MESSAGE]: no app deploys there (rollbacks still run)",
+    "unfreeze": "unfreeze ENV",
     "status": "what is deployed where; --verify reads every host",
     "where": "where APP: its environments and hosts",
     "latest": "latest APP [on ENV]",
