@@ -22,13 +22,14 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
+from blocks.errors import DeployError, DeployFailure
 from chatops.catalog import Catalog, read_locks
 from tasks.locks import LOCK_TAG, Lock, lock_name
 
 T = TypeVar("T")
 
 
-class LockHeld(Exception):
+class LockHeld(DeployFailure):
     """Someone else holds the lock; ``lock`` says who and why."""
 
     def __init__(self, lock: Lock) -> None:
@@ -36,7 +37,7 @@ class LockHeld(Exception):
         self.lock = lock
 
 
-class LocksUnavailable(Exception):
+class LocksUnavailable(DeployError):
     """Prefect did not answer in time (or failed), so the lock state is unknown."""
 
 

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import FrameType
 
+from blocks.errors import DeployError
 from chatops.cli.server import PREFECT_API_AUTH, write_up_file
 from chatops.lifeline import die_with_parent
 from chatops.settings import DEPLOYMENTS, stop_grace_seconds
@@ -55,7 +56,7 @@ RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-class StartupError(RuntimeError):
+class StartupError(DeployError, RuntimeError):
     """A service did not come up."""
 
 

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from blocks.errors import ChatopsError
+
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
 TOKEN_PREFIX = "chatops_"
 """Every token starts with it, so a secret scanner (and a person) can tell what leaked."""
@@ -30,7 +32,7 @@ TOKEN_PREFIX = "chatops_"
 logger = logging.getLogger("chatops.users")
 
 
-class UserError(Exception):
+class UserError(ChatopsError):
     """A name that cannot be a user, or is taken or unknown; the message says which."""
 
 

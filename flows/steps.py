@@ -29,6 +29,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.transactions import transaction
 
 from blocks import Environment
+from blocks.errors import DeployError
 from flows import bounds
 from flows.report import DeployReport
 from flows.results import HostResults, gather, on_hosts
@@ -41,7 +42,7 @@ from tasks.hosts import HostState, Release, activate, finish, inspect, recover, 
 from tasks.summary import aborted_by
 
 
-class Interrupted(RuntimeError):
+class Interrupted(DeployError, RuntimeError):
     """The deploy was asked to stop (SIGTERM); switched hosts are switched back."""
 
 

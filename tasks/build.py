@@ -34,6 +34,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
+from blocks.errors import DeployFailure
 from tasks.home import home
 from tasks.sandbox import (
     BuildUser,
@@ -72,15 +73,11 @@ exit "$code"
 ("": none), $3 the build command."""
 
 
-class BuildFailed(RuntimeError):
+class BuildFailed(DeployFailure, RuntimeError):
     """The build command failed or did not produce exactly one artifact; ``tail`` says why."""
 
     def __init__(self, message: str, tail: list[str]) -> None:
-        self.message, self.tail = message, tail
-        super().__init__(message + "".join(f"\n    {line}" for line in tail))
-
-    def __reduce__(self) -> tuple:
-        return (type(self), (self.message, self.tail))
+        super().__init__(message, step="build", tail=tail)
 
 
 @dataclass(frozen=True)

@@ -22,26 +22,28 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from prefect.states import State
 
+from blocks.errors import DeployError, DeployFailure
 from tasks.home import home
 
 GIT_TIMEOUT = 600
 TAIL_LINES = 20
 
 
-class UnknownRef(ValueError):
+class UnknownRef(DeployFailure, ValueError):
     """The ref names no commit in the repository."""
 
 
-class GitFailed(RuntimeError):
+class GitFailed(DeployError, RuntimeError):
     """A git command failed: which one, its exit code and the last lines of what git said."""
 
     def __init__(self, command: str, exit_code: int, tail: list[str]) -> None:
-        self.command, self.exit_code, self.tail = command, exit_code, tail
-        shown = "".join(f"\n    {line}" for line in tail)
-        super().__init__(f"git {command} failed with exit code {exit_code}{shown}")
-
-    def __reduce__(self) -> tuple:
-        return (type(self), (self.command, self.exit_code, self.tail))
+        super().__init__(
+            f"git {command} failed with exit code {exit_code}",
+            step=f"git {command}",
+            cause=f"exit code {exit_code}",
+            tail=tail,
+        )
+        self.command, self.exit_code = command, exit_code
 
 
 @dataclass(frozen=True)

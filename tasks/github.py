@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from prefect.states import State
 
+from blocks.errors import DeployFailure
 from blocks.github import GitHubAccess
 
 DESCRIPTION_LIMIT = 140
@@ -23,7 +24,7 @@ PAYLOAD_MARK = "chatops"
 """Key of the deployment ``payload`` that marks deployments this system created itself."""
 
 
-class DeploymentRefused(RuntimeError):
+class DeploymentRefused(DeployFailure, RuntimeError):
     """GitHub would not create the deployment; the message says why and what to do."""
 
 

@@ -14,6 +14,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
+from blocks.errors import DeployFailure
 from tasks.ssh import HostFailed
 
 FIRST_POLL_SECONDS = 0.05
@@ -22,7 +23,7 @@ BACKOFF = 1.5
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-class Unhealthy(HostFailed):
+class Unhealthy(HostFailed, DeployFailure):
     """A host did not serve the new commit in time."""
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from prefect.client.orchestration import get_client
 
+from blocks.errors import DeployFailure
 from tasks.slack_card import SLACK_USER_ID, escape_mrkdwn
 
 LOCK_TAG = "chatops-lock"
@@ -103,7 +104,7 @@ def lock_name(app: str, environment: str) -> str:
     return f"{LOCK_PREFIX}{app}-{environment}"
 
 
-class EnvironmentLocked(RuntimeError):
+class EnvironmentLocked(DeployFailure, RuntimeError):
     """A deploy or rollback was asked for an environment someone else has locked."""
 
     def __init__(self, lock: Lock) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from blocks.errors import DeployError
 from tasks.home import home
 
 START_HINT = "Start it with: scripts/up.sh   (or: chatops up)"
@@ -33,12 +34,12 @@ PREFECT_API_AUTH = "prefect-api-auth"
 wants from every API client, and the password of its UI."""
 
 
-class NoServer(Exception):
+class NoServer(DeployError):
     """No chatops server can be found, or no credentials; the message says what to do (one
     line)."""
 
 
-class GatewayError(Exception):
+class GatewayError(DeployError):
     """The gateway could not be reached or refused the CLI's token."""
 
 
