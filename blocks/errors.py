@@ -30,6 +30,10 @@ and guesses what was meant:
 
 import difflib
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports this module, and must not load Prefect
+    from prefect.states import State
 
 
 class ChatopsError(Exception):
@@ -73,6 +77,20 @@ class DeployFailure(ChatopsError):
 
 class DeployError(ChatopsError):
     """We could not do our work (a host, a service or a bound of ours): GitHub ``error``."""
+
+
+def worth_retrying(task: object, task_run: object, state: "State") -> bool:
+    """A task's ``retry_condition_fn``: try again unless the task ended with a
+    :class:`DeployFailure` (the code or the hosts said no; they will say it again) or with an
+    HTTP answer below 500 (the service understood, and refused)."""
+    try:
+        state.result()
+    except DeployFailure:
+        return False
+    except Exception as exc:
+        status = getattr(exc, "status", None)
+        return not (isinstance(status, int) and status < 500)
+    return False
 
 
 class UnknownTarget(DeployFailure, ValueError):

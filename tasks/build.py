@@ -20,13 +20,11 @@ second less and half the CPU. The archive is keyed by the ``java`` and ``mvn`` i
 one is ignored by the JVM.
 """
 
-import fcntl
 import hashlib
 import os
 import shutil
 from collections import deque
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from blocks.errors import DeployFailure
+from blocks.files import file_lock
 from tasks.home import home
 from tasks.sandbox import (
     BuildUser,
@@ -92,15 +91,6 @@ def cache_dir(sha: str, build_command: str, artifact_glob: str) -> Path:
     """Where the artifact of ``sha`` built by this recipe is kept."""
     recipe = hashlib.sha256(f"{build_command}\0{artifact_glob}".encode()).hexdigest()[:12]
     return home().artifacts / f"{sha}-{recipe}"
-
-
-@contextmanager
-def build_lock(folder: Path) -> Iterator[None]:
-    """One build of a commit at a time, across processes sharing the artifact cache."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.with_name(f".{folder.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def cached_artifact(folder: Path) -> Path | None:
@@ -195,7 +185,7 @@ def build(
         logger.info("Already built %s: using %s", sha[:7], hit)
         return Built(artifact=str(hit), cached=True)
     home().ensure()  # before the cache below it exists: nobody else may read the home
-    with build_lock(folder):
+    with file_lock(folder.with_name(f".{folder.name}.lock")):  # one build of a commit at a time
         if (hit := cached_artifact(folder)) is not None:  # built by a run we waited for
             logger.info("Built meanwhile by another run: using %s", hit)
             return Built(artifact=str(hit), cached=True)

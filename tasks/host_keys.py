@@ -28,6 +28,7 @@ from prefect.exceptions import ObjectAlreadyExists
 
 from blocks.environment import ACCEPT_NEW, Environment
 from blocks.errors import DeployError
+from blocks.net import split_host
 from tasks.logs import run_logger
 
 LOCK_NAME = "chatops-host-keys"
@@ -63,12 +64,6 @@ class UnknownHostKey(DeployError, paramiko.SSHException):
 
 class HostKeyNotStored(DeployError, paramiko.SSHException):
     """accept-new could not store the key it was about to trust, so it does not trust it."""
-
-
-def split_host(host: str, default_port: int) -> tuple[str, int]:
-    """``web-1:2222`` → ``("web-1", 2222)``; ``web-1`` → ``("web-1", default_port)``."""
-    name, colon, port = host.rpartition(":")
-    return (name, int(port)) if colon else (host, default_port)
 
 
 def known_hosts_name(host: str, default_port: int) -> str:

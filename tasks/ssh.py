@@ -39,12 +39,12 @@ from paramiko.ssh_exception import NoValidConnectionsError
 
 from blocks.environment import ACCEPT_NEW, Environment
 from blocks.errors import ChatopsError, DeployError
+from blocks.net import split_host
 from tasks.host_keys import (
     HostKeyNotStored,
     UnknownHostKey,
     known_hosts_line,
     known_hosts_name,
-    split_host,
     trust,
 )
 from tasks.logs import run_logger

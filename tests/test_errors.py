@@ -11,13 +11,16 @@ from types import SimpleNamespace
 
 import paramiko
 import pytest
+from github import GithubException
+from prefect.states import Failed
 
-from blocks.errors import ChatopsError, DeployError, DeployFailure
+from blocks.errors import ChatopsError, DeployError, DeployFailure, worth_retrying
 from chatops.intake import ReplyTo
 from flows.report import DeployReport
 from flows.results import HostResults, HostsFailed, HostsSaidNo, HostsUnworkable
 from tasks.build import BuildFailed
-from tasks.git import GitFailed
+from tasks.git import GitFailed, UnknownRef
+from tasks.github import DeploymentRefused
 from tasks.health import Unhealthy
 from tasks.locks import Lock
 from tasks.ssh import CommandHung, HostUnreachable, RemoteCommandFailed
@@ -160,3 +163,19 @@ def test_a_step_that_failed_on_several_hosts_is_a_failure_only_if_each_said_no()
     assert _reported(unworkable.value) == "error"
     assert isinstance(unworkable.value, HostsFailed)
     assert "health check failed on web-1, web-2 (2 of 2 hosts)" in str(unworkable.value)
+
+
+@pytest.mark.parametrize(
+    ("error", "again"),
+    [
+        (UnknownRef("no commit 'nope'"), False),
+        (DeploymentRefused("GitHub does not know ref 'nope'"), False),
+        (GithubException(422, {"message": "Validation Failed"}, None), False),
+        (GithubException(502, {"message": "Bad Gateway"}, None), True),
+        (GitFailed("fetch", 128, ["fatal: unable to access"]), True),
+        (OSError("connection reset"), True),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
+)
+def test_tasks_try_again_unless_the_answer_was_no(error: BaseException, again: bool) -> None:
+    assert worth_retrying(None, None, Failed(data=error)) is again

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from blocks.errors import DeployError
+from blocks.net import direct
 from tasks.home import home
 
 START_HINT = "Start it with: scripts/up.sh   (or: chatops up)"
@@ -28,7 +29,6 @@ LOGIN_HINT = (
     "not logged in: get a token from whoever runs chatops (`chatops users add NAME` there), "
     "then run: chatops login"
 )
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 PREFECT_API_AUTH = "prefect-api-auth"
 """The secret (:meth:`tasks.home.Home.secret`) the Prefect server that ``chatops up`` starts
 wants from every API client, and the password of its UI."""
@@ -66,7 +66,7 @@ class Gateway:
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
         )
         try:
-            with _opener.open(request, timeout=timeout) as response:
+            with direct.open(request, timeout=timeout) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
             if exc.code == 401:
