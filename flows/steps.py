@@ -1,5 +1,8 @@
 """Steps the deploy and rollback flows share: recovery, recording on GitHub, the rolling switch.
 
+- :func:`hosts_flow` makes both flows (host tasks in threads, crash hooks), and :func:`in_turn`
+  is what their steps run inside: the run recorded in case it crashes, its failure reported,
+  the environment's slot held within the run's bound;
 - :func:`check_hosts` reads every host while the commit is built, and :func:`recover_hosts`
   then brings every host of the environment back to one consistent release, if a run that died
   left some switched (its SWITCHING journal says so) or a host does not serve what ``current``
@@ -7,7 +10,8 @@
 - :func:`record` creates (or attaches to) the GitHub deployment;
 - :func:`roll_out` switches, restarts and health-checks the hosts batch by batch, as one
   transaction: when any batch fails, every host switched so far is switched back; when all
-  succeed, each host records the release and prunes old ones.
+  succeed, each host records the release and prunes old ones (:func:`go_live`: that, then the
+  success reported).
 
 A graceful stop (SIGTERM to the process running the deploy) never leaves a batch half-switched:
 during a batch it is held until the batch is over, and then the deploy stops and the

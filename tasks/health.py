@@ -8,7 +8,6 @@ is. Proxy settings from the environment are ignored: health checks go straight t
 
 import time
 import urllib.error
-import urllib.request
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
