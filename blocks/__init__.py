@@ -10,13 +10,30 @@
 The blocks also answer the questions every request asks of them (which environment, which
 hosts, which custom task, may this person deploy here?), so the gateway and the flows ask them
 the same way.
+
+Below them, for every layer: the error family (:mod:`blocks.errors`) and small helpers
+(:mod:`blocks.files`, :mod:`blocks.net`) that load no Prefect. The names below load their module
+on first use, so importing those (the CLI does, for its errors) does not load Prefect either.
 """
 
-from blocks.app import App, environment_block_name
-from blocks.environment import Environment
-from blocks.errors import UnknownTarget
-from blocks.github import GitHubAccess
-from blocks.slack import SlackAccess
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from blocks.app import App, environment_block_name
+    from blocks.environment import Environment
+    from blocks.errors import UnknownTarget
+    from blocks.github import GitHubAccess
+    from blocks.slack import SlackAccess
+
+_HOME = {
+    "App": "blocks.app",
+    "environment_block_name": "blocks.app",
+    "Environment": "blocks.environment",
+    "GitHubAccess": "blocks.github",
+    "SlackAccess": "blocks.slack",
+    "UnknownTarget": "blocks.errors",
+}
 
 __all__ = [
     "App",
@@ -26,3 +43,9 @@ __all__ = [
     "UnknownTarget",
     "environment_block_name",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'blocks' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOME[name]), name)

@@ -38,6 +38,7 @@ from pydantic import (
 
 from blocks import App, Environment, GitHubAccess, SlackAccess, environment_block_name
 from blocks.app import NAME_PATTERN
+from blocks.errors import DeployError
 from tasks.host_keys import host_keys_locked, keep_learned
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
@@ -65,7 +66,7 @@ def _known_hosts_line(line: str) -> str:
 KnownHostsLine = Annotated[str, AfterValidator(_known_hosts_line)]
 
 
-class ConfigError(ValueError):
+class ConfigError(DeployError, ValueError):
     """The configuration file cannot be applied; the message names the file and the key."""
 
 

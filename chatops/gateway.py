@@ -65,6 +65,7 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from blocks.errors import ChatopsError
 from chatops.answers import Answers, Reply
 from chatops.background import Background
 from chatops.catalog import Catalog, prefect_loader
@@ -102,7 +103,7 @@ SLOW_NOTE = "(Prefect is slow to answer; I'll post the result here.)"
 logger = logging.getLogger("chatops.gateway")
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(ChatopsError):
     """The request body is over :data:`MAX_BODY_BYTES`."""
 
 

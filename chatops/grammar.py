@@ -62,6 +62,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from blocks.errors import ChatopsError
+
 Action = Literal[
     "deploy",
     "rollback",
@@ -126,7 +128,7 @@ _BIDI_CONTROLS = frozenset(
 )
 
 
-class CommandError(ValueError):
+class CommandError(ChatopsError, ValueError):
     """Text that is not a command we can run; ``str(error)`` is a short reply for the user."""
 
 

@@ -50,6 +50,7 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.utilities.urls import url_for
 
+from blocks.errors import DeployError
 from chatops.background import Loop
 from chatops.request import Run
 
@@ -141,11 +142,11 @@ class Job:
         return Run(**self.payload)
 
 
-class Permanent(Exception):
+class Permanent(DeployError):
     """A request that can never be carried out (Prefect refused its parameters)."""
 
 
-class Busy(Exception):
+class Busy(DeployError):
     """Prefect could not take the run just now (503 "database is locked", 429, 502)."""
 
 

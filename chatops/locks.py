@@ -25,6 +25,7 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
+from blocks.errors import DeployError, DeployFailure
 from chatops.catalog import Catalog, read_locks
 from tasks import history
 from tasks.locks import FREEZE_TAG, LOCK_TAG, Freeze, Lock, freeze_name, lock_name
@@ -33,7 +34,7 @@ T = TypeVar("T")
 logger = logging.getLogger("chatops.locks")
 
 
-class LockHeld(Exception):
+class LockHeld(DeployFailure):
     """Someone else holds the lock; ``lock`` says who and why."""
 
     def __init__(self, lock: Lock) -> None:
@@ -41,7 +42,7 @@ class LockHeld(Exception):
         self.lock = lock
 
 
-class LocksUnavailable(Exception):
+class LocksUnavailable(DeployError):
     """Prefect did not answer in time (or failed), so the lock state is unknown."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from blocks import App, Environment, UnknownTarget
+from blocks.errors import ChatopsError
 from chatops.catalog import Snapshot
 from chatops.grammar import Command, CommandError, split_app
 from chatops.settings import DEPLOY_DEPLOYMENT, ROLLBACK_DEPLOYMENT, VERIFY_DEPLOYMENT
@@ -29,7 +30,7 @@ from tasks.summary import PREVIOUS, run_tags, run_title
 Via = Literal["slack", "github", "cli"]
 
 
-class Refused(Exception):
+class Refused(ChatopsError):
     """A request that will not be carried out; the message is the reply, written for the user."""
 
 

@@ -25,7 +25,6 @@ import contextlib
 import logging
 import os
 import time
-import urllib.request
 from collections.abc import Callable, Iterable
 from typing import Any
 from uuid import UUID
@@ -42,6 +41,7 @@ from prefect.runner._process_manager import ProcessManager
 from prefect.settings import PREFECT_API_URL
 from prefect.types._datetime import now
 
+from blocks.net import direct
 from chatops import warmstart
 from chatops.settings import (
     DEPLOY_DEPLOYMENT,
@@ -197,10 +197,9 @@ def patient_kills(processes: ProcessManager, deadline: Callable[[], float]) -> N
 def wait_for_api(seconds: float = 120) -> None:
     """Wait until the Prefect API answers (``chatops up`` starts the server and us together)."""
     url = f"{PREFECT_API_URL.value()}/health"
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), opener.open(url, timeout=2) as answer:
+        with contextlib.suppress(OSError), direct.open(url, timeout=2) as answer:
             if answer.status == 200:
                 return
         time.sleep(0.2)

@@ -25,6 +25,8 @@ import re
 import time
 from collections.abc import Mapping
 
+from blocks.errors import ChatopsError
+
 SLACK_MAX_SKEW_SECONDS = 300
 """Slack requests older or newer than this (seconds, either direction) are refused."""
 
@@ -39,7 +41,7 @@ _GITHUB_SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
 _TIMESTAMP = re.compile(r"[0-9]{1,20}")
 
 
-class SignatureError(Exception):
+class SignatureError(ChatopsError):
     """The request is not authentic (answer 401). ``reason`` says why, without any secret."""
 
     def __init__(self, reason: str) -> None:

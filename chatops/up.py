@@ -35,6 +35,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import FrameType
 
+from blocks.errors import DeployError
+from blocks.net import direct
 from chatops.cli.server import PREFECT_API_AUTH, write_up_file
 from chatops.lifeline import die_with_parent
 from chatops.settings import DEPLOYMENTS, stop_grace_seconds
@@ -52,10 +54,9 @@ STOP_SECONDS = {
 """How long each service has to stop on SIGTERM before it is killed (the runner gives the
 deploys in flight ``CHATOPS_STOP_GRACE_SECONDS`` to finish their batch)."""
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-class StartupError(RuntimeError):
+class StartupError(DeployError, RuntimeError):
     """A service did not come up."""
 
 
@@ -175,7 +176,7 @@ def wait_healthy(url: str, service: Service, seconds: float) -> None:
             code = service.process.returncode if service.process else None
             raise StartupError(f"the {service.name} exited with code {code}")
         try:
-            with _opener.open(url, timeout=2) as response:
+            with direct.open(url, timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -202,7 +203,7 @@ def wait_served(api_url: str, runner: Service, seconds: float, api_auth: str = "
             data=query,
             headers={"Content-Type": "application/json", **basic_auth(api_auth)},
         )
-        with contextlib.suppress(OSError, ValueError), _opener.open(request, timeout=2) as answer:
+        with contextlib.suppress(OSError, ValueError), direct.open(request, timeout=2) as answer:
             if len(json.loads(answer.read())) >= len(DEPLOYMENTS):
                 return
         time.sleep(0.2)

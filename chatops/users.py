@@ -10,7 +10,6 @@ Standard library only: the CLI loads it without Prefect.
 """
 
 import contextlib
-import fcntl
 import hashlib
 import hmac
 import json
@@ -23,6 +22,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from blocks.errors import ChatopsError
+from blocks.files import file_lock
+
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
 TOKEN_PREFIX = "chatops_"
 """Every token starts with it, so a secret scanner (and a person) can tell what leaked."""
@@ -30,7 +32,7 @@ TOKEN_PREFIX = "chatops_"
 logger = logging.getLogger("chatops.users")
 
 
-class UserError(Exception):
+class UserError(ChatopsError):
     """A name that cannot be a user, or is taken or unknown; the message says which."""
 
 
@@ -132,15 +134,10 @@ class UserStore:
         """The entries, written back (atomically, mode 0600) after the block; one writer at a
         time, so two ``users add`` at once both count."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with file_lock(self.path.with_name(self.path.name + ".lock"), 0o600):
             entries = self._read()
             yield entries
             self._write(entries)
-        finally:
-            os.close(fd)
 
     def _read(self) -> dict[str, dict[str, str]]:
         try:

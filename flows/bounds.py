@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from blocks import App, Environment
+from blocks.errors import DeployError
 
 DEFAULT_EXTRA_SECONDS = 30 * 60
 """Without ``run_timeout``: the app's ``build_timeout`` plus this."""
@@ -34,7 +35,7 @@ GRACE_SECONDS = 5.0
 """How long a health check may outlast the run's bound, so the bound (not the check) says why."""
 
 
-class RunTimedOut(RuntimeError):
+class RunTimedOut(DeployError, RuntimeError):
     """The run went on past its environment's ``run_timeout``."""
 
 

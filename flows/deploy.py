@@ -5,16 +5,12 @@ started again from the Prefect UI, and the front door (Slack, GitHub webhooks, t
 to fill them in.
 """
 
-from prefect import flow, runtime
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect import runtime
 
-from flows import crash
-from flows.crash import crash_hooks
 from flows.report import DeployReport, Notify
 from flows.results import on_hosts
-from flows.steps import check_hosts, finished, record, recover_hosts, roll_out, take_turn
+from flows.steps import check_hosts, go_live, hosts_flow, in_turn, record, recover_hosts
 from flows.target import admit, load_target, vouch
-from tasks import ssh
 from tasks.build import build
 from tasks.git import checkout, remove_worktree
 from tasks.hosts import Release, run_task_command, upload
@@ -36,12 +32,7 @@ def flow_run_name() -> str:
     return run_title(p["app"], p.get("ref") or "default", p.get("sha"), p["environment"])
 
 
-@flow(
-    name="deploy",
-    flow_run_name=flow_run_name,
-    task_runner=ThreadPoolTaskRunner(max_workers=16),
-    **crash_hooks,
-)
+@hosts_flow("deploy", flow_run_name)
 def deploy(
     app: str,
     environment: str,
@@ -83,7 +74,7 @@ def deploy(
         },
         signature,
     )
-    requested_by, via, force = asked.requested_by, asked.via, asked.force
+    requested_by, force = asked.requested_by, asked.force
     deployment_id = asked.deployment_id
     target = load_target(app, environment, hosts, task, ref)
     admit(target, asked)
@@ -98,55 +89,49 @@ def deploy(
     report = DeployReport(
         target, requested_by, notify, steps, deployment_id=deployment_id, again=again
     )
-    with crash.recorded(), report.failures(), ssh.sessions():
-        channel = notify.channel if notify else None
-        with take_turn(report, target, requested_by, via, channel):
-            with report.step("record deployment"):
-                recorded = record(
-                    report,
-                    target,
-                    sha or target.ref,
-                    task=task,
-                    force=force,
-                    requested_by=requested_by,
-                    deployment_id=deployment_id,
+    with in_turn(report, asked, notify):
+        with report.step("record deployment"):
+            recorded = record(
+                report,
+                target,
+                sha or target.ref,
+                task=task,
+                force=force,
+                requested_by=requested_by,
+                deployment_id=deployment_id,
+            )
+            report.recorded(recorded)
+        checks = check_hosts(target)  # every host is read while the commit is built
+        with report.step("checkout"):
+            tree = checkout(
+                target.app.default_clone_url, target.ref, recorded.sha if recorded else sha
+            )
+        release = Release.new(tree.sha)
+        report.resolved(tree.sha, release.id)
+        with report.step("build"):
+            try:
+                built = build(
+                    tree.sha,
+                    target.app.build_command,
+                    target.app.artifact_glob,
+                    tree.worktree,
+                    target.app.build_env,
+                    target.app.build_timeout,
                 )
-                report.recorded(recorded)
-            checks = check_hosts(target)  # every host is read while the commit is built
-            with report.step("checkout"):
-                tree = checkout(
-                    target.app.default_clone_url, target.ref, recorded.sha if recorded else sha
-                )
-            release = Release.new(tree.sha)
-            report.resolved(tree.sha, release.id)
-            with report.step("build"):
-                try:
-                    built = build(
-                        tree.sha,
-                        target.app.build_command,
-                        target.app.artifact_glob,
-                        tree.worktree,
-                        target.app.build_env,
-                        target.app.build_timeout,
-                    )
-                finally:
-                    remove_worktree(tree)
-                report.mark("build", "cached" if built.cached else "done")
-            states = recover_hosts(report, target, checks)
-            with report.step("upload"):
-                on_hosts(
-                    "upload",
-                    {
-                        h: upload.submit(target.environment, h, built.artifact, release)
-                        for h in target.hosts
-                    },
-                )
-            if target.task_command:
-                with report.step(f"task {task}"):
-                    run_task_command(
-                        target.environment, target.hosts[0], release, target.task_command
-                    )
-            finishing = roll_out(report, target, release, states)
-            report.succeeded()
-            finished(report, release, finishing)
+            finally:
+                remove_worktree(tree)
+            report.mark("build", "cached" if built.cached else "done")
+        states = recover_hosts(report, target, checks)
+        with report.step("upload"):
+            on_hosts(
+                "upload",
+                {
+                    h: upload.submit(target.environment, h, built.artifact, release)
+                    for h in target.hosts
+                },
+            )
+        if target.task_command:
+            with report.step(f"task {task}"):
+                run_task_command(target.environment, target.hosts[0], release, target.task_command)
+        go_live(report, target, release, states)
     return report.summary

@@ -33,38 +33,23 @@ from prefect.logging import get_logger, get_run_logger
 from prefect.utilities.urls import url_for
 from slack_sdk import WebClient
 
-from blocks import App, Environment, GitHubAccess, SlackAccess, UnknownTarget
+from blocks import App, Environment, GitHubAccess, SlackAccess
+from blocks.errors import DeployFailure
 from flows.results import HostsFailed
-from flows.target import NotAllowed, Target
+from flows.target import Target
 from tasks import history, slack
-from tasks.build import BuildFailed
-from tasks.git import UnknownRef
 from tasks.github import (
     ChecksNotGreen,
-    DeploymentRefused,
     GitHubDeployment,
     find_deployment,
     post_status,
     report_status,
 )
-from tasks.health import Unhealthy
-from tasks.locks import EnvironmentFrozen, EnvironmentLocked
 from tasks.pauses import pause_point
 from tasks.run_signing import claims, problem, signing_key
 from tasks.summary import DeploySummary, Outcome, Step, run_tags, run_title
 
 EXCERPT_CHARS = 2000
-FAILURES = (
-    UnknownTarget,
-    UnknownRef,
-    DeploymentRefused,
-    BuildFailed,
-    Unhealthy,
-    NotAllowed,
-    EnvironmentLocked,
-    EnvironmentFrozen,
-)
-"""Errors that mean "this deploy cannot work" (GitHub state ``failure``); others are ``error``."""
 
 
 @dataclass(frozen=True)
@@ -288,10 +273,9 @@ class DeployReport:
 
 def cannot_work(exc: BaseException) -> bool:
     """Whether ``exc`` means "this deploy cannot work" (``failure``), not "it broke" (``error``);
-    a step that failed on several hosts is a failure only if it failed that way on each."""
-    if isinstance(exc, HostsFailed):
-        return all(cannot_work(e) for e in exc.results.failed.values())
-    return isinstance(exc, FAILURES)
+    a step that failed on several hosts is a failure only if it failed that way on each
+    (:meth:`~flows.results.HostsFailed.of`)."""
+    return isinstance(exc, DeployFailure)
 
 
 def describe(exc: BaseException) -> str:

@@ -22,6 +22,8 @@ from typing import Any
 
 from prefect.futures import PrefectFuture
 
+from blocks.errors import ChatopsError, DeployError, DeployFailure
+
 
 class HostResults(dict[str, Any]):
     """host → what the step returned there, or the exception it raised there."""
@@ -37,24 +39,38 @@ class HostResults(dict[str, Any]):
     def raise_for_failures(self, step: str) -> "HostResults":
         """Raise :class:`HostsFailed` naming every failed host; return self if none failed."""
         if self.failed:
-            raise HostsFailed(step, self)
+            raise HostsFailed.of(step, self)
         return self
 
 
-class HostsFailed(RuntimeError):
-    """A step failed on one or more hosts; the message lists each with its own error."""
+class HostsFailed(ChatopsError, RuntimeError):
+    """A step failed on one or more hosts; the message lists each with its own error.
+
+    Raise it with :meth:`of`, which says whether the hosts said no or we could not work."""
 
     def __init__(self, step: str, results: HostResults) -> None:
-        self.step, self.results = step, results
         failed = results.failed
         first = next(iter(failed.values()))
         cause = getattr(first, "cause", None) or str(first).split("\n")[0]
         head = f"{step} failed on {', '.join(failed)} ({len(failed)} of {len(results)} hosts)"
         lines = [f"  {_line(host, exc)}" for host, exc in failed.items()]
-        super().__init__(f"{head}: {cause}\n" + "\n".join(lines))
+        super().__init__(f"{head}: {cause}\n" + "\n".join(lines), step=step, cause=cause)
+        self.results = results
 
-    def __reduce__(self) -> tuple:
-        return (type(self), (self.step, self.results))
+    @classmethod
+    def of(cls, step: str, results: HostResults) -> "HostsFailed":
+        """A :class:`HostsSaidNo` when every failed host said no (a :class:`DeployFailure` on
+        each), else a :class:`HostsUnworkable`."""
+        said_no = all(isinstance(exc, DeployFailure) for exc in results.failed.values())
+        return (HostsSaidNo if said_no else HostsUnworkable)(step, results)
+
+
+class HostsSaidNo(HostsFailed, DeployFailure):
+    """Every host the step failed on said no (e.g. none of them turned healthy)."""
+
+
+class HostsUnworkable(HostsFailed, DeployError):
+    """The step could not be done on at least one host (unreachable, a command broke, ...)."""
 
 
 def _line(host: str, exc: BaseException) -> str:

@@ -14,16 +14,12 @@ the run says so and how to deploy it instead.
 import re
 from collections.abc import Callable
 
-from prefect import flow, runtime
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect import runtime
 
 from blocks import UnknownTarget
-from flows import crash
-from flows.crash import crash_hooks
 from flows.report import DeployReport, Notify
-from flows.steps import check_hosts, finished, record, recover_hosts, roll_out, take_turn
+from flows.steps import check_hosts, go_live, hosts_flow, in_turn, record, recover_hosts
 from flows.target import Target, admit, load_target, vouch
-from tasks import ssh
 from tasks.git import UnknownRef, resolve_ref
 from tasks.hosts import HostState, Release
 from tasks.summary import PREVIOUS, DeploySummary, run_title
@@ -36,12 +32,7 @@ def flow_run_name() -> str:
     return run_title(p["app"], p.get("ref") or PREVIOUS, None, p["environment"])
 
 
-@flow(
-    name="rollback",
-    flow_run_name=flow_run_name,
-    task_runner=ThreadPoolTaskRunner(max_workers=16),
-    **crash_hooks,
-)
+@hosts_flow("rollback", flow_run_name)
 def rollback(
     app: str,
     environment: str,
@@ -72,36 +63,32 @@ def rollback(
         },
         signature,
     )
-    requested_by, via = asked.requested_by, asked.via
+    requested_by = asked.requested_by
     target = load_target(app, environment, hosts, ref=ref or PREVIOUS)
     admit(target, asked)
     report = DeployReport(target, requested_by, notify, STEPS)
-    with crash.recorded(), report.failures(), ssh.sessions():
-        channel = notify.channel if notify else None
-        with take_turn(report, target, requested_by, via, channel, rollback=True):
-            states = recover_hosts(report, target, check_hosts(target))
-            with report.step("find release"):
-                release = choose_release(
+    with in_turn(report, asked, notify, rollback=True):
+        states = recover_hosts(report, target, check_hosts(target))
+        with report.step("find release"):
+            release = choose_release(
+                target,
+                ref,
+                [states[h] for h in target.hosts],
+                lambda name: resolve_ref(target.app.default_clone_url, name),
+            )
+        report.resolved(release.sha, release.id)
+        with report.step("record deployment"):
+            report.recorded(
+                record(
+                    report,
                     target,
-                    ref,
-                    [states[h] for h in target.hosts],
-                    lambda name: resolve_ref(target.app.default_clone_url, name),
+                    release.sha,
+                    task="rollback",
+                    force=True,
+                    requested_by=requested_by,
                 )
-            report.resolved(release.sha, release.id)
-            with report.step("record deployment"):
-                report.recorded(
-                    record(
-                        report,
-                        target,
-                        release.sha,
-                        task="rollback",
-                        force=True,
-                        requested_by=requested_by,
-                    )
-                )
-            finishing = roll_out(report, target, release, states)
-            report.succeeded()
-            finished(report, release, finishing)
+            )
+        go_live(report, target, release, states)
     return report.summary
 
 

@@ -1,5 +1,8 @@
 """Steps the deploy and rollback flows share: recovery, recording on GitHub, the rolling switch.
 
+- :func:`hosts_flow` makes both flows (host tasks in threads, crash hooks), and :func:`in_turn`
+  is what their steps run inside: the run recorded in case it crashes, its failure reported,
+  the environment's slot held within the run's bound;
 - :func:`check_hosts` reads every host while the commit is built, and :func:`recover_hosts`
   then brings every host of the environment back to one consistent release, if a run that died
   left some switched (its SWITCHING journal says so) or a host does not serve what ``current``
@@ -7,7 +10,8 @@
 - :func:`record` creates (or attaches to) the GitHub deployment;
 - :func:`roll_out` switches, restarts and health-checks the hosts batch by batch, as one
   transaction: when any batch fails, every host switched so far is switched back; when all
-  succeed, each host records the release and prunes old ones.
+  succeed, each host records the release and prunes old ones (:func:`go_live`: that, then the
+  success reported).
 
 A graceful stop (SIGTERM to the process running the deploy) never leaves a batch half-switched:
 during a batch it is held until the batch is over, and then the deploy stops and the
@@ -18,31 +22,44 @@ during the last batch, and the failure it reports names who aborted.
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from prefect import runtime
+from prefect import Flow, flow, runtime
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.futures import PrefectFuture, as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.transactions import transaction
 
 from blocks import Environment
-from flows import bounds
-from flows.report import DeployReport
+from blocks.errors import DeployError
+from flows import bounds, crash
+from flows.report import DeployReport, Notify
 from flows.results import HostResults, gather, on_hosts
 from flows.serial import one_at_a_time
-from flows.target import Target, authorize
-from tasks import history
+from flows.target import Asked, Target, authorize
+from tasks import history, ssh
 from tasks.github import PAYLOAD_MARK, GitHubDeployment, record_deployment
 from tasks.health import health_check
 from tasks.hosts import HostState, Release, activate, finish, inspect, recover, recovery
 from tasks.summary import aborted_by
 
 
-class Interrupted(RuntimeError):
+class Interrupted(DeployError, RuntimeError):
     """The deploy was asked to stop (SIGTERM); switched hosts are switched back."""
+
+
+def hosts_flow(name: str, run_name: Callable[[], str]) -> Flow:
+    """The flow decorator of a deploy or rollback: one thread per host task (16 at a time),
+    and the crash hooks that report a run whose process died."""
+    return flow(
+        name=name,
+        flow_run_name=run_name,
+        task_runner=ThreadPoolTaskRunner(max_workers=16),
+        **crash.crash_hooks,
+    )
 
 
 def record(
@@ -136,26 +153,27 @@ def runs_that_succeeded(run_ids: set[str]) -> set[str]:
 
 
 @contextmanager
-def take_turn(
-    report: DeployReport,
-    target: Target,
-    requested_by: str,
-    via: str,
-    channel: str | None,
-    rollback: bool = False,
+def in_turn(
+    report: DeployReport, asked: Asked, notify: Notify | None, rollback: bool = False
 ) -> Iterator[None]:
-    """Hold the environment's slot, within the run's bound, for the block.
+    """What the steps of a deploy or rollback run inside: the run recorded in case it crashes,
+    its failure reported, SSH sessions closed after it, and the environment's slot held within
+    the run's bound.
 
-    Who asks is authorized before waiting for the slot and again once it is held: a lock,
-    a freeze or an allow-list changed while the run waited behind another stops it.
+    Who asks is authorized before waiting for the slot and again once it is held: a lock, a
+    freeze (not for a ``rollback``) or an allow-list changed while the run waited behind
+    another stops it.
     """
-    authorize(target, requested_by, via, channel, rollback=rollback)
-    with (
-        one_at_a_time(target.name, target.environment_name),
-        bounds.bounded_run(bounds.run_timeout(target.app, target.environment), report.at),
-    ):
-        authorize(target, requested_by, via, channel, again=True, rollback=rollback)
-        yield
+    target, channel = report.target, notify.channel if notify else None
+    who = (asked.requested_by, asked.via, channel)
+    with crash.recorded(), report.failures(), ssh.sessions():
+        authorize(target, *who, rollback=rollback)
+        with (
+            one_at_a_time(target.name, target.environment_name),
+            bounds.bounded_run(bounds.run_timeout(target.app, target.environment), report.at),
+        ):
+            authorize(target, *who, again=True, rollback=rollback)
+            yield
 
 
 def roll_out(
@@ -204,6 +222,13 @@ def abort_requester() -> str | None:
     except Exception:  # Prefect unreachable: it is a stop like any other
         return None
     return aborted_by(state.message) if state and state.is_cancelling() else None
+
+
+def go_live(report: DeployReport, target: Target, release: Release, states: HostResults) -> None:
+    """:func:`roll_out` the release, report the success, then wait for the hosts' records."""
+    finishing = roll_out(report, target, release, states)
+    report.succeeded()
+    finished(report, release, finishing)
 
 
 def finished(report: DeployReport, release: Release, finishing: Finishing) -> None:

@@ -24,7 +24,7 @@ from prefect.logging import get_run_logger
 
 from blocks import App, Environment, UnknownTarget, environment_block_name
 from blocks.environment import VIA_UI
-from blocks.errors import unknown
+from blocks.errors import DeployFailure, unknown
 from tasks.locks import EnvironmentFrozen, EnvironmentLocked, read_freeze, read_lock
 from tasks.run_signing import claims, problem, signing_key
 
@@ -32,7 +32,7 @@ UI_REQUESTER = "prefect-ui"
 """Who an unsigned run (Prefect UI or API) is by, whatever its parameters say."""
 
 
-class NotAllowed(RuntimeError):
+class NotAllowed(DeployFailure, RuntimeError):
     """The requester may not deploy to this environment (its allow-lists say so)."""
 
 

@@ -20,13 +20,11 @@ second less and half the CPU. The archive is keyed by the ``java`` and ``mvn`` i
 one is ignored by the JVM.
 """
 
-import fcntl
 import hashlib
 import os
 import shutil
 from collections import deque
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +32,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
+from blocks.errors import DeployFailure
+from blocks.files import file_lock
 from tasks.home import home
 from tasks.sandbox import (
     BuildUser,
@@ -72,15 +72,11 @@ exit "$code"
 ("": none), $3 the build command."""
 
 
-class BuildFailed(RuntimeError):
+class BuildFailed(DeployFailure, RuntimeError):
     """The build command failed or did not produce exactly one artifact; ``tail`` says why."""
 
     def __init__(self, message: str, tail: list[str]) -> None:
-        self.message, self.tail = message, tail
-        super().__init__(message + "".join(f"\n    {line}" for line in tail))
-
-    def __reduce__(self) -> tuple:
-        return (type(self), (self.message, self.tail))
+        super().__init__(message, step="build", tail=tail)
 
 
 @dataclass(frozen=True)
@@ -95,15 +91,6 @@ def cache_dir(sha: str, build_command: str, artifact_glob: str) -> Path:
     """Where the artifact of ``sha`` built by this recipe is kept."""
     recipe = hashlib.sha256(f"{build_command}\0{artifact_glob}".encode()).hexdigest()[:12]
     return home().artifacts / f"{sha}-{recipe}"
-
-
-@contextmanager
-def build_lock(folder: Path) -> Iterator[None]:
-    """One build of a commit at a time, across processes sharing the artifact cache."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.with_name(f".{folder.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def cached_artifact(folder: Path) -> Path | None:
@@ -198,7 +185,7 @@ def build(
         logger.info("Already built %s: using %s", sha[:7], hit)
         return Built(artifact=str(hit), cached=True)
     home().ensure()  # before the cache below it exists: nobody else may read the home
-    with build_lock(folder):
+    with file_lock(folder.with_name(f".{folder.name}.lock")):  # one build of a commit at a time
         if (hit := cached_artifact(folder)) is not None:  # built by a run we waited for
             logger.info("Built meanwhile by another run: using %s", hit)
             return Built(artifact=str(hit), cached=True)

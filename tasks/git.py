@@ -6,42 +6,41 @@ for the build. Refs reach git only as single arguments after ``--end-of-options`
 a shell.
 """
 
-import fcntl
 import hashlib
 import os
 import re
 import subprocess
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
-from prefect.states import State
 
+from blocks.errors import DeployError, DeployFailure, worth_retrying
+from blocks.files import file_lock
 from tasks.home import home
 
 GIT_TIMEOUT = 600
 TAIL_LINES = 20
 
 
-class UnknownRef(ValueError):
+class UnknownRef(DeployFailure, ValueError):
     """The ref names no commit in the repository."""
 
 
-class GitFailed(RuntimeError):
+class GitFailed(DeployError, RuntimeError):
     """A git command failed: which one, its exit code and the last lines of what git said."""
 
     def __init__(self, command: str, exit_code: int, tail: list[str]) -> None:
-        self.command, self.exit_code, self.tail = command, exit_code, tail
-        shown = "".join(f"\n    {line}" for line in tail)
-        super().__init__(f"git {command} failed with exit code {exit_code}{shown}")
-
-    def __reduce__(self) -> tuple:
-        return (type(self), (self.command, self.exit_code, self.tail))
+        super().__init__(
+            f"git {command} failed with exit code {exit_code}",
+            step=f"git {command}",
+            cause=f"exit code {exit_code}",
+            tail=tail,
+        )
+        self.command, self.exit_code = command, exit_code
 
 
 @dataclass(frozen=True)
@@ -84,20 +83,11 @@ def git_environment() -> dict[str, str]:
     return env
 
 
-@contextmanager
-def locked(mirror: Path) -> Iterator[None]:
-    """Serialize fetches of one mirror between concurrent runs on this machine."""
-    mirror.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{mirror}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 def update_mirror(clone_url: str) -> Path:
     """Create the bare mirror on first use, ``git fetch`` it afterwards; return its path."""
     mirror = mirror_path(clone_url)
     home().ensure()  # before the mirrors below it exist: builds must not read them
-    with locked(mirror):
+    with file_lock(Path(f"{mirror}.lock")):  # one fetch of a mirror at a time
         if (mirror / "HEAD").exists():
             git("fetch", "--prune", "--quiet", "origin", cwd=mirror)
         else:
@@ -135,22 +125,12 @@ def remove_worktree(checkout: Checkout) -> None:
     git("worktree", "remove", "--force", str(tree), cwd=tree / common)
 
 
-def _worth_retrying(task: object, task_run: object, state: State) -> bool:
-    try:
-        state.result()
-    except UnknownRef:
-        return False
-    except Exception:
-        return True
-    return False
-
-
 @task(
     name="checkout",
     task_run_name="checkout {ref}",
     retries=2,
     retry_delay_seconds=2,
-    retry_condition_fn=_worth_retrying,
+    retry_condition_fn=worth_retrying,
     cache_policy=NO_CACHE,
 )
 def checkout(clone_url: str, ref: str, sha: str | None = None) -> Checkout:

@@ -14,8 +14,8 @@ from github import Auth, Github, GithubException, GithubRetry
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
-from prefect.states import State
 
+from blocks.errors import DeployFailure, worth_retrying
 from blocks.github import GitHubAccess
 
 DESCRIPTION_LIMIT = 140
@@ -23,7 +23,7 @@ PAYLOAD_MARK = "chatops"
 """Key of the deployment ``payload`` that marks deployments this system created itself."""
 
 
-class DeploymentRefused(RuntimeError):
+class DeploymentRefused(DeployFailure, RuntimeError):
     """GitHub would not create the deployment; the message says why and what to do."""
 
 
@@ -89,23 +89,11 @@ def refusal(exc: GithubException, ref: str, required: list[str] | None) -> Deplo
     return DeploymentRefused(f"GitHub does not know ref {ref!r}: {message or 'unknown ref'}.")
 
 
-def _worth_retrying(task: object, task_run: object, state: State) -> bool:
-    try:
-        state.result()
-    except DeploymentRefused:
-        return False
-    except GithubException as exc:
-        return exc.status >= 500
-    except Exception:
-        return True
-    return False
-
-
 @task(
     name="record deployment",
     retries=2,
     retry_delay_seconds=2,
-    retry_condition_fn=_worth_retrying,
+    retry_condition_fn=worth_retrying,
     cache_policy=NO_CACHE,
 )
 def record_deployment(

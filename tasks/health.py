@@ -8,28 +8,28 @@ is. Proxy settings from the environment are ignored: health checks go straight t
 
 import time
 import urllib.error
-import urllib.request
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
+from blocks.errors import DeployFailure
+from blocks.net import direct, split_host
 from tasks.ssh import HostFailed
 
 FIRST_POLL_SECONDS = 0.05
 MAX_POLL_SECONDS = 0.2
 BACKOFF = 1.5
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-class Unhealthy(HostFailed):
+class Unhealthy(HostFailed, DeployFailure):
     """A host did not serve the new commit in time."""
 
 
 def probe(url: str, timeout: float) -> tuple[int | None, str]:
     """One GET of ``url``: the status (None when unreachable) and the start of the body."""
     try:
-        with _opener.open(url, timeout=timeout) as response:
+        with direct.open(url, timeout=timeout) as response:
             return response.status, response.read(65536).decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, ""
@@ -43,7 +43,7 @@ def health_url(template: str, host: str) -> str:
     >>> health_url("http://{host}:8080/demo/health", "web-1:2222")
     'http://web-1:8080/demo/health'
     """
-    return template.replace("{host}", host.rpartition(":")[0] if ":" in host else host)
+    return template.replace("{host}", split_host(host, 0)[0])
 
 
 def serves(url_template: str, host: str, sha: str, timeout: float = 2.0) -> bool:

@@ -27,6 +27,8 @@ from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists
 
 from blocks.environment import ACCEPT_NEW, Environment
+from blocks.errors import DeployError
+from blocks.net import split_host
 from tasks.logs import run_logger
 
 LOCK_NAME = "chatops-host-keys"
@@ -39,22 +41,29 @@ LOCK_WAIT_SECONDS = 2 * LEASE_SECONDS
 _thread_lock = threading.Lock()
 
 
-class UnknownHostKey(paramiko.SSHException):
-    """The host presented a key that ``known_hosts`` does not pin, and the policy is strict."""
+class UnknownHostKey(DeployError, paramiko.SSHException):
+    """The host presented a key that ``known_hosts`` does not pin, and the policy is strict.
 
-    def __init__(self, name: str, key: paramiko.PKey) -> None:
-        super().__init__(f"host key {key.fingerprint} of {name} is not pinned")
-        self.name, self.key = name, key
+    The key is kept as its type and public blob (:meth:`presented`): a paramiko key object does
+    not pickle, and Prefect pickles exceptions."""
+
+    def __init__(self, name: str, key_type: str, key_blob: bytes) -> None:
+        self.name, self.key_type, self.key_blob = name, key_type, key_blob
+        super().__init__(f"host key {self.key.fingerprint} of {name} is not pinned")
+
+    @classmethod
+    def presented(cls, name: str, key: paramiko.PKey) -> "UnknownHostKey":
+        """The error for ``key``, which the host ``name`` presented."""
+        return cls(name, key.get_name(), key.asbytes())
+
+    @property
+    def key(self) -> paramiko.PKey:
+        """The key the host presented."""
+        return paramiko.PKey.from_type_string(self.key_type, self.key_blob)
 
 
-class HostKeyNotStored(paramiko.SSHException):
+class HostKeyNotStored(DeployError, paramiko.SSHException):
     """accept-new could not store the key it was about to trust, so it does not trust it."""
-
-
-def split_host(host: str, default_port: int) -> tuple[str, int]:
-    """``web-1:2222`` → ``("web-1", 2222)``; ``web-1`` → ``("web-1", default_port)``."""
-    name, colon, port = host.rpartition(":")
-    return (name, int(port)) if colon else (host, default_port)
 
 
 def known_hosts_name(host: str, default_port: int) -> str:
@@ -160,7 +169,7 @@ class CheckHostKey(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey):
         if self.env.host_key_policy != ACCEPT_NEW:
-            raise UnknownHostKey(hostname, key)
+            raise UnknownHostKey.presented(hostname, key)
         learn(self.env, hostname, key)
 
 

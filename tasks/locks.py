@@ -23,6 +23,7 @@ from typing import Any
 
 from prefect.client.orchestration import get_client
 
+from blocks.errors import DeployFailure
 from tasks.slack_card import SLACK_USER_ID, escape_mrkdwn
 
 LOCK_TAG = "chatops-lock"
@@ -105,7 +106,7 @@ def lock_name(app: str, environment: str) -> str:
     return f"{LOCK_PREFIX}{app}-{environment}"
 
 
-class EnvironmentLocked(RuntimeError):
+class EnvironmentLocked(DeployFailure, RuntimeError):
     """A deploy or rollback was asked for an environment someone else has locked."""
 
     def __init__(self, lock: Lock) -> None:
@@ -183,7 +184,7 @@ def freezes_from(variables: list[dict[str, Any]]) -> list[Freeze]:
     return sorted(found, key=lambda freeze: freeze.environment)
 
 
-class EnvironmentFrozen(RuntimeError):
+class EnvironmentFrozen(DeployFailure, RuntimeError):
     """A deploy was asked for an environment that is frozen."""
 
     def __init__(self, freeze: Freeze) -> None:

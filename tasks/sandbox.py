@@ -29,6 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from blocks.errors import DeployError
+
 BUILD_USER_VARIABLE = "CHATOPS_BUILD_USER"
 DEFAULT_BUILD_USER = "chatops-build"
 PASSED_THROUGH = ("PATH", "LANG", "JAVA_HOME", "MAVEN_OPTS")
@@ -47,7 +49,7 @@ for found in $2; do [ -f "$found" ] && printf '%s\\0' "$found"; done
 exit 0"""
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(DeployError, RuntimeError):
     """The build cannot run as the build user; the message says what to do."""
 
 
@@ -147,7 +149,7 @@ def run_as(
     return subprocess.CompletedProcess(line, proc.returncode, out, err)
 
 
-class TimedOut(Exception):
+class TimedOut(DeployError):
     """The command ran past its time and was stopped with everything it started."""
 
 

@@ -38,12 +38,13 @@ from invoke.exceptions import CommandTimedOut
 from paramiko.ssh_exception import NoValidConnectionsError
 
 from blocks.environment import ACCEPT_NEW, Environment
+from blocks.errors import ChatopsError, DeployError
+from blocks.net import split_host
 from tasks.host_keys import (
     HostKeyNotStored,
     UnknownHostKey,
     known_hosts_line,
     known_hosts_name,
-    split_host,
     trust,
 )
 from tasks.logs import run_logger
@@ -57,23 +58,20 @@ STORE_SECONDS = 30
 """Once every byte is sent, how long the host may take to store the upload (a busy disk)."""
 
 
-class HostFailed(RuntimeError):
-    """A step failed on one host: who, what and why, plus the output that explains it."""
+class HostFailed(ChatopsError, RuntimeError):
+    """A step failed on one host: who, what and why, plus the output that explains it.
+
+    Whether that is the host saying no or us unable to work there, each subclass says."""
 
     def __init__(self, host: str, step: str, cause: str, tail: list[str] | None = None) -> None:
-        self.host, self.step, self.cause, self.tail = host, step, cause, list(tail or [])
-        shown = "".join(f"\n    {line}" for line in self.tail)
-        super().__init__(f"{host}: {step} failed: {cause}{shown}")
-
-    def __reduce__(self) -> tuple:  # keep the fields when Prefect pickles the exception
-        return (type(self), (self.host, self.step, self.cause, self.tail))
+        super().__init__(host=host, step=step, cause=cause, tail=tail or ())
 
 
-class HostUnreachable(HostFailed):
+class HostUnreachable(HostFailed, DeployError):
     """The host could not be reached or would not let us in."""
 
 
-class RemoteCommandFailed(HostFailed):
+class RemoteCommandFailed(HostFailed, DeployError):
     """A command on the host exited non-zero (``exit_code``), or hung (:class:`CommandHung`)."""
 
     def __init__(
@@ -81,9 +79,6 @@ class RemoteCommandFailed(HostFailed):
     ) -> None:
         super().__init__(host, step, cause, tail)
         self.exit_code = exit_code
-
-    def __reduce__(self) -> tuple:
-        return (type(self), (self.host, self.step, self.cause, self.tail, self.exit_code))
 
 
 class CommandHung(RemoteCommandFailed):

@@ -59,7 +59,7 @@ def test_an_unknown_key_on_another_port_is_refused_with_the_bracketed_line_to_ad
     key = paramiko.ECDSAKey.generate()
     env = env_for(["web-1:2222"])
     failed = ssh.why_unreachable(
-        host_keys.UnknownHostKey("[web-1]:2222", key), env, "web-1:2222", "check"
+        host_keys.UnknownHostKey.presented("[web-1]:2222", key), env, "web-1:2222", "check"
     )
     assert isinstance(failed, ssh.HostUnreachable)
     message = str(failed)

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from blocks.errors import DeployError
 from chatops.cli.server import Gateway, GatewayError, TokenRefused
 
 POLL_SECONDS = 0.1
@@ -19,7 +20,7 @@ MARKS = {"COMPLETED": "✓", "FAILED": "✗", "CRASHED": "✗", "CANCELLED": "�
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
-class Unreachable(Exception):
+class Unreachable(DeployError):
     """No word about the run for :data:`GIVE_UP_SECONDS`."""
 
 
@@ -37,7 +38,7 @@ class Outcome:
         return self.state_type == "COMPLETED"
 
 
-class Lost(Exception):
+class Lost(DeployError):
     """No answer about the run this time (the gateway or Prefect is away); ask again."""
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from blocks.errors import DeployError
+from blocks.net import direct
 from tasks.home import home
 
 START_HINT = "Start it with: scripts/up.sh   (or: chatops up)"
@@ -27,18 +29,17 @@ LOGIN_HINT = (
     "not logged in: get a token from whoever runs chatops (`chatops users add NAME` there), "
     "then run: chatops login"
 )
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 PREFECT_API_AUTH = "prefect-api-auth"
 """The secret (:meth:`tasks.home.Home.secret`) the Prefect server that ``chatops up`` starts
 wants from every API client, and the password of its UI."""
 
 
-class NoServer(Exception):
+class NoServer(DeployError):
     """No chatops server can be found, or no credentials; the message says what to do (one
     line)."""
 
 
-class GatewayError(Exception):
+class GatewayError(DeployError):
     """The gateway could not be reached or refused the CLI's token."""
 
 
@@ -65,7 +66,7 @@ class Gateway:
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
         )
         try:
-            with _opener.open(request, timeout=timeout) as response:
+            with direct.open(request, timeout=timeout) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
             if exc.code == 401:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from blocks import App
+from blocks.errors import ChatopsError, DeployError
 from chatops.catalog import Snapshot
 from chatops.grammar import ENVIRONMENT_ALIASES, Command, CommandError, validate_name, validate_ref
 from chatops.intake import ReplyTo
@@ -49,19 +50,19 @@ HEX_SHA = re.compile(r"[0-9a-f]{40}")
 LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}(\[bot\])?")
 
 
-class BadDelivery(Exception):
+class BadDelivery(ChatopsError):
     """The request is not a readable webhook delivery (HTTP 400)."""
 
 
-class NotReady(Exception):
+class NotReady(DeployError):
     """The gateway cannot judge the delivery yet (HTTP 503, GitHub may redeliver)."""
 
 
-class Ignored(Exception):
+class Ignored(ChatopsError):
     """A delivery we deliberately do nothing with; the message says why."""
 
 
-class UnknownTask(Exception):
+class UnknownTask(DeployError):
     """A deployment asks for a task its app does not define: nothing is deployed, and the
     deployment gets an ``error`` status saying why (``reply_to`` says where)."""
 

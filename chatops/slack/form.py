@@ -19,6 +19,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
+from blocks.errors import ChatopsError
 from chatops.grammar import Command, CommandError, parse, validate_name, validate_ref
 from chatops.intake import ReplyTo
 from chatops.request import Request, Requester
@@ -30,7 +31,7 @@ _URL = re.compile(r"https?://[^\s<>|]{1,2000}")
 _TRIGGER = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
-class BadRequest(Exception):
+class BadRequest(ChatopsError):
     """The request is malformed (HTTP 400); the message is safe to return."""
 
 
