@@ -142,11 +142,12 @@ def take_turn(
     """Hold the environment's slot, within the run's bound, for the block.
 
     Who asks is authorized before waiting for the slot and again once it is held: a lock or
-    allow-list changed while the run waited behind another stops it.
+    allow-list changed while the run waited behind another stops it. While it waits, the
+    report shows who holds the slot.
     """
     authorize(target, requested_by, via, channel)
     with (
-        one_at_a_time(target.name, target.environment_name),
+        one_at_a_time(target.name, target.environment_name, requested_by, report.waiting_for),
         bounds.bounded_run(bounds.run_timeout(target.app, target.environment), report.at),
     ):
         authorize(target, requested_by, via, channel, again=True)
