@@ -82,8 +82,9 @@ class GatewayRuns:
             )
         except TokenRefused:
             raise
-        except GatewayError as exc:
-            raise Lost(self.gateway_name, str(exc)) from None
+        except GatewayError as exc:  # "the gateway at URL did not answer (why)": keep the why
+            why = str(exc).removeprefix(f"{self.gateway_name} did not answer ")
+            raise Lost(self.gateway_name, why.removeprefix("(").removesuffix(")")) from None
         if status == 404:
             raise GatewayError(f"the gateway knows no run {flow_run_id}")
         if status == 503:
@@ -107,7 +108,7 @@ def give_up_seconds(given: float | None = None) -> float:
 def follow(
     runs: GatewayRuns,
     flow_run_id: str,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     *,
     give_up_after: float = GIVE_UP_SECONDS,
     run_url: str | None = None,
@@ -116,6 +117,7 @@ def follow(
 
     Raises :class:`Unreachable` after ``give_up_after`` seconds without an answer.
     """
+    out = out or sys.stdout
     seen: dict[str, str] = {}
     holder: str | None = None
     lost_since: float | None = None
