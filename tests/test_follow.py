@@ -98,7 +98,7 @@ def test_a_gone_gateway_ends_the_follow_after_the_bound_naming_the_run(
     assert code == cli.GAVE_UP == 4
     assert 2 <= took < 4, took
     assert out.count("lost contact with the gateway") == 1, out
-    assert "retrying for up to 2 s" in out
+    assert "retrying (giving up after 2 s without an answer)" in out
     assert err == (
         f"chatops: no answer from the gateway at {gone} for 2 s; the run may still be going: "
         f"{RUN_ID}; follow it again with `chatops follow {RUN_ID}` or check the UI\n"

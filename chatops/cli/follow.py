@@ -75,11 +75,11 @@ class GatewayRuns:
     def prefect_name(self) -> str:
         return f"Prefect through the gateway at {self.gateway.url}"
 
-    def run(self, flow_run_id: str) -> dict[str, Any]:
+    def run(self, flow_run_id: str, within: float | None = None) -> dict[str, Any]:
+        """The run as the gateway reports it; waits at most ``within`` seconds (if given)."""
+        timeout = self.timeout if within is None else max(0.1, min(self.timeout, within))
         try:
-            status, answer = self.gateway.ask(
-                "GET", f"/cli/runs/{flow_run_id}", timeout=self.timeout
-            )
+            status, answer = self.gateway.ask("GET", f"/cli/runs/{flow_run_id}", timeout=timeout)
         except TokenRefused:
             raise
         except GatewayError as exc:  # "the gateway at URL did not answer (why)": keep the why
@@ -115,34 +115,36 @@ def follow(
 ) -> Outcome:
     """Print each task run of ``flow_run_id`` as it ends; return the run once it is over.
 
-    Raises :class:`Unreachable` after ``give_up_after`` seconds without an answer.
+    Raises :class:`Unreachable` once ``give_up_after`` seconds have passed since the last
+    answer (or the start), a look under way included.
     """
     out = out or sys.stdout
     seen: dict[str, str] = {}
     holder: str | None = None
-    lost_since: float | None = None
-    lost_who = ""
+    answered = time.monotonic()
+    lost_who: str | None = None
     link = run_url
     while True:
         try:
-            run = runs.run(flow_run_id)
+            run = runs.run(flow_run_id, within=answered + give_up_after - time.monotonic())
         except Lost as exc:
-            now = time.monotonic()
-            if lost_since is None:
-                lost_since, lost_who = now, exc.who
+            if lost_who is None:
+                lost_who = exc.who
                 say(
                     out,
-                    f"  … lost contact with {exc.who} ({exc}); retrying for up to "
-                    f"{give_up_after:.0f} s",
+                    f"  … lost contact with {exc.who} ({exc}); retrying (giving up after "
+                    f"{give_up_after:.0f} s without an answer)",
                 )
-            if now - lost_since >= give_up_after:
+            left = answered + give_up_after - time.monotonic()
+            if left <= 0:
                 raise Unreachable(gave_up(exc.who, give_up_after, flow_run_id, link)) from None
-            time.sleep(min(RETRY_SECONDS, max(0.0, lost_since + give_up_after - now)))
+            time.sleep(min(RETRY_SECONDS, left))
             continue
-        if lost_since is not None:
+        answered = time.monotonic()
+        if lost_who is not None:
             again = "Prefect" if lost_who.startswith("Prefect") else "the gateway"
             say(out, f"  … {again} answers again")
-            lost_since = None
+            lost_who = None
         link = run.get("url") or link
         holder = show_waiting(run.get("waiting"), holder, out)
         for task in run.get("task_runs", []):
