@@ -172,9 +172,12 @@ def note_waiting(holder: SlotHolder | None) -> None:
     run_id = runtime.flow_run.id
     if run_id:
         value = json.dumps(asdict(holder)) if holder else ""
-        with get_client(sync_client=True) as client:
-            client.update_flow_run_labels(UUID(str(run_id)), {WAITING_LABEL: value})
         get_run_logger().info("Waiting for the slot: %s", value)
+        try:
+            with get_client(sync_client=True) as client:
+                client.update_flow_run_labels(UUID(str(run_id)), {WAITING_LABEL: value})
+        except Exception as exc:  # the terminal misses the news; the wait goes on
+            get_run_logger().warning("Could not record who holds the slot: %s", exc)
 
 
 def note_lease(lease_id: UUID, by: str = "", waited: bool = False) -> None:
