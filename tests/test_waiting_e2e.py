@@ -87,6 +87,7 @@ def test_a_deploy_waiting_for_a_slow_one_names_the_holder_and_the_abort(bed: Bed
         assert follow.returncode == 0, out
         slow_url = f"{up.base}/runs/flow-run/{slow['id']}"
         [line] = [ln for ln in out.splitlines() if "⏳" in ln]  # once: the holder did not change
+        print(f"terminal: {line.strip()}")
         assert line.startswith(
             f"  ⏳ waiting for shop@v2 ({v2[:7]}) → staging ({slow_url}): "
             "deploy of shop@v2 by erin since "
@@ -97,6 +98,7 @@ def test_a_deploy_waiting_for_a_slow_one_names_the_holder_and_the_abort(bed: Bed
 
         lines = waiting_lines(card_of(bed, "shop@v1"))
         shown = next(text for text in lines if text)
+        print(f"card: {shown}")
         assert shown.startswith(
             f":hourglass: Waiting for <{slow_url}|shop@v2 ({v2[:7]}) → "
             "staging> (deploy of shop@v2 by erin since "
