@@ -8,7 +8,8 @@ Routes::
     POST /cli/commands          a terminal line (bearer token)  → chatops.grammar
     GET  /cli/whoami            the CLI user a token belongs to
     GET  /cli/requests/{key}    what became of a CLI request (by its idempotency key)
-    GET  /cli/runs/{id}         a run's state and its finished task runs, for ``chatops`` to follow
+    GET  /cli/runs/{id}         a run's state, its finished task runs, and who holds the slot it
+                                waits for (``waiting``), for ``chatops`` to follow
     GET  /healthz               200 while the process is up
 
 A request's path: the gate (below) → a :class:`~chatops.request.Request` → an answer from
@@ -54,7 +55,7 @@ from prefect.client.schemas.filters import (
     TaskRunFilterState,
     TaskRunFilterStateType,
 )
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import TaskRunSort
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
@@ -90,6 +91,7 @@ from chatops.slack.respond import Responder, WebhookResponder
 from chatops.users import UserStore
 from tasks.home import home
 from tasks.slack_card import escape_mrkdwn
+from tasks.summary import WAITING_LABEL
 
 MAX_BODY_BYTES = 1024 * 1024
 SHUTDOWN_GRACE_SECONDS = 5.0
@@ -423,6 +425,7 @@ class RunReader:
                 "name": state.name if state else None,
                 "message": state.message if state else None,
             },
+            "waiting": waiting_for(run),
             "task_runs": [
                 {
                     "id": str(task.id),
@@ -457,6 +460,19 @@ class RunReader:
             found += page
             if len(page) < TASK_RUN_PAGE:
                 return found
+
+
+def waiting_for(run: FlowRun) -> dict[str, Any] | None:
+    """Who holds the slot ``run`` waits for, as the run recorded it (:mod:`flows.serial`);
+    None once it holds the slot, or ended."""
+    recorded = run.labels.get(WAITING_LABEL)
+    if not recorded or (run.state and run.state.is_final()):
+        return None
+    try:
+        holder = json.loads(str(recorded))
+    except ValueError:
+        return None
+    return holder if isinstance(holder, dict) else None
 
 
 async def verified_slack_form(request: HttpRequest, secret: str) -> dict[str, str]:

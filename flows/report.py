@@ -47,7 +47,7 @@ from tasks.github import (
 )
 from tasks.pauses import pause_point
 from tasks.run_signing import claims, problem, signing_key
-from tasks.summary import DeploySummary, Outcome, Step, run_tags, run_title
+from tasks.summary import DeploySummary, Outcome, SlotHolder, Step, run_tags, run_title
 
 EXCERPT_CHARS = 2000
 
@@ -174,6 +174,13 @@ class DeployReport:
             return " and ".join(running)
         done = [s.name for s in self.summary.steps if s.state not in ("pending", "skipped")]
         return f"the end of {done[-1]}" if done else "the start"
+
+    def waiting_for(self, holder: SlotHolder | None) -> None:
+        """The run waits for the environment's slot, which ``holder`` holds (None: no longer
+        waits): the Slack card shows it."""
+        if holder != self.summary.waiting_for:
+            self.summary.waiting_for = holder
+            self._update_slack()
 
     def mark(self, name: str, state: Any) -> None:
         """Set a step's state by hand, e.g. ``cached`` for a build the cache answered."""

@@ -4,6 +4,12 @@ Deploys and rollbacks of the same app environment take turns through a Prefect g
 concurrency limit named ``deploy-<app>-<environment>`` (limit 1, created on first use). A run
 that has to wait says so in its log and waits its turn.
 
+A waiting run records who holds the slot (:func:`slot_holder`: the run of that app environment
+noted as its holder most recently, as a :class:`~tasks.summary.SlotHolder`) on its own flow run,
+as JSON in the label ``chatops.waiting-for`` (emptied once it takes the slot), and hands it to
+the caller (the Slack card): when the wait starts and whenever the holder changes. The CLI
+reads that label through the gateway. Presentation is theirs; this module only records.
+
 The run holding the slot keeps renewing its lease (60 s) and notes the lease's id on its flow
 run (the label ``chatops.slot-lease``), where any process can read it. When the run is known
 dead (the runner saw its process end, or a restarted runner found it orphaned), its slot is
@@ -13,14 +19,24 @@ it). Releasing by lease never frees a slot another run holds: a lease names one 
 releasing one that already ran out does nothing.
 """
 
-from collections.abc import Iterator
+import json
+import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import asdict
+from datetime import UTC, datetime
 from uuid import UUID
 
 from prefect import runtime
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder, FlowRun, StateType
 from prefect.concurrency._leases import maintain_concurrency_lease
 from prefect.concurrency._sync import (
     acquire_concurrency_slots_with_lease,
@@ -29,13 +45,28 @@ from prefect.concurrency._sync import (
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_run_logger
+from prefect.utilities.urls import url_for
+
+from tasks.summary import PREVIOUS, WAITING_LABEL, SlotHolder, run_tags
 
 LEASE_SECONDS = 60
 """The shortest lease Prefect allows: a dead deploy nobody noticed frees its slot a minute later."""
 LEASE_LABEL = "chatops.slot-lease"
 """The flow run label that names the lease of the slot the run holds (or held)."""
+SINCE_LABEL = "chatops.slot-since"
+"""When the run took its slot (ISO 8601, UTC)."""
+BY_LABEL = "chatops.slot-by"
+"""Who the run holding (or that held) the slot deploys for, as the run believed it."""
+KIND_LABEL = "chatops.slot-kind"
+"""What the run holding (or that held) the slot does: ``deploy`` or ``rollback``."""
 FIRST_LOOK_SECONDS = 1.0
+LOOK_SECONDS = 5.0
+"""While waiting, how often the run looks again who holds the slot."""
 WAIT_SECONDS = 3600
+HOLDING = [StateType.RUNNING, StateType.CANCELLING]
+Waiting = Callable[[SlotHolder | None], None]
+"""Told the holder of the slot a run waits for (again when it changes), then None once the
+run holds the slot."""
 
 
 def limit_name(app: str, environment: str) -> str:
@@ -53,52 +84,143 @@ def _holder() -> ConcurrencyLeaseHolder | None:
     return ConcurrencyLeaseHolder(type="flow_run", id=UUID(str(run_id))) if run_id else None
 
 
-def acquire(name: str) -> UUID:
-    """Take the slot of limit ``name``; return the lease's id.
+def acquire(
+    name: str,
+    held_by: Callable[[], SlotHolder | None] | None = None,
+    waiting: Waiting | None = None,
+) -> tuple[UUID, bool]:
+    """Take the slot of limit ``name``; return the lease's id, and whether the run waited.
 
     A free slot is taken in one API call; the limit is created on first use. When another
-    deploy holds the slot, the run's log says so once, and it waits its turn.
+    deploy holds the slot, the run's log says so once, and it waits its turn, looking every
+    :data:`LOOK_SECONDS` who holds it (``held_by``): when the holder is new, it is recorded
+    (:func:`note_waiting`) and handed to ``waiting``.
     """
     waited = created = False
+    shown: SlotHolder | None = None
+    deadline = time.monotonic() + WAIT_SECONDS
     while True:
         try:
-            return acquire_concurrency_slots_with_lease(
+            lease = acquire_concurrency_slots_with_lease(
                 [name],
                 1,
-                timeout_seconds=WAIT_SECONDS if waited else FIRST_LOOK_SECONDS,
+                timeout_seconds=LOOK_SECONDS if waited else FIRST_LOOK_SECONDS,
                 lease_duration=LEASE_SECONDS,
                 strict=True,
                 holder=_holder(),
-            ).lease_id
+            )
+            return lease.lease_id, waited
         except ConcurrencySlotAcquisitionError:
             if created:
                 raise
             create_limit(name)  # the first deploy of this app environment
             created = True
         except TimeoutError:
-            if waited:
+            if time.monotonic() > deadline:
                 raise
-            get_run_logger().info(
-                "Another deploy of this app environment is running (%s); waiting for it", name
-            )
+            if not waited:
+                get_run_logger().info(
+                    "Another deploy of this app environment is running (%s); waiting for it",
+                    name,
+                )
             waited = True
+            holder = held_by() if held_by else None
+            if holder is not None and holder != shown:
+                shown = holder
+                note_waiting(holder)
+                if waiting:
+                    waiting(holder)
 
 
-def note_lease(lease_id: UUID) -> None:
-    """Label this flow run with its slot's lease, so whoever finds the run dead can free it."""
+def slot_holder(app: str, environment: str) -> SlotHolder | None:
+    """The run of ``app`` in ``environment`` that holds its slot (the one, other than this
+    run, that took it last and is still running), or None if none is seen."""
+    me = str(runtime.flow_run.id or "")
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=run_tags(app, environment)),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=HOLDING)),
+            ),
+            limit=50,
+        )
+    holders = [r for r in runs if str(r.id) != me and r.labels.get(LEASE_LABEL)]
+    if not holders:
+        return None
+    run = max(holders, key=lambda r: str(r.labels.get(SINCE_LABEL) or ""))
+    return described(run, app, environment)
+
+
+def described(run: FlowRun, app: str, environment: str) -> SlotHolder:
+    """``run``, holding the slot, as people are told of it."""
+    parameters = run.parameters
+    return SlotHolder(
+        run_id=str(run.id),
+        title=run.name,
+        kind=str(run.labels.get(KIND_LABEL) or "deploy"),
+        app=app,
+        environment=environment,
+        ref=str(parameters.get("ref") or parameters.get("sha") or PREVIOUS),
+        requested_by=str(run.labels.get(BY_LABEL) or "someone"),
+        since=str(run.labels.get(SINCE_LABEL) or ""),
+        run_url=url_for("flow-run", obj_id=run.id),
+    )
+
+
+def note_waiting(holder: SlotHolder | None) -> None:
+    """Record on this flow run who holds the slot it waits for (None: it holds it now)."""
     run_id = runtime.flow_run.id
     if run_id:
+        value = json.dumps(asdict(holder)) if holder else ""
+        get_run_logger().info("Waiting for the slot: %s", value)
+        try:
+            with get_client(sync_client=True) as client:
+                client.update_flow_run_labels(UUID(str(run_id)), {WAITING_LABEL: value})
+        except Exception as exc:  # the terminal misses the news; the wait goes on
+            get_run_logger().warning("Could not record who holds the slot: %s", exc)
+
+
+def note_lease(lease_id: UUID, by: str = "", waited: bool = False) -> None:
+    """Label this flow run with its slot's lease, so whoever finds the run dead can free it,
+    with when it took the slot and for whom (what runs waiting for it show); a run that
+    waited no longer does."""
+    run_id = runtime.flow_run.id
+    if run_id:
+        labels = {
+            LEASE_LABEL: str(lease_id),
+            SINCE_LABEL: datetime.now(UTC).isoformat(timespec="seconds"),
+            BY_LABEL: by,
+            KIND_LABEL: str(runtime.flow_run.flow_name or "deploy"),
+        }
+        if waited:
+            labels[WAITING_LABEL] = ""
         with get_client(sync_client=True) as client:
-            client.update_flow_run_labels(UUID(str(run_id)), {LEASE_LABEL: str(lease_id)})
+            client.update_flow_run_labels(UUID(str(run_id)), labels)
 
 
-def take_turn(name: str) -> ExitStack:
-    """The environment's slot, held (its lease renewed) by the returned stack until it closes."""
-    lease_id = acquire(name)
+def take_turn(
+    app: str, environment: str, by: str = "", waiting: Waiting | None = None
+) -> ExitStack:
+    """The environment's slot, held (its lease renewed) by the returned stack until it closes.
+
+    ``by`` is who the run deploys for (noted for runs that wait for it); ``waiting`` is told
+    who holds the slot while this run waits (see :data:`Waiting`).
+    """
+
+    def held_by() -> SlotHolder | None:
+        try:
+            return slot_holder(app, environment)
+        except Exception as exc:  # who holds it is news, not a reason to stop waiting
+            get_run_logger().warning("Could not tell who holds %s: %s", app, exc)
+            return None
+
+    lease_id, waited = acquire(limit_name(app, environment), held_by, waiting)
     slot = ExitStack()
     slot.callback(release_concurrency_slots_with_lease, lease_id)
     try:
-        note_lease(lease_id)
+        note_lease(lease_id, by, waited)
+        if waited and waiting:
+            waiting(None)
         slot.enter_context(
             maintain_concurrency_lease(lease_id, LEASE_SECONDS, raise_on_lease_renewal_failure=True)
         )
@@ -127,7 +249,9 @@ def release_dead(flow_run_id: UUID | str) -> bool:
 
 
 @contextmanager
-def one_at_a_time(app: str, environment: str) -> Iterator[None]:
-    """Hold the app environment's slot for the duration of the block."""
-    with take_turn(limit_name(app, environment)):
+def one_at_a_time(
+    app: str, environment: str, by: str = "", waiting: Waiting | None = None
+) -> Iterator[None]:
+    """Hold the app environment's slot for the duration of the block (see :func:`take_turn`)."""
+    with take_turn(app, environment, by, waiting):
         yield

@@ -162,14 +162,16 @@ def in_turn(
 
     Who asks is authorized before waiting for the slot and again once it is held: a lock, a
     freeze (not for a ``rollback``) or an allow-list changed while the run waited behind
-    another stops it.
+    another stops it. While it waits, the report shows who holds the slot.
     """
     target, channel = report.target, notify.channel if notify else None
     who = (asked.requested_by, asked.via, channel)
     with crash.recorded(), report.failures(), ssh.sessions():
         authorize(target, *who, rollback=rollback)
         with (
-            one_at_a_time(target.name, target.environment_name),
+            one_at_a_time(
+                target.name, target.environment_name, asked.requested_by, report.waiting_for
+            ),
             bounds.bounded_run(bounds.run_timeout(target.app, target.environment), report.at),
         ):
             authorize(target, *who, again=True, rollback=rollback)

@@ -18,16 +18,19 @@ excerpt when the deploy failed, and buttons: "View run" (link) and, after a succ
 dialog), while it runs "Abort" (``action_id="abort"``, the same value, danger, with a confirm
 dialog), or, when GitHub refused the deploy over red checks and ``force_parameters`` holds the
 deploy's parameters, "Deploy anyway" (``action_id="deploy_anyway"``, value = those parameters as
-JSON, with a confirm dialog). A Slack user ID in ``requested_by`` becomes a mention; any other
-text is escaped, so ``<!channel>`` shows up as text and pings nobody. Block Kit limits are
-respected by clipping.
+JSON, with a confirm dialog). While the deploy waits for its environment's slot
+(``waiting_for``), a context line under the header says for which run, whose, since when, and
+how to abort it; it goes once the deploy holds the slot. A Slack user ID in ``requested_by``
+becomes a mention; any other text is escaped, so ``<!channel>`` shows up as text and pings
+nobody. Block Kit limits are respected by clipping.
 """
 
 import json
 import re
+from datetime import datetime
 from typing import Any
 
-from tasks.summary import DeploySummary, Step
+from tasks.summary import DeploySummary, SlotHolder, Step
 
 HEADER_LIMIT = 150
 SECTION_LIMIT = 3000
@@ -187,6 +190,36 @@ def error_excerpt(error: str) -> str:
     return clip(escaped, ERROR_EXCERPT_CHARS) + more
 
 
+def since(iso: str) -> str:
+    """``10:42 UTC`` for an ISO time; the text itself if it is none."""
+    try:
+        return datetime.fromisoformat(iso).strftime("%H:%M %Z").strip()
+    except ValueError:
+        return iso
+
+
+def waiting_line(holder: SlotHolder) -> str:
+    """``:hourglass: Waiting for <run|shop@x → staging> (deploy of shop@x by @alice since
+    10:42 UTC) — abort it with `/deploy abort shop in staging```."""
+    title = escape_mrkdwn(holder.title)
+    url = holder.run_url
+    run = f"<{url}|{title}>" if isinstance(url, str) and SAFE_URL.match(url) else title
+    what = f"{holder.kind} of {holder.app}@{holder.ref}"
+    when = f" since {since(holder.since)}" if holder.since else ""
+    abort = _code(f"/deploy abort {holder.app} in {holder.environment}")
+    return (
+        f":hourglass: Waiting for {run} ({escape_mrkdwn(what)} by {who(holder.requested_by)}"
+        f"{when}) — abort it with {abort}"
+    )
+
+
+def _waiting_block(card: DeploySummary) -> dict[str, Any] | None:
+    if card.outcome is not None or card.waiting_for is None:
+        return None
+    text = _mrkdwn(waiting_line(card.waiting_for), FIELD_LIMIT)
+    return {"type": "context", "block_id": "deploy_waiting", "elements": [text]}
+
+
 def _error_block(card: DeploySummary) -> dict[str, Any] | None:
     if card.outcome not in ("failure", "error") or not card.error:
         return None
@@ -287,6 +320,12 @@ def render_deploy_message(card: DeploySummary) -> tuple[str, list[dict[str, Any]
         "block_id": "deploy_header",
         "text": _plain(card.title, HEADER_LIMIT),
     }
-    optional = (_steps_block(card), _error_block(card), _actions_block(card))
-    blocks = [header, _summary_block(card), *(b for b in optional if b is not None)]
+    optional = (
+        _waiting_block(card),
+        _summary_block(card),
+        _steps_block(card),
+        _error_block(card),
+        _actions_block(card),
+    )
+    blocks = [header, *(b for b in optional if b is not None)]
     return _fallback_text(card), blocks

@@ -62,6 +62,28 @@ class Step:
     seconds: float | None = None
 
 
+WAITING_LABEL = "chatops.waiting-for"
+"""The flow run label where a run waiting for its slot records the holder (JSON of a
+:class:`SlotHolder`); empty once it holds the slot."""
+
+
+@dataclass(frozen=True)
+class SlotHolder:
+    """The run holding an app environment's slot, as a run waiting for it records it."""
+
+    run_id: str
+    title: str
+    kind: str
+    """``deploy`` or ``rollback``."""
+    app: str
+    environment: str
+    ref: str
+    requested_by: str
+    since: str
+    """When it took the slot (ISO 8601, UTC; empty if unknown)."""
+    run_url: str | None = None
+
+
 @dataclass
 class DeploySummary:
     """Who deploys what where, how far it got, and how it ended."""
@@ -82,6 +104,8 @@ class DeploySummary:
     finished: str | None = None
     force_parameters: dict[str, Any] | None = field(default=None)
     """The parameters of this deploy, offered again as "Deploy anyway" when checks were red."""
+    waiting_for: SlotHolder | None = None
+    """The run holding the environment's slot while this one waits for it."""
 
     @property
     def title(self) -> str:

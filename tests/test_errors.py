@@ -57,6 +57,7 @@ TWO_HOSTS = HostResults(
 SAMPLES: dict[str, Callable[[type], ChatopsError]] = {
     "HostFailed": lambda c: c("web-1", "upload", "disk full", ["No space left on device"]),
     "HostUnreachable": lambda c: c("web-1", "connect", "connection refused"),
+    "Lost": lambda c: c("the gateway", "connection refused"),
     "Unhealthy": lambda c: c("web-1", "health check", "served abc, not def", ["HTTP 200"]),
     "RemoteCommandFailed": lambda c: c("web-1", "restart", "exit code 3", ["port in use"], 3),
     "CommandHung": lambda c: c("web-1", "restart", "hung", ["waiting"], 124),

@@ -26,7 +26,7 @@ from tasks.slack import (
     update_deploy_message,
 )
 from tasks.slack_card import clip, escape_mrkdwn, render_deploy_message
-from tasks.summary import DeploySummary, Step
+from tasks.summary import DeploySummary, SlotHolder, Step
 from tests.fakes.slack_api import FakeSlack, block_kit_problems
 
 CHANNEL = "C0DEPLOYS01"
@@ -149,6 +149,42 @@ def test_first_version_shows_pending_steps_and_abort_not_rollback(
     assert json.loads(abort["value"]) == {"app": "shop", "environment": "staging"}
     assert abort["style"] == "danger" and abort["confirm"]["confirm"]["text"] == "Abort"
     assert "in progress" in fake_slack.messages[(CHANNEL, ts)].text
+
+
+def test_a_waiting_deploy_names_the_holder_and_the_abort_until_it_holds_the_slot(
+    fake_slack: FakeSlack, client: WebClient
+) -> None:
+    holder = SlotHolder(
+        run_id="7c0ffee0",
+        title="shop@slow → staging",
+        kind="deploy",
+        app="shop",
+        environment="staging",
+        ref="slow",
+        requested_by="U0ALICE001",
+        since="2026-12-07T10:42:03+00:00",
+        run_url="http://127.0.0.1:4200/runs/flow-run/7c0ffee0",
+    )
+    progress = make_progress(waiting_for=holder)
+    ts = post_deploy_message(client, CHANNEL, progress)
+    line = block(fake_slack.messages[(CHANNEL, ts)].blocks, "deploy_waiting")
+    assert line is not None and line["type"] == "context"
+    assert line["elements"][0]["text"] == (
+        ":hourglass: Waiting for <http://127.0.0.1:4200/runs/flow-run/7c0ffee0|shop@slow → "
+        "staging> (deploy of shop@slow by <@U0ALICE001> since 10:42 UTC) — abort it with "
+        "`/deploy abort shop in staging`"
+    )
+    progress.waiting_for = None
+    update_deploy_message(client, CHANNEL, ts, progress)
+    assert block(fake_slack.messages[(CHANNEL, ts)].blocks, "deploy_waiting") is None
+    assert fake_slack.violations == []
+
+
+def test_a_holder_named_by_hostile_text_pings_nobody() -> None:
+    holder = SlotHolder("x", "<!channel>", "deploy", "shop", "staging", "<!here>", "<!channel>", "")
+    _, blocks = render_deploy_message(make_progress(waiting_for=holder))
+    text = block(blocks, "deploy_waiting")["elements"][0]["text"]
+    assert "<!" not in text and "&lt;!channel&gt;" in text
 
 
 def test_failure_shows_an_error_excerpt_and_no_rollback(

@@ -21,13 +21,14 @@ import pytest
 from prefect import task
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL
-from prefect.states import Completed
+from prefect.states import Cancelled, Completed, Running
 from starlette.testclient import TestClient
 
 from blocks import App, Environment
 from chatops.cli.server import write_up_file
 from chatops.users import TOKEN_PREFIX, UserError, UserStore, digest
 from flows.deploy import deploy
+from tasks.summary import WAITING_LABEL
 from tests.gateway_support import RecordingCreator, clear_locks, gateway, post_cli, save_config
 from tests.up_server import free_port, get, wait_for
 
@@ -248,6 +249,30 @@ def test_a_run_is_read_through_the_gateway_with_all_its_task_runs(
     assert names == [f"step {i:03d}" for i in range(205)]
     assert {t["state_type"] for t in answer["task_runs"]} == {"COMPLETED"}
     assert client.get("/cli/runs/not-a-uuid", headers=headers).status_code == 404
+
+
+def test_a_waiting_run_says_through_the_gateway_who_holds_its_slot(
+    client: TestClient, people: tuple[Path, dict[str, str]]
+) -> None:
+    """The flow records the holder on its run (a label); the gateway hands it to the CLI while
+    the run is unfinished, and never once it ended."""
+    headers = {"Authorization": f"Bearer {people[1]['alice']}"}
+    holder = {"run_id": "7c0ffee0", "title": "shop@slow → staging", "requested_by": "bob"}
+    deployment_id = deploy.to_deployment(name="users-tests").apply()
+    client.app.state.runs.deployments = ("deploy/users-tests",)
+    with get_client(sync_client=True) as prefect:
+        run = prefect.create_flow_run_from_deployment(
+            deployment_id, parameters={"app": "shop", "environment": "staging"}
+        )
+        prefect.set_flow_run_state(run.id, Running(), force=True)
+        assert client.get(f"/cli/runs/{run.id}", headers=headers).json()["waiting"] is None
+        prefect.update_flow_run_labels(run.id, {WAITING_LABEL: json.dumps(holder)})
+        assert client.get(f"/cli/runs/{run.id}", headers=headers).json()["waiting"] == holder
+        prefect.update_flow_run_labels(run.id, {WAITING_LABEL: ""})  # it holds the slot now
+        assert client.get(f"/cli/runs/{run.id}", headers=headers).json()["waiting"] is None
+        prefect.update_flow_run_labels(run.id, {WAITING_LABEL: json.dumps(holder)})
+        prefect.set_flow_run_state(run.id, Cancelled(), force=True)
+        assert client.get(f"/cli/runs/{run.id}", headers=headers).json()["waiting"] is None
 
 
 # --------------------------------------------------------------------------- login

@@ -9,11 +9,14 @@
     chatops rollback shop in staging        chatops lock staging on shop: QA testing
     chatops freeze production: release week chatops unfreeze production
     chatops status [shop [--verify]]        chatops where shop   chatops help
+    chatops follow RUN_ID                   follow a run again (after --detach, or giving up)
 
 Chat commands go to the gateway (found as :mod:`.server` says), which answers them exactly as
 it answers Slack; the answer is printed for a terminal. ``deploy`` and ``rollback`` then follow
 the run task by task through the gateway (:mod:`.follow`) and exit 1 if it fails; a refused
-request exits 2 and starts nothing. The gateway knows who asks by the personal token alone
+request exits 2 and starts nothing; no answer from the gateway (or Prefect behind it) for the
+follow's bound (``--give-up-after``, default 120 s) exits 4: the run may still be going.
+The gateway knows who asks by the personal token alone
 (``chatops login``, or ``CHATOPS_TOKEN``); ``cli_users`` of an environment can limit who may
 deploy there.
 
@@ -29,7 +32,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from chatops.cli.follow import GatewayRuns, Unreachable, follow
+from chatops.cli.follow import GatewayRuns, Unreachable, follow, give_up_seconds
 from chatops.cli.server import (
     Gateway,
     GatewayError,
@@ -62,6 +65,8 @@ CHAT_VERBS = {
 }
 FOLLOWED = ("deploy", "rollback")
 QUEUED_SECONDS = 600.0
+GAVE_UP = 4
+"""The exit code when the CLI stopped following a run it got no answer about."""
 
 
 def chat(args: argparse.Namespace) -> int:
@@ -87,10 +92,25 @@ def chat(args: argparse.Namespace) -> int:
     run_id = ticket.get("run_id") or wait_started(gateway, f"cli-{key}")
     if run_id is None:
         return 1
-    outcome = follow(GatewayRuns(gateway), run_id)
+    return follow_to_the_end(gateway, run_id, args.give_up_after, ticket.get("run_url"))
+
+
+def follow_to_the_end(
+    gateway: Gateway, run_id: str, give_up_after: float | None, run_url: str | None = None
+) -> int:
+    """Follow ``run_id``, print how it ended; 0 if it completed, 1 if not."""
+    outcome = follow(
+        GatewayRuns(gateway), run_id, give_up_after=give_up_seconds(give_up_after), run_url=run_url
+    )
     message = f": {outcome.message}" if outcome.message and not outcome.completed else ""
     print(f"{outcome.name}: {outcome.state_name}{message}")
     return 0 if outcome.completed else 1
+
+
+def cmd_follow(args: argparse.Namespace) -> int:
+    """``follow RUN``: follow a run already started (its id, or its link in the UI)."""
+    run_id = args.run.rstrip("/").rsplit("/", 1)[-1]
+    return follow_to_the_end(find_gateway(), run_id, args.give_up_after)
 
 
 def wait_started(gateway: Gateway, key: str) -> str | None:
@@ -255,22 +275,40 @@ def parser() -> argparse.ArgumentParser:
     apply.set_defaults(func=cmd_config_apply)
     p = sub.add_parser("gateway", help="serve the Slack, GitHub and CLI endpoints")
     p.set_defaults(func=cmd_gateway)
+    p = sub.add_parser("follow", help="follow a run until it ends (its id or UI link)")
+    p.add_argument("run")
+    give_up_option(p)
+    p.set_defaults(func=cmd_follow)
     for verb, text in CHAT_VERBS.items():
         p = sub.add_parser(verb, help=text, description=text)
         p.add_argument("words", nargs="*", help="the rest of the chat command")
         if verb in FOLLOWED:
             p.add_argument("--detach", action="store_true", help="print the run link and exit")
+            give_up_option(p)
         if verb == "status":
             p.add_argument("--verify", action="store_true", help="read every host over SSH")
         p.set_defaults(func=chat, verb=verb, detach=False)
     return top
 
 
+def give_up_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--give-up-after",
+        type=float,
+        metavar="SECONDS",
+        help="stop following after this long without an answer from the gateway (exit 4; "
+        "default: $CHATOPS_GIVE_UP_AFTER, else 120)",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (NoServer, GatewayError, Unreachable) as exc:
+    except Unreachable as exc:
+        print(f"chatops: {exc}", file=sys.stderr, flush=True)
+        return GAVE_UP
+    except (NoServer, GatewayError) as exc:
         print(f"chatops: {exc}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:

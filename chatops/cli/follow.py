@@ -3,25 +3,37 @@
 It asks the gateway (``GET /cli/runs/{id}``, with the person's own token), which reads Prefect
 for it: the CLI holds no credential of the Prefect API, and starts in a fraction of a second.
 When the answer stops coming (a Prefect or gateway restart), it says so once, keeps asking, and
-carries on where it was.
+carries on where it was; after ``give_up_after`` seconds (default :data:`GIVE_UP_SECONDS`,
+``--give-up-after`` or ``CHATOPS_GIVE_UP_AFTER``) without an answer it stops following with
+:class:`Unreachable`, which names the run's link and how to follow it again. A run that is
+unfinished while the gateway answers is followed as long as it lasts.
+
+While the run waits for its environment's slot, the gateway's answer says who holds it
+(``waiting``): the CLI prints that once, and again when the holder changes.
 """
 
+import contextlib
+import os
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TextIO
 
 from blocks.errors import DeployError
 from chatops.cli.server import Gateway, GatewayError, TokenRefused
 
 POLL_SECONDS = 0.1
-GIVE_UP_SECONDS = 900.0
+RETRY_SECONDS = 1.0
+GIVE_UP_SECONDS = 120.0
+"""How long the CLI follows a run without any answer from the gateway (or Prefect behind it)."""
+GIVE_UP_ENV = "CHATOPS_GIVE_UP_AFTER"
 MARKS = {"COMPLETED": "✓", "FAILED": "✗", "CRASHED": "✗", "CANCELLED": "–"}
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 class Unreachable(DeployError):
-    """No word about the run for :data:`GIVE_UP_SECONDS`."""
+    """No answer about the run for the follow's bound: the message says what to do next."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +51,14 @@ class Outcome:
 
 
 class Lost(DeployError):
-    """No answer about the run this time (the gateway or Prefect is away); ask again."""
+    """No answer about the run this time (the gateway or Prefect is away); ask again.
+
+    ``who`` says which one did not answer, as the messages name it.
+    """
+
+    def __init__(self, who: str, why: str) -> None:
+        super().__init__(why)
+        self.who = who
 
 
 class GatewayRuns:
@@ -50,60 +69,130 @@ class GatewayRuns:
         self.timeout = timeout
 
     @property
-    def where(self) -> str:
-        return f"through the gateway at {self.gateway.url}"
+    def gateway_name(self) -> str:
+        return f"the gateway at {self.gateway.url}"
 
-    def run(self, flow_run_id: str) -> dict[str, Any]:
+    @property
+    def prefect_name(self) -> str:
+        return f"Prefect through the gateway at {self.gateway.url}"
+
+    def run(self, flow_run_id: str, within: float | None = None) -> dict[str, Any]:
+        """The run as the gateway reports it; waits at most ``within`` seconds (if given)."""
+        timeout = self.timeout if within is None else max(0.1, min(self.timeout, within))
         try:
-            status, answer = self.gateway.ask(
-                "GET", f"/cli/runs/{flow_run_id}", timeout=self.timeout
-            )
+            status, answer = self.gateway.ask("GET", f"/cli/runs/{flow_run_id}", timeout=timeout)
         except TokenRefused:
             raise
-        except GatewayError as exc:
-            raise Lost(str(exc)) from None
+        except GatewayError as exc:  # "the gateway at URL did not answer (why)": keep the why
+            why = str(exc).removeprefix(f"{self.gateway_name} did not answer ")
+            raise Lost(self.gateway_name, why.removeprefix("(").removesuffix(")")) from None
         if status == 404:
             raise GatewayError(f"the gateway knows no run {flow_run_id}")
+        if status == 503:
+            raise Lost(self.prefect_name, str(answer.get("error") or "HTTP 503"))
         if status != 200:
-            raise Lost(str(answer.get("error") or f"HTTP {status}"))
+            raise Lost(self.gateway_name, str(answer.get("error") or f"HTTP {status}"))
         return answer
 
 
-def follow(runs: GatewayRuns, flow_run_id: str, out: TextIO = sys.stdout) -> Outcome:
-    """Print each task run of ``flow_run_id`` as it ends; return the run once it is over."""
+def give_up_seconds(given: float | None = None) -> float:
+    """The follow's bound: ``given`` (``--give-up-after``), else ``CHATOPS_GIVE_UP_AFTER``,
+    else :data:`GIVE_UP_SECONDS`."""
+    if given is not None:
+        return given
+    try:
+        return float(os.environ.get(GIVE_UP_ENV) or GIVE_UP_SECONDS)
+    except ValueError:
+        raise GatewayError(f"{GIVE_UP_ENV} must be a number of seconds") from None
+
+
+def follow(
+    runs: GatewayRuns,
+    flow_run_id: str,
+    out: TextIO | None = None,
+    *,
+    give_up_after: float = GIVE_UP_SECONDS,
+    run_url: str | None = None,
+) -> Outcome:
+    """Print each task run of ``flow_run_id`` as it ends; return the run once it is over.
+
+    Raises :class:`Unreachable` once ``give_up_after`` seconds have passed since the last
+    answer (or the start), a look under way included.
+    """
+    out = out or sys.stdout
     seen: dict[str, str] = {}
-    lost_since: float | None = None
+    holder: str | None = None
+    answered = time.monotonic()
+    lost_who: str | None = None
+    link = run_url
     while True:
         try:
-            run = runs.run(flow_run_id)
+            run = runs.run(flow_run_id, within=answered + give_up_after - time.monotonic())
         except Lost as exc:
-            if lost_since is None:
-                lost_since = time.monotonic()
-                print(
-                    f"  … lost contact with Prefect {runs.where} ({exc}); retrying",
-                    file=out,
-                    flush=True,
+            if lost_who is None:
+                lost_who = exc.who
+                say(
+                    out,
+                    f"  … lost contact with {exc.who} ({exc}); retrying (giving up after "
+                    f"{give_up_after:.0f} s without an answer)",
                 )
-            elif time.monotonic() - lost_since > GIVE_UP_SECONDS:
-                raise Unreachable(
-                    f"Prefect did not answer {runs.where} for {GIVE_UP_SECONDS:.0f} s"
-                ) from None
-            time.sleep(1.0)
+            left = answered + give_up_after - time.monotonic()
+            if left <= 0:
+                raise Unreachable(gave_up(exc.who, give_up_after, flow_run_id, link)) from None
+            time.sleep(min(RETRY_SECONDS, left))
             continue
-        if lost_since is not None:
-            print("  … Prefect answers again", file=out, flush=True)
-            lost_since = None
+        answered = time.monotonic()
+        if lost_who is not None:
+            again = "Prefect" if lost_who.startswith("Prefect") else "the gateway"
+            say(out, f"  … {again} answers again")
+            lost_who = None
+        link = run.get("url") or link
+        holder = show_waiting(run.get("waiting"), holder, out)
         for task in run.get("task_runs", []):
             state = task.get("state_type")
             if state in MARKS and seen.get(task["id"]) != state:
                 seen[task["id"]] = state
                 took = f"{task['total_run_time']:.1f} s" if task.get("total_run_time") else ""
-                print(
-                    f"  {MARKS[state]} {task['name']:<40} {state.lower():<10} {took}",
-                    file=out,
-                    flush=True,
-                )
+                say(out, f"  {MARKS[state]} {task['name']:<40} {state.lower():<10} {took}")
         state = run.get("state") or {}
         if state.get("type") in FINAL:
             return Outcome(run["name"], state["type"], state.get("name", ""), state.get("message"))
         time.sleep(POLL_SECONDS)
+
+
+def say(out: TextIO, line: str) -> None:
+    print(line, file=out, flush=True)
+
+
+def gave_up(who: str, seconds: float, flow_run_id: str, link: str | None) -> str:
+    """What the CLI says when it stops following: the run may well go on without it."""
+    return (
+        f"no answer from {who} for {seconds:.0f} s; the run may still be going: "
+        f"{link or flow_run_id}; follow it again with `chatops follow {flow_run_id}` "
+        "or check the UI"
+    )
+
+
+def show_waiting(waiting: dict[str, Any] | None, shown: str | None, out: TextIO) -> str | None:
+    """Print who holds the slot the run waits for, once per holder; the holder now shown."""
+    if not waiting:
+        return None
+    if waiting.get("run_id") == shown:
+        return shown
+    say(out, f"  ⏳ {waiting_line(waiting)}")
+    return waiting.get("run_id")
+
+
+def waiting_line(waiting: dict[str, Any]) -> str:
+    """``waiting for shop@slow → staging (URL): deploy of shop@slow by alice since 10:42:03
+    UTC; abort it with `chatops abort shop in staging```."""
+    since = waiting.get("since") or ""
+    with contextlib.suppress(ValueError):
+        since = datetime.fromisoformat(since).strftime("%H:%M:%S %Z").strip()
+    link = f" ({waiting['run_url']})" if waiting.get("run_url") else ""
+    app, environment = waiting.get("app"), waiting.get("environment")
+    return (
+        f"waiting for {waiting.get('title')}{link}: {waiting.get('kind', 'deploy')} of "
+        f"{app}@{waiting.get('ref')} by {waiting.get('requested_by') or 'someone'} since "
+        f"{since}; abort it with `chatops abort {app} in {environment}`"
+    )

@@ -1,0 +1,164 @@
+"""``chatops follow`` and the follow of ``deploy``: the bound on silence, and the waiting line.
+
+The CLI talks real HTTP here: to a port nothing listens on (the gateway is gone), or to a
+small HTTP server on 127.0.0.1 that answers as the gateway's ``/cli/runs/{id}`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from uuid import uuid4
+
+import pytest
+
+from chatops import cli
+from chatops.cli.follow import GIVE_UP_SECONDS, GatewayRuns, Unreachable, follow
+from chatops.cli.server import Gateway
+from tests.up_server import free_port
+
+RUN_ID = str(uuid4())
+HOLDER = {
+    "run_id": "7c0ffee0-0000-4000-8000-000000000001",
+    "title": "shop@slow → staging",
+    "kind": "deploy",
+    "app": "shop",
+    "environment": "staging",
+    "ref": "slow",
+    "requested_by": "alice",
+    "since": "2026-12-07T10:42:03+00:00",
+    "run_url": "http://127.0.0.1:4200/runs/flow-run/7c0ffee0",
+}
+
+
+class Answers:
+    """What the pretend gateway answers, one after the other (the last one for ever)."""
+
+    def __init__(self, *answers: tuple[int, dict]) -> None:
+        self.answers = list(answers)
+        self.asked = 0
+
+    def next(self) -> tuple[int, dict]:
+        self.asked += 1
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+@pytest.fixture
+def gateway() -> Iterator[tuple[str, Answers]]:
+    answers = Answers((200, {}))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+            status, body = answers.next()
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", answers
+    server.shutdown()
+    server.server_close()
+
+
+def run(state: str | None, waiting: dict | None = None, tasks: list | None = None) -> dict:
+    return {
+        "id": RUN_ID,
+        "name": "shop@v2 → staging",
+        "url": f"http://127.0.0.1:4200/runs/flow-run/{RUN_ID}",
+        "state": {"type": state, "name": (state or "").title(), "message": None},
+        "waiting": waiting,
+        "task_runs": tasks or [],
+    }
+
+
+def test_the_default_bound_is_two_minutes() -> None:
+    assert GIVE_UP_SECONDS == 120
+
+
+def test_a_gone_gateway_ends_the_follow_after_the_bound_naming_the_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gone = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("CHATOPS_GATEWAY_URL", gone)
+    monkeypatch.setenv("CHATOPS_TOKEN", "t0ken")
+    started = time.monotonic()
+    code = cli.main(["follow", RUN_ID, "--give-up-after", "2"])
+    took = time.monotonic() - started
+    out, err = capsys.readouterr()
+    assert code == cli.GAVE_UP == 4
+    assert 2 <= took < 4, took
+    assert out.count("lost contact with the gateway") == 1, out
+    assert "retrying (giving up after 2 s without an answer)" in out
+    assert err == (
+        f"chatops: no answer from the gateway at {gone} for 2 s; the run may still be going: "
+        f"{RUN_ID}; follow it again with `chatops follow {RUN_ID}` or check the UI\n"
+    )
+
+
+def test_the_bound_can_be_set_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CHATOPS_GATEWAY_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("CHATOPS_TOKEN", "t0ken")
+    monkeypatch.setenv("CHATOPS_GIVE_UP_AFTER", "1")
+    started = time.monotonic()
+    assert cli.main(["follow", RUN_ID]) == 4
+    assert time.monotonic() - started < 3
+    assert "for 1 s" in capsys.readouterr().err
+
+
+def test_silence_after_answers_gives_up_with_the_run_link_the_gateway_gave(
+    gateway: tuple[str, Answers], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, answers = gateway
+    answers.answers = [(200, run("RUNNING")), (503, {"error": "Prefect did not answer (x)"})]
+    with pytest.raises(Unreachable) as gave_up:
+        follow(GatewayRuns(Gateway(url, "t")), RUN_ID, give_up_after=1)
+    assert str(gave_up.value).startswith(
+        f"no answer from Prefect through the gateway at {url} for 1 s; the run may still be "
+        f"going: http://127.0.0.1:4200/runs/flow-run/{RUN_ID};"
+    )
+
+
+def test_a_long_run_is_followed_past_the_bound_while_the_gateway_answers(
+    gateway: tuple[str, Answers], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, answers = gateway
+    running = [(200, run("RUNNING"))] * 40  # 40 looks at 0.1 s: longer than the bound
+    answers.answers = [*running, (200, run("COMPLETED"))]
+    outcome = follow(GatewayRuns(Gateway(url, "t")), RUN_ID, give_up_after=1)
+    assert outcome.completed and answers.asked == 41
+
+
+def test_the_waiting_line_is_shown_once_per_holder_and_names_the_abort(
+    gateway: tuple[str, Answers], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, answers = gateway
+    other = {**HOLDER, "run_id": "another", "title": "shop@hotfix → staging", "ref": "hotfix"}
+    answers.answers = [
+        (200, run("RUNNING", HOLDER)),
+        (200, run("RUNNING", HOLDER)),
+        (200, run("RUNNING", other)),
+        (200, run("RUNNING", None)),
+        (200, run("COMPLETED")),
+    ]
+    follow(GatewayRuns(Gateway(url, "t")), RUN_ID)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "  ⏳ waiting for shop@slow → staging (http://127.0.0.1:4200/runs/flow-run/7c0ffee0): "
+        "deploy of shop@slow by alice since 10:42:03 UTC; abort it with "
+        "`chatops abort shop in staging`",
+        "  ⏳ waiting for shop@hotfix → staging (http://127.0.0.1:4200/runs/flow-run/7c0ffee0): "
+        "deploy of shop@hotfix by alice since 10:42:03 UTC; abort it with "
+        "`chatops abort shop in staging`",
+    ]
