@@ -126,5 +126,14 @@ def wait_for_deployments(names: list[str], runner: subprocess.Popen, seconds: fl
     raise RuntimeError(f"deployments {names} not served within {seconds} s")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for pytest-xdist's ``--dist loadgroup`` (scripts/test.sh runs two workers): the
+    end-to-end tests all in one worker, one after another, since their hosts share the test
+    bed's addresses; any other test with the rest of its module, so module fixtures start once."""
+    for item in items:
+        group = "e2e" if item.get_closest_marker("e2e") else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_STATE, ignore_errors=True)

@@ -509,7 +509,7 @@ def test_status_and_latest_show_what_is_deployed(chat: Chat) -> None:
 def test_a_deploy_is_answered_within_a_second_when_prefect_is_slow(
     fake_slack: FakeSlack,
 ) -> None:
-    slow = RecordingCreator(delay=3.0)
+    slow = RecordingCreator(delay=2.0)  # twice the bound below
     with gateway(slow) as client:
         chat = Chat(client, fake_slack)
         started = time.monotonic()
@@ -557,15 +557,15 @@ def test_reads_slower_than_slacks_budget_are_answered_later(
     fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def slow_history() -> list:
-        time.sleep(3)
+        time.sleep(1.5)  # three times the budget below
         return []
 
     monkeypatch.setattr(history, "deployed_everywhere", slow_history)
-    with gateway(RecordingCreator()) as client:
+    with gateway(RecordingCreator(), replace(SETTINGS, query_budget=0.5)) as client:
         chat = Chat(client, fake_slack)
         started = time.monotonic()
         reply = chat.command("status", patient=False)
-        assert time.monotonic() - started < 3.0
+        assert time.monotonic() - started < 1.5
         assert reply["text"].endswith(SLOW_NOTE)
         [later] = chat.later(seconds=15)
         assert "Nothing deployed there yet" in later["text"]
@@ -846,7 +846,7 @@ def test_a_locked_environment_refuses_github_deploys(chat: Chat, starter: Record
 
 
 def test_webhooks_are_answered_at_once_when_prefect_is_slow() -> None:
-    slow = RecordingCreator(delay=3.0)
+    slow = RecordingCreator(delay=1.5)  # three times the bound below
     with gateway(slow) as client:
         started = time.monotonic()
         response = post_github(client, webhook_fixture("deployment"), "deployment")
@@ -861,7 +861,10 @@ def test_webhooks_are_answered_at_once_when_prefect_is_slow() -> None:
 # --------------------------------------------------------------------------- configuration
 def test_configuration_changes_reach_a_running_gateway(fake_slack: FakeSlack) -> None:
     quick = GatewaySettings(
-        slack_signing_secret=SLACK_SECRET, github_webhook_secret="x", catalog_refresh_seconds=0.2
+        slack_signing_secret=SLACK_SECRET,
+        github_webhook_secret="x",
+        catalog_refresh_seconds=0.2,
+        catalog_reread_seconds=0.05,
     )
     try:
         with gateway(RecordingCreator(), quick) as client:
@@ -1094,7 +1097,6 @@ def test_a_new_app_is_found_at_once_without_waiting_for_the_refresh(
     try:
         with gateway(RecordingCreator(), slow_refresh) as client:
             chat = Chat(client, fake_slack)
-            time.sleep(1.1)
             App(repository="acme/fresh", environments=["staging"]).save("fresh", overwrite=True)
             Environment(
                 hosts=["f-1"], ssh_private_key="k", deploy_path="/srv/app", restart_command="true"
