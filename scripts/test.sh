@@ -3,8 +3,10 @@
 # and lint checks, the import-layer contracts (pyproject.toml [tool.importlinter]), then pytest.
 # Usage: scripts/test.sh [pytest arguments]     e.g. scripts/test.sh -k rollback
 #
-# pytest runs in CHATOPS_TEST_WORKERS processes (pytest-xdist; default 2, 0 runs them in this one):
-# the end-to-end tests one after another in one of them, the other modules beside them.
+# pytest runs in CHATOPS_TEST_WORKERS processes (pytest-xdist, default 2; 0 runs every test in
+# pytest's own process): the end-to-end tests one after another in one worker, the other modules
+# beside them (tests/scheduling.py). With -s (output shown as it comes, e.g. the
+# "measured" lines) the tests run in pytest's own process: workers do not pass it through.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 cd "$ROOT"
@@ -12,4 +14,8 @@ scripts/install-deps.sh
 .venv/bin/ruff format --check .
 .venv/bin/ruff check .
 .venv/bin/lint-imports
-exec .venv/bin/pytest -n "${CHATOPS_TEST_WORKERS:-2}" --dist loadgroup "$@"
+workers=${CHATOPS_TEST_WORKERS:-2}
+for arg in "$@"; do
+  case $arg in -s | --capture=no) workers=0 ;; esac
+done
+exec .venv/bin/pytest -n "$workers" --dist loadscope "$@"

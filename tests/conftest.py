@@ -4,6 +4,7 @@ Prefect server for the tests that need one.
 State lives in a throwaway CHATOPS_HOME / PREFECT_HOME, set here before Prefect is imported.
 """
 
+import importlib.util
 import os
 import secrets
 import shutil
@@ -38,6 +39,8 @@ pytest_plugins = [
     "tests.fakes.github_api",
     "tests.fakes.slack_api",
 ]
+if importlib.util.find_spec("xdist"):  # scripts/test.sh runs two workers (tests/scheduling.py)
+    pytest_plugins.append("tests.scheduling")
 
 
 @pytest.fixture(scope="session")
@@ -124,15 +127,6 @@ def wait_for_deployments(names: list[str], runner: subprocess.Popen, seconds: fl
             except ObjectNotFound:
                 time.sleep(0.3)
     raise RuntimeError(f"deployments {names} not served within {seconds} s")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Groups for pytest-xdist's ``--dist loadgroup`` (scripts/test.sh runs two workers): the
-    end-to-end tests all in one worker, one after another, since their hosts share the test
-    bed's addresses; any other test with the rest of its module, so module fixtures start once."""
-    for item in items:
-        group = "e2e" if item.get_closest_marker("e2e") else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
