@@ -34,5 +34,6 @@ class EndToEndInOneWorker(LoadScopeScheduling):
         return END_TO_END if has_end_to_end_tests(module) else module
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's, absent under -p no:xdist
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> EndToEndInOneWorker:
     return EndToEndInOneWorker(config, log)  # type: ignore[arg-type]
