@@ -114,10 +114,17 @@ Loader = Callable[[], Awaitable[Snapshot]]
 class Catalog:
     """Holds the current :class:`Snapshot` and replaces it every ``refresh_seconds``."""
 
-    def __init__(self, load: Loader, refresh_seconds: float = 5.0, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        load: Loader,
+        refresh_seconds: float = 5.0,
+        timeout: float = 5.0,
+        reread_seconds: float = 1.0,
+    ) -> None:
         self._load = load
         self.refresh_seconds = refresh_seconds
         self.timeout = timeout
+        self.reread_seconds = reread_seconds
         self.snapshot = Snapshot()
         self._loop = Loop(self._refresh_forever, "catalog-refresh")
         self._failing = False
@@ -154,10 +161,11 @@ class Catalog:
         self.snapshot = snapshot
         return True
 
-    async def refresh_now(self, min_age: float = 1.0) -> bool:
-        """Read the configuration again, but not sooner than ``min_age`` seconds after the last
+    async def refresh_now(self) -> bool:
+        """Read the configuration again, but not sooner than ``reread_seconds`` after the last
         read (a burst of requests for something unknown costs one read a second, not one each);
         True if the new copy could be read."""
+        min_age = self.reread_seconds
         age = time.monotonic() - self.snapshot.loaded_at
         if age < min_age:
             await asyncio.sleep(min_age - age)

@@ -162,7 +162,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with get_client() as client:
-            catalog = Catalog(prefect_loader(client), settings.catalog_refresh_seconds)
+            catalog = Catalog(
+                prefect_loader(client),
+                settings.catalog_refresh_seconds,
+                reread_seconds=settings.catalog_reread_seconds,
+            )
             if not await catalog.refresh():
                 logger.warning("Starting without configuration; retrying in the background")
             catalog.start()

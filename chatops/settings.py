@@ -39,6 +39,9 @@ class GatewaySettings:
     query_budget: float = 2.0
     """Seconds a Slack answer waits for Prefect reads (status, locks) before answering later."""
     catalog_refresh_seconds: float = 5.0
+    catalog_reread_seconds: float = 1.0
+    """Least seconds between two extra reads of the configuration made because a request named
+    something it lacks (a burst of unknown names costs one read per this, not one each)."""
     intake_keep_days: float = 7.0
     """How long finished requests stay in the intake (``CHATOPS_INTAKE_KEEP_DAYS``)."""
 

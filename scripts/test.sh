@@ -2,6 +2,11 @@
 # Run the whole test suite on this machine, installing what it needs first (as root): the format
 # and lint checks, the import-layer contracts (pyproject.toml [tool.importlinter]), then pytest.
 # Usage: scripts/test.sh [pytest arguments]     e.g. scripts/test.sh -k rollback
+#
+# pytest runs in CHATOPS_TEST_WORKERS processes (pytest-xdist, default 2; 0 runs every test in
+# pytest's own process): the end-to-end tests one after another in one worker, the other modules
+# beside them (tests/scheduling.py). With -s (output shown as it comes, e.g. the
+# "measured" lines) the tests run in pytest's own process: workers do not pass it through.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 cd "$ROOT"
@@ -9,4 +14,8 @@ scripts/install-deps.sh
 .venv/bin/ruff format --check .
 .venv/bin/ruff check .
 .venv/bin/lint-imports
-exec .venv/bin/pytest "$@"
+workers=${CHATOPS_TEST_WORKERS:-2}
+for arg in "$@"; do
+  case $arg in -s | --capture=no) workers=0 ;; esac
+done
+exec .venv/bin/pytest -n "$workers" --dist loadscope "$@"

@@ -4,6 +4,7 @@ Prefect server for the tests that need one.
 State lives in a throwaway CHATOPS_HOME / PREFECT_HOME, set here before Prefect is imported.
 """
 
+import importlib.util
 import os
 import secrets
 import shutil
@@ -38,6 +39,8 @@ pytest_plugins = [
     "tests.fakes.github_api",
     "tests.fakes.slack_api",
 ]
+if importlib.util.find_spec("xdist"):  # scripts/test.sh runs two workers (tests/scheduling.py)
+    pytest_plugins.append("tests.scheduling")
 
 
 @pytest.fixture(scope="session")

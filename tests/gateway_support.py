@@ -35,7 +35,11 @@ SLACK_SECRET = "slack-signing-secret-for-tests"
 GITHUB_SECRET = "github-webhook-secret-for-tests"
 ALICE, BOB, BOSS = "U0ALICE001", "U0BOB00001", "U0BOSS0001"
 DEPLOYS, RANDOM = "C0DEPLOYS1", "C0RANDOM01"
-SETTINGS = GatewaySettings(slack_signing_secret=SLACK_SECRET, github_webhook_secret=GITHUB_SECRET)
+SETTINGS = GatewaySettings(
+    slack_signing_secret=SLACK_SECRET,
+    github_webhook_secret=GITHUB_SECRET,
+    catalog_reread_seconds=0.05,  # an unknown name rereads the configuration without a 1 s pause
+)
 _users_dir = tempfile.mkdtemp(prefix="chatops-test-users-")
 atexit.register(shutil.rmtree, _users_dir, ignore_errors=True)
 USERS = Path(_users_dir) / "users.json"

@@ -198,6 +198,7 @@ def test_failed_build_keeps_the_last_lines(
     assert str(caught.value).endswith("ERROR: compile"), "the message carries the output"
 
 
+@pytest.mark.e2e  # the real Maven toolchain; shares the build user's archive with deploys
 def test_maven_builds_the_example_offline(
     prefect_server: None, chatops_home: Path, app_repo, tmp_path: Path
 ) -> None:
@@ -216,6 +217,7 @@ def test_maven_builds_the_example_offline(
         assert any(app_repo.v2 in war.read(n).decode() for n in props)
 
 
+@pytest.mark.e2e  # the real Maven toolchain; shares the build user's archive with deploys
 def test_maven_starts_faster_from_the_second_build_on(
     prefect_server: None, chatops_home: Path, app_repo, tmp_path: Path
 ) -> None:

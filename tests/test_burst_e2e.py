@@ -34,7 +34,7 @@ from tests.gateway_support import (
     slack_headers,
     slash_body,
 )
-from tests.up_server import ChatopsUp, post_json
+from tests.up_server import ChatopsUp, post_json, wait_for
 
 pytestmark = pytest.mark.e2e
 EACH = 30
@@ -52,6 +52,17 @@ def send(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, fl
         return exc.code, time.monotonic() - started
     except OSError:
         return None, time.monotonic() - started
+
+
+def gateway_knows_hello(up: ChatopsUp, slack: FakeSlack) -> bool:
+    """Whether the gateway answers ``where hello`` with the environment saved above (it reads
+    the configuration again for a name it lacks)."""
+    body = slash_body("where hello", slack.response_url(f"where-{time.time_ns()}"), ALICE, DEPLOYS)
+    request = urllib.request.Request(
+        f"{up.gateway}/slack/commands", data=body, headers=slack_headers(body)
+    )
+    with _opener.open(request, timeout=15) as response:
+        return "127.0.0.1:1" in json.loads(response.read()).get("text", "")
 
 
 def runs_by_key(up: ChatopsUp) -> dict[str, int]:
@@ -91,7 +102,7 @@ def test_a_burst_with_a_gateway_crash_loses_nothing_and_duplicates_nothing(
                 restart_command="true",
                 connect_timeout=1,
             ).save("hello-production", overwrite=True)
-        time.sleep(6)  # the gateway's configuration refresh
+        assert wait_for(lambda: gateway_knows_hello(up, fake_slack), 30), "config not read"
 
         requests: list[tuple[str, str, bytes, dict[str, str]]] = []
         for n in range(EACH):

@@ -7,8 +7,9 @@ from blocks import App, Environment
 from flows.target import UnknownTarget, load_target
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def configured(prefect_server: None) -> None:
+    """The blocks every test here reads (none changes them), saved once."""
     App(
         repository="acme/cart",
         environments=["staging", "production"],
