@@ -36,6 +36,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterTags,
 )
 from prefect.client.schemas.sorting import ArtifactCollectionSort, ArtifactSort, FlowRunSort
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.utilities.urls import url_for
 
 from blocks.app import App
@@ -303,8 +304,10 @@ def _configured(client: Any) -> set[tuple[str, str]]:
             page = client.read_block_documents_by_type(
                 App.get_block_type_slug(), offset=offset, limit=200, include_secrets=False
             )
-        except Exception:  # no app configured yet (the block type is unknown)
-            return found
+        except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+            if getattr(getattr(exc, "response", None), "status_code", 404) != 404:
+                raise
+            return found  # no app configured yet: the block type is unknown
         for document in page:
             environments = (document.data or {}).get("environments") or []
             found |= {(str(document.name), str(env)) for env in environments}

@@ -10,6 +10,7 @@ request to run is under test.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
