@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
+from dataclasses import asdict
 from typing import TypeVar
 
 from prefect.client.orchestration import PrefectClient
@@ -98,11 +99,11 @@ class Locks:
         name = freeze_name(freeze.environment)
         try:
             await self.client.create_variable(
-                VariableCreate(name=name, value=freeze.value(), tags=[FREEZE_TAG])
+                VariableCreate(name=name, value=asdict(freeze), tags=[FREEZE_TAG])
             )
         except ObjectAlreadyExists:
             await self.client.update_variable(
-                VariableUpdate(name=name, value=freeze.value(), tags=[FREEZE_TAG])
+                VariableUpdate(name=name, value=asdict(freeze), tags=[FREEZE_TAG])
             )
 
     async def _unfreeze(self, environment: str) -> Freeze | None:
@@ -138,7 +139,7 @@ class Locks:
 
     async def _take(self, wanted: Lock, force: bool) -> Lock | None:
         name = lock_name(wanted.app, wanted.environment)
-        create = VariableCreate(name=name, value=wanted.value(), tags=[LOCK_TAG])
+        create = VariableCreate(name=name, value=asdict(wanted), tags=[LOCK_TAG])
         try:
             await self.client.create_variable(create)
             return None
@@ -151,7 +152,7 @@ class Locks:
         if held.stops(wanted.by, wanted.via) and not force:
             raise LockHeld(held)
         await self.client.update_variable(
-            VariableUpdate(name=name, value=wanted.value(), tags=[LOCK_TAG])
+            VariableUpdate(name=name, value=asdict(wanted), tags=[LOCK_TAG])
         )
         return held
 

@@ -1,8 +1,9 @@
 """Environment locks: "nobody deploys shop to production until I say so".
 
-A lock is a Prefect Variable named ``lock-<app>-<environment>`` holding
-``{"by", "via", "message", "at", "app", "environment"}`` and tagged ``chatops-lock``, so the
-Prefect UI (Variables page) shows every lock and an operator can remove one there. ``by`` is who
+A lock is a Prefect Variable named ``lock-<app>-<environment>`` holding the :class:`Lock`'s
+fields (``dataclasses.asdict``: app, environment, by, message, at, via) and tagged
+``chatops-lock``, so the Prefect UI (Variables page) shows every lock and an operator can remove
+one there. ``by`` is who
 took it: a Slack user id, or the CLI user of the token when ``via`` is ``cli``.
 
 The gateway takes and releases locks (:mod:`chatops.locks`) and refuses requests against them at
@@ -42,17 +43,6 @@ class Lock:
     message: str | None
     at: str
     via: str = "slack"
-
-    def value(self) -> dict[str, Any]:
-        """The Prefect Variable's value."""
-        return {
-            "app": self.app,
-            "environment": self.environment,
-            "by": self.by,
-            "via": self.via,
-            "message": self.message,
-            "at": self.at,
-        }
 
     @property
     def since(self) -> str:
@@ -138,16 +128,6 @@ class Freeze:
     message: str | None
     at: str
     via: str = "slack"
-
-    def value(self) -> dict[str, Any]:
-        """The Prefect Variable's value."""
-        return {
-            "environment": self.environment,
-            "by": self.by,
-            "via": self.via,
-            "message": self.message,
-            "at": self.at,
-        }
 
     @classmethod
     def from_value(cls, environment: str, value: Any) -> "Freeze":

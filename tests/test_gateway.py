@@ -495,19 +495,23 @@ def environments_page() -> list[dict[str, str]]:
     return json.loads(str(latest.data))
 
 
+DEPLOYED = DeploySummary(
+    app="shop",
+    environment="staging",
+    ref="v7-status-test",
+    sha="a" * 40,
+    release="20261126T000000Z-aaaaaaa",
+    hosts=["web-1"],
+    steps=[Step("build", "done", 1.0)],
+    requested_by=ALICE,
+    finished="2026-11-26 00:00:00 UTC",
+    run_url="http://prefect.test/runs/flow-run/x",
+)
+"""A successful deploy of shop to staging, as its summary says."""
+
+
 def test_status_and_latest_show_what_is_deployed(chat: Chat) -> None:
-    summary = DeploySummary(
-        app="shop",
-        environment="staging",
-        ref="v7-status-test",
-        sha="a" * 40,
-        release="20261126T000000Z-aaaaaaa",
-        hosts=["web-1"],
-        steps=[Step("build", "done", 1.0)],
-        requested_by=ALICE,
-        finished="2026-11-26 00:00:00 UTC",
-        run_url="http://prefect.test/runs/flow-run/x",
-    )
+    summary = DEPLOYED
     record_deployed(summary)
     status = chat.command("status")["text"]
     assert "*shop* on *staging*: `v7-status-test`" in status
@@ -527,15 +531,11 @@ def test_status_and_latest_show_what_is_deployed(chat: Chat) -> None:
 
 def test_the_environments_page_and_status_show_the_same_row(chat: Chat) -> None:
     commit = "https://ghe.example.net/acme/shop/commit/" + "c" * 40
-    summary = DeploySummary(
-        app="shop",
-        environment="staging",
+    summary = replace(
+        DEPLOYED,
         ref="feature/page-test",
         sha="c" * 40,
-        release="20261201T000000Z-ccccccc",
         hosts=["web-1", "web-2"],
-        steps=[Step("build", "done", 1.0)],
-        requested_by=ALICE,
         finished=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         run_url="http://prefect.test/runs/flow-run/page",
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -170,7 +171,7 @@ def test_a_forced_deploy_does_not_pass_a_lock(shop: Shop, no_locks: None) -> Non
     with get_client(sync_client=True) as client:
         lock = Lock("shop", "staging", by=CAROL, message="incident 42", at="", via="slack")
         client.create_variable(
-            VariableCreate(name=lock_name("shop", "staging"), value=lock.value(), tags=[LOCK_TAG])
+            VariableCreate(name=lock_name("shop", "staging"), value=asdict(lock), tags=[LOCK_TAG])
         )
     state = as_gateway(
         deploy,
