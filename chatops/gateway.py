@@ -9,6 +9,7 @@ Routes::
     GET  /cli/whoami            the CLI user a token belongs to
     GET  /cli/requests/{key}    what became of a CLI request (by its idempotency key)
     GET  /cli/runs/{id}         a run's state and its finished task runs, for ``chatops`` to follow
+    POST /prefect/silent-runs   Prefect's automation: a run went silent → chatops.dead_runs
     GET  /healthz               200 while the process is up
 
 A request's path: the gate (below) → a :class:`~chatops.request.Request` → an answer from
@@ -30,13 +31,16 @@ its body says; no, an unknown or a revoked token gets 401, also on the GET endpo
 Run it with ``python -m chatops.gateway`` (or ``chatops gateway``); it listens on
 ``CHATOPS_GATEWAY_HOST`` (default 127.0.0.1) and ``CHATOPS_GATEWAY_PORT`` (8000), and reads
 ``CHATOPS_SLACK_SIGNING_SECRET`` and ``CHATOPS_GITHUB_WEBHOOK_SECRET`` once at start-up, and the
-CLI users (``$CHATOPS_HOME/users.json``) whenever they change.
+CLI users (``$CHATOPS_HOME/users.json``) whenever they change. Prefect's automation sends the
+secret ``$CHATOPS_HOME/secrets/dead-run-webhook`` (read at start-up) in ``X-Chatops-Secret``.
 """
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -82,7 +86,12 @@ from chatops.intake import Creator, Intake, PrefectCreator, ReplyTo
 from chatops.locks import Locks
 from chatops.notify import PeopleNotifier
 from chatops.request import Refused, Request, Requester, resolve
-from chatops.settings import DEPLOYMENTS, GatewaySettings
+from chatops.settings import (
+    DEPLOYMENTS,
+    SILENT_RUNS_HEADER,
+    SILENT_RUNS_PATH,
+    GatewaySettings,
+)
 from chatops.signatures import GITHUB_SIGNATURE_HEADER, SignatureError, verify_github, verify_slack
 from chatops.slack import form as slack_form
 from chatops.slack.respond import Responder, WebhookResponder
@@ -98,6 +107,10 @@ PREFECT_READ_SECONDS = 10.0
 TASK_RUN_PAGE = 200
 FINISHED = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
 SLOW_NOTE = "(Prefect is slow to answer; I'll post the result here.)"
+SETTLE_SECONDS = 60.0
+"""How long settling a silent run may take (it talks to Prefect, GitHub and Slack)."""
+SETTLED = {"unknown": 404, "finished": 200, "reported": 200, "reported already": 200}
+"""The HTTP status of each outcome of :func:`chatops.dead_runs.settle`."""
 
 logger = logging.getLogger("chatops.gateway")
 
@@ -145,6 +158,7 @@ def create_app(
     for name, secret in (
         ("CHATOPS_SLACK_SIGNING_SECRET", settings.slack_signing_secret),
         ("CHATOPS_GITHUB_WEBHOOK_SECRET", settings.github_webhook_secret),
+        ("$CHATOPS_HOME/secrets/dead-run-webhook", settings.silent_runs_secret),
     ):
         if not secret.strip():
             logger.warning("%s is not set: its endpoint answers 401 to every request", name)
@@ -293,6 +307,21 @@ def create_app(
             return prefect_unavailable(exc)
         return JSONResponse(run)
 
+    async def silent_run(request: HttpRequest) -> Response:
+        body = await read_body(request)
+        check_secret(request.headers.get(SILENT_RUNS_HEADER), settings.silent_runs_secret)
+        try:
+            run_id = run_id_from(json.loads(body))
+        except (ValueError, RecursionError):
+            run_id = None
+        if run_id is None:
+            return JSONResponse({"error": 'expected JSON {"flow_run": ID}'}, status_code=400)
+        outcome = await settle_silent_run(run_id)
+        logger.info("Prefect found run %s silent: %s", run_id, outcome)
+        return JSONResponse(
+            {"run": str(run_id), "outcome": outcome}, status_code=SETTLED.get(outcome, 502)
+        )
+
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
@@ -303,6 +332,7 @@ def create_app(
             Route("/cli/whoami", cli_whoami, methods=["GET"]),
             Route("/cli/requests/{key}", cli_request, methods=["GET"]),
             Route("/cli/runs/{run_id}", cli_run, methods=["GET"]),
+            Route(SILENT_RUNS_PATH, silent_run, methods=["POST"]),
         ],
         lifespan=lifespan,
         exception_handlers=error_answers(),
@@ -374,6 +404,50 @@ def cli_user(request: HttpRequest, users: UserStore) -> str:
     if user is None:
         raise SignatureError("missing, unknown or revoked CLI token")
     return user
+
+
+def run_id_from(payload: Any) -> UUID | None:
+    """The flow run a call of the automation names (``{"flow_run": "prefect.flow-run.<id>"}``)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("flow_run"), str):
+        return None
+    try:
+        return UUID(payload["flow_run"].removeprefix("prefect.flow-run."))
+    except ValueError:
+        return None
+
+
+async def settle_silent_run(run_id: UUID) -> str:
+    """Mark Crashed, free and report a run Prefect found silent, in a process of its own
+    (``python -m chatops.dead_runs``: the gateway loads no flow code); its outcome, or
+    ``failed`` (the run stays for the runner's or the next call's report)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chatops.dead_runs",
+        "settle",
+        str(run_id),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(SETTLE_SECONDS):
+            out, _ = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        logger.error("Settling silent run %s took over %.0f s", run_id, SETTLE_SECONDS)
+        return "failed"
+    lines = out.decode(errors="replace").strip().splitlines()
+    if process.returncode != 0 or not lines:
+        logger.error("Settling silent run %s failed (exit %s)", run_id, process.returncode)
+        return "failed"
+    return lines[-1]
+
+
+def check_secret(sent: str | None, secret: str) -> None:
+    """Refuse (401) a call without the shared secret; an unset secret refuses every call."""
+    if not secret.strip() or not hmac.compare_digest((sent or "").encode(), secret.encode()):
+        raise SignatureError("missing or wrong secret")
 
 
 def prefect_unavailable(exc: Exception) -> Response:
