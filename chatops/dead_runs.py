@@ -21,14 +21,20 @@ next deploy of the environment brings its hosts back to one release
 
 import logging
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from prefect.automations import Automation
 from prefect.blocks.webhook import Webhook
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import StateType
 from prefect.events.actions import CallWebhook, ChangeFlowRunState
+from prefect.events.filters import (
+    EventFilter,
+    EventNameFilter,
+    EventOccurredFilter,
+    EventResourceFilter,
+)
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectNotFound
@@ -116,12 +122,27 @@ def watch_silent_runs(gateway_url: str, secret: str | None = None) -> Automation
     return wanted
 
 
+def heard_from_lately(client: SyncPrefectClient, run_id: UUID) -> bool:
+    """Whether the server got a heartbeat of the run within the silence window."""
+    recent = EventFilter(
+        occurred=EventOccurredFilter(
+            since=datetime.now(UTC) - timedelta(seconds=silence_seconds()),
+            until=datetime.now(UTC) + timedelta(seconds=60),
+        ),
+        event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+        resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
+    )
+    return bool(client.read_events(filter=recent, limit=1).events)
+
+
 def settle(run_id: UUID) -> str:
     """Deal with a run the automation found silent; say what was done.
 
     ``unknown``: no such run of a deploy or rollback. ``finished``: it ended by itself (and
-    reported that itself). Otherwise it is (now) Crashed, its slot is free and it was reported
-    (``reported``), unless someone had reported it already (``reported already``).
+    reported that itself). ``alive``: it is not Crashed and sent a heartbeat within the window
+    (a call nobody should have made: it is left alone). Otherwise it is (now) Crashed, its slot
+    is free and it was reported (``reported``), unless someone had reported it already
+    (``reported already``).
     """
     with get_client(sync_client=True) as client:
         try:
@@ -134,6 +155,8 @@ def settle(run_id: UUID) -> str:
         if run.state is not None and run.state.is_final() and not run.state.is_crashed():
             return "finished"
         if run.state is None or not run.state.is_final():
+            if heard_from_lately(client, run_id):
+                return "alive"
             client.set_flow_run_state(run_id, Crashed(message=cause()), force=True)
             logger.warning("Run %s (%s) went silent: marked Crashed", run_id, run.name)
         run = client.read_flow_run(run_id)

@@ -109,7 +109,7 @@ FINISHED = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.
 SLOW_NOTE = "(Prefect is slow to answer; I'll post the result here.)"
 SETTLE_SECONDS = 60.0
 """How long settling a silent run may take (it talks to Prefect, GitHub and Slack)."""
-SETTLED = {"unknown": 404, "finished": 200, "reported": 200, "reported already": 200}
+SETTLED = {"unknown": 404, "finished": 200, "alive": 200, "reported": 200, "reported already": 200}
 """The HTTP status of each outcome of :func:`chatops.dead_runs.settle`."""
 
 logger = logging.getLogger("chatops.gateway")

@@ -12,6 +12,9 @@ It starts, as child processes sharing one environment:
 2. the runner that executes deploys (:mod:`chatops.runner`);
 3. the HTTP gateway for Slack, GitHub and the CLI (:mod:`chatops.gateway`).
 
+Once the API answers, it creates or updates Prefect's automation that crashes and reports,
+through the gateway, a deploy or rollback that stopped sending heartbeats
+(:mod:`chatops.dead_runs`; the runner's runs send one every ``CHATOPS_HEARTBEAT_SECONDS``).
 Then it records where it runs in ``$CHATOPS_HOME/up.json`` (the CLI finds it there) and watches:
 a child that dies is started again (the others keep running). Ctrl-C or SIGTERM stops them in
 order: the gateway first (no new requests), then the runner, which lets a deploy in flight

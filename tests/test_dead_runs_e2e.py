@@ -33,15 +33,18 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import arun_deployment
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
 from blocks import App, Environment, GitHubAccess, SlackAccess
 from chatops.dead_runs import watch_silent_runs
+from chatops.settings import silence_seconds
 from flows.report import REPORTED_LABEL
 from tasks.github import PAYLOAD_MARK
 from tests import test_crash_e2e, test_scale_out
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.slack_api import FakeSlack
 from tests.gateway_support import DEPLOYS
+from tests.shop import DEPLOY_PATH
 from tests.test_crash_e2e import Bed, delay_restart, serves, until
 from tests.test_scale_out import (
     API_AUTH,
@@ -69,6 +72,8 @@ APP = "shop1"
 BOUND = 90
 """Death (or freeze) to everyone told, at most."""
 SECRET = "silent-runs-secret-of-the-test"
+SLOW_START = f'(sleep 40; exec {DEPLOY_PATH}/bin/real-restart "$@") >/dev/null 2>&1 & exit 0'
+"""A restart whose app answers 40 s later."""
 
 
 # --- the scale-out setup: a gateway, the automation, one app -----------------------------------
@@ -207,6 +212,28 @@ def github_states(github: FakeGitHub, run_id: UUID) -> list[str]:
     return []
 
 
+def window_report(run_id: UUID, dead_at: float) -> str:
+    """How the automation's timing went, from the server's events: when the run's last heartbeat
+    came (before ``dead_at``, epoch seconds) and how long after the window closed (last
+    heartbeat + :func:`~chatops.settings.silence_seconds`) the run was Crashed."""
+    only_this_run = EventFilter(
+        event=EventNameFilter(name=["prefect.flow-run.heartbeat", "prefect.flow-run.Crashed"]),
+        resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
+    )
+    with get_client(sync_client=True) as client:
+        events = client.read_events(filter=only_this_run, limit=200).events
+    beats = [e.occurred.timestamp() for e in events if e.event.endswith("heartbeat")]
+    crashes = [e.occurred.timestamp() for e in events if e.event.endswith("Crashed")]
+    if not beats or not crashes:
+        return f"(events: {len(beats)} heartbeats, {len(crashes)} Crashed)"
+    last, crashed = max(beats), min(crashes)
+    late = crashed - last - silence_seconds()
+    return (
+        f"last heartbeat {dead_at - last:.1f} s before; Crashed {late:.1f} s after the "
+        f"{silence_seconds()} s window closed"
+    )
+
+
 def crash_messages(slack: FakeSlack) -> list[str]:
     return [m.text for m in slack.top_level(DEPLOYS) if m.text.startswith(":warning:")]
 
@@ -241,7 +268,7 @@ def test_a_deploy_whose_worker_machine_dies_is_crashed_and_reported_within_90_s(
     runner = read_run(run_id).labels.get("prefect.worker.name")
     [doomed] = [w for w in workers if w.name == runner]
     kill_machine(doomed)
-    killed = time.monotonic()
+    killed, killed_at = time.monotonic(), time.time()
 
     crashed = when(lambda: read_run(run_id).state_name == "Crashed", killed, "run Crashed")
     github = when(lambda: "error" in github_states(fake_github, run_id), killed, "GitHub told")
@@ -250,6 +277,7 @@ def test_a_deploy_whose_worker_machine_dies_is_crashed_and_reported_within_90_s(
         f"measured: worker machine killed mid-restart: Crashed after {crashed:.1f} s, "
         f"GitHub error after {github:.1f} s, Slack told after {slack:.1f} s"
     )
+    print(f"measured: worker machine killed: {window_report(run_id, killed_at)}")
     run = read_run(run_id)
     assert "no heartbeat" in (run.state.message or ""), run.state
     assert REPORTED_LABEL in run.labels
@@ -284,8 +312,10 @@ def test_a_frozen_deploy_is_crashed_and_reported_once_and_a_long_one_is_not(bed:
         bed.configure(up, health_timeout=60)
         bed.deploy(up, "v1")
 
-        # Longer than the automation's window (60 s): the heartbeats keep it alive.
-        delay_restart(second, v2, "sleep 75")
+        # Longer than the automation's window (60 s): each host's app comes up 40 s after its
+        # restart (within health_timeout); the heartbeats keep the run alive meanwhile.
+        for host in bed.hosts:
+            delay_restart(host, v2, SLOW_START)
         began = time.monotonic()
         bed.slash(up, "shop@v2 to staging")
         states = deployment_states(bed, v2, 1)
@@ -296,7 +326,7 @@ def test_a_frozen_deploy_is_crashed_and_reported_once_and_a_long_one_is_not(bed:
         assert crash_messages(bed.slack) == []
 
         # Frozen mid-deploy, once its GitHub deployment exists: no heartbeat, no end.
-        delay_restart(first, v1, "sleep 20")
+        delay_restart(first, v1, "sleep 10")
         bed.slash(up, "shop@v1 to staging")
         states = deployment_states(bed, v1, 2)
         until(lambda: "in_progress" in states(), 120, "the deploy of v1 under way")
@@ -305,7 +335,7 @@ def test_a_frozen_deploy_is_crashed_and_reported_once_and_a_long_one_is_not(bed:
         run_id = record.stem
         pid = bed.flow_pid()
         os.kill(pid, signal.SIGSTOP)
-        frozen = time.monotonic()
+        frozen, frozen_at = time.monotonic(), time.time()
         with temporary_prefect(up):
             crashed = when(
                 lambda: read_run(UUID(run_id)).state_name == "Crashed", frozen, "run Crashed"
@@ -316,6 +346,8 @@ def test_a_frozen_deploy_is_crashed_and_reported_once_and_a_long_one_is_not(bed:
             f"measured: frozen run: Crashed after {crashed:.1f} s, GitHub error after "
             f"{github:.1f} s, Slack told after {slack:.1f} s"
         )
+        with temporary_prefect(up):
+            print(f"measured: frozen run: {window_report(UUID(run_id), frozen_at)}")
         [told] = crash_messages(bed.slack)
         assert "no heartbeat" in told and run_id in told, told
 

@@ -9,6 +9,7 @@ The automation itself is checked end to end in tests/test_dead_runs_e2e.py.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,6 +18,8 @@ import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
+from prefect.events import emit_event
+from prefect.events.filters import EventFilter, EventResourceFilter
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Completed, Running
 from starlette.testclient import TestClient
@@ -119,6 +122,25 @@ def test_a_run_that_ended_by_itself_is_left_alone(
     status, body = call(client, run.id)
     assert (status, body["outcome"]) == (200, "finished")
     assert state_of(run.id) == "Completed"
+    assert fake_slack.top_level(DEPLOYS) == []
+
+
+def test_a_run_that_sent_a_heartbeat_lately_is_left_alone(
+    client: TestClient, fake_slack: FakeSlack
+) -> None:
+    """Only the automation knows the secret; still, a call about a live run changes nothing."""
+    run = running_deploy()
+    resource = {"prefect.resource.id": f"prefect.flow-run.{run.id}"}
+    emit_event("prefect.flow-run.heartbeat", resource=resource)
+    heard = EventFilter(resource=EventResourceFilter(id=[resource["prefect.resource.id"]]))
+    with get_client(sync_client=True) as prefect:
+        deadline = time.monotonic() + 30
+        while not prefect.read_events(filter=heard, limit=1).events:
+            assert time.monotonic() < deadline, "the heartbeat never reached the server"
+            time.sleep(0.5)
+    status, body = call(client, run.id)
+    assert (status, body["outcome"]) == (200, "alive")
+    assert state_of(run.id) == "Running"
     assert fake_slack.top_level(DEPLOYS) == []
 
 
