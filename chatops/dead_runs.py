@@ -11,8 +11,8 @@ comes, the run's process or its machine died, or the process froze; the automati
 1. marks the run Crashed, naming the cause, and
 2. calls the gateway (``POST /prefect/silent-runs``, the webhook block :data:`WEBHOOK_BLOCK`
    with the secret header ``X-Chatops-Secret``), which frees the run's environment and tells
-   GitHub and Slack (:func:`settle`). The gateway loads no flow code, so it runs this module
-   for that (``python -m chatops.dead_runs settle RUN_ID``: it prints the outcome).
+   GitHub and Slack (:func:`settle`). The gateway loads no flow code, so it keeps this module
+   running beside it for that (``python -m chatops.dead_runs serve``).
 
 The gateway believes nothing of the call but the run's id: it reads the run from Prefect. The
 next deploy of the environment brings its hosts back to one release
@@ -165,17 +165,29 @@ def settle(run_id: UUID) -> str:
     return "reported" if report_crash(run, message) else "reported already"
 
 
+def serve() -> None:
+    """Settle each run id read from stdin; answer ``outcome: <outcome>`` on stdout for each
+    (``failed`` when settling raised). The gateway runs this (:class:`chatops.gateway.Settler`)."""
+    for line in sys.stdin:
+        try:
+            outcome = settle(UUID(line.strip()))
+        except Exception:  # one bad run must not end the process the gateway relies on
+            logger.exception("Could not settle run %s", line.strip())
+            outcome = "failed"
+        print(f"outcome: {outcome}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m chatops.dead_runs settle RUN_ID``: :func:`settle` the run and print the outcome
-    (the gateway runs this); ``... watch GATEWAY_URL``: :func:`watch_silent_runs` (``chatops up``
-    runs this)."""
+    """``python -m chatops.dead_runs serve``: :func:`serve` (the gateway runs this);
+    ``... watch GATEWAY_URL``: :func:`watch_silent_runs` (``chatops up`` runs this)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    command, argument = argv if argv is not None else sys.argv[1:]
-    if command == "watch":
-        watch_silent_runs(argument)
-        print(f"Silent deploy and rollback runs are reported through {argument}", flush=True)
+    command, *rest = argv if argv is not None else sys.argv[1:]
+    if command == "serve":
+        serve()
     else:
-        print(settle(UUID(argument)), flush=True)
+        [url] = rest
+        watch_silent_runs(url)
+        print(f"Silent deploy and rollback runs are reported through {url}", flush=True)
     return 0
 
 

@@ -109,6 +109,8 @@ FINISHED = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.
 SLOW_NOTE = "(Prefect is slow to answer; I'll post the result here.)"
 SETTLE_SECONDS = 60.0
 """How long settling a silent run may take (it talks to Prefect, GitHub and Slack)."""
+OUTCOME = "outcome: "
+"""How the settling process's answer line starts (anything else on its output is ignored)."""
 SETTLED = {"unknown": 404, "finished": 200, "alive": 200, "reported": 200, "reported already": 200}
 """The HTTP status of each outcome of :func:`chatops.dead_runs.settle`."""
 
@@ -188,6 +190,9 @@ def create_app(
             background = Background()
             app.state.catalog, app.state.intake, app.state.background = catalog, intake, background
             app.state.runs = RunReader(client)
+            app.state.settler = settler = Settler()
+            if settings.silent_runs_secret.strip():
+                await settler.start()
             app.state.answers = Answers(catalog, Locks(client, catalog), intake, client)
             try:
                 yield
@@ -195,6 +200,7 @@ def create_app(
                 await catalog.stop()
                 await background.drain(SHUTDOWN_GRACE_SECONDS)
                 await intake.stop()
+                await settler.stop()
 
     async def healthz(request: HttpRequest) -> Response:
         state = request.app.state
@@ -316,7 +322,7 @@ def create_app(
             run_id = None
         if run_id is None:
             return JSONResponse({"error": 'expected JSON {"flow_run": ID}'}, status_code=400)
-        outcome = await settle_silent_run(run_id)
+        outcome = await request.app.state.settler.settle(run_id)
         logger.info("Prefect found run %s silent: %s", run_id, outcome)
         return JSONResponse(
             {"run": str(run_id), "outcome": outcome}, status_code=SETTLED.get(outcome, 502)
@@ -416,32 +422,59 @@ def run_id_from(payload: Any) -> UUID | None:
         return None
 
 
-async def settle_silent_run(run_id: UUID) -> str:
-    """Mark Crashed, free and report a run Prefect found silent, in a process of its own
-    (``python -m chatops.dead_runs``: the gateway loads no flow code); its outcome, or
-    ``failed`` (the run stays for the runner's or the next call's report)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "chatops.dead_runs",
-        "settle",
-        str(run_id),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(SETTLE_SECONDS):
-            out, _ = await process.communicate()
-    except TimeoutError:
-        process.kill()
+class Settler:
+    """Settles the runs Prefect found silent in a process of its own, ``python -m
+    chatops.dead_runs serve`` (the gateway loads no flow code), one run at a time.
+
+    The process starts with the gateway (when the automation's secret is set), so a call finds
+    the flow code loaded: loading it takes seconds, more on a busy machine, and the report is
+    due within 90 s of a death. It is started again if it died.
+    """
+
+    def __init__(self) -> None:
+        self.process: asyncio.subprocess.Process | None = None
+        self.lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        if self.process is None or self.process.returncode is not None:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "chatops.dead_runs",
+                "serve",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+
+    async def settle(self, run_id: UUID) -> str:
+        """The outcome of :func:`chatops.dead_runs.settle` for the run, or ``failed`` (the run
+        is left for the runner's report, or the automation's next call)."""
+        async with self.lock:
+            await self.start()
+            process = self.process
+            assert process is not None and process.stdin and process.stdout
+            try:
+                process.stdin.write(f"{run_id}\n".encode())
+                await process.stdin.drain()
+                async with asyncio.timeout(SETTLE_SECONDS):
+                    while True:
+                        line = (await process.stdout.readline()).decode(errors="replace")
+                        if not line:
+                            raise ConnectionError("the settling process ended")
+                        if line.startswith(OUTCOME):
+                            return line.removeprefix(OUTCOME).strip()
+            except (TimeoutError, ConnectionError, OSError) as exc:
+                logger.error("Settling silent run %s failed: %s", run_id, exc or "timed out")
+                await self.stop()
+                return "failed"
+
+    async def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(OSError):
+            process.kill()
         await process.wait()
-        logger.error("Settling silent run %s took over %.0f s", run_id, SETTLE_SECONDS)
-        return "failed"
-    lines = out.decode(errors="replace").strip().splitlines()
-    if process.returncode != 0 or not lines:
-        logger.error("Settling silent run %s failed (exit %s)", run_id, process.returncode)
-        return "failed"
-    return lines[-1]
 
 
 def check_secret(sent: str | None, secret: str) -> None:

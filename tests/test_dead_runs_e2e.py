@@ -221,7 +221,7 @@ def window_report(run_id: UUID, dead_at: float) -> str:
         resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
     )
     with get_client(sync_client=True) as client:
-        events = client.read_events(filter=only_this_run, limit=200).events
+        events = client.read_events(filter=only_this_run, limit=50).events
     beats = [e.occurred.timestamp() for e in events if e.event.endswith("heartbeat")]
     crashes = [e.occurred.timestamp() for e in events if e.event.endswith("Crashed")]
     if not beats or not crashes:
