@@ -304,14 +304,18 @@ def claim_report(flow_run_id: Any) -> bool:
     """Label the run as reported; False when it was labelled already (someone else reported).
 
     Whoever notices a dead run first (the runner, a restarted runner, the gateway) claims it
-    here, just before telling anyone, so a run is reported once.
+    here, just before telling anyone, so a run is reported once. When Prefect cannot be asked,
+    the run is reported anyway.
     """
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(flow_run_id)
-        if REPORTED_LABEL in (run.labels or {}):
-            return False
-        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        client.update_flow_run_labels(flow_run_id, {REPORTED_LABEL: stamp})
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(flow_run_id)
+            if REPORTED_LABEL in (run.labels or {}):
+                return False
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            client.update_flow_run_labels(flow_run_id, {REPORTED_LABEL: stamp})
+    except Exception as exc:  # Prefect unreachable: better told twice than never
+        get_logger("chatops.crash").warning("Could not label run %s: %s", flow_run_id, exc)
     return True
 
 
