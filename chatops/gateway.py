@@ -467,6 +467,11 @@ class Settler:
                 logger.error("Settling silent run %s failed: %s", run_id, exc or "timed out")
                 await self.stop()
                 return "failed"
+            except asyncio.CancelledError:  # its answer would be read as the next run's
+                with contextlib.suppress(OSError):
+                    process.kill()
+                self.process = None
+                raise
 
     async def stop(self) -> None:
         process, self.process = self.process, None
