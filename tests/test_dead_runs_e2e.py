@@ -332,7 +332,6 @@ def test_a_frozen_deploy_is_crashed_and_reported_once_and_a_long_one_is_not(bed:
         assert crash_messages(bed.slack) == []
 
         # Frozen mid-deploy, once its GitHub deployment exists: no heartbeat, no end.
-        delay_restart(first, v1, "sleep 10")
         bed.slash(up, "shop@v1 to staging")
         states = deployment_states(bed, v1, 2)
         until(lambda: "in_progress" in states(), 120, "the deploy of v1 under way")
