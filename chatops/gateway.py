@@ -10,6 +10,7 @@ Routes::
     GET  /cli/requests/{key}    what became of a CLI request (by its idempotency key)
     GET  /cli/runs/{id}         a run's state, its finished task runs, and who holds the slot it
                                 waits for (``waiting``), for ``chatops`` to follow
+    POST /prefect/silent-runs   Prefect's automation: a run went silent → chatops.dead_runs
     GET  /healthz               200 while the process is up
 
 A request's path: the gate (below) → a :class:`~chatops.request.Request` → an answer from
@@ -31,13 +32,16 @@ its body says; no, an unknown or a revoked token gets 401, also on the GET endpo
 Run it with ``python -m chatops.gateway`` (or ``chatops gateway``); it listens on
 ``CHATOPS_GATEWAY_HOST`` (default 127.0.0.1) and ``CHATOPS_GATEWAY_PORT`` (8000), and reads
 ``CHATOPS_SLACK_SIGNING_SECRET`` and ``CHATOPS_GITHUB_WEBHOOK_SECRET`` once at start-up, and the
-CLI users (``$CHATOPS_HOME/users.json``) whenever they change.
+CLI users (``$CHATOPS_HOME/users.json``) whenever they change. Prefect's automation sends the
+secret ``$CHATOPS_HOME/secrets/dead-run-webhook`` (read at start-up) in ``X-Chatops-Secret``.
 """
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -84,7 +88,12 @@ from chatops.intake import Creator, Intake, PrefectCreator, ReplyTo
 from chatops.locks import Locks
 from chatops.notify import PeopleNotifier
 from chatops.request import Refused, Request, Requester, resolve
-from chatops.settings import DEPLOYMENTS, GatewaySettings
+from chatops.settings import (
+    DEPLOYMENTS,
+    SILENT_RUNS_HEADER,
+    SILENT_RUNS_PATH,
+    GatewaySettings,
+)
 from chatops.signatures import GITHUB_SIGNATURE_HEADER, SignatureError, verify_github, verify_slack
 from chatops.slack import form as slack_form
 from chatops.slack.respond import Responder, WebhookResponder
@@ -101,6 +110,12 @@ PREFECT_READ_SECONDS = 10.0
 TASK_RUN_PAGE = 200
 FINISHED = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
 SLOW_NOTE = "(Prefect is slow to answer; I'll post the result here.)"
+SETTLE_SECONDS = 60.0
+"""How long settling a silent run may take (it talks to Prefect, GitHub and Slack)."""
+OUTCOME = "outcome: "
+"""How the settling process's answer line starts (anything else on its output is ignored)."""
+SETTLED = {"unknown": 404, "finished": 200, "alive": 200, "reported": 200, "reported already": 200}
+"""The HTTP status of each outcome of :func:`chatops.dead_runs.settle`."""
 
 logger = logging.getLogger("chatops.gateway")
 
@@ -148,6 +163,7 @@ def create_app(
     for name, secret in (
         ("CHATOPS_SLACK_SIGNING_SECRET", settings.slack_signing_secret),
         ("CHATOPS_GITHUB_WEBHOOK_SECRET", settings.github_webhook_secret),
+        ("$CHATOPS_HOME/secrets/dead-run-webhook", settings.silent_runs_secret),
     ):
         if not secret.strip():
             logger.warning("%s is not set: its endpoint answers 401 to every request", name)
@@ -181,6 +197,9 @@ def create_app(
             background = Background()
             app.state.catalog, app.state.intake, app.state.background = catalog, intake, background
             app.state.runs = RunReader(client)
+            app.state.settler = settler = Settler()
+            if settings.silent_runs_secret.strip():
+                await settler.start()
             app.state.answers = Answers(catalog, Locks(client, catalog), intake, client)
             try:
                 yield
@@ -188,6 +207,7 @@ def create_app(
                 await catalog.stop()
                 await background.drain(SHUTDOWN_GRACE_SECONDS)
                 await intake.stop()
+                await settler.stop()
 
     async def healthz(request: HttpRequest) -> Response:
         state = request.app.state
@@ -300,6 +320,21 @@ def create_app(
             return prefect_unavailable(exc)
         return JSONResponse(run)
 
+    async def silent_run(request: HttpRequest) -> Response:
+        body = await read_body(request)
+        check_secret(request.headers.get(SILENT_RUNS_HEADER), settings.silent_runs_secret)
+        try:
+            run_id = run_id_from(json.loads(body))
+        except (ValueError, RecursionError):
+            run_id = None
+        if run_id is None:
+            return JSONResponse({"error": 'expected JSON {"flow_run": ID}'}, status_code=400)
+        outcome = await request.app.state.settler.settle(run_id)
+        logger.info("Prefect found run %s silent: %s", run_id, outcome)
+        return JSONResponse(
+            {"run": str(run_id), "outcome": outcome}, status_code=SETTLED.get(outcome, 502)
+        )
+
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
@@ -310,6 +345,7 @@ def create_app(
             Route("/cli/whoami", cli_whoami, methods=["GET"]),
             Route("/cli/requests/{key}", cli_request, methods=["GET"]),
             Route("/cli/runs/{run_id}", cli_run, methods=["GET"]),
+            Route(SILENT_RUNS_PATH, silent_run, methods=["POST"]),
         ],
         lifespan=lifespan,
         exception_handlers=error_answers(),
@@ -381,6 +417,82 @@ def cli_user(request: HttpRequest, users: UserStore) -> str:
     if user is None:
         raise SignatureError("missing, unknown or revoked CLI token")
     return user
+
+
+def run_id_from(payload: Any) -> UUID | None:
+    """The flow run a call of the automation names (``{"flow_run": "prefect.flow-run.<id>"}``)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("flow_run"), str):
+        return None
+    try:
+        return UUID(payload["flow_run"].removeprefix("prefect.flow-run."))
+    except ValueError:
+        return None
+
+
+class Settler:
+    """Settles the runs Prefect found silent in a process of its own, ``python -m
+    chatops.dead_runs serve`` (the gateway loads no flow code), one run at a time.
+
+    The process starts with the gateway (when the automation's secret is set), so a call finds
+    the flow code loaded: loading it takes seconds, more on a busy machine, and the report is
+    due within 90 s of a death. It is started again if it died.
+    """
+
+    def __init__(self) -> None:
+        self.process: asyncio.subprocess.Process | None = None
+        self.lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        if self.process is None or self.process.returncode is not None:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "chatops.dead_runs",
+                "serve",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+
+    async def settle(self, run_id: UUID) -> str:
+        """The outcome of :func:`chatops.dead_runs.settle` for the run, or ``failed`` (the run
+        is left for the runner's report, or the automation's next call)."""
+        async with self.lock:
+            await self.start()
+            process = self.process
+            assert process is not None and process.stdin and process.stdout
+            try:
+                process.stdin.write(f"{run_id}\n".encode())
+                await process.stdin.drain()
+                async with asyncio.timeout(SETTLE_SECONDS):
+                    while True:
+                        line = (await process.stdout.readline()).decode(errors="replace")
+                        if not line:
+                            raise ConnectionError("the settling process ended")
+                        if line.startswith(OUTCOME):
+                            return line.removeprefix(OUTCOME).strip()
+            except (TimeoutError, ConnectionError, OSError) as exc:
+                logger.error("Settling silent run %s failed: %s", run_id, exc or "timed out")
+                await self.stop()
+                return "failed"
+            except asyncio.CancelledError:  # its answer would be read as the next run's
+                with contextlib.suppress(OSError):
+                    process.kill()
+                self.process = None
+                raise
+
+    async def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(OSError):
+            process.kill()
+        await process.wait()
+
+
+def check_secret(sent: str | None, secret: str) -> None:
+    """Refuse (401) a call without the shared secret; an unset secret refuses every call."""
+    if not secret.strip() or not hmac.compare_digest((sent or "").encode(), secret.encode()):
+        raise SignatureError("missing or wrong secret")
 
 
 def prefect_unavailable(exc: Exception) -> Response:

@@ -7,6 +7,8 @@ The state directories are :mod:`tasks.home` (``CHATOPS_HOME``).
 import os
 from dataclasses import dataclass
 
+from tasks.home import home
+
 DEPLOY_DEPLOYMENT = "deploy/chatops"
 """The Prefect deployment (``<flow>/<deployment>``) that deploys start."""
 ROLLBACK_DEPLOYMENT = "rollback/chatops"
@@ -18,6 +20,29 @@ DEPLOYMENTS = (DEPLOY_DEPLOYMENT, ROLLBACK_DEPLOYMENT, VERIFY_DEPLOYMENT)
 STOP_GRACE_SECONDS = 600.0
 """Default of ``CHATOPS_STOP_GRACE_SECONDS``: sized to the longest batch (a restart plus its
 health check, ``health_timeout`` 120 s by default) and the switch back after it."""
+
+
+HEARTBEAT_SECONDS = 30
+"""Default of ``CHATOPS_HEARTBEAT_SECONDS``: the shortest flow run heartbeat Prefect allows."""
+DEAD_RUN_SECRET = "dead-run-webhook"
+"""The secret (``$CHATOPS_HOME/secrets/dead-run-webhook``) Prefect's automation sends the gateway
+when it finds a silent run (:mod:`chatops.dead_runs`)."""
+SILENT_RUNS_PATH = "/prefect/silent-runs"
+"""Where the gateway listens for that automation."""
+SILENT_RUNS_HEADER = "X-Chatops-Secret"
+"""The header that carries the secret."""
+
+
+def heartbeat_seconds() -> int:
+    """How often a run's process tells the Prefect server it is alive
+    (``CHATOPS_HEARTBEAT_SECONDS``, at least 30: Prefect sends no heartbeat more often)."""
+    return max(int(os.environ.get("CHATOPS_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS)), 30)
+
+
+def silence_seconds() -> int:
+    """How long a run may stay silent (no heartbeat, no end) before it is taken for dead: two
+    heartbeats, so one late heartbeat on a loaded machine is no false alarm."""
+    return 2 * heartbeat_seconds()
 
 
 def stop_grace_seconds() -> float:
@@ -44,6 +69,8 @@ class GatewaySettings:
     something it lacks (a burst of unknown names costs one read per this, not one each)."""
     intake_keep_days: float = 7.0
     """How long finished requests stay in the intake (``CHATOPS_INTAKE_KEEP_DAYS``)."""
+    silent_runs_secret: str = ""
+    """What Prefect's silent-run automation must send (``secrets/dead-run-webhook``)."""
 
     @classmethod
     def from_env(cls) -> "GatewaySettings":
@@ -53,4 +80,5 @@ class GatewaySettings:
             host=os.environ.get("CHATOPS_GATEWAY_HOST", "127.0.0.1"),
             port=int(os.environ.get("CHATOPS_GATEWAY_PORT", "8000")),
             intake_keep_days=float(os.environ.get("CHATOPS_INTAKE_KEEP_DAYS", "7")),
+            silent_runs_secret=home().secret(DEAD_RUN_SECRET),
         )

@@ -12,6 +12,9 @@ It starts, as child processes sharing one environment:
 2. the runner that executes deploys (:mod:`chatops.runner`);
 3. the HTTP gateway for Slack, GitHub and the CLI (:mod:`chatops.gateway`).
 
+Once the API answers, it creates or updates Prefect's automation that crashes and reports,
+through the gateway, a deploy or rollback that stopped sending heartbeats
+(:mod:`chatops.dead_runs`; the runner's runs send one every ``CHATOPS_HEARTBEAT_SECONDS``).
 Then it records where it runs in ``$CHATOPS_HOME/up.json`` (the CLI finds it there) and watches:
 a child that dies is started again (the others keep running). Ctrl-C or SIGTERM stops them in
 order: the gateway first (no new requests), then the runner, which lets a deploy in flight
@@ -39,7 +42,7 @@ from blocks.errors import DeployError
 from blocks.net import direct
 from chatops.cli.server import PREFECT_API_AUTH, write_up_file
 from chatops.lifeline import die_with_parent
-from chatops.settings import DEPLOYMENTS, stop_grace_seconds
+from chatops.settings import DEAD_RUN_SECRET, DEPLOYMENTS, heartbeat_seconds, stop_grace_seconds
 from tasks.home import home
 from tasks.run_signing import signing_key
 
@@ -150,7 +153,11 @@ def base_environment(api_url: str, database: str | None, api_auth: str = "") -> 
         CHATOPS_HOME=str(state.root),
         # The gateway signs the runs it starts and the runner's flows check it (one key).
         CHATOPS_RUN_SIGNING_KEY=signing_key(create=True),
+        # Each run tells the server it is alive this often; silence means it died or froze
+        # (chatops.dead_runs).
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(heartbeat_seconds()),
     )
+    home().secret(DEAD_RUN_SECRET, create=True)  # the gateway reads it when it starts
     if database:
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url(database)
     return env
@@ -245,6 +252,7 @@ def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) 
         services = services[1:]
     else:
         refuse_taken_port(host, port)
+    watching: subprocess.Popen | None = None
     try:
         for service in services:  # all at once: the runner and gateway load while the server does
             service.start(env)
@@ -254,6 +262,9 @@ def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) 
             )
             if url:
                 wait_healthy(url, service, SERVER_START_SECONDS)
+            if service.name == services[0].name:  # the API answers: set up the watch meanwhile
+                watching = watch_silent_runs(env, gateway_url)
+        wait_watching(watching)
         wait_served(
             api_url, services[-2], SERVER_START_SECONDS, env.get("PREFECT_API_AUTH_STRING", "")
         )
@@ -274,6 +285,37 @@ def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) 
             service.stop()
         _forget_up_file()
     return 0
+
+
+def watch_silent_runs(env: Mapping[str, str], gateway_url: str) -> subprocess.Popen:
+    """Start creating (or updating) Prefect's automation that crashes and reports, through our
+    gateway, the runs that stopped sending heartbeats (:mod:`chatops.dead_runs`)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "chatops.dead_runs", "watch", gateway_url],
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_watching(watching: subprocess.Popen | None) -> None:
+    """Wait for :func:`watch_silent_runs`; a failure is said, not fatal (the runner still reports
+    runs whose process it sees die)."""
+    if watching is None:
+        return
+    try:
+        _, errors = watching.communicate(timeout=SERVER_START_SECONDS)
+    except subprocess.TimeoutExpired:
+        watching.kill()
+        _, errors = watching.communicate()
+    if watching.returncode != 0:
+        print(
+            "chatops: could not set up the automation that reports silent runs "
+            f"(a frozen or lost run is not noticed):\n{errors[-2000:]}",
+            flush=True,
+        )
 
 
 def sign_in_hint(external: str | None) -> str:

@@ -7,7 +7,11 @@ Inside the dead process nothing can run any more, so this happens outside it:
 - a runner that died *with* its children finds their runs when it starts again
   (:func:`recover_orphans`): every run of its deployments still Running or Pending whose process
   is gone (each run records its process in ``$CHATOPS_HOME/runs/``) is marked Crashed and
-  reported the same way.
+  reported the same way;
+- a run whose process (or machine) died anywhere, or froze, stops sending heartbeats: Prefect's
+  automation marks it Crashed and the gateway frees and reports it (:mod:`chatops.dead_runs`).
+
+Each run is reported once, by whichever notices first (:func:`flows.report.claim_report`).
 
 Either way GitHub gets ``error`` on the deployment and Slack a message, unless the run had
 recorded its success (then it stays ``success``: its hosts keep the release); the environment's

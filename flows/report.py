@@ -15,7 +15,9 @@ moments:
 Reporting never fails a deploy: a GitHub or Slack outage is logged and the deploy goes on.
 
 When the process running a deploy dies, nothing in it can report any more: :func:`report_crash`
-does it from outside, for the runner (and for the recovery of runs whose runner died too).
+does it from outside, for the runner, for the recovery of runs whose runner died too, and for the
+gateway when Prefect's automation finds a run silent (:mod:`chatops.dead_runs`). Whichever comes
+first reports; the others find the run labelled :data:`REPORTED_LABEL` and stay quiet.
 """
 
 import time
@@ -50,6 +52,8 @@ from tasks.run_signing import claims, problem, signing_key
 from tasks.summary import DeploySummary, Outcome, SlotHolder, Step, run_tags, run_title
 
 EXCERPT_CHARS = 2000
+REPORTED_LABEL = "chatops.crash-reported"
+"""The flow run label that says its crash (or abort) was reported already, and when."""
 
 
 @dataclass(frozen=True)
@@ -301,7 +305,26 @@ def signed(flow_run: FlowRun) -> bool:
     return problem(values, parameters.get("signature"), signing_key(False)) is None
 
 
-def report_crash(flow_run: FlowRun, why: str, aborted: str | None = None) -> None:
+def claim_report(flow_run_id: Any) -> bool:
+    """Label the run as reported; False when it was labelled already (someone else reported).
+
+    Whoever notices a dead run first (the runner, a restarted runner, the gateway) claims it
+    here, just before telling anyone, so a run is reported once. When Prefect cannot be asked,
+    the run is reported anyway.
+    """
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(flow_run_id)
+            if REPORTED_LABEL in (run.labels or {}):
+                return False
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            client.update_flow_run_labels(flow_run_id, {REPORTED_LABEL: stamp})
+    except Exception as exc:  # Prefect unreachable: better told twice than never
+        get_logger("chatops.crash").warning("Could not label run %s: %s", flow_run_id, exc)
+    return True
+
+
+def report_crash(flow_run: FlowRun, why: str, aborted: str | None = None) -> bool:
     """Tell GitHub (``error``) and Slack that the process running ``flow_run`` died, or, with
     ``aborted`` (who), that it was aborted.
 
@@ -311,9 +334,14 @@ def report_crash(flow_run: FlowRun, why: str, aborted: str | None = None) -> Non
     Runs outside the dead run (in the runner, or when a restarted runner finds the run
     orphaned), so it works from the run's parameters alone. The GitHub deployment is the one
     given in the parameters (of a run the gateway signed), or the one whose payload names this
-    run.
+    run. Also called by the gateway for a run Prefect found silent (:mod:`chatops.dead_runs`).
+
+    Reports once per run (:func:`claim_report`); returns whether this call reported.
     """
     logger = get_logger("chatops.crash")
+    if not claim_report(flow_run.id):
+        logger.info("The end of run %s was reported already", flow_run.id)
+        return False
     parameters = flow_run.parameters
     app_name, environment = parameters.get("app"), parameters.get("environment")
     title = flow_run.name or run_title(
@@ -337,7 +365,7 @@ def report_crash(flow_run: FlowRun, why: str, aborted: str | None = None) -> Non
         env = Environment.load(f"{app_name}-{environment}")
     except (ValueError, ObjectNotFound):
         logger.warning("Crashed run %s names an unknown app environment", flow_run.id)
-        return
+        return False
     github: GitHubAccess | None = load_optional(GitHubAccess)
     if github is not None:
         try:
@@ -362,3 +390,4 @@ def report_crash(flow_run: FlowRun, why: str, aborted: str | None = None) -> Non
     if access is not None and channel:
         client = slack.slack_client(access)
         slack.post_message(client, channel, f":warning: {message} {link or ''}".strip())
+    return True

@@ -311,6 +311,7 @@ def workers(prefect_on_postgres: Server, state: Path) -> Iterator[list[Worker]]:
                 PREFECT_API_AUTH_STRING=API_AUTH,
                 PREFECT_HOME=str(home / "prefect"),
                 PREFECT_WORKER_QUERY_SECONDS="1",
+                PREFECT_FLOWS_HEARTBEAT_FREQUENCY="30",  # as docs/scale-out.md sets it
                 CHATOPS_HOME=str(home / "chatops"),
                 CHATOPS_ARTIFACT_CACHE=str(shared_cache),
             )

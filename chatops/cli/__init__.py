@@ -214,6 +214,13 @@ def cmd_config_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch_runs(args: argparse.Namespace) -> int:
+    use_prefect_api(find_prefect_api())
+    from chatops import dead_runs  # Prefect loads here, pointed at the server found above
+
+    return dead_runs.main(["watch", args.gateway_url])
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from chatops import up
 
@@ -273,6 +280,12 @@ def parser() -> argparse.ArgumentParser:
         "--prune", action="store_true", help="remove apps and environments that are not in the file"
     )
     apply.set_defaults(func=cmd_config_apply)
+    p = sub.add_parser(
+        "watch-runs",
+        help="have Prefect crash and report, through GATEWAY_URL, runs that stopped heartbeating",
+    )
+    p.add_argument("gateway_url", help="where the Prefect server reaches a gateway, http://…:8000")
+    p.set_defaults(func=cmd_watch_runs)
     p = sub.add_parser("gateway", help="serve the Slack, GitHub and CLI endpoints")
     p.set_defaults(func=cmd_gateway)
     p = sub.add_parser("follow", help="follow a run until it ends (its id or UI link)")

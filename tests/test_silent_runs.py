@@ -1,0 +1,178 @@
+"""The gateway's endpoint for Prefect's silent-run automation (``POST /prefect/silent-runs``).
+
+Against the test Prefect server, with the real gateway app: a call without the shared secret
+is refused and changes nothing; a call naming a run that is still Running marks it Crashed and
+tells Slack once, however often it comes; finished runs and runs of other flows are left alone.
+The automation itself is checked end to end in tests/test_dead_runs_e2e.py.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.events import emit_event
+from prefect.events.filters import EventFilter, EventResourceFilter
+from prefect.settings import PREFECT_API_URL
+from prefect.states import Completed, Running
+from starlette.testclient import TestClient
+
+from blocks import SlackAccess
+from chatops.dead_runs import AUTOMATION, silent_run_trigger
+from chatops.settings import SILENT_RUNS_HEADER, SILENT_RUNS_PATH
+from flows.deploy import deploy
+from flows.report import REPORTED_LABEL
+from tests.fakes.slack_api import FakeSlack
+from tests.gateway_support import DEPLOYS, SETTINGS, gateway, save_config
+
+SECRET = "silent-runs-secret-for-tests"
+
+
+@pytest.fixture
+def client(
+    prefect_server: None, monkeypatch: pytest.MonkeyPatch, fake_slack: FakeSlack
+) -> Iterator[TestClient]:
+    """The gateway with the secret set; the process it settles runs in finds the test server."""
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+    save_config()
+    SlackAccess(bot_token=fake_slack.token, api_url=fake_slack.api_url).save(
+        "default", overwrite=True
+    )
+    with gateway(settings=replace(SETTINGS, silent_runs_secret=SECRET)) as test_client:
+        yield test_client
+
+
+def running_deploy() -> FlowRun:
+    """A deploy run of shop to staging, Running, whose requester waits in #deploys."""
+    parameters = {
+        "app": "shop",
+        "environment": "staging",
+        "ref": "v2",
+        "notify": {"channel": DEPLOYS},
+    }
+    with get_client(sync_client=True) as prefect:
+        run = prefect.create_flow_run(deploy, parameters=parameters, state=Running())
+        return prefect.read_flow_run(run.id)
+
+
+def call(client: TestClient, run_id: object, secret: str | None = SECRET) -> tuple[int, dict]:
+    headers = {SILENT_RUNS_HEADER: secret} if secret is not None else {}
+    answer = client.post(
+        SILENT_RUNS_PATH, json={"flow_run": f"prefect.flow-run.{run_id}"}, headers=headers
+    )
+    return answer.status_code, answer.json()
+
+
+def state_of(run_id: uuid.UUID) -> str:
+    with get_client(sync_client=True) as prefect:
+        return prefect.read_flow_run(run_id).state_name or ""
+
+
+@pytest.mark.parametrize("secret", [None, "", "wrong-secret", SECRET + "x"])
+def test_a_call_without_the_secret_is_refused_and_changes_nothing(
+    client: TestClient, fake_slack: FakeSlack, secret: str | None
+) -> None:
+    run = running_deploy()
+    status, body = call(client, run.id, secret)
+    assert status == 401
+    assert SECRET not in str(body)
+    assert state_of(run.id) == "Running"
+    assert fake_slack.top_level(DEPLOYS) == []
+
+
+def test_an_unset_secret_refuses_every_call(prefect_server: None) -> None:
+    with gateway(settings=replace(SETTINGS, silent_runs_secret="")) as unset:
+        assert call(unset, uuid.uuid4(), "")[0] == 401
+        assert call(unset, uuid.uuid4(), "anything")[0] == 401
+
+
+def test_a_silent_running_deploy_is_crashed_and_reported_once(
+    client: TestClient, fake_slack: FakeSlack
+) -> None:
+    run = running_deploy()
+    status, body = call(client, run.id)
+    assert (status, body["outcome"]) == (200, "reported")
+    with get_client(sync_client=True) as prefect:
+        after = prefect.read_flow_run(run.id)
+    assert after.state_name == "Crashed"
+    assert "no heartbeat for 60 s" in (after.state.message or "")
+    assert REPORTED_LABEL in after.labels
+    told = [m.text for m in fake_slack.top_level(DEPLOYS)]
+    assert len(told) == 1 and "crashed" in told[0] and str(run.id) in told[0], told
+
+    # The automation may call again (both actions, a retry); nobody is told twice.
+    status, body = call(client, run.id)
+    assert (status, body["outcome"]) == (200, "reported already")
+    assert len(fake_slack.top_level(DEPLOYS)) == 1
+
+
+def test_a_run_that_ended_by_itself_is_left_alone(
+    client: TestClient, fake_slack: FakeSlack
+) -> None:
+    run = running_deploy()
+    with get_client(sync_client=True) as prefect:
+        prefect.set_flow_run_state(run.id, Completed(), force=True)
+    status, body = call(client, run.id)
+    assert (status, body["outcome"]) == (200, "finished")
+    assert state_of(run.id) == "Completed"
+    assert fake_slack.top_level(DEPLOYS) == []
+
+
+def test_a_run_that_sent_a_heartbeat_lately_is_left_alone(
+    client: TestClient, fake_slack: FakeSlack
+) -> None:
+    """Only the automation knows the secret; still, a call about a live run changes nothing."""
+    run = running_deploy()
+    resource = {"prefect.resource.id": f"prefect.flow-run.{run.id}"}
+    emit_event("prefect.flow-run.heartbeat", resource=resource)
+    heard = EventFilter(resource=EventResourceFilter(id=[resource["prefect.resource.id"]]))
+    with get_client(sync_client=True) as prefect:
+        deadline = time.monotonic() + 30
+        while not prefect.read_events(filter=heard, limit=1).events:
+            assert time.monotonic() < deadline, "the heartbeat never reached the server"
+            time.sleep(0.5)
+    status, body = call(client, run.id)
+    assert (status, body["outcome"]) == (200, "alive")
+    assert state_of(run.id) == "Running"
+    assert fake_slack.top_level(DEPLOYS) == []
+
+
+@flow(name="something-else")
+def something_else() -> None:
+    pass
+
+
+def test_unknown_runs_and_runs_of_other_flows_are_not_touched(client: TestClient) -> None:
+    assert call(client, uuid.uuid4())[0] == 404
+    with get_client(sync_client=True) as prefect:
+        other = prefect.create_flow_run(something_else, state=Running())
+    assert call(client, other.id)[0] == 404
+    assert state_of(other.id) == "Running"
+    bad = client.post(SILENT_RUNS_PATH, content=b"{}", headers={SILENT_RUNS_HEADER: SECRET})
+    assert bad.status_code == 400
+
+
+def test_the_automation_watches_deploys_and_rollbacks_for_two_heartbeats(
+    prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Created by name, then updated in place (``chatops up`` runs it at every start)."""
+    from chatops.dead_runs import watch_silent_runs
+
+    monkeypatch.setenv("CHATOPS_HEARTBEAT_SECONDS", "45")
+    first = watch_silent_runs("http://127.0.0.1:9", secret=SECRET)
+    again = watch_silent_runs("http://127.0.0.1:8000/", secret=SECRET)
+    assert first.id == again.id
+    from prefect.automations import Automation
+
+    stored = Automation.read(name=AUTOMATION)
+    assert stored.trigger.within.total_seconds() == 90
+    assert stored.trigger == silent_run_trigger(90)
+    assert [a.type for a in stored.actions] == ["change-flow-run-state", "call-webhook"]
+    os.environ.pop("CHATOPS_HEARTBEAT_SECONDS", None)
