@@ -12,14 +12,13 @@ checkout fails at once): only the way from request to flow run is measured:
 - seconds from the first request until the last run existed, and until the last run started;
 - how many Slack users got their run link, in the answer or later on their ``response_url``.
 
-Run it alone with ``bench/run.sh --burst-only`` (or as the last phase of ``bench/run.sh``).
+Run it alone with ``bench/run.sh burst``; it writes results/burst.json (bench/results.py).
 Standard library only, plus the project's test-bed PostgreSQL helper.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.report import percentile
+from bench.results import Result
 from bench.signed import SECRETS, ResponseSink, deployment_webhook, slash_command
 from bench.system import FINAL, RUN_ID, BenchError, Up, http, ts, wait_for
 
@@ -228,14 +227,14 @@ def state(run: dict) -> str | None:
 
 
 def measure(
-    work: Path, databases: list[str], each: int, rounds: int, log: Any = print
-) -> list[dict[str, Any]]:
-    """Every round on every database, as plain dicts (the report's input)."""
+    result: Result, work: Path, databases: list[str], each: int, rounds: int, log: Any = print
+) -> None:
+    """Every round on every database, into ``result``: its series, and each round's counts
+    under ``raw``."""
     from tests.testbed.hosts import make_ssh_key
     from tests.testbed.postgres import throwaway_postgres
 
     key = make_ssh_key(work / "burst-key")
-    results: list[dict[str, Any]] = []
     for database in databases:
         with ExitStack() as stack:
             args: tuple[str, ...] = ()
@@ -250,9 +249,27 @@ def measure(
             configure(up, key.private_text)
             for number in range(rounds):
                 done = one_round(up, sink, database, each, f"{database}{number}")
-                results.append(asdict(done))
-                log(f"burst on {database}, round {number + 1}: {describe(done)}")
-    return results
+                keep(result, done)
+                log(f"burst on {database}, round {number + 1}: {asdict(done)}")
+
+
+def keep(result: Result, done: Round) -> None:
+    """One round's numbers as rows of the burst's tables."""
+    acks = "Answer to each request (s)"
+    for source, name in (("slack", "Slack slash command"), ("github", "GitHub webhook")):
+        for seconds in done.acks[source]:
+            result.add(acks, f"{done.database}: {name}", seconds)
+    runs = "Every request one run (requests per round)"
+    result.add(runs, f"{done.database}: answered 2xx", done.accepted, unit="count")
+    lost = done.sent - done.runs
+    result.add(runs, f"{done.database}: without exactly one run", lost, unit="count")
+    result.add(runs, f"{done.database}: Slack users given the run link", done.slack_links, "count")
+    after = "Seconds after the burst was released"
+    result.add(after, f"{done.database}: the last run created", done.last_created)
+    result.add(after, f"{done.database}: the last run started", done.last_started)
+    result.data["raw"].append(asdict(done))
+    if lost:
+        result.data["failures"].append(f"{done.database}: {lost} of {done.sent} without one run")
 
 
 def configure(up: Up, private_key: str) -> None:
@@ -270,21 +287,3 @@ def sees_apps(up: Up) -> bool:
     headers = {"Authorization": f"Bearer {up.token}", "Content-Type": "application/json"}
     status, answer = http("POST", f"{up.gateway}/cli/commands", body, headers)
     return status == 200 and "deploys to" in json.loads(answer).get("text", "")
-
-
-def describe(r: Round) -> str:
-    def acks(source: str) -> str:
-        v = r.acks[source]
-        if not v:
-            return f"{source} none answered"
-        return (
-            f"{source} acks {statistics.median(v) * 1000:.0f}/{percentile(v, 99) * 1000:.0f}/"
-            f"{max(v) * 1000:.0f} ms"
-        )
-
-    last = f"{r.last_started:.1f} s" if r.last_started is not None else "?"
-    return (
-        f"{r.accepted}/{r.sent} accepted, {r.runs} runs ({r.missing} missing, {r.doubled} "
-        f"doubled), {acks('slack')}, {acks('github')} (median/p99/max), last run started "
-        f"{last} after the burst, {r.slack_links} Slack links"
-    )

@@ -2,11 +2,12 @@
 # The benchmark: chatops-deploy as a user meets it, against a hand-written fabric script, on the
 # test bed (network-namespace hosts with sshd and Tomcat). Needs root and scripts/install-deps.sh.
 #
-#   bench/run.sh [--hosts 1,4,8] [--rounds 3] [--write docs/benchmarks.md] [--json FILE]
-#                [--timeout 3600] [--no-restarts] [--keep]
+#   bench/run.sh [deploy] [burst] [--hosts 1,4,8] [--rounds 5] [--restarts 3]
+#                [--burst-each 50] [--burst-rounds 1] [--out results] [--quick]
 #
-# Prints a summary; with --write, rewrites the report. Everything it starts is stopped when it
-# ends, fails or is interrupted. bench/harness.py says what it measures and how.
+# Writes results/<scenario>.json; `python -m bench.report results/*.json` renders
+# docs/benchmarks.md from them. Everything it starts is stopped when it ends, fails or is
+# interrupted. bench/harness.py says what it measures and how.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 if [ "$(id -u)" -ne 0 ]; then

@@ -123,15 +123,6 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time of a process and of the children it has reaped (utime+stime+cutime+cstime)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
 def status_kb(pid: int, key: str) -> int | None:
     """A ``kB`` field (VmHWM, VmRSS) of /proc/<pid>/status."""
     try:
@@ -295,12 +286,6 @@ class Up:
                 found["forkserver"] = pid
         return found
 
-    def service_cpu(self) -> dict[str, float]:
-        """CPU seconds each service has used so far; the forkserver's include the finished runs
-        (each run's process, with its build, is a child it reaps)."""
-        used = {name: cpu_seconds(pid) for name, pid in self.children().items()}
-        return {name: seconds for name, seconds in used.items() if seconds is not None}
-
     def stop(self, grace: float = 60) -> None:
         """Ctrl-C as a person would; anything left after ``grace`` seconds is killed."""
         if not self.process:
@@ -395,21 +380,6 @@ class Up:
             return run if (run.get("state") or {}).get("type") in FINAL else None
 
         return wait_for(f"flow run {run_id} to end", final, timeout, interval=0.25)
-
-    def first_task_start(self, run_id: str, timeout: float = 120) -> float:
-        """Epoch when the run's first task run started running (waits until one has)."""
-
-        def first() -> float | None:
-            starts = [ts(t.get("start_time")) for t in self.task_runs(run_id)]
-            starts = [s for s in starts if s]
-            if starts:
-                return min(starts)
-            state = (self.flow_run(run_id).get("state") or {}).get("type")
-            if state in FINAL:
-                raise BenchError(f"flow run {run_id} ended ({state}) before any task ran")
-            return None
-
-        return wait_for(f"the first task of {run_id}", first, timeout, interval=0.05)
 
     def request_run(self, key: str, timeout: float = 60) -> str:
         """The flow run of the intake request with idempotency key ``key``, once it exists
