@@ -1,23 +1,19 @@
 """The benchmark: chatops-deploy as a user meets it, against a hand-written fabric script.
 
-Run it with ``bench/run.sh`` (as root, on the test bed). Two scenarios, each writing one result
-file (bench/results.py) that ``python -m bench.report`` renders:
+``bench/run.sh [deploy] [burst]`` (as root, on the test bed); each scenario writes
+``results/<scenario>.json`` (bench/results.py), which ``python -m bench.report`` renders.
 
-``deploy`` (results/deploy.json)
-    ``chatops up --port <free>`` in a fresh CHATOPS_HOME (no PREFECT_* variables), timed to its
-    milestones; ``chatops --help``; then for each host count N (``--hosts``): N network-namespace
-    hosts (sshd + Tomcat 10.1), ``chatops config apply`` of ``staging-N`` with ``batch_size: N``,
-    one warm-up round (not in the statistics), then ``--rounds`` rounds of: the script
-    (bench/baseline_fabric.py) and ``chatops deploy`` each on a fresh commit, alternating which
-    goes first, then ``chatops deploy`` of a commit it built already (warm). On 1 host: the same
-    warm deploy sent as a signed Slack slash command and a signed GitHub ``deployment`` webhook;
-    peak memory of the services; ``--restarts`` restarts of ``chatops up``.
-``burst`` (results/burst.json)
-    bench/burst.py: many signed requests at once, on SQLite and on PostgreSQL.
+``deploy``: ``chatops up`` in a fresh CHATOPS_HOME, timed to its milestones; ``chatops --help``;
+for each host count N: N network-namespace hosts (sshd + Tomcat 10.1), ``chatops config apply``
+of ``staging-N`` (``batch_size: N``), one warm-up round, then ``--rounds`` rounds of: the script
+(bench/baseline_fabric.py) and ``chatops deploy``, each of a fresh commit, alternating which goes
+first, then ``chatops deploy`` of a commit it built already (warm). On 1 host also: the warm
+deploy sent as a signed Slack slash command and GitHub webhook, the services' peak memory, and
+``--restarts`` restarts of ``chatops up``. ``burst``: bench/burst.py.
 
-Every deploy is timed from spawning its process to its exit. Between two deploys the bench
-waits until the hosts' JVMs are idle (a JVM keeps compiling after it first answers), then 1 s.
-Everything it starts is stopped when it ends, fails or is interrupted.
+A deploy is timed from spawning its process to its exit; after it the bench waits until the
+hosts' JVMs are idle (a JVM keeps compiling after it first answers), then 1 s. Everything it
+starts is stopped when it ends, fails or is interrupted.
 """
 
 from __future__ import annotations
@@ -37,16 +33,10 @@ from typing import Any
 from bench import burst
 from bench.results import Result, command_line
 from bench.signed import SECRETS, ResponseSink, deployment_webhook, slash_command
-from bench.system import RUN_ID, BenchError, CliResult, Up, http, status_kb, ts, wait_for
+from bench.system import RUN_ID, BenchError, Up, http, status_kb, ts, wait_for
+from tests.testbed import hosts as testbed
 from tests.testbed.gitrepo import AppRepo, make_app_repo
-from tests.testbed.hosts import (
-    DEPLOY_PATH,
-    TestHost,
-    make_ssh_key,
-    missing_requirements,
-    netns_hosts,
-    preclean,
-)
+from tests.testbed.hosts import DEPLOY_PATH, TestHost, make_ssh_key, netns_hosts
 
 KEY_VAR = "DEMO_SSH_KEY"
 HEALTH_URL = "http://{host}:8080/demo/health"
@@ -91,43 +81,22 @@ class DeployBench:
                 return sha
         raise BenchError("no built commit to deploy again")
 
-    def apply_config(self, environments: dict[str, list[TestHost]]) -> None:
-        """``chatops config apply`` these environments; wait until the gateway has them."""
-        lines = ["apps:", "  demo:", "    repository: acme/demo", f"    clone_url: {self.repo.url}"]
-        lines += [f"    default_environment: {next(iter(environments))}", "    environments:"]
-        for name, hosts in environments.items():
-            known = ", ".join(json.dumps(h.known_hosts_line) for h in hosts)
-            lines += [
-                f"      {name}:",
-                f"        hosts: [{', '.join(h.address for h in hosts)}]",
-                f"        ssh: {{user: root, private_key_env: {KEY_VAR}, connect_timeout: 3,",
-                f"              known_hosts: [{known}]}}",
-                f"        deploy_path: {DEPLOY_PATH}",
-                f"        restart_command: {RESTART}",
-                f"        health_url: {HEALTH_URL}",
-                "        health_timeout: 120",
-                f"        batch_size: {len(hosts)}",
-            ]
-        path = self.work / "chatops.yaml"
-        path.write_text("\n".join(lines) + "\n")
-        applied = self.up.cli(
-            "config", "apply", str(path), timeout=120, env={KEY_VAR: self.key.private_text}
-        )
-        if applied.rc != 0:
-            raise BenchError(f"chatops config apply failed:\n{applied.stdout}\n{applied.stderr}")
-        self.result.add(CLI, "`chatops config apply`", applied.wall)
-        wait_for(
-            "the gateway to see the configuration", lambda: self.gateway_sees(environments), 60
-        )
+    def apply_config(self, env: str, hosts: list[TestHost]) -> None:
+        """``chatops config apply`` of ``env`` on ``hosts``; wait until the gateway has it."""
+        ssh = {"user": "root", "private_key_env": KEY_VAR, "connect_timeout": 3}
+        ssh["known_hosts"] = [h.known_hosts_line for h in hosts]
+        environment = {"hosts": [h.address for h in hosts], "ssh": ssh, "health_timeout": 120}
+        environment.update(deploy_path=DEPLOY_PATH, restart_command=RESTART, health_url=HEALTH_URL)
+        app = {"repository": "acme/demo", "clone_url": self.repo.url, "default_environment": env}
+        app["environments"] = {env: {**environment, "batch_size": len(hosts)}}
+        wall = self.up.apply_config({"apps": {"demo": app}}, {KEY_VAR: self.key.private_text})
+        self.result.add(CLI, "`chatops config apply`", wall)
 
-    def gateway_sees(self, environments: dict[str, list[TestHost]]) -> bool:
-        body = json.dumps({"text": "where demo"}).encode()
-        headers = {"Authorization": f"Bearer {self.up.token}", "Content-Type": "application/json"}
-        status, answer = http("POST", f"{self.up.gateway}/cli/commands", body, headers)
-        text = json.loads(answer).get("text", "") if status == 200 else ""
-        return all(
-            name in text and hosts[0].address in text for name, hosts in environments.items()
-        )
+        def sees() -> bool:
+            text = self.up.ask("where demo")
+            return env in text and hosts[0].address in text
+
+        wait_for("the gateway to see the configuration", sees, 60)
 
     # ------------------------------------------------------------------ one deploy
     def chatops(self, env: str, hosts: list[TestHost], sha: str) -> dict[str, Any]:
@@ -138,16 +107,8 @@ class DeployBench:
             self.built.append(sha)
         return entry
 
-    def record(
-        self,
-        via: str,
-        env: str,
-        hosts: list[TestHost],
-        sha: str,
-        sent: float,
-        run_id: str | None,
-        cli: CliResult | None = None,
-    ) -> dict[str, Any]:
+    def record(self, via: str, env: str, hosts: list, sha: str, sent: float, run_id, cli=None):
+        """Wait for the run to end; keep what Prefect recorded of it; let the hosts settle."""
         entry: dict[str, Any] = {"who": "chatops", "via": via, "env": env, "hosts": len(hosts)}
         entry.update(sha=sha, sent=sent, run_id=run_id, ok=False)
         if cli is not None:
@@ -184,14 +145,8 @@ class DeployBench:
         argv += ["--workdir", str(self.work), "--json"]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
         sent, t0 = time.time(), time.monotonic()
-        proc = subprocess.run(
-            argv,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=DEPLOY_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        kw = {"capture_output": True, "text": True, "stdin": subprocess.DEVNULL}
+        proc = subprocess.run(argv, env=env, timeout=DEPLOY_TIMEOUT, **kw)
         entry = {"who": "script", "hosts": len(hosts), "sha": sha, "sent": sent}
         entry.update(wall=time.monotonic() - t0, ok=proc.returncode == 0)
         if entry["ok"]:
@@ -205,9 +160,9 @@ class DeployBench:
     def settle(self, hosts: list[TestHost]) -> None:
         """Wait (at most 15 s) until the hosts' JVMs are idle, then 1 s, as between two
         commands a person types."""
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and tomcat_cores(hosts) >= 0.05 + 0.02 * len(hosts):
-            pass
+        with contextlib.suppress(BenchError):
+            idle = lambda: tomcat_cores(hosts) < 0.05 + 0.02 * len(hosts)  # noqa: E731
+            wait_for("the JVMs to be idle", idle, 15, interval=0)
         time.sleep(1.0)
 
     def fail(self, error: str) -> None:
@@ -231,7 +186,6 @@ class DeployBench:
     def hosts_phase(self, count: int, hosts: list[TestHost], env: str) -> None:
         """Cold deploys against the script, and warm deploys, to ``count`` hosts."""
         label = f"{count} host{'s' if count > 1 else ''}"
-        names = {w: f"{w}, {label}" for w in ("script", "chatops cold", "chatops warm")}
         rounds = [True] * (0 if self.args.quick else 1) + [False] * self.args.rounds
         for number, warmup in enumerate(rounds):
             order = ("script", "chatops") if number % 2 == 0 else ("chatops", "script")
@@ -239,7 +193,7 @@ class DeployBench:
                 sha = self.fresh_commit()
                 if who == "script":
                     entry = self.script(hosts, sha)
-                    self.result.add(WALL, names["script"], ok_wall(entry), warmup=warmup)
+                    self.result.add(WALL, f"script, {label}", ok_wall(entry), warmup=warmup)
                 else:
                     entry = self.chatops(env, hosts, sha)
                     self.sample("cold", label, entry, warmup)
@@ -248,7 +202,7 @@ class DeployBench:
                 self.sample("warm", label, entry, warmup)
             log(f"{label}, round {number}{' (warm-up)' if warmup else ''} done")
         for kind in ("cold", "warm"):
-            a, b = (WALL, names[f"chatops {kind}"]), (WALL, names["script"])
+            a, b = (WALL, f"chatops {kind}, {label}"), (WALL, f"script, {label}")
             self.result.compare(f"{kind} deploy, {label}: chatops ÷ script", a, b)
 
     def sample(self, kind: str, label: str, entry: dict[str, Any], warmup: bool) -> None:
@@ -293,19 +247,15 @@ class DeployBench:
         answered = time.time()
         if status not in (200, 202):
             raise BenchError(f"{path}: HTTP {status} {answer[:300]!r}")
-        if key is None:  # Slack: the run link is in the answer or follows on the response_url
-            found = RUN_ID.search(answer.decode())
-            run_id = found.group(1) if found else self.slack_link(seen)
-        else:
-            run_id = self.up.request_run(key)
-        return sent, answered, run_id
+        if key is not None:
+            return sent, answered, self.up.request_run(key)
 
-    def slack_link(self, seen: int) -> str:
+        # Slack: the run link is in the answer, or follows on the response_url.
         def link() -> str | None:
-            found = [RUN_ID.search(m) for *_, m in self.sink.messages[seen:]]
-            return next((f.group(1) for f in found if f), None)
+            bodies = [answer.decode()] + [m for *_, m in self.sink.messages[seen:]]
+            return next((f.group(1) for b in bodies if (f := RUN_ID.search(b))), None)
 
-        return wait_for("the Slack follow-up with the run link", link, 60)
+        return sent, answered, wait_for("the Slack run link", link, 60)
 
     def memory(self) -> None:
         table = "Peak resident memory of the services at the end (MB, VmHWM)"
@@ -332,15 +282,12 @@ class DeployBench:
                 )
 
 
-MILESTONES = {
-    "up_line": 'prints "chatops is up"',
-    "gateway": "the gateway answers /healthz",
-    "deployments": "the deployments are served",
-}
+MILESTONES = {"up_line": 'prints "chatops is up"', "gateway": "the gateway answers /healthz"}
+MILESTONES["deployments"] = "the deployments are served"
 
 
 def ok_wall(entry: dict[str, Any]) -> float | None:
-    return entry["wall"] if entry["ok"] else None
+    return entry["wall"] if entry["ok"] else None  # a failed deploy is not a sample
 
 
 def phases(entry: dict[str, Any]) -> dict[str, float]:
@@ -356,8 +303,7 @@ def phases(entry: dict[str, Any]) -> dict[str, float]:
         if task["start"] and task["end"]:
             group = task["name"].rsplit(" ", 1)[0]  # "health check 10.213.1.2": per host
             groups.setdefault(f"task: {group}", []).append((task["start"], task["end"]))
-    for group, spans in groups.items():
-        out[group] = union(spans)
+    out.update({group: union(spans) for group, spans in groups.items()})
     if entry.get("exited"):
         out["flow end → CLI exit"] = entry["exited"] - entry["end"]
     return out
@@ -392,6 +338,7 @@ def tomcat_cores(hosts: list[TestHost], window: float = 0.5) -> float:
 def deploy_scenario(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack) -> Result:
     params = {k: getattr(args, k) for k in ("hosts", "rounds", "restarts", "quick")}
     result = Result("deploy", "Deploys: chatops against the script", command_line(), params)
+    stack.callback(result.write, args.out / "deploy.json")  # what it has, even if interrupted
     bench = DeployBench(args, work, result)
     stack.callback(bench.sink.close)
     stack.callback(bench.up.stop)
@@ -400,8 +347,7 @@ def deploy_scenario(args: argparse.Namespace, work: Path, stack: contextlib.Exit
     for count in args.hosts:
         log(f"{count} host(s): bringing up the test hosts")
         with netns_hosts(count, bench.key, work / f"hosts-{count}") as hosts:
-            targets = {f"staging-{count}": hosts[:count]}
-            bench.apply_config(targets)
+            bench.apply_config(f"staging-{count}", hosts)
             bench.hosts_phase(count, hosts[:count], f"staging-{count}")
             if count == 1 and not args.quick:
                 bench.triggers(hosts[:1])
@@ -414,6 +360,7 @@ def burst_scenario(args: argparse.Namespace, work: Path, stack: contextlib.ExitS
     params = {"each": args.burst_each, "rounds": args.burst_rounds, "databases": args.databases}
     title = f"A burst of {args.burst_each} slash commands and {args.burst_each} webhooks at once"
     result = Result("burst", title, command_line(), params)
+    stack.callback(result.write, args.out / "burst.json")
     burst.measure(result, work, args.databases, args.burst_each, args.burst_rounds, log)
     return result
 
@@ -424,9 +371,7 @@ SCENARIOS = {"deploy": deploy_scenario, "burst": burst_scenario}
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/run.sh", description=__doc__.splitlines()[0])
     p.add_argument("scenarios", nargs="*", default=["deploy", "burst"], choices=[[], *SCENARIOS])
-    p.add_argument(
-        "--hosts", default="1,4,8", type=lambda s: sorted({int(x) for x in s.split(",")})
-    )
+    p.add_argument("--hosts", default="1,4,8", type=lambda s: sorted(map(int, s.split(","))))
     p.add_argument("--rounds", type=int, default=5, help="measured rounds per host count (5)")
     p.add_argument("--restarts", type=int, default=3, help="restarts of chatops up (3)")
     p.add_argument("--burst-each", type=int, default=50, help="slash commands, as many webhooks")
@@ -435,11 +380,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("results"), help="result directory")
     p.add_argument("--timeout", type=float, default=3600, help="for the whole run, seconds")
     p.add_argument("--max-failures", type=int, default=3)
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="a smoke run: no warm-up round, no triggers, no restarts",
-    )
+    p.add_argument("--quick", action="store_true", help="no warm-up, triggers or restarts")
     args = p.parse_args(argv)
     if args.rounds < 1 or min(args.hosts) < 1:
         p.error("need --rounds >= 1 and host counts >= 1")
@@ -448,10 +389,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    missing = missing_requirements()
-    if missing:
-        print(f"bench: this machine lacks: {', '.join(missing)}", file=sys.stderr)
-        return 2
+    if missing := testbed.missing_requirements():
+        sys.exit(f"bench: this machine lacks: {', '.join(missing)}")
 
     def interrupted(signum: int, frame: object) -> None:
         raise Interrupted(signal.Signals(signum).name)
@@ -460,14 +399,13 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGALRM):
         signal.signal(sig, interrupted)
     signal.alarm(int(args.timeout))
-    preclean()  # hosts of earlier runs whose owner is gone (a killed bench)
+    testbed.preclean()  # hosts of earlier runs whose owner is gone (a killed bench)
     failed = 0
     for name in args.scenarios or list(SCENARIOS):
         work = Path(tempfile.mkdtemp(prefix=f"chatops-bench-{name}-"))
         try:
             with contextlib.ExitStack() as stack:
                 result = SCENARIOS[name](args, work, stack)
-            result.write(args.out / f"{name}.json")
             failed += len(result.data["failures"])
             log(f"{name}: wrote {args.out / f'{name}.json'}")
         except (KeyboardInterrupt, Interrupted) as exc:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import threading
@@ -27,34 +28,10 @@ class Result:
     """What one scenario measured, as it is written to JSON."""
 
     def __init__(self, scenario: str, title: str, command: str, parameters: dict) -> None:
-        self.data: dict[str, Any] = {
-            "scenario": scenario,
-            "title": title,
-            "command": command,
-            "parameters": parameters,
-            "machine": machine_facts(),
-            "started": time.time(),
-            "series": [],
-            "comparisons": [],
-            "failures": [],
-            "raw": [],
-        }
+        self.data: dict[str, Any] = {"scenario": scenario, "title": title, "command": command}
+        self.data.update(parameters=parameters, machine=machine_facts(), started=time.time())
+        self.data.update(series=[], comparisons=[], failures=[], raw=[])
         self._load = LoadSampler()
-
-    def series(self, table: str, name: str, unit: str = "s") -> dict[str, Any]:
-        for found in self.data["series"]:
-            if (found["table"], found["name"]) == (table, name):
-                return found
-        made = {
-            "table": table,
-            "name": name,
-            "unit": unit,
-            "warmup": [],
-            "samples": [],
-            "load1": [],
-        }
-        self.data["series"].append(made)
-        return made
 
     def add(
         self, table: str, name: str, value: float | None, unit: str = "s", warmup: bool = False
@@ -62,7 +39,12 @@ class Result:
         """One sample of a row (None, e.g. a failed deploy, is not a sample)."""
         if value is None:
             return
-        row = self.series(table, name, unit)
+        found = [s for s in self.data["series"] if (s["table"], s["name"]) == (table, name)]
+        if not found:
+            made = {"table": table, "name": name, "unit": unit}
+            found.append({**made, "warmup": [], "samples": [], "load1": []})
+            self.data["series"].append(found[0])
+        row = found[0]
         if warmup:
             row["warmup"].append(round(value, 4))
         else:
@@ -74,6 +56,9 @@ class Result:
         self.data["comparisons"].append({"name": name, "a": list(a), "b": list(b)})
 
     def write(self, path: Path) -> None:
+        """Write it; a run cut short (interrupted, or failing) says so and keeps what it has."""
+        if (cut := sys.exc_info()[1]) is not None:
+            self.data["cut_short"] = f"{type(cut).__name__}: {cut}"
         self.data["finished"] = time.time()
         self.data["machine"]["load_during"] = self._load.stop()
         self.data["machine"]["load_end"] = list(os.getloadavg())
@@ -105,9 +90,9 @@ def machine_facts() -> dict[str, Any]:
     """What the numbers depend on, read from this machine now."""
     facts: dict[str, Any] = {
         "cpus": os.cpu_count(),
-        "memory_gib": round(_meminfo_kb("MemTotal") / 1024 / 1024, 1),
+        "memory_gib": round(int(_field("/proc/meminfo", "MemTotal").split()[0]) / 1024**2, 1),
         "kernel": platform.release(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": _field("/proc/cpuinfo", "model name") or platform.machine(),
         "python": platform.python_version(),
         "load_start": list(os.getloadavg()),
         "cpu_pressure_start": _first_line("/proc/pressure/cpu"),
@@ -126,22 +111,14 @@ def _run(argv: list[str], stderr: bool = False) -> str:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return ""
-    lines = (proc.stderr if stderr else proc.stdout).strip().splitlines()
-    return lines[0].strip() if lines else ""
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", proc.stderr if stderr else proc.stdout).split("\n")
+    return lines[0].strip()
 
 
-def _meminfo_kb(key: str) -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
+def _field(path: str, key: str) -> str:
+    """The value of ``key: value`` in /proc/meminfo or /proc/cpuinfo."""
+    lines = Path(path).read_text().splitlines()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), "")
 
 
 def _first_line(path: str) -> str:

@@ -1,13 +1,6 @@
 """Requests as Slack and GitHub send them, signed, and a stand-in for Slack's ``response_url``.
 
-Standard library only, like the rest of the harness:
-
->>> body, headers = slash_command("deploy demo", "U0BENCH001", "http://127.0.0.1:9/r", "1.b")
->>> sorted(headers)
-['Content-Type', 'X-Slack-Request-Timestamp', 'X-Slack-Signature']
->>> body, headers = deployment_webhook(7, "0" * 40, "staging", "acme/demo")
->>> json.loads(body)["deployment"]["environment"], headers["X-GitHub-Event"]
-('staging', 'deployment')
+Standard library only, like the rest of the harness.
 """
 
 from __future__ import annotations
