@@ -11,8 +11,6 @@ so checkout fails at once): only the way from request to flow run is measured:
   request's idempotency key: missing or doubled);
 - seconds from the release until the last run existed, and until the last run started;
 - how many Slack users got their run link, in the answer or later on their ``response_url``.
-
-Run it alone with ``bench/run.sh burst``; it writes results/burst.json (bench/results.py).
 """
 
 from __future__ import annotations
@@ -32,11 +30,8 @@ from bench.system import FINAL, RUN_ID, BenchError, Up, http, ts, wait_for
 APPS = 10
 WHERE = f"where burst{APPS - 1}"  # the gateway knows the apps when it knows the last one
 KEY_VAR = "BURST_SSH_KEY"
-ACKS, RUNS, AFTER = (
-    "Answer to each request (s)",
-    "Requests per round",
-    "Seconds after the burst was released",
-)
+ACKS, RUNS = "Answer to each request (s)", "Requests per round"
+AFTER = "Seconds after the burst was released"
 
 
 @dataclass

@@ -27,6 +27,7 @@ TITLE = "# Benchmarks: chatops-deploy against a hand-written fabric script"
 HUMAN = re.compile(r"<!-- people: (\S+) -->\n(.*?)<!-- /people: \1 -->", re.S)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes some tools print
 UNWRITTEN = "_(not interpreted yet)_\n"
+TIMES = ("started", "finished")
 LIST_UP_TO = 12  # samples listed in full up to this many
 
 
@@ -100,36 +101,27 @@ def ratios(result: dict[str, Any]) -> list[str]:
     return [head, *out, ""]
 
 
-def when(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(epoch))
-
-
 def facts(result: dict[str, Any]) -> list[str]:
+    """When, how, on what, under which load; what failed; whether it was cut short."""
     m = {k: ANSI.sub("", v) if isinstance(v, str) else v for k, v in result["machine"].items()}
     load = m.get("load_during") or [m["load_start"][0]]
-    minutes = (result["finished"] - result["started"]) / 60
+    start, end = (time.strftime("%Y-%m-%d %H:%M", time.gmtime(result[k])) for k in TIMES)
+    params = ", ".join(f"{k} {v}" for k, v in result["parameters"].items())
     versions = ", ".join(f"{k} {m[k]}" for k in ("prefect", "fabric") if m.get(k))
-    failures = result["failures"]
+    three = {k: " / ".join(f"{v:.2f}" for v in m[k]) for k in ("load_start", "load_end")}
+    cut = result.get("cut_short")
+    cut = f" **Cut short** ({cut}): the rows hold what it measured until then." if cut else ""
     return [
-        f"Measured {when(result['started'])} – {when(result['finished'])[11:]} UTC "
-        f"({minutes:.0f} min) "
-        f"with `{result['command']}` at commit {m['commit']}; parameters: "
-        + ", ".join(f"{k} {v}" for k, v in result["parameters"].items())
-        + ".",
+        f"Measured {start} – {end[11:]} UTC with `{result['command']}` at commit {m['commit']}; "
+        f"parameters: {params}.",
         "",
         f"Machine (read while it ran): {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, "
         f"Linux {m['kernel']}, Python {m['python']}, {versions}, {m['java']}, {m['mvn']}.",
         f"Load average (1 min) during the run, every 5 s: median {statistics.median(load):.2f}, "
-        f"{min(load):.2f} – {max(load):.2f} ({len(load)} samples); at the start "
-        f"{' / '.join(f'{v:.2f}' for v in m['load_start'])} (1/5/15 min), at the end "
-        f"{' / '.join(f'{v:.2f}' for v in m['load_end'])}.",
+        f"{min(load):.2f} – {max(load):.2f} ({len(load)} samples); 1/5/15 min at the start "
+        f"{three['load_start']}, at the end {three['load_end']}.",
         "",
-        f"Failures: {'; '.join(failures) if failures else 'none'}."
-        + (
-            f" **Cut short** ({result['cut_short']}): the rows hold what it measured until then."
-            if result.get("cut_short")
-            else ""
-        ),
+        f"Failures: {'; '.join(result['failures']) or 'none'}.{cut}",
         "",
     ]
 

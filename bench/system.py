@@ -25,7 +25,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
 CHATOPS = Path(sys.executable).parent / "chatops"
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _PR_SET_PDEATHSIG = 1
@@ -59,18 +58,15 @@ def http(
 
 def ts(text: str | None) -> float | None:
     """A Prefect timestamp as epoch seconds."""
-    if not text:
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else None
 
 
 def wait_for(what: str, predicate: Any, timeout: float, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while True:
-        try:
+        value = None
+        with contextlib.suppress(OSError):
             value = predicate()
-        except OSError:
-            value = None
         if value:
             return value
         if time.monotonic() > deadline:
