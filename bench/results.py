@@ -60,9 +60,8 @@ class Result:
         if (cut := sys.exc_info()[1]) is not None:
             self.data["cut_short"] = f"{type(cut).__name__}: {cut}"
         self.data["finished"] = time.time()
-        self.data["machine"]["load_during"] = self._load.stop()
-        self.data["machine"]["load_end"] = list(os.getloadavg())
-        self.data["machine"]["cpu_pressure_end"] = _first_line("/proc/pressure/cpu")
+        end = {"load_end": list(os.getloadavg()), "load_during": self._load.stop()}
+        self.data["machine"] |= {**end, "cpu_pressure_end": _first_line("/proc/pressure/cpu")}
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.data, indent=1, default=str) + "\n")
 
@@ -81,8 +80,7 @@ class LoadSampler:
             self.samples.append(round(os.getloadavg()[0], 2))
 
     def stop(self) -> list[float]:
-        self._done.set()
-        self._thread.join(timeout=10)
+        self._done.set(), self._thread.join(timeout=10)
         return self.samples
 
 
@@ -96,7 +94,7 @@ def machine_facts() -> dict[str, Any]:
         "python": platform.python_version(),
         "load_start": list(os.getloadavg()),
         "cpu_pressure_start": _first_line("/proc/pressure/cpu"),
-        "commit": _run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+        "commit": COMMIT,
         "java": _run(["java", "-version"], stderr=True),
         "mvn": _run(["mvn", "-B", "-v"]),
     }
@@ -130,3 +128,6 @@ def _first_line(path: str) -> str:
 
 def command_line() -> str:
     return "bench/run.sh " + " ".join(sys.argv[1:])
+
+
+COMMIT = _run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])  # the code that runs
