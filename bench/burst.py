@@ -1,41 +1,37 @@
 """The burst: many signed Slack slash commands and GitHub ``deployment`` webhooks at once.
 
 For each database (``chatops up`` on its SQLite default, and ``chatops up --database`` on a
-throwaway PostgreSQL), in a fresh CHATOPS_HOME, ``--rounds`` times: ``--each`` slash commands and
-``--each`` webhooks are sent together (one thread per request, released at the same instant),
-spread over ten apps. The deploys cannot get far (the apps' repositories do not exist, so
-checkout fails at once): only the way from request to flow run is measured:
+throwaway PostgreSQL), in a fresh CHATOPS_HOME, ``--burst-rounds`` times: ``--burst-each`` slash
+commands and as many webhooks are sent together (one thread per request, released at the same
+instant), spread over ten apps. The deploys cannot get far (the apps' repositories do not exist,
+so checkout fails at once): only the way from request to flow run is measured:
 
-- how many requests were answered 2xx, and how fast (median, p99, max; Slack and GitHub apart);
-- how many of those became exactly one flow run (found in Prefect by the request's idempotency
-  key), and how many runs are missing or doubled;
-- seconds from the first request until the last run existed, and until the last run started;
+- how fast each request was answered, Slack and GitHub apart;
+- how many accepted requests did not become exactly one flow run (found in Prefect by the
+  request's idempotency key: missing or doubled);
+- seconds from the release until the last run existed, and until the last run started;
 - how many Slack users got their run link, in the answer or later on their ``response_url``.
-
-Run it alone with ``bench/run.sh --burst-only`` (or as the last phase of ``bench/run.sh``).
-Standard library only, plus the project's test-bed PostgreSQL helper.
 """
 
 from __future__ import annotations
 
-import json
-import statistics
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.report import percentile
+from bench.results import Result
 from bench.signed import SECRETS, ResponseSink, deployment_webhook, slash_command
 from bench.system import FINAL, RUN_ID, BenchError, Up, http, ts, wait_for
 
 APPS = 10
+WHERE = f"where burst{APPS - 1}"  # the gateway knows the apps when it knows the last one
 KEY_VAR = "BURST_SSH_KEY"
-CREATED_TIMEOUT = 300.0
-STARTED_TIMEOUT = 900.0
+ACKS, RUNS = "Answer to each request (s)", "Requests per round"
+AFTER = "Seconds after the burst was released"
 
 
 @dataclass
@@ -50,7 +46,6 @@ class Sent:
     status: int | None = None
     ack: float | None = None  # seconds until the answer
     answer: str = ""
-    error: str = ""
 
     @property
     def accepted(self) -> bool:
@@ -58,44 +53,13 @@ class Sent:
         return self.status == (202 if self.source == "github" else 200)
 
 
-@dataclass
-class Round:
-    """What one burst did, as the report shows it."""
-
-    database: str
-    sent: int
-    accepted: int
-    errors: dict[str, int]  # status (or the exception) -> how many
-    acks: dict[str, list[float]]  # source -> seconds, answered requests only
-    runs: int = 0  # accepted requests with exactly one flow run
-    missing: int = 0
-    doubled: int = 0
-    last_created: float | None = None  # seconds after the first request
-    last_started: float | None = None
-    slack_links: int = 0
-    notes: list[str] = field(default_factory=list)
-
-
-def config_yaml(work: Path) -> str:
+def config(work: Path) -> dict[str, Any]:
     """Ten apps on one host that refuses SSH, cloned from a repository that does not exist."""
-    lines = ["apps:"]
-    for n in range(APPS):
-        lines += [
-            f"  burst{n}:",
-            f"    repository: acme/burst{n}",
-            f"    clone_url: {work / 'no-such-repository'}",
-            "    default_environment: production",
-            "    environments:",
-            "      production:",
-            "        hosts: [127.0.0.1:1]",
-            "        ssh:",
-            "          user: nobody",
-            f"          private_key_env: {KEY_VAR}",
-            "          connect_timeout: 1",
-            "        deploy_path: /srv/burst",
-            "        restart_command: 'true'",
-        ]
-    return "\n".join(lines) + "\n"
+    ssh = {"user": "nobody", "private_key_env": KEY_VAR, "connect_timeout": 1}
+    env = {"hosts": ["127.0.0.1:1"], "ssh": ssh, "deploy_path": "/srv/burst"}
+    app = {"clone_url": str(work / "no-such-repository"), "default_environment": "production"}
+    app["environments"] = {"production": {**env, "restart_command": "true"}}
+    return {"apps": {f"burst{n}": {**app, "repository": f"acme/burst{n}"} for n in range(APPS)}}
 
 
 def requests(each: int, sink: ResponseSink, tag: str) -> list[Sent]:
@@ -103,16 +67,14 @@ def requests(each: int, sink: ResponseSink, tag: str) -> list[Sent]:
     made: list[Sent] = []
     base = 8_000_000 + int(time.time()) % 100_000 * 100
     for n in range(each):
-        app = f"burst{n % APPS}"
-        trigger = f"{time.time_ns()}.{n}.{tag}"
-        body, headers = slash_command(
-            f"deploy {app}@v{n} to production", f"U0BURST{n:03d}", sink.url(trigger), trigger
-        )
+        app, trigger = f"burst{n % APPS}", f"{time.time_ns()}.{n}.{tag}"
+        text, user = f"deploy {app}@v{n} to production", f"U0BURST{n:03d}"
+        body, headers = slash_command(text, user, sink.url(trigger), trigger)
         made.append(Sent(f"slack-{trigger}", "slack", "/slack/commands", body, headers))
-        number = base + n
-        body, headers = deployment_webhook(number, f"{n:040x}", "production", f"acme/{app}")
-        key = f"github-deployment-{number}"
-        made.append(Sent(key, "github", "/github/webhook", body, headers))
+        body, headers = deployment_webhook(base + n, f"{n:040x}", "production", f"acme/{app}")
+        made.append(
+            Sent(f"github-deployment-{base + n}", "github", "/github/webhook", body, headers)
+        )
     return made
 
 
@@ -123,13 +85,9 @@ def fire(up: Up, burst: list[Sent]) -> float:
     def one(item: Sent) -> None:
         gate.wait()
         started = time.monotonic()
-        try:
-            item.status, answer = http(
-                "POST", f"{up.gateway}{item.path}", item.body, item.headers, timeout=30
-            )
+        with contextlib.suppress(OSError):
+            item.status, answer = http("POST", up.gateway + item.path, item.body, item.headers, 30)
             item.answer = answer.decode(errors="replace")
-        except OSError as exc:
-            item.error = type(exc).__name__
         item.ack = time.monotonic() - started
 
     with ThreadPoolExecutor(max_workers=len(burst)) as pool:
@@ -144,147 +102,87 @@ def runs_of(up: Up, keys: list[str]) -> dict[str, list[dict]]:
     """The flow runs of each idempotency key."""
     found: dict[str, list[dict]] = {}
     for start in range(0, len(keys), 100):
-        chunk = keys[start : start + 100]
-        page = up.api_post(
-            "/flow_runs/filter",
-            {"flow_runs": {"idempotency_key": {"any_": chunk}}, "limit": 200},
-        )
-        for run in page:
+        query = {"flow_runs": {"idempotency_key": {"any_": keys[start : start + 100]}}}
+        for run in up.api_post("/flow_runs/filter", {**query, "limit": 200}):
             found.setdefault(run["idempotency_key"], []).append(run)
     return found
 
 
-def one_round(up: Up, sink: ResponseSink, database: str, each: int, tag: str) -> Round:
+def one_round(result: Result, up: Up, sink: ResponseSink, db: str, each: int, tag: str) -> None:
+    """One burst, into ``result``'s rows (and its counts under ``raw``)."""
     burst = requests(each, sink, tag)
     released = fire(up, burst)
-    accepted = [r for r in burst if r.accepted]
-    errors: dict[str, int] = {}
-    for r in burst:
-        if not r.accepted:
-            what = str(r.status) if r.status is not None else r.error
-            errors[what] = errors.get(what, 0) + 1
-    result = Round(
-        database=database,
-        sent=len(burst),
-        accepted=len(accepted),
-        errors=errors,
-        acks={
-            source: [r.ack for r in burst if r.source == source and r.status and r.ack]
-            for source in ("slack", "github")
-        },
-    )
-    keys = [r.key for r in accepted]
-
-    def all_created() -> dict[str, list[dict]] | None:
-        found = runs_of(up, keys)
-        return found if len(found) == len(keys) else None
-
-    try:
-        found = wait_for("a run for every accepted request", all_created, CREATED_TIMEOUT, 1.0)
-    except BenchError as exc:
-        result.notes.append(str(exc))
-        found = runs_of(up, keys)
-    result.runs = sum(1 for k in keys if len(found.get(k, [])) == 1)
-    result.missing = sum(1 for k in keys if k not in found)
-    result.doubled = sum(1 for k in keys if len(found.get(k, [])) > 1)
-    created = [ts(run["created"]) for runs in found.values() for run in runs]
-    if created and not result.missing:
-        result.last_created = max(c for c in created if c) - released
-
+    for source, name in (("slack", "Slack slash command"), ("github", "GitHub webhook")):
+        for item in burst:
+            if item.source == source and item.status:
+                result.add(ACKS, f"{db}: {name}", item.ack)
+    keys = [r.key for r in burst if r.accepted]
+    with contextlib.suppress(BenchError):
+        wait_for("a run for every request", lambda: len(runs_of(up, keys)) == len(keys), 300, 1)
+    found = runs_of(up, keys)
+    lost = sum(1 for k in keys if len(found.get(k, [])) != 1) + len(burst) - len(keys)
     ids = [run["id"] for runs in found.values() for run in runs]
+    created = [ts(run["created"]) or 0 for runs in found.values() for run in runs]
+    started = None
 
     def all_started() -> list[dict] | None:
         runs = [up.flow_run(i) for i in ids]
         going = [r for r in runs if r.get("start_time") or state(r) in FINAL]
         return runs if len(going) == len(runs) else None
 
-    try:
-        runs = wait_for("every run to start", all_started, STARTED_TIMEOUT, 2.0)
+    with contextlib.suppress(BenchError):
+        runs = wait_for("every run to start", all_started, 900, 2.0)
         starts = [ts(r.get("start_time")) for r in runs]
-        if all(starts) and not result.missing:
-            result.last_started = max(s for s in starts if s) - released
-    except BenchError as exc:
-        result.notes.append(str(exc))
+        started = max(starts) - released if all(starts) and len(found) == len(keys) else None
     # The next round (or the next database) starts on an idle engine.
-    try:
+    with contextlib.suppress(BenchError):
         wait_for(
             "every run to end", lambda: all(state(up.flow_run(i)) in FINAL for i in ids), 600, 2
         )
-    except BenchError as exc:
-        result.notes.append(str(exc))
     # The link comes in the ack when the run exists by then, else later on the response_url.
     linked = {path for _, path, body in sink.messages if RUN_ID.search(body)}
-    result.slack_links = sum(
-        1
-        for r in accepted
-        if r.source == "slack"
-        and (RUN_ID.search(r.answer) or any(p.endswith(r.key[6:]) for p in linked))
+    slack = [r for r in burst if r.source == "slack" and r.accepted]
+    links = sum(
+        1 for r in slack if RUN_ID.search(r.answer) or any(p.endswith(r.key[6:]) for p in linked)
     )
-    return result
+    counts = {
+        f"answered 2xx (of {len(burst)})": len(keys),
+        f"without exactly one run (of {len(burst)})": lost,
+        f"Slack users given their run link (of {len(slack)})": links,
+    }
+    for name, count in counts.items():
+        result.add(RUNS, f"{db}: {name}", count, "count")
+    if len(found) == len(keys):
+        result.add(AFTER, f"{db}: the last run created", max(created) - released)
+    result.add(AFTER, f"{db}: the last run started", started)
+    result.data["raw"].append({"database": db, "sent": len(burst), **counts, "started": started})
+    if lost:
+        result.data["failures"].append(f"{db}: {lost} of {len(burst)} requests without one run")
 
 
 def state(run: dict) -> str | None:
     return (run.get("state") or {}).get("type")
 
 
-def measure(
-    work: Path, databases: list[str], each: int, rounds: int, log: Any = print
-) -> list[dict[str, Any]]:
-    """Every round on every database, as plain dicts (the report's input)."""
+def measure(result: Result, work: Path, databases: list[str], each: int, rounds: int, log) -> None:
+    """Every round on every database, each database on a fresh ``chatops up``."""
     from tests.testbed.hosts import make_ssh_key
     from tests.testbed.postgres import throwaway_postgres
 
     key = make_ssh_key(work / "burst-key")
-    results: list[dict[str, Any]] = []
-    for database in databases:
-        with ExitStack() as stack:
+    for db in databases:
+        with contextlib.ExitStack() as stack:
             args: tuple[str, ...] = ()
-            if database == "postgresql":
+            if db == "postgresql":
                 args = ("--database", stack.enter_context(throwaway_postgres()).url)
-            up = Up(work / f"burst-{database}" / "home", extra_env=SECRETS, args=args)
+            up = Up(work / f"burst-{db}" / "home", extra_env=SECRETS, args=args)
             stack.callback(up.stop)
             sink = ResponseSink()
             stack.callback(sink.close)
             served = up.start()["deployments"]
-            log(f"burst on {database}: chatops up served its deployments after {served:.1f} s")
-            configure(up, key.private_text)
+            log(f"burst on {db}: chatops up served its deployments after {served:.1f} s")
+            up.apply_config(config(up.home.parent), {KEY_VAR: key.private_text})
+            wait_for("the gateway to see the apps", lambda u=up: "deploys to" in u.ask(WHERE), 60)
             for number in range(rounds):
-                done = one_round(up, sink, database, each, f"{database}{number}")
-                results.append(asdict(done))
-                log(f"burst on {database}, round {number + 1}: {describe(done)}")
-    return results
-
-
-def configure(up: Up, private_key: str) -> None:
-    """``chatops config apply`` the burst's apps; wait until the gateway knows them."""
-    path = up.home.parent / "chatops.yaml"
-    path.write_text(config_yaml(up.home.parent))
-    applied = up.cli("config", "apply", str(path), env={KEY_VAR: private_key})
-    if applied.rc != 0:
-        raise BenchError(f"burst config apply failed:\n{applied.stdout}{applied.stderr}")
-    wait_for("the gateway to see the burst apps", lambda: sees_apps(up), 60, 0.5)
-
-
-def sees_apps(up: Up) -> bool:
-    body = json.dumps({"text": f"where burst{APPS - 1}"}).encode()
-    headers = {"Authorization": f"Bearer {up.token}", "Content-Type": "application/json"}
-    status, answer = http("POST", f"{up.gateway}/cli/commands", body, headers)
-    return status == 200 and "deploys to" in json.loads(answer).get("text", "")
-
-
-def describe(r: Round) -> str:
-    def acks(source: str) -> str:
-        v = r.acks[source]
-        if not v:
-            return f"{source} none answered"
-        return (
-            f"{source} acks {statistics.median(v) * 1000:.0f}/{percentile(v, 99) * 1000:.0f}/"
-            f"{max(v) * 1000:.0f} ms"
-        )
-
-    last = f"{r.last_started:.1f} s" if r.last_started is not None else "?"
-    return (
-        f"{r.accepted}/{r.sent} accepted, {r.runs} runs ({r.missing} missing, {r.doubled} "
-        f"doubled), {acks('slack')}, {acks('github')} (median/p99/max), last run started "
-        f"{last} after the burst, {r.slack_links} Slack links"
-    )
+                one_round(result, up, sink, db, each, f"{db}{number}")
+                log(f"burst on {db}, round {number + 1}: {result.data['raw'][-1]}")

@@ -1,20 +1,12 @@
 #!/bin/bash
-# The benchmark: chatops-deploy as a user meets it, against a hand-written fabric script, on the
-# test bed (network-namespace hosts with sshd and Tomcat). Needs root and scripts/install-deps.sh.
-#
-#   bench/run.sh [--hosts 1,4,8] [--rounds 3] [--write docs/benchmarks.md] [--json FILE]
-#                [--timeout 3600] [--no-restarts] [--keep]
-#
-# Prints a summary; with --write, rewrites the report. Everything it starts is stopped when it
-# ends, fails or is interrupted. bench/harness.py says what it measures and how.
+# The benchmark, as root on the test bed (scripts/install-deps.sh): writes results/<scenario>.json;
+# `python -m bench.report results/*.json` renders docs/benchmarks.md. bench/harness.py says more.
+#   bench/run.sh [deploy] [burst] [--hosts 1,4,8] [--rounds 5] [--restarts 3] [--burst-each 50]
+#                [--burst-rounds 1] [--databases sqlite,postgresql] [--out results] [--quick]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
-if [ "$(id -u)" -ne 0 ]; then
-  echo "bench/run.sh: run it as root (it creates network namespaces)" >&2
-  exit 2
-fi
-if [ ! -x "$ROOT/.venv/bin/python" ] || [ ! -x "$ROOT/.venv/bin/chatops" ]; then
-  echo "bench/run.sh: no $ROOT/.venv with chatops in it; run scripts/install-deps.sh first" >&2
+if [ "$(id -u)" -ne 0 ] || [ ! -x "$ROOT/.venv/bin/chatops" ]; then
+  echo "bench/run.sh: run it as root, with $ROOT/.venv (scripts/install-deps.sh)" >&2
   exit 2
 fi
 cd "$ROOT"

@@ -1,13 +1,6 @@
 """Requests as Slack and GitHub send them, signed, and a stand-in for Slack's ``response_url``.
 
-Standard library only, like the rest of the harness:
-
->>> body, headers = slash_command("deploy demo", "U0BENCH001", "http://127.0.0.1:9/r", "1.b")
->>> sorted(headers)
-['Content-Type', 'X-Slack-Request-Timestamp', 'X-Slack-Signature']
->>> body, headers = deployment_webhook(7, "0" * 40, "staging", "acme/demo")
->>> json.loads(body)["deployment"]["environment"], headers["X-GitHub-Event"]
-('staging', 'deployment')
+Standard library only, like the rest of the harness.
 """
 
 from __future__ import annotations
@@ -26,10 +19,8 @@ from chatops.signatures import sign_github, sign_slack  # standard library only
 
 SLACK_SECRET = "bench-slack-signing-secret"
 GITHUB_SECRET = "bench-github-webhook-secret"
-SECRETS = {
-    "CHATOPS_SLACK_SIGNING_SECRET": SLACK_SECRET,
-    "CHATOPS_GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
-}
+SECRETS = {"CHATOPS_SLACK_SIGNING_SECRET": SLACK_SECRET}
+SECRETS["CHATOPS_GITHUB_WEBHOOK_SECRET"] = GITHUB_SECRET
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
@@ -85,15 +76,9 @@ def deployment_payload(
         payload = {"action": "created", "deployment": {"creator": {}}, "repository": {}}
     payload["action"] = "created"
     payload["repository"]["full_name"] = repository
-    payload["deployment"].update(
-        id=deployment_id,
-        sha=sha,
-        ref="main",
-        task="deploy",
-        payload={},
-        environment=environment,
-        original_environment=environment,
-    )
+    where = {"environment": environment, "original_environment": environment}
+    payload["deployment"].update(id=deployment_id, sha=sha, ref="main", task="deploy", payload={})
+    payload["deployment"].update(where)
     payload["deployment"]["creator"]["login"] = "bench-bot"
     return payload
 
@@ -112,9 +97,7 @@ class ResponseSink:
                 body = self.rfile.read(length).decode(errors="replace")
                 messages.append((time.time(), self.path, body))
                 self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
                 self.end_headers()
-                self.wfile.write(b"ok")
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -13,7 +13,6 @@ import ctypes
 import json
 import os
 import re
-import resource
 import signal
 import socket
 import subprocess
@@ -26,14 +25,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
-CHATOPS = VENV_BIN / "chatops"
+CHATOPS = Path(sys.executable).parent / "chatops"
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _PR_SET_PDEATHSIG = 1
-RUN_ID = re.compile(
-    r"/runs/flow-run/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
-)
+RUN_ID = re.compile(r"/runs/flow-run/([0-9a-f-]{36})")
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -48,11 +43,7 @@ def free_port() -> int:
 
 
 def http(
-    method: str,
-    url: str,
-    body: bytes | None = None,
-    headers: dict[str, str] | None = None,
-    timeout: float = 10,
+    method: str, url: str, body: bytes | None = None, headers: dict | None = None, timeout=10.0
 ) -> tuple[int, bytes]:
     """One HTTP call on loopback (no proxies); HTTP errors are returned, not raised."""
     if not url.startswith("http://127.0.0.1:"):
@@ -67,18 +58,15 @@ def http(
 
 def ts(text: str | None) -> float | None:
     """A Prefect timestamp as epoch seconds."""
-    if not text:
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else None
 
 
 def wait_for(what: str, predicate: Any, timeout: float, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while True:
-        try:
+        value = None
+        with contextlib.suppress(OSError):
             value = predicate()
-        except OSError:
-            value = None
         if value:
             return value
         if time.monotonic() > deadline:
@@ -92,27 +80,18 @@ def _pdeathsig() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def proc_children() -> dict[int, list[int]]:
-    """ppid -> child pids, for every process on the machine."""
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        tree.setdefault(ppid, []).append(int(entry))
-    return tree
-
-
 def descendants(pid: int) -> list[int]:
-    tree, found, todo = proc_children(), [], [pid]
+    """Every process below ``pid``, from /proc."""
+    tree: dict[int, list[int]] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError, IndexError):
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            tree.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    found, todo = [], [pid]
     while todo:
-        for child in tree.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
+        children = tree.get(todo.pop(), [])
+        found += children
+        todo += children
     return found
 
 
@@ -123,23 +102,11 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time of a process and of the children it has reaped (utime+stime+cutime+cstime)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
 def status_kb(pid: int, key: str) -> int | None:
     """A ``kB`` field (VmHWM, VmRSS) of /proc/<pid>/status."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        return int(next(line for line in lines if line.startswith(key + ":")).split()[1])
     return None
 
 
@@ -151,7 +118,6 @@ class CliResult:
     stderr: str
     started: float  # epoch, just before the process was spawned
     wall: float  # seconds until it exited
-    cpu: float | None = None  # its user+system CPU seconds
 
     @property
     def run_id(self) -> str | None:
@@ -171,7 +137,6 @@ class Up:
     process: subprocess.Popen | None = None
     log: Path | None = None
     spawned: float = 0.0
-    milestones: dict[str, float] = field(default_factory=dict)
     starts: int = 0
     _token: str = ""
 
@@ -190,14 +155,9 @@ class Up:
             env = self.shell_env()
             # a home kept from an earlier run may know "bench" already: give it a new token
             subprocess.run([str(CHATOPS), "users", "remove", "bench"], env=env, capture_output=True)
-            added = subprocess.run(
-                [str(CHATOPS), "users", "add", "bench"],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            self._token = added.stdout.strip()
+            added = [str(CHATOPS), "users", "add", "bench"]
+            quiet = {"text": True, "stderr": subprocess.DEVNULL}  # it says it made a token
+            self._token = subprocess.check_output(added, env=env, **quiet).strip()
         return self._token
 
     def api_headers(self) -> dict[str, str]:
@@ -207,14 +167,8 @@ class Up:
         return {**_JSON, "Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
-        env.update(
-            CHATOPS_HOME=str(self.home),
-            CHATOPS_GATEWAY_PORT=str(self.gateway_port),
-            DO_NOT_TRACK="1",
-            **self.extra_env,
-        )
-        return env
+        port = {"CHATOPS_GATEWAY_PORT": str(self.gateway_port)}
+        return {**self.shell_env(), **port, **self.extra_env}
 
     def start(self, wait_deployments: bool = True, timeout: float = 180) -> dict[str, float]:
         """Start it; return seconds from spawn to each milestone it reached."""
@@ -235,71 +189,47 @@ class Up:
             preexec_fn=_pdeathsig,
         )
         out.close()
-        self.milestones = {}
-        pending = {"up_line", "gateway", "deployments"}
+        checks = {"up_line": lambda: "chatops is up" in self.output(), "gateway": self._gateway_ok}
+        if wait_deployments:
+            checks["deployments"] = self._deployments_ok
+        milestones: dict[str, float] = {}
         deadline = time.monotonic() + timeout
-        while pending - ({"deployments"} if not wait_deployments else set()):
+        while len(milestones) < len(checks):
             if self.process.poll() is not None:
                 raise BenchError(f"chatops up exited ({self.process.returncode}):\n{self.output()}")
             if time.monotonic() > deadline:
-                raise BenchError(f"chatops up not ready after {timeout:.0f} s: {pending}")
-            now = time.time()
-            if "up_line" in pending and "chatops is up" in self.output():
-                self.milestones["up_line"] = now - self.spawned
-                pending.discard("up_line")
-            if "gateway" in pending and self._gateway_ok():
-                self.milestones["gateway"] = now - self.spawned
-                pending.discard("gateway")
-            if "deployments" in pending and self._deployments_ok():
-                self.milestones["deployments"] = now - self.spawned
-                pending.discard("deployments")
+                raise BenchError(f"chatops up not ready after {timeout:.0f} s: {milestones}")
+            for name, check in checks.items():
+                if name not in milestones and check():
+                    milestones[name] = time.time() - self.spawned
             time.sleep(0.05)
-        return self.milestones
+        return milestones
 
     def _gateway_ok(self) -> bool:
-        try:
-            status, _ = http("GET", f"{self.gateway}/healthz", timeout=1)
-        except OSError:
-            return False
-        return status == 200
+        with contextlib.suppress(OSError):
+            return http("GET", f"{self.gateway}/healthz", timeout=1)[0] == 200
+        return False
 
     def _deployments_ok(self) -> bool:
-        try:
+        """The deploy, rollback and verify deployments are registered and not paused."""
+        with contextlib.suppress(OSError):
             headers = self.api_headers()
             status, body = http("POST", f"{self.api}/deployments/filter", b"{}", headers, timeout=2)
-        except OSError:
-            return False
-        if status != 200:
-            return False
-        found = json.loads(body)
-        names = sorted(d["name"] for d in found if not d.get("paused"))
-        return names == ["chatops"] * 3
+            found = json.loads(body) if status == 200 else []
+            return [d["name"] for d in found if not d.get("paused")] == ["chatops"] * 3
+        return False
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
 
     def children(self) -> dict[str, int]:
         """pids of the server, runner, gateway and the runner's forkserver."""
+        marks = {"prefect server start": "server", "chatops.runner": "runner"}
+        marks |= {"chatops.gateway": "gateway", "multiprocessing.forkserver": "forkserver"}
         found: dict[str, int] = {}
-        if not self.process:
-            return found
-        for pid in descendants(self.process.pid):
-            line = cmdline(pid)
-            if "prefect server start" in line:
-                found["server"] = pid
-            elif "chatops.runner" in line:
-                found["runner"] = pid
-            elif "chatops.gateway" in line:
-                found["gateway"] = pid
-            elif "multiprocessing.forkserver" in line:
-                found["forkserver"] = pid
+        for pid in descendants(self.process.pid) if self.process else []:
+            found.update({name: pid for mark, name in marks.items() if mark in cmdline(pid)})
         return found
-
-    def service_cpu(self) -> dict[str, float]:
-        """CPU seconds each service has used so far; the forkserver's include the finished runs
-        (each run's process, with its build, is a child it reaps)."""
-        used = {name: cpu_seconds(pid) for name, pid in self.children().items()}
-        return {name: seconds for name, seconds in used.items() if seconds is not None}
 
     def stop(self, grace: float = 60) -> None:
         """Ctrl-C as a person would; anything left after ``grace`` seconds is killed."""
@@ -320,53 +250,49 @@ class Up:
         self.process = None
 
     # ------------------------------------------------------------------ the user's commands
-    def cli_env(self, **extra: str) -> dict[str, str]:
-        """A user's shell environment: no PREFECT_*/CHATOPS_* but CHATOPS_HOME, and the CLI
-        token of user "bench" (no stored login)."""
-        return {**self.shell_env(), "CHATOPS_TOKEN": self.token, **extra}
-
     def shell_env(self) -> dict[str, str]:
+        """A user's shell: no PREFECT_*/CHATOPS_* but CHATOPS_HOME, and no stored login."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
-        env.update(
-            CHATOPS_HOME=str(self.home),
-            XDG_CONFIG_HOME=str(self.home / "no-login"),
-            DO_NOT_TRACK="1",
-        )
-        return env
+        no_login = str(self.home / "no-login")
+        return {
+            **env,
+            "CHATOPS_HOME": str(self.home),
+            "XDG_CONFIG_HOME": no_login,
+            "DO_NOT_TRACK": "1",
+        }
 
-    def cli(
-        self,
-        *args: str,
-        timeout: float = 600,
-        user: str = "bench",
-        env: dict[str, str] | None = None,
-    ) -> CliResult:
+    def cli(self, *args: str, timeout: float = 600, env: dict[str, str] | None = None) -> CliResult:
         """``chatops ARGS`` in a fresh process, found through CHATOPS_HOME as a shell does."""
-        extra = env or {}
-        env = self.cli_env(USER=user, LOGNAME=user, **extra)
+        user = {"USER": "bench", "LOGNAME": "bench", "CHATOPS_TOKEN": self.token}
+        env = {**self.shell_env(), **user, **(env or {})}
         argv = [str(CHATOPS), *args]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.time()
-        t0 = time.monotonic()
-        proc = subprocess.run(
-            argv,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_pdeathsig,
-        )
+        kw = {"capture_output": True, "text": True, "stdin": subprocess.DEVNULL}
+        started, t0 = time.time(), time.monotonic()
+        proc = subprocess.run(argv, env=env, timeout=timeout, preexec_fn=_pdeathsig, **kw)
         wall = time.monotonic() - t0
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        return CliResult(argv, proc.returncode, proc.stdout, proc.stderr, started, wall, cpu)
+        return CliResult(argv, proc.returncode, proc.stdout, proc.stderr, started, wall)
+
+    def apply_config(self, config: dict[str, Any], env: dict[str, str]) -> float:
+        """``chatops config apply`` of ``config`` (JSON is YAML); its wall time."""
+        path = self.home.parent / "chatops.yaml"
+        path.write_text(json.dumps(config, indent=1))
+        applied = self.cli("config", "apply", str(path), timeout=120, env=env)
+        if applied.rc != 0:
+            raise BenchError(f"chatops config apply failed:\n{applied.stdout}\n{applied.stderr}")
+        return applied.wall
+
+    def ask(self, text: str) -> str:
+        """The gateway's answer to a CLI command such as ``where demo`` ("" if it failed)."""
+        body = json.dumps({"text": text}).encode()
+        headers = {**_JSON, "Authorization": f"Bearer {self.token}"}
+        status, answer = http("POST", f"{self.gateway}/cli/commands", body, headers)
+        return json.loads(answer).get("text", "") if status == 200 else ""
 
     # ------------------------------------------------------------------ Prefect REST
-    def api_get(self, path: str) -> Any:
-        status, body = http("GET", f"{self.api}{path}", headers=self.api_headers(), timeout=10)
+    def flow_run(self, run_id: str) -> dict:
+        status, body = http("GET", f"{self.api}/flow_runs/{run_id}", headers=self.api_headers())
         if status != 200:
-            raise BenchError(f"GET {path}: HTTP {status} {body[:200]!r}")
+            raise BenchError(f"flow run {run_id}: HTTP {status} {body[:200]!r}")
         return json.loads(body)
 
     def api_post(self, path: str, payload: dict) -> Any:
@@ -376,18 +302,9 @@ class Up:
             raise BenchError(f"POST {path}: HTTP {status} {body[:200]!r}")
         return json.loads(body)
 
-    def flow_run(self, run_id: str) -> dict:
-        return self.api_get(f"/flow_runs/{run_id}")
-
     def task_runs(self, run_id: str) -> list[dict]:
-        return self.api_post(
-            "/task_runs/filter",
-            {
-                "flow_runs": {"id": {"any_": [run_id]}},
-                "sort": "EXPECTED_START_TIME_ASC",
-                "limit": 200,
-            },
-        )
+        query = {"flow_runs": {"id": {"any_": [run_id]}}, "limit": 200}
+        return self.api_post("/task_runs/filter", {**query, "sort": "EXPECTED_START_TIME_ASC"})
 
     def wait_final(self, run_id: str, timeout: float = 600) -> dict:
         def final() -> dict | None:
@@ -396,36 +313,17 @@ class Up:
 
         return wait_for(f"flow run {run_id} to end", final, timeout, interval=0.25)
 
-    def first_task_start(self, run_id: str, timeout: float = 120) -> float:
-        """Epoch when the run's first task run started running (waits until one has)."""
-
-        def first() -> float | None:
-            starts = [ts(t.get("start_time")) for t in self.task_runs(run_id)]
-            starts = [s for s in starts if s]
-            if starts:
-                return min(starts)
-            state = (self.flow_run(run_id).get("state") or {}).get("type")
-            if state in FINAL:
-                raise BenchError(f"flow run {run_id} ended ({state}) before any task ran")
-            return None
-
-        return wait_for(f"the first task of {run_id}", first, timeout, interval=0.05)
-
     def request_run(self, key: str, timeout: float = 60) -> str:
         """The flow run of the intake request with idempotency key ``key``, once it exists
         (found in Prefect by that key, as the CLI does; the intake says if it failed)."""
 
         def run_id() -> str | None:
-            runs = self.api_post(
-                "/flow_runs/filter", {"flow_runs": {"idempotency_key": {"any_": [key]}}, "limit": 1}
-            )
+            query = {"flow_runs": {"idempotency_key": {"any_": [key]}}, "limit": 1}
+            runs = self.api_post("/flow_runs/filter", query)
             if runs:
                 return runs[0]["id"]
-            status, body = http(
-                "GET",
-                f"{self.gateway}/cli/requests/{key}",
-                headers={"Authorization": f"Bearer {self.token}"},
-            )
+            bearer = {"Authorization": f"Bearer {self.token}"}
+            status, body = http("GET", f"{self.gateway}/cli/requests/{key}", headers=bearer)
             ticket = json.loads(body) if status == 200 else {}
             if ticket.get("state") == "failed":
                 raise BenchError(f"request {key} failed: {ticket.get('error')}")

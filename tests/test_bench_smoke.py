@@ -1,8 +1,8 @@
-"""The benchmark (bench/run.sh) runs end to end on one host and writes its report.
+"""The benchmark runs, and docs/benchmarks.md is what its committed results render to.
 
-No timing is asserted: this only keeps the harness working as the product changes. It runs the
-bench's ``--quick`` mode (no warm-up, no promotion, no restarts), which takes about a minute and
-a half on an idle 2-core machine.
+No timing is asserted: the first test only keeps the harness working as the product changes
+(``bench/run.sh deploy --quick``: 1 host, 1 round, no warm-up); the others check the renderer
+on the committed results and on made-up ones.
 """
 
 import json
@@ -12,27 +12,21 @@ from pathlib import Path
 
 import pytest
 
+from bench import report
 from tests.testbed.hosts import REPO_ROOT, live_namespaces, missing_requirements
 
-pytestmark = pytest.mark.e2e
+RESULTS = sorted((REPO_ROOT / "results").glob("*.json"))
 
 
-def test_the_benchmark_runs_on_one_host(tmp_path: Path) -> None:
+@pytest.mark.e2e
+def test_the_deploy_benchmark_runs_on_one_host(tmp_path: Path) -> None:
     missing = missing_requirements()
     if missing:
         pytest.fail(f"the bench needs: {', '.join(missing)}")
-    report, raw = tmp_path / "benchmarks.md", tmp_path / "results.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
+    argv = [str(REPO_ROOT / "bench" / "run.sh"), "deploy", "--hosts=1", "--rounds=1", "--quick"]
     proc = subprocess.Popen(
-        [
-            str(REPO_ROOT / "bench" / "run.sh"),
-            "--hosts=1",
-            "--rounds=1",
-            "--quick",
-            "--timeout=200",
-            f"--write={report}",
-            f"--json={raw}",
-        ],
+        [*argv, f"--out={tmp_path}", "--timeout=200"],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -49,59 +43,61 @@ def test_the_benchmark_runs_on_one_host(tmp_path: Path) -> None:
     assert [n for n in live_namespaces() if n.startswith(f"tb{proc.pid:x}-")] == []
     assert proc.returncode == 0, output[-4000:]
 
-    results = json.loads(raw.read_text())
-    assert results["failures"] == []
-    kinds = {(d["kind"], d["via"]) for d in results["deploys"] if d["ok"]}
-    assert {("cold", "cli"), ("redeploy", "cli"), ("trigger", "slack"), ("trigger", "webhook")} <= (
-        kinds
-    )
-    assert results["baselines"] and all(b["ok"] for b in results["baselines"])
-    cold = next(d for d in results["deploys"] if d["kind"] == "cold")
-    assert {group.split()[0] for group in (t["name"] for t in cold["tasks"])} >= {
-        "check",
-        "build",
-        "upload",
-        "activate",
-        "health",
+    result = json.loads((tmp_path / "deploy.json").read_text())
+    assert result["failures"] == [] and "cut_short" not in result
+    samples = {s["name"]: s["samples"] for s in result["series"]}
+    assert len(samples["script, 1 host"]) == len(samples["chatops cold, 1 host"]) == 1
+    assert {"task: build", "task: health check", "task: upload"} <= samples.keys()
+    assert result["machine"]["cpus"] == os.cpu_count() and result["machine"]["load_start"]
+    page = tmp_path / "benchmarks.md"
+    report.main([str(tmp_path / "deploy.json"), f"--page={page}"])
+    assert "| chatops cold, 1 host | 1 |" in page.read_text()
+
+
+def test_the_committed_page_is_what_the_committed_results_render_to(tmp_path: Path) -> None:
+    """``python -m bench.report results/*.json`` reproduces docs/benchmarks.md exactly."""
+    assert RESULTS, "no committed results/*.json"
+    page = tmp_path / "benchmarks.md"
+    page.write_text((REPO_ROOT / "docs" / "benchmarks.md").read_text())
+    report.main([*map(str, RESULTS), f"--page={page}"])
+    assert page.read_text() == (REPO_ROOT / "docs" / "benchmarks.md").read_text()
+
+
+def made_up(a: list[float], b: list[float]) -> dict:
+    """A result file with two rows and their ratio."""
+    machine = {"cpus": 2, "cpu_model": "x", "memory_gib": 1, "kernel": "k", "python": "3"}
+    machine |= {"java": "j", "mvn": "m", "commit": "c", "load_start": [1, 1, 1]}
+    machine |= {"load_end": [1, 1, 1], "load_during": [1.0]}
+    rows = [
+        {"table": "T", "name": name, "unit": "s", "warmup": [9.0], "samples": v}
+        for name, v in (("a", a), ("b", b))
+    ]
+    return {
+        "scenario": "deploy",
+        "title": "Made up",
+        "command": "c",
+        "parameters": {},
+        "machine": machine,
+        "started": 0,
+        "finished": 60,
+        "failures": [],
+        "series": rows,
+        "comparisons": [{"name": "a ÷ b", "a": ["T", "a"], "b": ["T", "b"]}],
     }
-    text = report.read_text()
-    for heading in ("## Targets", "## Where a deploy's seconds go", "### Timeline"):
-        assert heading in text
-    assert "cold deploy, 1 host" in text
 
 
-def test_the_burst_benchmark_runs_on_both_databases(tmp_path: Path) -> None:
-    """``bench/run.sh --burst-only``, small: every request becomes one run, on SQLite and on
-    PostgreSQL, and the burst section of an existing page is replaced, the rest kept."""
-    page, raw = tmp_path / "benchmarks.md", tmp_path / "results.json"
-    page.write_text("# Benchmarks\n\n## Targets\n\nkept\n\n## Re-running\n\nkept too\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
-    proc = subprocess.run(
-        [
-            str(REPO_ROOT / "bench" / "run.sh"),
-            "--burst-only",
-            "--burst-each=4",
-            "--rounds=1",
-            "--timeout=400",
-            f"--write={page}",
-            f"--json={raw}",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=460,
-    )
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    bursts = json.loads(raw.read_text())["burst"]
-    assert [b["database"] for b in bursts] == ["sqlite", "postgresql"]
-    for b in bursts:
-        assert (b["sent"], b["accepted"], b["runs"], b["missing"], b["doubled"]) == (8, 8, 8, 0, 0)
-        assert b["slack_links"] == 4 and b["last_started"] is not None
+def test_the_page_says_when_two_results_do_not_differ(tmp_path: Path) -> None:
+    """Medians, ranges, warm-ups kept out; overlapping ranges are called not significant, and
+    the text people wrote between the markers survives a new rendering."""
+    page, raw = tmp_path / "benchmarks.md", tmp_path / "deploy.json"
+    page.write_text("<!-- people: deploy -->\nWritten by a person.\n<!-- /people: deploy -->\n")
+    raw.write_text(json.dumps(made_up([1.0, 2.0, 3.0], [2.5, 4.0, 6.0])))
+    report.main([str(raw), f"--page={page}"])
     text = page.read_text()
-    assert (
-        text.index("## Targets")
-        < text.index("## A burst of requests")
-        < text.index("## Re-running")
-    )
-    assert text.count("kept") == 2 and "| postgresql | 8 of 8 |" in text
+    assert "| a | 3 | 2.00 | 1.00 – 3.00 | 1.00, 2.00, 3.00 (warm-up: 9.00) |" in text
+    assert "| a ÷ b | 0.50× |" in text and "not significantly different" in text
+    assert "Written by a person." in text and "_(not interpreted yet)_" in text
+
+    raw.write_text(json.dumps(made_up([1.0, 1.1, 1.2], [2.5, 4.0, 6.0])))
+    report.main([str(raw), f"--page={page}"])
+    assert "ranges apart" in page.read_text() and "not significantly" not in page.read_text()
