@@ -21,6 +21,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
@@ -35,6 +36,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
+from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Cancelling
 from prefect.utilities.urls import url_for
 
@@ -104,6 +106,7 @@ class Answers:
             "latest": self._latest,
             "deploys": self._deploys,
             "abort": self._abort,
+            "noop": self._noop,
             "freeze": self._freeze,
             "unfreeze": self._unfreeze,
         }
@@ -151,6 +154,11 @@ class Answers:
 
     async def _verified(self, run_id: str) -> list[Checked] | None:
         """The report of a verify run once it is over (None if it does not end in time)."""
+        ended = await self._ended(run_id)
+        return None if ended is None else history.findings(ended[1])
+
+    async def _ended(self, run_id: str) -> tuple[FlowRun, list[Any]] | None:
+        """A run once it is over, with its artifacts (None if it does not end in time)."""
         deadline = asyncio.get_running_loop().time() + VERIFY_SECONDS
         while asyncio.get_running_loop().time() < deadline:
             run = await self.client.read_flow_run(run_id)
@@ -160,9 +168,31 @@ class Answers:
                         flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])
                     )
                 )
-                return history.findings(artifacts)
+                return run, artifacts
             await asyncio.sleep(0.3)
         return None
+
+    async def _noop(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
+        """A dry run: the checks a deploy makes and what it would change, as one reply."""
+        run = resolve(request, self.catalog.snapshot)
+        ticket = await self.intake.submit(run, reply_to)
+        ticket = await self.intake.wait(ticket.id, max(wait, VERIFY_SECONDS), behind_others=True)
+        if ticket.run_id is None:
+            return started_reply(request.requester, ticket, request.command)
+        try:
+            ended = await self._ended(ticket.run_id)
+        except ObjectNotFound:
+            return Reply(f"The dry run's run is gone from Prefect ({ticket.run_id}).", ok=False)
+        if ended is None:
+            return Reply(
+                f"The dry run did not finish in time; see {ticket.run_url}.", ticket=ticket
+            )
+        flow_run, artifacts = ended
+        checks = history.plan(artifacts)
+        if not checks:
+            why = escape_mrkdwn(flow_run.state.message if flow_run.state else "") or "see the run"
+            return Reply(f"The dry run of *{run.title}* failed: {why}", ok=False, ticket=ticket)
+        return Reply(plan_text(run.title, checks), ticket=ticket)
 
     async def _abort(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
         """Cancel the deploy or rollback running in the environment (the oldest, which holds
@@ -517,6 +547,20 @@ def run_text(run: history.RecentRun) -> str:
     when = run.when.strftime("%Y-%m-%d %H:%M UTC") if run.when else ""
     by = f" by {who(run.requested_by)}" if run.requested_by else ""
     return f"• {link}: {escape_mrkdwn(run.state)}{by} {when}".rstrip()
+
+
+def plan_text(title: str, checks: list[history.PlanCheck]) -> str:
+    """What a dry run found, check by check, and whether a deploy would go ahead."""
+    marks = {True: ":white_check_mark:", False: ":x:", None: "•"}
+    stops = [c for c in checks if c.ok is False]
+    verdict = (
+        f"A deploy would stop at: {', '.join(c.what for c in stops)}."
+        if stops
+        else "A deploy would go ahead."
+    )
+    lines = [f"*Dry run of {escape_mrkdwn(title)}* (nothing was changed). {verdict}"]
+    lines += [f"{marks[c.ok]} {c.what}: {escape_mrkdwn(c.detail)}" for c in checks]
+    return "\n".join(lines)
 
 
 def drift_text(checked: list[Checked]) -> str:

@@ -21,6 +21,9 @@ task='deploy', force=False, message=None, verify=False)
     >>> abort = parse("abort shop in stg")
     >>> abort.action, abort.app, abort.environment
     ('abort', 'shop', 'staging')
+    >>> dry = parse("noop shop@feature-x to staging")
+    >>> dry.action, dry.app, dry.ref, dry.environment
+    ('noop', 'shop', 'feature-x', 'staging')
     >>> freeze = parse("freeze prod: release week")
     >>> freeze.action, freeze.environment, freeze.message, parse("unfreeze staging").action
     ('freeze', 'production', 'release week', 'unfreeze')
@@ -37,6 +40,8 @@ The forms (keywords are case-insensitive, extra whitespace is ignored, ``!`` at 
 * ``lock ENV on|to APP [steal][: MESSAGE]`` (``steal``, or ``!``, takes over someone else's
   lock; they are told), ``unlock ENV on|to APP``, ``unlock all [on APP]``,
   ``check ENV on|to APP``, ``help``.
+* ``noop APP[@REF] [to ENV[/HOSTS]]``: a dry run, every check a deploy makes and what it
+  would change, touching nothing.
 * ``freeze ENV[: MESSAGE]``, ``unfreeze ENV``: no app deploys to environments named ``ENV``
   (rollbacks still run) until it is unfrozen.
 
@@ -78,6 +83,7 @@ Action = Literal[
     "check",
     "freeze",
     "unfreeze",
+    "noop",
     "help",
 ]
 ACTIONS: frozenset[str] = frozenset(get_args(Action))
@@ -95,19 +101,20 @@ MAX_REF_LENGTH = 255
 MAX_MESSAGE_LENGTH = 200
 
 HELP_TEXT = """\
-After /deploy or `chatops` (`deploy` optional; prod, stg; an app: its name or owner/repo):
-  shop                                  default branch to the default environment
-  shop@feature/login to staging         a branch, tag or sha (also: shop/feature/login)
-  shop to production!                   `!` skips GitHub's required checks (not a lock)
-  shop to staging/web-1,web-2           only these hosts
-  deploy:migrate shop to staging        run the app's `migrate` task
+After /deploy or `chatops` (`deploy` optional; prod, stg; APP: name or owner/repo):
+  shop                              the default branch to the default env
+  shop@feature/login to staging     a branch, tag or sha (or shop/feature/login)
+  shop to production!               `!` skips required checks (not a lock)
+  shop to staging/web-1,web-2       these hosts only
+  deploy:migrate shop to staging    run the app's `migrate` task
+  noop shop@v2 to staging           dry run: the checks, what would change
   rollback shop in production [to v1.4.2]  ·  abort shop in staging
-  status [shop [in staging]] [verify]   what runs where; verify reads hosts
+  status [shop [in staging]] [verify]  what runs where; verify reads hosts
   where shop  ·  latest shop on staging  ·  deploys shop in production
-  lock production on shop: why  ·  unlock production on shop  ·  unlock all
-  lock production on shop steal         take over someone's lock (they're told)
-  check production on shop              can shop deploy to production now?
-  freeze production: why  ·  unfreeze production    no app deploys there"""
+  lock prod on shop: why  ·  unlock prod on shop  ·  unlock all
+  lock prod on shop steal           take someone's lock (they're told)
+  check production on shop          may shop deploy to production now?
+  freeze production: why  ·  unfreeze production  no app deploys there"""
 
 _ENV_WORDS = ("to", "in", "on")  # shop to staging
 _OWNER_WORDS = ("on", "in", "for", "to")  # lock production on shop; slashdeploy: to shop
@@ -278,6 +285,14 @@ def _deploy(words: list[str], task: str, force: bool) -> Command:
     return Command("deploy", app, ref, environment, hosts, task, force)
 
 
+def _noop(words: list[str], force: bool) -> Command:
+    if not words:
+        raise CommandError("which app? e.g. `noop shop@feature-x to staging`.")
+    app, ref = _target(words[0])
+    environment, hosts = _place(words[1:], app, allow_hosts=True)
+    return Command("noop", app, ref, environment, hosts)
+
+
 def _deploys(words: list[str], force: bool) -> Command:
     if not words:
         raise CommandError("which app? e.g. `deploys shop in production`.")
@@ -410,6 +425,7 @@ _READERS = {
     "check": _check,
     "freeze": _freeze,
     "unfreeze": _unfreeze,
+    "noop": _noop,
 }
 
 

@@ -23,7 +23,12 @@ from blocks import App, Environment, UnknownTarget
 from blocks.errors import ChatopsError
 from chatops.catalog import Snapshot
 from chatops.grammar import Command, CommandError, split_app
-from chatops.settings import DEPLOY_DEPLOYMENT, ROLLBACK_DEPLOYMENT, VERIFY_DEPLOYMENT
+from chatops.settings import (
+    DEPLOY_DEPLOYMENT,
+    NOOP_DEPLOYMENT,
+    ROLLBACK_DEPLOYMENT,
+    VERIFY_DEPLOYMENT,
+)
 from tasks.run_signing import claims, sign, signing_key
 from tasks.summary import PREVIOUS, run_tags, run_title
 
@@ -89,9 +94,11 @@ class Run:
     @property
     def tags(self) -> list[str]:
         """Deploys and rollbacks carry the app's and environment's tags (the history lists
-        them); a verify run only says what it checked."""
+        them); a verify or a dry run only says what it checked."""
         if self.deployment == VERIFY_DEPLOYMENT:
             return [f"verify:{self.app}"]
+        if self.deployment == NOOP_DEPLOYMENT:
+            return [f"noop:{self.app}"]
         return run_tags(self.app, self.environment)
 
 
@@ -171,7 +178,7 @@ def resolve(request: Request, config: Snapshot) -> Run:
     command, requester = request.command, request.requester
     if command.action == "status" and command.verify:
         return _verify_run(request, config)
-    if command.action not in ("deploy", "rollback"):
+    if command.action not in ("deploy", "rollback", "noop"):
         raise ValueError(f"{command.action} starts no run")
     target = find_target(command, config)
     try:
@@ -182,6 +189,8 @@ def resolve(request: Request, config: Snapshot) -> Run:
             target.app.task_command(target.app_name, command.task)
     except UnknownTarget as exc:
         raise Refused(str(exc)) from None
+    if command.action == "noop":
+        return _noop_run(request, target, hosts if command.hosts else None)
     authorize(target, requester, config, rollback=command.action == "rollback")
     common = {
         "app": target.app_name,
@@ -213,6 +222,27 @@ def signed(flow: str, parameters: dict[str, Any], key: str) -> dict[str, Any]:
     """``parameters`` with the gateway's ``signature`` over them and the run's request ``key``
     (which becomes the run's Prefect idempotency key)."""
     return {**parameters, "signature": sign(claims(flow, parameters, key), signing_key())}
+
+
+def _noop_run(request: Request, target: Target, hosts: list[str] | None) -> Run:
+    """``noop APP[@REF] to ENV``: a dry run, for whoever may deploy there. A lock or a freeze
+    does not stop it: it is one of the things the dry run reports."""
+    requester = request.requester
+    if refusal := not_allowed(target, requester):
+        raise Refused(refusal)
+    ref = target.ref or target.app.default_ref
+    parameters = {
+        "app": target.app_name,
+        "environment": target.environment_name,
+        "ref": ref,
+        "requested_by": requester.user,
+        "via": requester.via,
+        "hosts": hosts,
+        "notify": {"channel": requester.channel} if requester.channel else None,
+    }
+    key = request.key or f"anon-{uuid.uuid4()}"
+    title = "noop " + run_title(target.app_name, ref, None, target.environment_name)
+    return Run(NOOP_DEPLOYMENT, signed("noop", parameters, key), title, key)
 
 
 def _verify_run(request: Request, config: Snapshot) -> Run:

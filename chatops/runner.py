@@ -45,6 +45,7 @@ from blocks.net import direct
 from chatops import warmstart
 from chatops.settings import (
     DEPLOY_DEPLOYMENT,
+    NOOP_DEPLOYMENT,
     ROLLBACK_DEPLOYMENT,
     VERIFY_DEPLOYMENT,
     stop_grace_seconds,
@@ -53,7 +54,7 @@ from tasks.home import home
 
 DEFAULT_LIMIT = 8
 POLL_SECONDS = 1.0
-FLOW_MODULES = ["flows.deploy", "flows.rollback", "flows.verify"]
+FLOW_MODULES = ["flows.deploy", "flows.rollback", "flows.verify", "flows.noop"]
 logger = logging.getLogger("chatops.runner")
 
 
@@ -86,6 +87,7 @@ async def serve(limit: int) -> None:
     """Serve the flows until SIGTERM."""
     from flows.crash import recover_orphans
     from flows.deploy import deploy
+    from flows.noop import noop
     from flows.rollback import rollback
     from flows.verify import verify
 
@@ -96,6 +98,7 @@ async def serve(limit: int) -> None:
         (deploy, DEPLOY_DEPLOYMENT, "Deploy a commit of an app to an environment."),
         (rollback, ROLLBACK_DEPLOYMENT, "Switch an environment back to an earlier release."),
         (verify, VERIFY_DEPLOYMENT, "Read every host of an app and report drift."),
+        (noop, NOOP_DEPLOYMENT, "What a deploy would find and change, touching nothing."),
     ]
     ids = [
         await runner.aadd_flow(flow, name=name.split("/", 1)[1], tags=["chatops"], description=text)

@@ -14,8 +14,9 @@ DEPLOY_DEPLOYMENT = "deploy/chatops"
 ROLLBACK_DEPLOYMENT = "rollback/chatops"
 """The Prefect deployment that switches an environment back to a release it already has."""
 VERIFY_DEPLOYMENT = "verify/chatops"
+NOOP_DEPLOYMENT = "noop/chatops"
 """The Prefect deployment that reads every host of an app and reports drift."""
-DEPLOYMENTS = (DEPLOY_DEPLOYMENT, ROLLBACK_DEPLOYMENT, VERIFY_DEPLOYMENT)
+DEPLOYMENTS = (DEPLOY_DEPLOYMENT, ROLLBACK_DEPLOYMENT, VERIFY_DEPLOYMENT, NOOP_DEPLOYMENT)
 
 STOP_GRACE_SECONDS = 600.0
 """Default of ``CHATOPS_STOP_GRACE_SECONDS``: sized to the longest batch (a restart plus its

@@ -187,3 +187,21 @@ def find_deployment(
         if isinstance(mark, dict) and mark.get("flow_run_id") == flow_run_id:
             return deployment.id
     return None
+
+
+def blocking_checks(
+    access: GitHubAccess, repository: str, sha: str, required: list[str] | None
+) -> list[str]:
+    """The commit statuses that would make GitHub refuse a deployment of ``sha`` (as
+    :func:`record_deployment` asks for it): ``ci/test (failure)``, ``lint (missing)``.
+
+    ``required=None`` means every reported status must be ``success``; ``[]`` none.
+    """
+    commit = github_client(access, lazy=True).get_repo(repository).get_commit(sha)
+    reported = {s.context: s.state for s in commit.get_combined_status().statuses}
+    needed = list(reported) if required is None else required
+    return [
+        f"{name} ({reported.get(name, 'missing')})"
+        for name in needed
+        if reported.get(name) != "success"
+    ]

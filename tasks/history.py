@@ -420,3 +420,36 @@ def findings(artifacts: list[Any]) -> list[Checked]:
         if (artifact.key or "").startswith(VERIFIED_PREFIX)
         for checked in _verified(artifact).checked
     ]
+
+
+PLAN_PREFIX = "plan-"
+
+
+@dataclass(frozen=True)
+class PlanCheck:
+    """One thing a dry run found that a deploy would find: ``ok`` True (it would go ahead),
+    False (it would stop there), None (for information)."""
+
+    what: str
+    ok: bool | None
+    detail: str
+
+
+def write_plan(app: str, environment: str, ref: str, checks: list[PlanCheck]) -> None:
+    """Record what a dry run found, on its run (one row per check)."""
+    create_table_artifact(
+        key=f"{PLAN_PREFIX}{app}-{environment}",
+        table=[asdict(check) for check in checks],
+        description=f"What a deploy of {ref} to {app} {environment} would do",
+    )
+
+
+def plan(artifacts: list[Any]) -> list[PlanCheck]:
+    """What a dry run found, from the run's ``plan-*`` artifact."""
+    fields = set(PlanCheck.__dataclass_fields__)
+    return [
+        PlanCheck(**{k: v for k, v in row.items() if k in fields})
+        for artifact in artifacts
+        if (artifact.key or "").startswith(PLAN_PREFIX)
+        for row in _records(artifact.data)
+    ]

@@ -261,6 +261,20 @@ def inspect(env: Environment, host: str) -> tuple[HostState, bool | None]:
     return state, serving
 
 
+_FREE = r"""d="$1"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+df -Pk "$d" | awk 'NR == 2 { print $4 }'"""
+
+
+@task(name="free space", task_run_name="free space on {host}", cache_policy=NO_CACHE)
+def free_space(env: Environment, host: str) -> int:
+    """Bytes free where the host keeps its releases (its nearest existing folder, if the deploy
+    path does not exist yet), as ``df`` says: a dry run's look, it writes nothing."""
+    command = f"sh -c {shlex.quote(_FREE)} sh {shlex.quote(env.deploy_path)}"
+    with ssh.connection(env, host, "check") as conn:
+        free_kib = ssh.run(conn, command, host=host, step="check", timeout=30, env=env)
+    return int(free_kib.strip()) * 1024
+
+
 @task(name="recover", task_run_name="recover {host}", cache_policy=NO_CACHE)
 def recover(env: Environment, host: str, state: HostState, plan: Recovery) -> str:
     """Carry out ``plan`` on ``host``; return what was done, for the log and the report."""

@@ -925,6 +925,21 @@ def test_a_frozen_environment_refuses_every_deploy_but_not_a_rollback(
     assert "was not frozen" in chat.command("unfreeze production", user=BOSS)["text"]
 
 
+def test_a_dry_run_is_for_who_may_deploy_and_is_not_stopped_by_a_lock(
+    chat: Chat, starter: RecordingCreator
+) -> None:
+    refused = chat.command("noop shop to production", user=BOB)["text"]
+    assert "You may not deploy *shop* to *production*" in refused
+    chat.command("lock staging on shop: QA")
+    chat.command("noop shop@v2 to staging/web-1", user=BOB, patient=False)
+    [run] = wait_for(lambda: starter.runs, seconds=10)
+    assert run.deployment == "noop/chatops" and run.title == "noop shop@v2 → staging"
+    assert run.parameters["requested_by"] == BOB and run.parameters["hosts"] == ["web-1"]
+    values = claims("noop", run.parameters, run.key)
+    assert problem(values, run.parameters["signature"], signing_key(False)) is None
+    assert "deployment_id" not in run.parameters and "force" not in run.parameters
+
+
 def test_a_locked_environment_refuses_github_deploys(chat: Chat, starter: RecordingCreator) -> None:
     chat.command("lock production on hello: audit")
     response = post_github(chat.client, webhook_fixture("deployment"), "deployment")

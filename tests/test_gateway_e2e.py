@@ -24,12 +24,13 @@ from tests.gateway_support import (
     clear_locks,
     deployment_made_on_github,
     gateway,
+    post_cli,
     post_github,
     post_slack,
     slash_body,
     wait_for,
 )
-from tests.shop import save_shop, serving, wait_finished
+from tests.shop import DEPLOY_PATH, save_shop, serving, wait_finished
 from tests.testbed.gitrepo import AppRepo
 from tests.testbed.hosts import SshKey, TestHost
 
@@ -129,3 +130,43 @@ def test_deployment_created_on_github_is_deployed_and_reported_on_that_deploymen
     for host in front_door.hosts:
         assert front_door.repo.v1 in front_door.serving(host)
     assert front_door.github.deployments[0]["payload"] == {"note": "from the GitHub UI"}
+
+
+def host_files(host: TestHost) -> str:
+    """What a deploy writes on ``host``: its deploy folder, two levels deep, with times."""
+    listing = host.run(f"find {DEPLOY_PATH} -maxdepth 2 -printf '%p %s %T@\\n' | sort", check=True)
+    return listing.stdout
+
+
+def test_a_dry_run_reports_every_check_and_changes_nothing(front_door: FrontDoor) -> None:
+    repo, github, slack = front_door.repo, front_door.github, front_door.slack
+    ticket = post_cli(front_door.client, "deploy shop@v1 to staging").json()["ticket"]
+    store = front_door.client.app.state.intake.store
+    run_id = ticket["run_id"] or wait_for(lambda: store.ticket(ticket["id"]).run_id, 30)
+    assert wait_finished(run_id).state.is_completed()
+    before = {host.address: host_files(host) for host in front_door.hosts}
+    deployments, messages = len(github.deployments), len(slack.top_level())
+    github.set_commit_statuses("acme/shop", repo.v2, {"ci/test": "failure", "lint": "success"})
+
+    red = post_cli(front_door.client, "noop shop@v2 to staging").json()["text"]
+    assert red.startswith("*Dry run of noop shop@v2 → staging* (nothing was changed).")
+    assert "A deploy would stop at: required checks." in red
+    assert ":x: required checks: ci/test (failure); a forced deploy (`!`) skips them" in red
+    assert ":white_check_mark: allowed: alice may deploy here" in red
+    assert f"• commit: v2 is {repo.v2[:12]}" in red
+    assert "• build: not built yet: the deploy builds it first" in red
+    for host in front_door.hosts:
+        assert f":white_check_mark: host {host.address}: runs " in red
+        assert f"({repo.v1[:7]}); " in red and " GB free" in red
+        assert f"• change {host.address}: {repo.v1[:7]} → {repo.v2[:7]}: 1 commits added" in red
+
+    github.set_commit_statuses("acme/shop", repo.v2, {"ci/test": "success"})
+    green = post_cli(front_door.client, "noop shop@v2 to staging").json()["text"]
+    assert "A deploy would go ahead." in green
+    assert ":white_check_mark: required checks: every required status is green" in green
+
+    assert {host.address: host_files(host) for host in front_door.hosts} == before
+    assert len(github.deployments) == deployments, "a dry run records no GitHub deployment"
+    assert len(slack.top_level()) == messages, "a dry run posts nothing to Slack"
+    for host in front_door.hosts:
+        assert repo.v1 in front_door.serving(host)

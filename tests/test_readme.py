@@ -112,6 +112,9 @@ def test_the_readme_walkthrough_deploys_rolls_back_locks_and_verifies(
         assert len(deploys) == 2 and all("Completed" in out for out in deploys), deploys
         assert "✓ build" in deploys[0] and "✓ health check" in deploys[1]
         assert f"main at {v1[:12]}" in said[".venv/bin/chatops status"]
+        dry = said[".venv/bin/chatops noop demo to staging"]
+        assert "(nothing was changed). A deploy would go ahead." in dry
+        assert f"{v1[:7]} → " in dry and ": 1 commits added, 0 removed" in dry
         assert "is rolling back" in said[".venv/bin/chatops rollback demo in staging"]
         status, body = host.http_get("/demo/health")
         assert status == 200 and v1 in body, "the rollback brought back the first commit"

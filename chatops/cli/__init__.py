@@ -8,6 +8,7 @@
     chatops deploy shop@feature-x to staging    (and every other chat command:)
     chatops rollback shop in staging        chatops lock staging on shop: QA testing
     chatops freeze production: release week chatops unfreeze production
+    chatops noop shop@feature-x to staging  a dry run: what a deploy would find and change
     chatops status [shop [--verify]]        chatops where shop   chatops help
     chatops follow RUN_ID                   follow a run again (after --detach, or giving up)
 
@@ -55,6 +56,7 @@ CHAT_VERBS = {
     "lock": "lock ENV on APP[: MESSAGE]",
     "unlock": "unlock ENV on APP, or: unlock all [on APP]",
     "check": "check ENV on APP: may you deploy there now?",
+    "noop": "noop APP[@REF] [to ENV]: a dry run, the checks and what would change",
     "freeze": "freeze ENV[: MESSAGE]: no app deploys there (rollbacks still run)",
     "unfreeze": "unfreeze ENV",
     "status": "what is deployed where; --verify reads every host",

@@ -382,6 +382,7 @@ ROUTES = (
     _route("GET", _DEPLOYMENT + "/statuses", "_list_statuses"),
     _route("POST", _DEPLOYMENT + "/statuses", "_create_status"),
     _route("GET", _DEPLOYMENT + "/statuses/{status_id}", "_get_status"),
+    _route("GET", "/repos/{owner}/{repo}/commits/{ref}/status", "_combined_status"),
     _route("GET", "/repos/{owner}/{repo}/environments", "_list_environments"),
     _route("GET", "/repos/{owner}/{repo}/environments/{environment_name}", "_get_environment"),
 )
@@ -687,6 +688,48 @@ class FakeGitHub:
     # ---- handlers: one per route, each answers a _Call
     def _get_repo(self, call: _Call) -> _Reply:
         return _Reply(200, self._render_repo(call.repo))
+
+    def _combined_status(self, call: _Call) -> _Reply:
+        """GitHub's "get the combined status for a specific reference": ``failure`` if any
+        context failed, ``pending`` if any is pending or none reported, else ``success``."""
+        sha = _resolve_ref(call.repo, call.params["ref"])
+        if sha is None:
+            return _Reply(
+                422, _error_body(422, f"No commit found for SHA: {call.params['ref']}", call.docs)
+            )
+        reported = call.repo.commit_statuses.get(sha, {})
+        states = set(reported.values())
+        state = "failure" if states & {"failure", "error"} else "pending"
+        if reported and states == {"success"}:
+            state = "success"
+        api = self._api(call.repo)
+        statuses = [
+            {
+                "url": f"{api}/statuses/{sha}",
+                "id": n,
+                "node_id": _node_id("StatusContext", n),
+                "state": context_state,
+                "description": None,
+                "target_url": None,
+                "context": context,
+                "avatar_url": None,
+                "created_at": call.repo.created_at,
+                "updated_at": call.repo.created_at,
+            }
+            for n, (context, context_state) in enumerate(sorted(reported.items()), 1)
+        ]
+        return _Reply(
+            200,
+            {
+                "state": state,
+                "statuses": statuses,
+                "sha": sha,
+                "total_count": len(statuses),
+                "repository": self._render_repo(call.repo),
+                "commit_url": f"{api}/commits/{sha}",
+                "url": f"{api}/commits/{sha}/status",
+            },
+        )
 
     def _list_deployments(self, call: _Call) -> _Reply:
         names = ("sha", "ref", "task", "environment")
