@@ -20,7 +20,7 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -44,6 +44,7 @@ from tasks.locks import FREEZES_QUERY, Freeze, Lock, all_locks, freezes_from
 from tasks.summary import PREVIOUS, DeploySummary, run_tags
 from tasks.verify import Checked
 
+T = TypeVar("T")
 DEPLOYED_PREFIX = "deployed-"
 VERIFIED_PREFIX = "verified-"
 ENVIRONMENTS_KEY = "environments"
@@ -181,6 +182,13 @@ def write_deployed(summary: DeploySummary, commit_url: str | None = None) -> Non
     )
 
 
+def _rows(kind: type[T], data: Any) -> list[T]:
+    """The rows of a table artifact's data as ``kind`` (a column it does not know is left out,
+    so a record written by a newer version still reads)."""
+    fields = set(kind.__dataclass_fields__)  # type: ignore[attr-defined]
+    return [kind(**{k: v for k, v in row.items() if k in fields}) for row in _records(data)]
+
+
 def _records(data: Any) -> list[dict[str, Any]]:
     """The rows of a table artifact's data (or of an older Markdown record)."""
     try:
@@ -226,19 +234,9 @@ def earlier_ref(app: str, environment: str, sha: str) -> str | None:
 
 def deployed_everywhere() -> list[Deployed]:
     """The latest ``deployed-*`` record of every app environment, sorted by app and environment."""
-    key_filter = ArtifactCollectionFilterKey(like_=DEPLOYED_PREFIX)
     with get_client(sync_client=True) as client:
-        latest = client.read_latest_artifacts(
-            artifact_filter=ArtifactCollectionFilter(key=key_filter),
-            sort=ArtifactCollectionSort.KEY_ASC,
-        )
-    fields = set(Deployed.__dataclass_fields__)
-    found = [
-        Deployed(**{k: v for k, v in row.items() if k in fields})
-        for artifact in latest
-        if artifact.key and artifact.key.startswith(DEPLOYED_PREFIX)
-        for row in _records(artifact.data)[:1]
-    ]
+        latest = _latest(client, DEPLOYED_PREFIX)
+    found = [row for artifact in latest.values() for row in _rows(Deployed, artifact.data)[:1]]
     return sorted(found, key=lambda d: (d.app, d.environment))
 
 
@@ -287,10 +285,7 @@ def _latest(client: Any, prefix: str) -> dict[str, Any]:
 
 
 def _verified(artifact: Any) -> Verified:
-    fields = set(Checked.__dataclass_fields__)
-    checked = [
-        Checked(**{k: v for k, v in row.items() if k in fields}) for row in _records(artifact.data)
-    ]
+    checked = _rows(Checked, artifact.data)
     url = url_for("flow-run", obj_id=artifact.flow_run_id) if artifact.flow_run_id else None
     return Verified(checked, artifact.updated or artifact.created, url)
 
@@ -446,10 +441,9 @@ def write_plan(app: str, environment: str, ref: str, checks: list[PlanCheck]) ->
 
 def plan(artifacts: list[Any]) -> list[PlanCheck]:
     """What a dry run found, from the run's ``plan-*`` artifact."""
-    fields = set(PlanCheck.__dataclass_fields__)
     return [
-        PlanCheck(**{k: v for k, v in row.items() if k in fields})
+        check
         for artifact in artifacts
         if (artifact.key or "").startswith(PLAN_PREFIX)
-        for row in _records(artifact.data)
+        for check in _rows(PlanCheck, artifact.data)
     ]
