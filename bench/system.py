@@ -25,6 +25,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from chatops.settings import DEPLOYMENTS
+
 CHATOPS = Path(sys.executable).parent / "chatops"
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _PR_SET_PDEATHSIG = 1
@@ -211,12 +213,14 @@ class Up:
         return False
 
     def _deployments_ok(self) -> bool:
-        """The deploy, rollback and verify deployments are registered and not paused."""
+        """Every deployment the gateway starts runs of is registered and not paused."""
         with contextlib.suppress(OSError):
             headers = self.api_headers()
             status, body = http("POST", f"{self.api}/deployments/filter", b"{}", headers, timeout=2)
             found = json.loads(body) if status == 200 else []
-            return [d["name"] for d in found if not d.get("paused")] == ["chatops"] * 3
+            return [d["name"] for d in found if not d.get("paused")] == ["chatops"] * len(
+                DEPLOYMENTS
+            )
         return False
 
     def output(self) -> str:

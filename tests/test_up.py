@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from chatops.settings import DEPLOYMENTS
 from tests.testbed.postgres import Postgres
 from tests.up_server import ChatopsUp, get, post_json
 
@@ -31,7 +32,7 @@ def test_up_runs_the_prefect_server_on_postgresql_when_asked(
     with ChatopsUp(tmp_path / "home", args=("--database", postgres.url)) as up:
         assert get(f"{up.api}/health")[0] == 200
         names = sorted(d["name"] for d in post_json(f"{up.api}/deployments/filter", {}, up.auth))
-        assert names == ["chatops"] * 3
+        assert names == ["chatops"] * len(DEPLOYMENTS)
         assert not list((tmp_path / "home" / "prefect").glob("*.db")), "no SQLite database"
         counted = subprocess.run(
             [

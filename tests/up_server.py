@@ -12,6 +12,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from chatops.settings import DEPLOYMENTS
+
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -191,7 +193,7 @@ class ChatopsUp:
 
     def serving(self) -> bool:
         found = post_json(f"{self.api}/deployments/filter", {}, self.auth)
-        return sorted(d["name"] for d in found) == ["chatops"] * 3
+        return sorted(d["name"] for d in found) == ["chatops"] * len(DEPLOYMENTS)
 
     def stop(self) -> int:
         """Ctrl-C, as a person would; the exit code."""
