@@ -33,6 +33,7 @@ from tests.fakes.github_api import FIXTURES, GITHUB_API, ROUTES, FakeGitHub, con
 REST = FIXTURES / "github_rest"
 REPLAY = FIXTURES / "pygithub_replay"
 REPO = "/repos/{owner}/{repo}"
+COMBINED_STATUS = REPO + "/commits/{ref}/status"
 DEPLOYMENTS = REPO + "/deployments"
 DEPLOYMENT = DEPLOYMENTS + "/{deployment_id}"
 STATUSES = DEPLOYMENT + "/statuses"
@@ -130,7 +131,7 @@ def git_repo(tmp_path: Path) -> GitRepo:
 # --------------------------------------------------------------------------- the contract itself
 def test_the_fake_serves_exactly_the_subsets_operations_plus_get_repository() -> None:
     routed = {(route.method, route.template) for route in ROUTES}
-    assert set(contract().operations()) == routed - {("GET", REPO)}
+    assert set(contract().operations()) == routed - {("GET", REPO), ("GET", COMBINED_STATUS)}
     assert len(contract().operations()) == 9  # the fixtures README says 10; the file holds 9
 
 
@@ -883,11 +884,33 @@ def test_a_response_breaking_the_contract_is_not_sent(
 def test_a_route_outside_the_subset_is_a_violation(
     fake_github: FakeGitHub, repo: Repository
 ) -> None:
-    answer = _call(fake_github, "GET", f"/repos/acme/shop/commits/{SHA_A}/status")
+    answer = _call(fake_github, "GET", f"/repos/acme/shop/commits/{SHA_A}/statuses")
     assert answer.status_code == 404
     assert fake_github.violations == [
-        f"GET /repos/acme/shop/commits/{SHA_A}/status: no such operation in the deployments subset"
+        f"GET /repos/acme/shop/commits/{SHA_A}/statuses: no such operation in the deployments "
+        "subset"
     ]
+
+
+@pytest.mark.parametrize(
+    ("reported", "state"),
+    [
+        ({}, "pending"),
+        ({"ci/test": "success", "lint": "success"}, "success"),
+        ({"ci/test": "success", "lint": "pending"}, "pending"),
+        ({"ci/test": "failure", "lint": "pending"}, "failure"),
+        ({"ci/test": "error"}, "failure"),
+    ],
+)
+def test_the_combined_status_is_what_github_says_of_the_commit_s_statuses(
+    fake_github: FakeGitHub, repo: Repository, reported: dict[str, str], state: str
+) -> None:
+    fake_github.set_commit_statuses("acme/shop", SHA_A, reported)
+    lazy = fake_github.client(lazy=True).get_repo("acme/shop")  # as the dry run asks it
+    combined = lazy.get_commit(SHA_A).get_combined_status()
+    assert combined.state == state
+    assert {s.context: s.state for s in combined.statuses} == reported
+    assert combined.total_count == len(reported) and combined.sha == SHA_A
 
 
 def test_requests_are_recorded(fake_github: FakeGitHub, repo: Repository) -> None:

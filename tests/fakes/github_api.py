@@ -32,7 +32,10 @@ What every exchange is checked against (``OpenApiContract``, openapi-schema-vali
 * every response the fake makes against the schema of its status code (undocumented 4xx against
   ``basic-error``): one that does not validate is recorded and replaced by a 422;
 * requests to routes outside the subset are recorded and answered 404. ``GET /repos/{owner}/{repo}``
-  is served (PyGithub needs it) but has no schema in the subset, so it is not validated.
+  (PyGithub needs it) and ``GET /repos/{owner}/{repo}/commits/{ref}/status`` (the combined status
+  a dry run reads: ``failure`` if a context failed or errored, ``success`` if every reported one
+  succeeded, else ``pending``) are served but have no schema in the subset, so they are not
+  validated.
 
 Behaviour modelled on GitHub (create-deployment checks run in GitHub's order):
 
