@@ -142,47 +142,18 @@ class Answers:
         return started_reply(request.requester, ticket, request.command)
 
     async def _verify(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
-        run = resolve(request, self.catalog.snapshot)
-        ticket = await self.intake.submit(run, reply_to)
-        ticket = await self.intake.wait(ticket.id, max(wait, VERIFY_SECONDS), behind_others=True)
+        ticket, ended = await self._run_to_its_end(request, reply_to, wait)
         if ticket.run_id is None:
             return started_reply(request.requester, ticket, request.command)
-        checked = await self._verified(ticket.run_id)
-        if checked is None:
+        if ended is None:
             return Reply(f"The check did not finish in time; see {ticket.run_url}.", ticket=ticket)
-        return Reply(drift_text(checked), ticket=ticket)
-
-    async def _verified(self, run_id: str) -> list[Checked] | None:
-        """The report of a verify run once it is over (None if it does not end in time)."""
-        ended = await self._ended(run_id)
-        return None if ended is None else history.findings(ended[1])
-
-    async def _ended(self, run_id: str) -> tuple[FlowRun, list[Any]] | None:
-        """A run once it is over, with its artifacts (None if it does not end in time)."""
-        deadline = asyncio.get_running_loop().time() + VERIFY_SECONDS
-        while asyncio.get_running_loop().time() < deadline:
-            run = await self.client.read_flow_run(run_id)
-            if run.state and run.state.is_final():
-                artifacts = await self.client.read_artifacts(
-                    artifact_filter=ArtifactFilter(
-                        flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])
-                    )
-                )
-                return run, artifacts
-            await asyncio.sleep(0.3)
-        return None
+        return Reply(drift_text(history.findings(ended[1])), ticket=ticket)
 
     async def _noop(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
         """A dry run: the checks a deploy makes and what it would change, as one reply."""
-        run = resolve(request, self.catalog.snapshot)
-        ticket = await self.intake.submit(run, reply_to)
-        ticket = await self.intake.wait(ticket.id, max(wait, VERIFY_SECONDS), behind_others=True)
+        ticket, ended = await self._run_to_its_end(request, reply_to, wait)
         if ticket.run_id is None:
             return started_reply(request.requester, ticket, request.command)
-        try:
-            ended = await self._ended(ticket.run_id)
-        except ObjectNotFound:
-            return Reply(f"The dry run's run is gone from Prefect ({ticket.run_id}).", ok=False)
         if ended is None:
             return Reply(
                 f"The dry run did not finish in time; see {ticket.run_url}.", ticket=ticket
@@ -191,8 +162,35 @@ class Answers:
         checks = history.plan(artifacts)
         if not checks:
             why = escape_mrkdwn(flow_run.state.message if flow_run.state else "") or "see the run"
-            return Reply(f"The dry run of *{run.title}* failed: {why}", ok=False, ticket=ticket)
-        return Reply(plan_text(run.title, checks), ticket=ticket)
+            return Reply(f"The dry run of *{ticket.title}* failed: {why}", ok=False, ticket=ticket)
+        return Reply(plan_text(ticket.title, checks), ticket=ticket)
+
+    async def _run_to_its_end(
+        self, request: Request, reply_to: ReplyTo, wait: float
+    ) -> tuple[Ticket, tuple[FlowRun, list[Any]] | None]:
+        """Start the run a read-only request asks for (verify, dry run) and wait for its end:
+        its ticket, and the run with its artifacts (None when it did not start or end within
+        :data:`VERIFY_SECONDS`)."""
+        run = resolve(request, self.catalog.snapshot)
+        ticket = await self.intake.submit(run, reply_to)
+        ticket = await self.intake.wait(ticket.id, max(wait, VERIFY_SECONDS), behind_others=True)
+        if ticket.run_id is None:
+            return ticket, None
+        deadline = asyncio.get_running_loop().time() + VERIFY_SECONDS
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                flow_run = await self.client.read_flow_run(ticket.run_id)
+            except ObjectNotFound:
+                raise Refused(f"The run {ticket.run_id} is gone from Prefect.") from None
+            if flow_run.state and flow_run.state.is_final():
+                artifacts = await self.client.read_artifacts(
+                    artifact_filter=ArtifactFilter(
+                        flow_run_id=ArtifactFilterFlowRunId(any_=[ticket.run_id])
+                    )
+                )
+                return ticket, (flow_run, artifacts)
+            await asyncio.sleep(0.3)
+        return ticket, None
 
     async def _abort(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
         """Cancel the deploy or rollback running in the environment (the oldest, which holds
