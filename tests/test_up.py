@@ -54,5 +54,5 @@ def test_up_runs_the_prefect_server_on_postgresql_when_asked(
             text=True,
             check=True,
         )
-        assert counted.stdout.strip() == "3", "the deployments are in PostgreSQL"
+        assert counted.stdout.strip() == str(len(DEPLOYMENTS)), "the deployments are in PostgreSQL"
         assert up.stop() == 0
