@@ -529,13 +529,8 @@ def environment_text(row: history.EnvironmentRow, detailed: bool, now: datetime)
     if row.lock is not None:
         lines.append(f"    :lock: {row.lock.describe()}")
     if row.verified is not None:
-        drifted = row.verified.drifted
-        found = (
-            ":warning: drift on " + escape_mrkdwn(", ".join(c.host for c in drifted))
-            if drifted
-            else f"all {len(row.verified.checked)} hosts as recorded"
-        )
-        lines.append(f"    last verify: {found}")
+        warning = ":warning: " if row.verified.drifted else ""
+        lines.append(f"    last verify: {warning}{escape_mrkdwn(row.verified.finding())}")
     return "\n".join(lines)
 
 

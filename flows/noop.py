@@ -12,7 +12,7 @@ The answer is the table artifact ``plan-<app>-<environment>`` on the run (one ro
 :func:`tasks.history.write_plan`), which the gateway turns into its reply.
 """
 
-from typing import Any
+from pathlib import Path
 
 from prefect import flow, runtime
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -22,6 +22,7 @@ from blocks.errors import ChatopsError
 from flows.report import Notify, load_optional
 from flows.results import gather
 from flows.target import Asked, Target, admit, authorize, load_target, vouch
+from tasks import ssh
 from tasks.build import cache_dir, cached_artifact
 from tasks.git import git, resolve, update_mirror
 from tasks.github import blocking_checks
@@ -62,7 +63,8 @@ def noop(
     checks.append(PlanCheck("commit", None, f"{target.ref} is {sha[:12]}"))
     checks.append(required_checks(target, sha))
     checks.append(built(target, sha))
-    checks += on_hosts(target, sha, lambda old: commits_between(mirror, old, sha))
+    with ssh.sessions():  # the host's check and its df share one connection
+        checks += host_checks(target, sha, mirror)
     write_plan(app, target.environment_name, target.ref, checks)
     return checks
 
@@ -103,7 +105,7 @@ def built(target: Target, sha: str) -> PlanCheck:
     return PlanCheck("build", None, f"built already: {artifact.name} ({size / 1e6:.1f} MB)")
 
 
-def on_hosts(target: Target, sha: str, changes: Any) -> list[PlanCheck]:
+def host_checks(target: Target, sha: str, mirror: Path) -> list[PlanCheck]:
     """Every host: does it answer, what does it run, what would it run, and is there room."""
     states = gather({h: inspect.submit(target.environment, h) for h in target.hosts})
     room = gather({h: free_space.submit(target.environment, h) for h in target.hosts})
@@ -118,12 +120,12 @@ def on_hosts(target: Target, sha: str, changes: Any) -> list[PlanCheck]:
         runs = f"runs {state.current} ({current[:7]})" if current else "runs nothing yet"
         space = f"{free / 1e9:.1f} GB free" if isinstance(free, int) else f"df failed: {free}"
         checks.append(PlanCheck(f"host {host}", isinstance(free, int), f"{runs}; {space}"))
-        change = "no change" if current == sha else changes(current)
+        change = "no change" if current == sha else commits_between(mirror, current, sha)
         checks.append(PlanCheck(f"change {host}", None, change))
     return checks
 
 
-def commits_between(mirror: Any, old: str | None, new: str) -> str:
+def commits_between(mirror: Path, old: str | None, new: str) -> str:
     """``abc1234 → def5678: 3 commits added, 1 removed`` (counted in the app's mirror)."""
     if old is None:
         return f"nothing → {new[:7]}: a first deploy"

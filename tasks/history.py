@@ -80,6 +80,13 @@ class Verified:
     def drifted(self) -> list[Checked]:
         return [c for c in self.checked if not c.consistent]
 
+    def finding(self) -> str:
+        """``all 2 hosts as recorded`` or ``drift on web-1, web-2``."""
+        drifted = self.drifted
+        if drifted:
+            return "drift on " + ", ".join(c.host for c in drifted)
+        return f"all {len(self.checked)} hosts as recorded"
+
 
 @dataclass(frozen=True)
 class EnvironmentRow:
@@ -365,14 +372,8 @@ def page_row(row: EnvironmentRow, now: datetime) -> dict[str, str]:
     d, verified = row.deployed, row.verified
     last_verify = "–"
     if verified is not None:
-        drifted = verified.drifted
         when = verified.at.strftime("%Y-%m-%d %H:%M UTC") if verified.at else ""
-        found = (
-            "drift on " + ", ".join(c.host for c in drifted)
-            if drifted
-            else f"all {len(verified.checked)} hosts as recorded"
-        )
-        last_verify = _link(f"{found} ({when})", verified.run_url)
+        last_verify = _link(f"{verified.finding()} ({when})", verified.run_url)
     at = row.deployed_at()
     return {
         "app": row.app,
