@@ -148,7 +148,8 @@ def test_a_cli_following_a_run_when_chatops_up_is_killed_gives_up_within_its_bou
         )
     mend_restart(second)
     assert follow.returncode == 4, out
-    assert GIVE_UP_SECONDS <= ended <= GIVE_UP_SECONDS + 5, out
+    # The bound counts from the last answer, which came up to one poll before the kill.
+    assert GIVE_UP_SECONDS - 1 <= ended <= GIVE_UP_SECONDS + 5, out
     # The gateway or the Prefect server behind it may be the first to go: either is named.
     assert out.count("lost contact with") == 1, out
     said = re.search(
