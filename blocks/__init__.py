@@ -11,8 +11,8 @@ The blocks also answer the questions every request asks of them (which environme
 hosts, which custom task, may this person deploy here?), so the gateway and the flows ask them
 the same way.
 
-Below them, for every layer: the error family (:mod:`blocks.errors`) and small helpers
-(:mod:`blocks.files`, :mod:`blocks.net`) that load no Prefect. The names below load their module
+Below them, for every layer: the error family (:mod:`model.errors`) and small helpers
+(:mod:`adapters.files`, :mod:`adapters.net`) that load no Prefect. The names below load their module
 on first use, so importing those (the CLI does, for its errors) does not load Prefect either.
 """
 
@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from blocks.app import App, environment_block_name
     from blocks.environment import Environment
-    from blocks.errors import UnknownTarget
     from blocks.github import GitHubAccess
     from blocks.slack import SlackAccess
+    from model.errors import UnknownTarget
 
 _HOME = {
     "App": "blocks.app",
@@ -32,7 +32,7 @@ _HOME = {
     "Environment": "blocks.environment",
     "GitHubAccess": "blocks.github",
     "SlackAccess": "blocks.slack",
-    "UnknownTarget": "blocks.errors",
+    "UnknownTarget": "model.errors",
 }
 
 __all__ = [

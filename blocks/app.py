@@ -6,7 +6,7 @@ from typing import Annotated
 from prefect.blocks.core import Block
 from pydantic import Field, StringConstraints
 
-from blocks.errors import UnknownTarget, unknown
+from model.errors import UnknownTarget, unknown
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 """App, environment and task names: what the chat grammar accepts, and safe everywhere."""

@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 from prefect.blocks.core import Block
 from pydantic import AfterValidator, Field, SecretStr, StringConstraints
 
-from blocks.errors import UnknownTarget
+from model.errors import UnknownTarget
+from model.target import NotAllowed
 
 VIA_SLACK, VIA_CLI, VIA_GITHUB, VIA_UI = "slack", "cli", "github", "ui"
 """Where a request came from; allow-lists are kept per source."""
@@ -150,7 +151,7 @@ class Environment(Block):
 
     def refusal(
         self, app: str, environment: str, via: str, user: str, channel: str | None
-    ) -> str | None:
+    ) -> NotAllowed | None:
         """Why ``user`` (asking through ``via``) may not deploy here, or None if they may.
 
         Slack requests are checked against ``allowed_users`` and ``allowed_channels``, CLI
@@ -158,16 +159,14 @@ class Environment(Block):
         deployment. Runs started in the Prefect UI are not either; ``allow_ui_runs`` says
         whether they may deploy here at all.
         """
+        asked = {"app": app, "environment": environment, "user": user}
         if via == VIA_SLACK:
             if self.allowed_users and user not in self.allowed_users:
-                who = ", ".join(f"<@{u}>" for u in self.allowed_users)
-                return f"You may not deploy *{app}* to *{environment}*. Allowed: {who}."
+                return NotAllowed(list_name="allowed_users", allowed=self.allowed_users, **asked)
             if self.allowed_channels and channel not in self.allowed_channels:
-                where = ", ".join(f"<#{c}>" for c in self.allowed_channels)
-                return f"Deploys of *{app}* to *{environment}* are only done from {where}."
+                return NotAllowed(
+                    list_name="allowed_channels", allowed=self.allowed_channels, **asked
+                )
         if via == VIA_CLI and self.cli_users and user not in self.cli_users:
-            return (
-                f"You ({user}) may not deploy *{app}* to *{environment}* from the terminal. "
-                f"Allowed: {', '.join(self.cli_users)}."
-            )
+            return NotAllowed(list_name="cli_users", allowed=self.cli_users, **asked)
         return None

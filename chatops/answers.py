@@ -40,6 +40,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Cancelling
 from prefect.utilities.urls import url_for
 
+from adapters import history
 from chatops.catalog import Catalog
 from chatops.grammar import HELP_TEXT, Command
 from chatops.intake import Intake, ReplyTo, Ticket
@@ -49,17 +50,20 @@ from chatops.request import (
     Refused,
     Request,
     Requester,
-    Target,
+    check_request,
     find_app,
     find_target,
     not_allowed,
     resolve,
 )
-from tasks import history
-from tasks.locks import Freeze, Lock
-from tasks.slack_card import escape_mrkdwn, who
-from tasks.summary import abort_message, run_tags
-from tasks.verify import Checked
+from model.history import EnvironmentRow, PlanCheck, RecentRun
+from model.locks import Freeze, Lock
+from model.summary import abort_message, run_tags
+from model.target import Target
+from model.verify import Checked
+from render.chat import describe_freeze, describe_lock, holder
+from render.page import ago
+from render.slack_card import escape_mrkdwn, who
 
 QUERY_RUNS = 5
 ABORTABLE = [StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED, StateType.CANCELLING]
@@ -267,7 +271,7 @@ class Answers:
                 f"• *{env_name}*{' (' + ', '.join(notes) + ')' if notes else ''}: "
                 f"{escape_mrkdwn(hosts)}"
                 + (f" — deploys only {' '.join(rules)}" if rules else "")
-                + (f" — :lock: locked by {lock.holder}" if lock else "")
+                + (f" — :lock: locked by {holder(lock)}" if lock else "")
             )
         if not app.environments:
             lines.append("no environments are configured.")
@@ -291,19 +295,19 @@ class Answers:
             replaced = await self.locks.take(wanted, command.force)
         except LockHeld as exc:
             return Reply(
-                f":lock: {exc.lock.describe()}\nTake it over with "
+                f":lock: {describe_lock(exc.lock)}\nTake it over with "
                 f"`lock {target.environment_name} on {target.app_name} steal` (they are told).",
                 ok=False,
             )
         reason = f": {escape_mrkdwn(command.message)}" if command.message else ""
         stolen = replaced is not None and replaced.stops(requester.user, requester.via)
-        taken = f" (taken over from {replaced.holder})" if replaced and stolen else ""
+        taken = f" (taken over from {holder(replaced)})" if replaced and stolen else ""
         text = (
             f":lock: {requester.mention} locked *{target.environment_name}* on "
             f"*{target.app_name}*{reason}{taken}."
         )
         if replaced and stolen:  # a public reply that mentions them: Slack notifies the holder
-            text += f"\n{replaced.holder}, your lock was taken over by {requester.mention}."
+            text += f"\n{holder(replaced)}, your lock was taken over by {requester.mention}."
         return Reply(text, public=True)
 
     async def _unlock(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
@@ -320,14 +324,14 @@ class Answers:
             )
         except LockHeld as exc:
             return Reply(
-                f":lock: {exc.lock.describe()}\nRemove it anyway with "
+                f":lock: {describe_lock(exc.lock)}\nRemove it anyway with "
                 f"`unlock {target.environment_name} on {target.app_name}!`.",
                 ok=False,
             )
         if removed is None:
             return Reply(f"{where} was not locked.")
         whose = (
-            f" (it was {removed.holder}'s)" if removed.stops(requester.user, requester.via) else ""
+            f" (it was {holder(removed)}'s)" if removed.stops(requester.user, requester.via) else ""
         )
         return Reply(f":unlock: {requester.mention} unlocked {where}{whose}.", public=True)
 
@@ -349,7 +353,7 @@ class Answers:
                 ):
                     removed.append(f"*{lock.environment}* on *{lock.app}*")
             else:
-                kept.append(lock.describe())
+                kept.append(describe_lock(lock))
         text = (
             f":unlock: {requester.mention} unlocked {', '.join(removed)}."
             if removed
@@ -365,19 +369,10 @@ class Answers:
     async def _check(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
         command, requester = request.command, request.requester
         target = find_target(command, self.catalog.snapshot)
-        if refusal := not_allowed(target, requester):
-            return Reply(refusal, ok=False)
-        lock = self.catalog.snapshot.lock(target.app_name, target.environment_name)
-        if lock is not None and lock.stops(requester.user, requester.via):
-            text = (
-                f":lock: {lock.describe()}\nOnly its holder deploys there (a forced deploy does "
-                f"not pass a lock); `lock {target.environment_name} on {target.app_name} steal` "
-                "takes it over."
-            )
-            return Reply(text, ok=False)
-        freeze = self.catalog.snapshot.freeze(target.environment_name)
-        if freeze is not None:
-            return Reply(freeze.describe(), ok=False)
+        try:
+            check_request(target, requester, self.catalog.snapshot)
+        except Refused as refusal:
+            return Reply(str(refusal), ok=False)
         return Reply(
             f":white_check_mark: You can deploy *{target.app_name}* to "
             f"*{target.environment_name}* now."
@@ -508,7 +503,7 @@ def started_reply(requester: Requester, ticket: Ticket, command: Command) -> Rep
     )
 
 
-def environment_text(row: history.EnvironmentRow, detailed: bool, now: datetime) -> str:
+def environment_text(row: EnvironmentRow, detailed: bool, now: datetime) -> str:
     """One app environment for ``status``/``where`` (``latest``: ``detailed``), the same facts
     as its row on the ``environments`` page."""
     d, lines = row.deployed, []
@@ -518,23 +513,23 @@ def environment_text(row: history.EnvironmentRow, detailed: bool, now: datetime)
         sha = f"<{d.commit_url}|{d.sha[:12]}>" if d.commit_url else f"`{d.sha[:12]}`"
         lines.append(f"• *{row.app}* on *{row.environment}*: `{escape_mrkdwn(d.ref)}` at {sha}")
         at = row.deployed_at()
-        ago = f" ({history.ago(at, now)})" if at else ""
-        lines.append(f"    deployed by {who(d.requested_by)} at {d.finished}{ago}")
+        since = f" ({ago(at, now)})" if at else ""
+        lines.append(f"    deployed by {who(d.requested_by)} at {d.finished}{since}")
         if detailed:
             lines.append(f"    release `{d.release}` on {escape_mrkdwn(', '.join(d.hosts))}")
             if d.run_url:
                 lines.append(f"    run: <{d.run_url}|{escape_mrkdwn(d.run_url)}>")
     if row.freeze is not None:
-        lines.append(f"    {row.freeze.describe()}")
+        lines.append(f"    {describe_freeze(row.freeze)}")
     if row.lock is not None:
-        lines.append(f"    :lock: {row.lock.describe()}")
+        lines.append(f"    :lock: {describe_lock(row.lock)}")
     if row.verified is not None:
         warning = ":warning: " if row.verified.drifted else ""
         lines.append(f"    last verify: {warning}{escape_mrkdwn(row.verified.finding())}")
     return "\n".join(lines)
 
 
-def run_text(run: history.RecentRun) -> str:
+def run_text(run: RecentRun) -> str:
     name = escape_mrkdwn(run.name)
     link = f"<{run.url}|{name}>" if run.url else name
     when = run.when.strftime("%Y-%m-%d %H:%M UTC") if run.when else ""
@@ -542,7 +537,7 @@ def run_text(run: history.RecentRun) -> str:
     return f"• {link}: {escape_mrkdwn(run.state)}{by} {when}".rstrip()
 
 
-def plan_text(title: str, checks: list[history.PlanCheck]) -> str:
+def plan_text(title: str, checks: list[PlanCheck]) -> str:
     """What a dry run found, check by check, and whether a deploy would go ahead."""
     marks = {True: ":white_check_mark:", False: ":x:", None: "•"}
     stops = [c for c in checks if c.ok is False]

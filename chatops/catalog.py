@@ -30,17 +30,16 @@ from prefect.client.orchestration import PrefectClient
 from prefect.exceptions import PrefectHTTPStatusError
 from pydantic import ValidationError
 
-from blocks import App, Environment, environment_block_name
-from chatops.background import Loop
-from tasks.locks import (
+from adapters.locks import (
     FREEZES_QUERY,
     LOCKS_QUERY,
-    Freeze,
-    Lock,
     freezes_from,
     lock_name,
     locks_from,
 )
+from blocks import App, Environment, environment_block_name
+from chatops.background import Loop
+from model.locks import Freeze, Lock
 
 APP_SLUG = "chatops-app"
 ENVIRONMENT_SLUG = "chatops-environment"

@@ -36,10 +36,10 @@ from pydantic import (
     create_model,
 )
 
+from adapters.host_keys import host_keys_locked, keep_learned
 from blocks import App, Environment, GitHubAccess, SlackAccess, environment_block_name
 from blocks.app import NAME_PATTERN
-from blocks.errors import DeployError
-from tasks.host_keys import host_keys_locked, keep_learned
+from model.errors import DeployError
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 EnvVar = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -230,7 +230,7 @@ def saved_names() -> dict[str, str]:
 
 def save_environment(name: str, block: Environment) -> int:
     """Save the environment as the file describes it, plus the host keys it learned that the
-    file does not replace (see :func:`tasks.host_keys.keep_learned`); return how many it kept.
+    file does not replace (see :func:`adapters.host_keys.keep_learned`); return how many it kept.
 
     Under the host-keys lock, so a key a running deploy learns at the same moment is neither
     lost nor saved over the new settings.

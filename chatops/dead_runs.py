@@ -40,6 +40,7 @@ from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed
 
+from adapters.home import home
 from chatops.settings import (
     DEAD_RUN_SECRET,
     SILENT_RUNS_HEADER,
@@ -49,7 +50,6 @@ from chatops.settings import (
 )
 from flows.crash import free_slot
 from flows.report import report_crash
-from tasks.home import home
 
 AUTOMATION = "chatops: crash silent deploys"
 """The automation's name: :func:`watch_silent_runs` creates or updates it by this name."""

@@ -70,7 +70,7 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from blocks.errors import ChatopsError
+from adapters.home import home
 from chatops.answers import Answers, Reply
 from chatops.background import Background
 from chatops.catalog import Catalog, prefect_loader
@@ -98,9 +98,9 @@ from chatops.signatures import GITHUB_SIGNATURE_HEADER, SignatureError, verify_g
 from chatops.slack import form as slack_form
 from chatops.slack.respond import Responder, WebhookResponder
 from chatops.users import UserStore
-from tasks.home import home
-from tasks.slack_card import escape_mrkdwn
-from tasks.summary import WAITING_LABEL
+from model.errors import ChatopsError
+from model.summary import WAITING_LABEL
+from render.slack_card import escape_mrkdwn
 
 MAX_BODY_BYTES = 1024 * 1024
 SHUTDOWN_GRACE_SECONDS = 5.0

@@ -67,7 +67,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from blocks.errors import ChatopsError
+from model.errors import ChatopsError
 
 Action = Literal[
     "deploy",

@@ -50,9 +50,9 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.utilities.urls import url_for
 
-from blocks.errors import DeployError
 from chatops.background import Loop
 from chatops.request import Run
+from model.errors import DeployError
 
 logger = logging.getLogger("chatops.intake")
 

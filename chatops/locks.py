@@ -1,7 +1,7 @@
-"""Taking and releasing environment locks from the gateway (the lock itself: :mod:`tasks.locks`).
+"""Taking and releasing environment locks from the gateway (the lock itself: :mod:`adapters.locks`).
 
 Taking a lock *creates* its Prefect Variable: the server refuses a second create with the same
-name, so two people locking at once cannot both win. A freeze (:class:`tasks.locks.Freeze`) is
+name, so two people locking at once cannot both win. A freeze (:class:`adapters.locks.Freeze`) is
 kept the same way, one per environment name. The rules::
 
     await locks.take(Lock("shop", "production", by="U1", message="freeze", at=now))  # locked
@@ -12,7 +12,7 @@ kept the same way, one per environment name. The rules::
 Every call is one or two Prefect API round trips bounded by ``timeout``; past it,
 :class:`LocksUnavailable` is raised so a caller can say so instead of guessing. Every change is
 passed to the catalog at once, so this gateway's next answer already knows it, and shown on the
-``environments`` page in the background (:func:`tasks.history.write_environments`).
+``environments`` page in the background (:func:`adapters.history.write_environments`).
 """
 
 import asyncio
@@ -26,10 +26,11 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
-from blocks.errors import DeployError, DeployFailure
+from adapters import history
+from adapters.locks import FREEZE_TAG, LOCK_TAG, freeze_name, lock_name
 from chatops.catalog import Catalog, read_locks
-from tasks import history
-from tasks.locks import FREEZE_TAG, LOCK_TAG, Freeze, Lock, freeze_name, lock_name
+from model.errors import DeployError, DeployFailure
+from model.locks import Freeze, Lock
 
 T = TypeVar("T")
 logger = logging.getLogger("chatops.locks")

@@ -13,8 +13,8 @@ from prefect.exceptions import ObjectNotFound
 from blocks import GitHubAccess
 from chatops.intake import Job, Started
 from chatops.slack.respond import Responder
+from render.slack_card import escape_mrkdwn
 from tasks.github import post_status
-from tasks.slack_card import escape_mrkdwn
 
 
 class PeopleNotifier:

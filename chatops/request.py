@@ -11,7 +11,7 @@ in-memory configuration, before any run exists::
 
 The flows check the same things again when they start, and once more when the environment's
 slot is theirs (:mod:`flows.target`). A deploy or rollback run carries the gateway's
-``signature`` over its parameters and its request key (:mod:`tasks.run_signing`): a run started
+``signature`` over its parameters and its request key (:mod:`adapters.run_signing`): a run started
 any other way, "Run" in the Prefect UI included, is an anonymous UI run.
 """
 
@@ -19,8 +19,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from blocks import App, Environment, UnknownTarget
-from blocks.errors import ChatopsError
+from adapters.run_signing import claims, sign, signing_key
+from blocks import App, UnknownTarget
 from chatops.catalog import Snapshot
 from chatops.grammar import Command, CommandError, split_app
 from chatops.settings import (
@@ -29,8 +29,11 @@ from chatops.settings import (
     ROLLBACK_DEPLOYMENT,
     VERIFY_DEPLOYMENT,
 )
-from tasks.run_signing import claims, sign, signing_key
-from tasks.summary import PREVIOUS, run_tags, run_title
+from model.errors import ChatopsError
+from model.locks import EnvironmentFrozen, EnvironmentLocked
+from model.summary import PREVIOUS, run_tags, run_title
+from model.target import NotAllowed, Target, check_access
+from render.chat import describe_freeze, describe_lock, describe_refusal
 
 Via = Literal["slack", "github", "cli"]
 
@@ -102,17 +105,6 @@ class Run:
         return run_tags(self.app, self.environment)
 
 
-@dataclass(frozen=True)
-class Target:
-    """What a request points at, as the configuration knows it."""
-
-    app_name: str
-    app: App
-    ref: str | None
-    environment_name: str
-    environment: Environment
-
-
 def find_app(word: str | None, config: Snapshot) -> tuple[str, App, str | None]:
     """The app ``word`` names (a name or a repository) and the ref it carries, or Refused."""
     if not config.loaded:
@@ -141,36 +133,46 @@ def find_target(command: Command, config: Snapshot, environment_required: bool =
             f"*{app_name}* lists `{environment}`, but its settings (block "
             f"`{app_name}-{environment}`) are missing. Ask whoever runs chatops."
         )
-    return Target(app_name, app, carried or command.ref, environment, env)
+    return Target(app_name, app, environment, env, ref=carried or command.ref)
 
 
 def not_allowed(target: Target, requester: Requester) -> str | None:
-    """Why ``requester`` may not change ``target`` (deploy, roll back, lock), or None."""
+    """Why the allow-lists refuse ``requester`` changing ``target`` (deploy, roll back, lock),
+    in chat words, or None."""
     refusal = target.environment.refusal(
         target.app_name, target.environment_name, requester.via, requester.user, requester.channel
     )
-    return f":no_entry: {refusal}" if refusal else None
+    return f":no_entry: {describe_refusal(refusal)}" if refusal else None
 
 
-def authorize(
+def check_request(
     target: Target, requester: Requester, config: Snapshot, rollback: bool = False
 ) -> None:
-    """Refuse unless ``requester`` may deploy to ``target``, no one else's lock is on it and
-    (unless it is a ``rollback``) its environment is not frozen."""
-    if refusal := not_allowed(target, requester):
-        raise Refused(refusal)
-    freeze = None if rollback else config.freeze(target.environment_name)
-    if freeze is not None:
-        raise Refused(
-            f"{freeze.describe()}\nTo undo a bad release meanwhile: "
-            f"`rollback {target.app_name} in {target.environment_name}`."
+    """:func:`~model.target.check_access` against the gateway's copy of the locks and
+    freezes, refusing in chat words with what to do instead."""
+    app, environment = target.app_name, target.environment_name
+    try:
+        check_access(
+            target,
+            requester.user,
+            requester.via,
+            requester.channel,
+            lock=config.lock(app, environment),
+            freeze=config.freeze(environment),
+            rollback=rollback,
         )
-    lock = config.lock(target.app_name, target.environment_name)
-    if lock is not None and lock.stops(requester.user, requester.via):
+    except NotAllowed as refusal:
+        raise Refused(f":no_entry: {describe_refusal(refusal)}") from None
+    except EnvironmentFrozen as frozen:
         raise Refused(
-            f":lock: {lock.describe()}\nA forced deploy does not pass a lock: ask its holder, "
-            f"or take it over with `lock {target.environment_name} on {target.app_name} steal`."
-        )
+            f"{describe_freeze(frozen.freeze)}\nTo undo a bad release meanwhile: "
+            f"`rollback {app} in {environment}`."
+        ) from None
+    except EnvironmentLocked as locked:
+        raise Refused(
+            f":lock: {describe_lock(locked.lock)}\nA forced deploy does not pass a lock: ask its "
+            f"holder, or take it over with `lock {environment} on {app} steal`."
+        ) from None
 
 
 def resolve(request: Request, config: Snapshot) -> Run:
@@ -191,7 +193,7 @@ def resolve(request: Request, config: Snapshot) -> Run:
         raise Refused(str(exc)) from None
     if command.action == "noop":
         return _noop_run(request, target, hosts if command.hosts else None)
-    authorize(target, requester, config, rollback=command.action == "rollback")
+    check_request(target, requester, config, rollback=command.action == "rollback")
     common = {
         "app": target.app_name,
         "environment": target.environment_name,

@@ -41,7 +41,8 @@ from prefect.runner._process_manager import ProcessManager
 from prefect.settings import PREFECT_API_URL
 from prefect.types._datetime import now
 
-from blocks.net import direct
+from adapters.home import home
+from adapters.net import direct
 from chatops import warmstart
 from chatops.settings import (
     DEPLOY_DEPLOYMENT,
@@ -50,7 +51,6 @@ from chatops.settings import (
     VERIFY_DEPLOYMENT,
     stop_grace_seconds,
 )
-from tasks.home import home
 
 DEFAULT_LIMIT = 8
 POLL_SECONDS = 1.0

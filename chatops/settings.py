@@ -1,13 +1,13 @@
 """Names and settings of the front door, read from the environment (standard library only, so
 the CLI can read them without loading Prefect).
 
-The state directories are :mod:`tasks.home` (``CHATOPS_HOME``).
+The state directories are :mod:`adapters.home` (``CHATOPS_HOME``).
 """
 
 import os
 from dataclasses import dataclass
 
-from tasks.home import home
+from adapters.home import home
 
 DEPLOY_DEPLOYMENT = "deploy/chatops"
 """The Prefect deployment (``<flow>/<deployment>``) that deploys start."""

@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import Mapping
 
-from blocks.errors import ChatopsError
+from model.errors import ChatopsError
 
 SLACK_MAX_SKEW_SECONDS = 300
 """Slack requests older or newer than this (seconds, either direction) are refused."""

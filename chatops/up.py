@@ -38,13 +38,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import FrameType
 
-from blocks.errors import DeployError
-from blocks.net import direct
+from adapters.home import home
+from adapters.net import direct, probe
+from adapters.run_signing import signing_key
 from chatops.cli.server import PREFECT_API_AUTH, write_up_file
 from chatops.lifeline import die_with_parent
 from chatops.settings import DEAD_RUN_SECRET, DEPLOYMENTS, heartbeat_seconds, stop_grace_seconds
-from tasks.home import home
-from tasks.run_signing import signing_key
+from model.errors import DeployError
 
 SERVER_START_SECONDS = 120
 RUNNER_STOP_MARGIN = 30.0
@@ -175,19 +175,17 @@ def refuse_taken_port(host: str, port: int) -> None:
             )
 
 
-def wait_healthy(url: str, service: Service, seconds: float) -> None:
+def wait_answering(url: str, service: Service, seconds: float) -> None:
     """Wait until ``url`` answers 200; :class:`StartupError` if ``service`` dies or never does."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if not service.alive():
             code = service.process.returncode if service.process else None
             raise StartupError(f"the {service.name} exited with code {code}")
-        try:
-            with direct.open(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
+        status, _ = probe(url, timeout=2)
+        if status == 200:
+            return
+        time.sleep(0.2)
     raise StartupError(f"the {service.name} did not answer on {url} in {seconds:.0f} s")
 
 
@@ -261,7 +259,7 @@ def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) 
                 service.name
             )
             if url:
-                wait_healthy(url, service, SERVER_START_SECONDS)
+                wait_answering(url, service, SERVER_START_SECONDS)
             if service.name == services[0].name:  # the API answers: set up the watch meanwhile
                 watching = watch_silent_runs(env, gateway_url)
         wait_watching(watching)

@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from blocks.errors import ChatopsError
-from blocks.files import file_lock
+from adapters.files import file_lock
+from model.errors import ChatopsError
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
 TOKEN_PREFIX = "chatops_"

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from blocks import App, Environment
-from blocks.errors import DeployError
+from model.errors import DeployError
 
 DEFAULT_EXTRA_SECONDS = 30 * 60
 """Without ``run_timeout``: the app's ``build_timeout`` plus this."""

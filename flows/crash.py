@@ -39,11 +39,11 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.states import Crashed
 
+from adapters.home import home
+from adapters.logs import run_logger
 from flows.report import report_crash
 from flows.serial import release_dead
-from tasks.home import home
-from tasks.logs import run_logger
-from tasks.summary import aborted_by
+from model.summary import aborted_by
 
 UNFINISHED = [StateType.RUNNING, StateType.PENDING, StateType.CANCELLING]
 

@@ -11,10 +11,11 @@ from flows.report import DeployReport, Notify
 from flows.results import on_hosts
 from flows.steps import check_hosts, go_live, hosts_flow, in_turn, record, recover_hosts
 from flows.target import admit, load_target, vouch
+from model.releases import Release
+from model.summary import DeploySummary, run_title
 from tasks.build import build
 from tasks.git import checkout, remove_worktree
-from tasks.hosts import Release, run_task_command, upload
-from tasks.summary import DeploySummary, run_title
+from tasks.hosts import run_task_command, upload
 
 STEPS = [
     "record deployment",
@@ -54,7 +55,7 @@ def deploy(
     environment's allow-lists and lock apply to them; ``force`` skips GitHub's required-checks
     gate (never a lock); ``hosts`` limits the deploy to some of the environment's hosts;
     ``task`` names a custom deploy task of the app; ``notify`` is where the Slack message goes.
-    ``signature`` is the gateway's (:mod:`tasks.run_signing`): without a valid one, the run is
+    ``signature`` is the gateway's (:mod:`adapters.run_signing`): without a valid one, the run is
     a UI run by "prefect-ui", without force or ``deployment_id``.
     """
     asked = vouch(

@@ -9,7 +9,7 @@ host would change to. It records no GitHub deployment, posts nothing to Slack, b
 and runs nothing on a host but reads (``df`` and the listing a deploy's check makes).
 
 The answer is the table artifact ``plan-<app>-<environment>`` on the run (one row per check,
-:func:`tasks.history.write_plan`), which the gateway turns into its reply.
+:func:`adapters.history.write_plan`), which the gateway turns into its reply.
 """
 
 from pathlib import Path
@@ -17,18 +17,21 @@ from pathlib import Path
 from prefect import flow, runtime
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from adapters import ssh
+from adapters.history import write_plan
 from blocks import GitHubAccess
-from blocks.errors import ChatopsError
 from flows.report import Notify, load_optional
 from flows.results import gather
-from flows.target import Asked, Target, admit, authorize, load_target, vouch
-from tasks import ssh
+from flows.target import Asked, admit, check_afresh, load_target, vouch
+from model.errors import ChatopsError
+from model.history import PlanCheck
+from model.releases import HostState
+from model.summary import run_title
+from model.target import Target
 from tasks.build import cache_dir, cached_artifact
 from tasks.git import git, resolve, update_mirror
 from tasks.github import blocking_checks
-from tasks.history import PlanCheck, write_plan
-from tasks.hosts import HostState, free_space, inspect
-from tasks.summary import run_title
+from tasks.hosts import free_space, inspect
 
 
 def flow_run_name() -> str:
@@ -73,7 +76,7 @@ def may_deploy(target: Target, asked: Asked, notify: Notify | None) -> PlanCheck
     """The allow-lists, the lock and a freeze, as the deploy asks them before it starts."""
     try:
         admit(target, asked)
-        authorize(target, asked.requested_by, asked.via, notify.channel if notify else None)
+        check_afresh(target, asked.requested_by, asked.via, notify.channel if notify else None)
     except ChatopsError as exc:
         return PlanCheck("allowed", False, str(exc))
     who = asked.requested_by

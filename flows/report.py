@@ -1,7 +1,7 @@
 """Keep people informed while a deploy runs: GitHub statuses, the Slack message, the run report.
 
 A :class:`DeployReport` follows the flow through its steps (``with report.step("build"):``),
-times them in its :class:`~tasks.summary.DeploySummary`, and tells every audience at the right
+times them in its :class:`~model.summary.DeploySummary`, and tells every audience at the right
 moments:
 
 - GitHub: ``in_progress`` once the deployment is recorded, then ``success``/``failure``/``error``,
@@ -10,7 +10,7 @@ moments:
 - Slack: one message in the requesting channel, updated as steps finish, and the failure excerpt
   as a thread reply (when the request came with a channel and a ``chatops-slack/default`` block
   exists);
-- Prefect: the flow run's name and tags, and the Markdown artifacts of :mod:`tasks.history`.
+- Prefect: the flow run's name and tags, and the Markdown artifacts of :mod:`adapters.history`.
 
 Reporting never fails a deploy: a GitHub or Slack outage is logged and the deploy goes on.
 
@@ -35,11 +35,14 @@ from prefect.logging import get_logger, get_run_logger
 from prefect.utilities.urls import url_for
 from slack_sdk import WebClient
 
+from adapters import history, slack
+from adapters.pauses import pause_point
+from adapters.run_signing import claims, problem, signing_key
 from blocks import App, Environment, GitHubAccess, SlackAccess
-from blocks.errors import DeployFailure
 from flows.results import HostsFailed
-from flows.target import Target
-from tasks import history, slack
+from model.errors import DeployFailure
+from model.summary import DeploySummary, Outcome, SlotHolder, Step, run_tags, run_title
+from model.target import Target
 from tasks.github import (
     ChecksNotGreen,
     GitHubDeployment,
@@ -47,9 +50,6 @@ from tasks.github import (
     post_status,
     report_status,
 )
-from tasks.pauses import pause_point
-from tasks.run_signing import claims, problem, signing_key
-from tasks.summary import DeploySummary, Outcome, SlotHolder, Step, run_tags, run_title
 
 EXCERPT_CHARS = 2000
 REPORTED_LABEL = "chatops.crash-reported"
@@ -117,7 +117,7 @@ class DeployReport:
         self.deployment_id = deployment_id
         self.again = again
         self.summary = DeploySummary(
-            app=target.name,
+            app=target.app_name,
             environment=target.environment_name,
             ref=target.ref,
             hosts=target.hosts,
@@ -201,7 +201,10 @@ class DeployReport:
         self.summary.sha, self.summary.release = sha, release
         run_id = runtime.flow_run.id
         if run_id:
-            tags = {*runtime.flow_run.tags, *run_tags(self.target.name, self.summary.environment)}
+            tags = {
+                *runtime.flow_run.tags,
+                *run_tags(self.target.app_name, self.summary.environment),
+            }
             with get_client(sync_client=True) as client:
                 client.update_flow_run(run_id, name=self.summary.title, tags=sorted(tags))
         self._update_slack()

@@ -4,7 +4,7 @@
 A step fans out over the hosts as one task run per host; :func:`gather` waits for all of them
 (so no task is left running) and collects each host's value or the exception it raised::
 
-    >>> from tasks.ssh import HostFailed
+    >>> from adapters.ssh import HostFailed
     >>> results = HostResults({"web-1": "r2", "web-2": HostFailed("web-2", "upload", "timeout"),
     ...                        "web-3": HostFailed("web-3", "upload", "refused")})
     >>> results.succeeded
@@ -22,7 +22,7 @@ from typing import Any
 
 from prefect.futures import PrefectFuture
 
-from blocks.errors import ChatopsError, DeployError, DeployFailure
+from model.errors import ChatopsError, DeployError, DeployFailure
 
 
 class HostResults(dict[str, Any]):

@@ -19,10 +19,11 @@ from prefect import runtime
 from blocks import UnknownTarget
 from flows.report import DeployReport, Notify
 from flows.steps import check_hosts, go_live, hosts_flow, in_turn, record, recover_hosts
-from flows.target import Target, admit, load_target, vouch
+from flows.target import admit, load_target, vouch
+from model.releases import HostState, Release
+from model.summary import PREVIOUS, DeploySummary, run_title
+from model.target import Target
 from tasks.git import UnknownRef, resolve_ref
-from tasks.hosts import HostState, Release
-from tasks.summary import PREVIOUS, DeploySummary, run_title
 
 STEPS = ["check hosts", "find release", "record deployment", "activate", "health check"]
 
@@ -107,7 +108,7 @@ def choose_release(
     common = set.intersection(*(set(s.releases) for s in states))
     releases = {rid: states[0].releases[rid] for rid in common}
     kept = ", ".join(sorted(common)) or "none"
-    where = f"{target.name} {target.environment_name}"
+    where = f"{target.app_name} {target.environment_name}"
     if ref is None:
         wanted = {s.previous_good for s in states}
         if len(wanted) == 1 and (previous := wanted.pop()) in releases:
@@ -131,7 +132,7 @@ def choose_release(
                 raise UnknownTarget(
                     f"{ref!r} is commit {sha[:7]}, but its release is no longer on every host of "
                     f"{where} (pruned, or never deployed there); releases kept there: {kept}. "
-                    f"To deploy it instead: `deploy {target.name}@{ref} to "
+                    f"To deploy it instead: `deploy {target.app_name}@{ref} to "
                     f"{target.environment_name}`"
                 )
     if not matches:

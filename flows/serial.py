@@ -5,7 +5,7 @@ concurrency limit named ``deploy-<app>-<environment>`` (limit 1, created on firs
 that has to wait says so in its log and waits its turn.
 
 A waiting run records who holds the slot (:func:`slot_holder`: the run of that app environment
-noted as its holder most recently, as a :class:`~tasks.summary.SlotHolder`) on its own flow run,
+noted as its holder most recently, as a :class:`~model.summary.SlotHolder`) on its own flow run,
 as JSON in the label ``chatops.waiting-for`` (emptied once it takes the slot), and hands it to
 the caller (the Slack card): when the wait starts and whenever the holder changes. The CLI
 reads that label through the gateway. Presentation is theirs; this module only records.
@@ -47,7 +47,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_run_logger
 from prefect.utilities.urls import url_for
 
-from tasks.summary import PREVIOUS, WAITING_LABEL, SlotHolder, run_tags
+from model.summary import PREVIOUS, WAITING_LABEL, SlotHolder, run_tags
 
 LEASE_SECONDS = 60
 """The shortest lease Prefect allows: a dead deploy nobody noticed frees its slot a minute later."""

@@ -33,18 +33,20 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.transactions import transaction
 
+from adapters import history, ssh
 from blocks import Environment
-from blocks.errors import DeployError
 from flows import bounds, crash
 from flows.report import DeployReport, Notify
 from flows.results import HostResults, gather, on_hosts
 from flows.serial import one_at_a_time
-from flows.target import Asked, Target, authorize
-from tasks import history, ssh
+from flows.target import Asked, check_afresh
+from model.errors import DeployError
+from model.releases import HostState, Release, recovery
+from model.summary import aborted_by
+from model.target import Target
 from tasks.github import PAYLOAD_MARK, GitHubDeployment, record_deployment
 from tasks.health import health_check
-from tasks.hosts import HostState, Release, activate, finish, inspect, recover, recovery
-from tasks.summary import aborted_by
+from tasks.hosts import activate, finish, inspect, recover
 
 
 class Interrupted(DeployError, RuntimeError):
@@ -110,7 +112,7 @@ def check_hosts(target: Target) -> Checks:
 def recover_hosts(report: DeployReport, target: Target, checks: Checks) -> HostResults:
     """Wait for the hosts' checks; bring back any a dead run left inconsistent.
 
-    Returns each host's :class:`~tasks.hosts.HostState`, after any recovery.
+    Returns each host's :class:`~model.releases.HostState`, after any recovery.
     """
     env = target.environment
     with report.step("check hosts"):
@@ -167,14 +169,14 @@ def in_turn(
     target, channel = report.target, notify.channel if notify else None
     who = (asked.requested_by, asked.via, channel)
     with crash.recorded(), report.failures(), ssh.sessions():
-        authorize(target, *who, rollback=rollback)
+        check_afresh(target, *who, rollback=rollback)
         with (
             one_at_a_time(
-                target.name, target.environment_name, asked.requested_by, report.waiting_for
+                target.app_name, target.environment_name, asked.requested_by, report.waiting_for
             ),
             bounds.bounded_run(bounds.run_timeout(target.app, target.environment), report.at),
         ):
-            authorize(target, *who, again=True, rollback=rollback)
+            check_afresh(target, *who, again=True, rollback=rollback)
             yield
 
 

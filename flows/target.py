@@ -6,15 +6,15 @@ the run here, before anything runs, with a message that says what is known. The 
 the same things from its in-memory copy before it starts a run; this is the check that holds
 for every entry point, "Run" in the Prefect UI included.
 
-:func:`vouch` comes first: only a run the gateway signed (:mod:`tasks.run_signing`) is
+:func:`vouch` comes first: only a run the gateway signed (:mod:`adapters.run_signing`) is
 believed about who asked, how, and with force; any other run is a UI run by "prefect-ui",
-which :func:`admit` lets in only where the environment allows UI runs. :func:`authorize` then
+which :func:`admit` lets in only where the environment allows UI runs; :func:`check_afresh` then
 applies the environment's allow-lists and its lock, read afresh (again once the environment's
 slot is taken: a lock taken while a run waited stops it).
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prefect.client.orchestration import get_client
@@ -22,18 +22,15 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_run_logger
 
+from adapters.locks import read_freeze, read_lock
+from adapters.run_signing import claims, problem, signing_key
 from blocks import App, Environment, UnknownTarget, environment_block_name
 from blocks.environment import VIA_UI
-from blocks.errors import DeployFailure, unknown
-from tasks.locks import EnvironmentFrozen, EnvironmentLocked, read_freeze, read_lock
-from tasks.run_signing import claims, problem, signing_key
+from model.errors import unknown
+from model.target import NotAllowed, Target, check_access
 
 UI_REQUESTER = "prefect-ui"
 """Who an unsigned run (Prefect UI or API) is by, whatever its parameters say."""
-
-
-class NotAllowed(DeployFailure, RuntimeError):
-    """The requester may not deploy to this environment (its allow-lists say so)."""
 
 
 @dataclass(frozen=True)
@@ -89,25 +86,12 @@ def admit(target: "Target", asked: Asked) -> None:
     """Refuse a UI run where the environment does not take them (``allow_ui_runs``)."""
     if asked.signed or target.environment.ui_runs_allowed():
         return
+    app, env = target.app_name, target.environment_name
     raise NotAllowed(
-        f"{target.name} {target.environment_name} does not take runs started in the Prefect UI "
-        "or API (allow_ui_runs). Deploy through the gateway instead: /deploy "
-        f"{target.name} to {target.environment_name} in Slack, chatops deploy {target.name} to "
-        f"{target.environment_name} in a terminal, or a GitHub deployment."
+        f"{app} {env} does not take runs started in the Prefect UI or API (allow_ui_runs). "
+        f"Deploy through the gateway instead: /deploy {app} to {env} in Slack, chatops deploy "
+        f"{app} to {env} in a terminal, or a GitHub deployment."
     )
-
-
-@dataclass(frozen=True)
-class Target:
-    """One app environment, resolved: blocks, hosts to deploy to, and the custom task command."""
-
-    name: str
-    app: App
-    environment_name: str
-    environment: Environment
-    hosts: list[str]
-    ref: str
-    task_command: str | None
 
 
 def load_app(name: str) -> App:
@@ -141,17 +125,17 @@ def load_target(
             f"{environment_block_name(app_name, name)!r} is missing: run chatops config apply"
         ) from None
     return Target(
-        name=app_name,
+        app_name=app_name,
         app=app,
         environment_name=name,
         environment=env,
-        hosts=env.select_hosts(app_name, name, hosts),
         ref=ref or app.default_ref,
+        hosts=env.select_hosts(app_name, name, hosts),
         task_command=app.task_command(app_name, task),
     )
 
 
-def authorize(
+def check_afresh(
     target: Target,
     requested_by: str,
     via: str,
@@ -166,15 +150,17 @@ def authorize(
     ``again`` reads the environment's allow-lists afresh too (the lock is always read afresh):
     for the check once the run's turn has come, after they may have changed.
     """
-    environment = target.environment
     if again:
-        environment = Environment.load(environment_block_name(target.name, target.environment_name))
-    refusal = environment.refusal(target.name, target.environment_name, via, requested_by, channel)
-    if refusal:
-        raise NotAllowed(refusal.replace("*", ""))
-    lock = read_lock(target.name, target.environment_name)
-    if lock is not None and lock.stops(requested_by or None, via):
-        raise EnvironmentLocked(lock)
-    freeze = None if rollback else read_freeze(target.environment_name)
-    if freeze is not None:
-        raise EnvironmentFrozen(freeze)
+        environment = Environment.load(
+            environment_block_name(target.app_name, target.environment_name)
+        )
+        target = replace(target, environment=environment)
+    check_access(
+        target,
+        requested_by,
+        via,
+        channel,
+        lock=read_lock(target.app_name, target.environment_name),
+        freeze=None if rollback else read_freeze(target.environment_name),
+        rollback=rollback,
+    )

@@ -12,11 +12,13 @@ from dataclasses import replace
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from adapters import history, ssh
 from flows.results import gather
-from flows.target import Target, load_app, load_target
-from tasks import history, ssh
+from flows.target import load_app, load_target
+from model.history import Deployed
+from model.target import Target
+from model.verify import Checked
 from tasks.hosts import inspect
-from tasks.verify import Checked
 
 
 @flow(name="verify", flow_run_name="verify {app}", task_runner=ThreadPoolTaskRunner(16))
@@ -34,13 +36,13 @@ def verify(app: str, environment: str | None = None) -> list[Checked]:
     return checked
 
 
-def check_hosts(target: Target, record: history.Deployed | None) -> list[Checked]:
+def check_hosts(target: Target, record: Deployed | None) -> list[Checked]:
     """What every host of ``target`` runs and serves, next to the ``record`` of what should."""
     found = gather({h: inspect.submit(target.environment, h) for h in target.hosts})
     checked = []
     for host, outcome in found.items():
         base = Checked(
-            target.name,
+            target.app_name,
             target.environment_name,
             host,
             record.release if record else None,

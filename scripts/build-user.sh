@@ -1,5 +1,5 @@
 #!/bin/bash
-# Create the unprivileged OS user builds run as (see tasks/sandbox.py), unless it exists.
+# Create the unprivileged OS user builds run as (see adapters/sandbox.py), unless it exists.
 # A branch's build is untrusted code: as this user it cannot read $CHATOPS_HOME, the deploy
 # system's processes or its keys. Builds work in copies below the user's home.
 #

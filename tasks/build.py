@@ -1,7 +1,7 @@
 """Build the artifact of one commit, once.
 
 The App's build command runs as the build user in a working copy of the commit that user owns
-(:mod:`tasks.sandbox`), with an environment built from an allow-list: ``PATH``, ``LANG``,
+(:mod:`adapters.sandbox`), with an environment built from an allow-list: ``PATH``, ``LANG``,
 ``JAVA_HOME``, ``MAVEN_OPTS``, the build user's ``HOME``, ``USER`` and ``LOGNAME``,
 ``GIT_COMMIT`` and the names the app lists in ``build_env``. Its output is streamed line by line
 to the run's logs. The resulting file is kept in the artifact cache
@@ -32,10 +32,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from blocks.errors import DeployFailure
-from blocks.files import file_lock
-from tasks.home import home
-from tasks.sandbox import (
+from adapters.files import file_lock
+from adapters.home import home
+from adapters.sandbox import (
     BuildUser,
     SandboxUnavailable,
     TimedOut,
@@ -45,6 +44,7 @@ from tasks.sandbox import (
     stream_as,
     working_copy,
 )
+from model.errors import DeployFailure
 
 TAIL_LINES = 30
 FAST_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xlog:cds=off -Xlog:cds+dynamic=off"

@@ -18,9 +18,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from blocks.errors import DeployError, DeployFailure, worth_retrying
-from blocks.files import file_lock
-from tasks.home import home
+from adapters.files import file_lock
+from adapters.home import home
+from model.errors import DeployError, DeployFailure, worth_retrying
 
 GIT_TIMEOUT = 600
 TAIL_LINES = 20

@@ -15,8 +15,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from blocks.errors import DeployFailure, worth_retrying
 from blocks.github import GitHubAccess
+from model.errors import DeployFailure, worth_retrying
 
 DESCRIPTION_LIMIT = 140
 PAYLOAD_MARK = "chatops"

@@ -7,15 +7,14 @@ is. Proxy settings from the environment are ignored: health checks go straight t
 """
 
 import time
-import urllib.error
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from blocks.errors import DeployFailure
-from blocks.net import direct, split_host
-from tasks.ssh import HostFailed
+from adapters.net import probe, split_host
+from adapters.ssh import HostFailed
+from model.errors import DeployFailure
 
 FIRST_POLL_SECONDS = 0.05
 MAX_POLL_SECONDS = 0.2
@@ -24,17 +23,6 @@ BACKOFF = 1.5
 
 class Unhealthy(HostFailed, DeployFailure):
     """A host did not serve the new commit in time."""
-
-
-def probe(url: str, timeout: float) -> tuple[int | None, str]:
-    """One GET of ``url``: the status (None when unreachable) and the start of the body."""
-    try:
-        with direct.open(url, timeout=timeout) as response:
-            return response.status, response.read(65536).decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except (OSError, ValueError) as exc:
-        return None, str(exc)
 
 
 def health_url(template: str, host: str) -> str:

@@ -1,4 +1,5 @@
-"""Releases on an environment's hosts: ship them, switch to them, switch back, keep a record.
+"""Releases on an environment's hosts, as Prefect tasks: check each host, ship the release,
+switch to it, switch back, keep a record; and the shell commands they run there.
 
 Every host keeps its releases side by side, one symlink to the live one, and a journal::
 
@@ -8,159 +9,42 @@ Every host keeps its releases side by side, one symlink to the live one, and a j
     <deploy_path>/SWITCHING    "<from> <to> <flow run id>" while a deploy switches this host
 
 ``SWITCHING`` is written in the same command that switches ``current`` and removed when the deploy
-succeeds everywhere (:func:`finish`: ``HISTORY`` gains the release, old releases go) or when the
-host is switched back. A host that still has it was switched by a run that died: :func:`recovery`
-says how to bring it back before the next deploy touches anything; if that run had recorded its
-success in Prefect (it does so before it tells anyone), the host keeps the release and only the
-record is written. "Previous release" always means the one ``HISTORY`` says ran successfully
-before, never just the newest folder.
+succeeds everywhere (:func:`finish`: ``HISTORY`` gains the release, old releases
+go) or when the host is switched back. A host that still has it was switched by a run that died:
+:func:`model.releases.recovery` says how to bring it back before the next deploy touches
+anything; if that run had recorded its success in Prefect (it does so before it tells anyone),
+the host keeps the release and only the record is written. "Previous release" always means the
+one ``HISTORY`` says ran successfully before, never just the newest folder.
 
-SSH itself (connections, timeouts, error messages) is :mod:`tasks.ssh`.
+What a host has, and how a host left behind by a dead run is brought back, is
+:mod:`model.releases`; SSH itself (sessions, timeouts, error messages) is :mod:`adapters.ssh`.
 """
 
 import shlex
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from prefect.transactions import Transaction, get_transaction
 
+from adapters import ssh
+from adapters.pauses import pause_point
+from adapters.ssh import HostSession
 from blocks.environment import Environment
-from tasks import ssh
+from model.releases import HostState, Recovery, Release, Switching
 from tasks.health import Unhealthy, serves, wait_healthy
-from tasks.pauses import pause_point
 
 HISTORY_KEPT = 50
 """Lines of HISTORY read back; more than any keep_releases needs."""
 
 
-@dataclass(frozen=True)
-class Release:
-    """One deployable build: ``id`` names its folder under ``releases/`` on every host."""
-
-    id: str
-    sha: str
-
-    @classmethod
-    def new(cls, sha: str, now: datetime | None = None) -> "Release":
-        stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-        return cls(id=f"{stamp}-{sha[:7]}", sha=sha)
-
-
-@dataclass(frozen=True)
-class Switching:
-    """A switch in progress (or left behind by a run that died)."""
-
-    from_id: str | None
-    to_id: str
-    run_id: str
-
-
-@dataclass(frozen=True)
-class HostState:
-    """What one host has: its releases, the live one, its record and any unfinished switch.
-
-    >>> state = HostState(current="r3", releases={"r1": "a", "r2": "b", "r3": "c"},
-    ...                   history=["r1", "r3"])
-    >>> state.good, state.previous_good
-    ('r3', 'r1')
-    >>> sorted(state.keep(2))
-    ['r1', 'r2', 'r3']
-    """
-
-    current: str | None
-    releases: dict[str, str] = field(default_factory=dict)
-    history: list[str] = field(default_factory=list)
-    switching: Switching | None = None
-    partials: list[str] = field(default_factory=list)
-
-    @property
-    def good(self) -> str | None:
-        """The release that last ran successfully here.
-
-        Before anything was recorded that is the release a switch started from, or else
-        ``current`` (hosts deployed before HISTORY existed).
-        """
-        if self.history:
-            return self.history[-1]
-        return self.switching.from_id if self.switching else self.current
-
-    @property
-    def previous_good(self) -> str | None:
-        """The release that ran successfully before :attr:`good`."""
-        earlier = [r for r in self.history if r != self.good]
-        return earlier[-1] if earlier else None
-
-    def keep(self, newest: int) -> set[str]:
-        """Releases pruning must keep: the newest ``newest``, and every one still needed."""
-        ordered = sorted(self.releases)
-        needed = {self.current, self.good, self.previous_good}
-        if self.switching:
-            needed |= {self.switching.from_id, self.switching.to_id}
-        return set(ordered[-newest:]) | {r for r in needed if r in self.releases}
-
-
-Action = Literal["none", "record", "restart", "switch", "clear"]
-
-
-@dataclass(frozen=True)
-class Recovery:
-    """What a host needs before a new deploy, and why.
-
-    - ``record``: the switch finished and its run succeeded; only the record is missing;
-    - ``switch``: switch back to ``release`` (the last good one) and restart;
-    - ``restart``: ``current`` is right, but the host does not serve it;
-    - ``clear``: only the stale switch marker has to go;
-    - ``none``: nothing to do.
-    """
-
-    action: Action
-    release: str | None
-    reason: str
-
-
-def recovery(state: HostState, serves_current: bool | None, switch_succeeded: bool) -> Recovery:
-    """Decide how to bring a host back to one consistent release.
-
-    ``serves_current``: whether the host serves the sha of ``current`` (None: no health URL);
-    ``switch_succeeded``: whether the run named in SWITCHING completed successfully.
-
-    >>> crashed = HostState("r2", {"r1": "a", "r2": "b"}, ["r1"], Switching("r1", "r2", "run"))
-    >>> recovery(crashed, serves_current=True, switch_succeeded=False).action
-    'switch'
-    >>> recovery(crashed, serves_current=True, switch_succeeded=True).action
-    'record'
-    >>> recovery(HostState("r1", {"r1": "a"}, ["r1"]), serves_current=False,
-    ...          switch_succeeded=False).reason
-    'it does not serve r1, which current names'
-    """
-    sw, current = state.switching, state.current
-    if sw is not None:
-        if switch_succeeded and current == sw.to_id:
-            return Recovery("record", sw.to_id, f"run {sw.run_id} succeeded; recording {current}")
-        target = state.good
-        if target is None or target not in state.releases:
-            return Recovery("clear", None, f"run {sw.run_id} died; no earlier release to go to")
-        if target != current:
-            return Recovery("switch", target, f"run {sw.run_id} died after switching to {current}")
-        if serves_current is False:
-            return Recovery("restart", target, f"run {sw.run_id} died before {target} restarted")
-        return Recovery("clear", target, f"run {sw.run_id} died before switching")
-    if current is not None and serves_current is False:
-        return Recovery("restart", current, f"it does not serve {current}, which current names")
-    return Recovery("none", current, "consistent")
-
-
-# --------------------------------------------------------------------------- host paths
 def releases_dir(env: Environment) -> str:
     return f"{env.deploy_path.rstrip('/')}/releases"
 
 
-def _path(env: Environment, name: str) -> str:
+def path_on_host(env: Environment, name: str) -> str:
     return f"{env.deploy_path.rstrip('/')}/{name}"
 
 
@@ -194,9 +78,10 @@ def parse_state(listing: str) -> HostState:
     return HostState(current, releases, history, switching, partials)
 
 
-def read_state(conn: ssh.Connection, env: Environment, host: str, step: str) -> HostState:
-    command = f"sh -c {shlex.quote(_INSPECT)} sh {shlex.quote(env.deploy_path)} {HISTORY_KEPT}"
-    return parse_state(ssh.run(conn, command, host=host, step=step, timeout=30, env=env))
+def read_state(host: HostSession, step: str) -> HostState:
+    """What ``host`` has (see :class:`~model.releases.HostState`)."""
+    command = f"sh -c {shlex.quote(_INSPECT)} sh {shlex.quote(host.env.deploy_path)} {HISTORY_KEPT}"
+    return parse_state(host.run(command, step))
 
 
 def switch_command(env: Environment, release_id: str, run_id: str | None, keep: bool) -> str:
@@ -206,8 +91,8 @@ def switch_command(env: Environment, release_id: str, run_id: str | None, keep: 
     it is (``keep``) or removed. The command prints the release ``current`` named before.
     """
     q = shlex.quote
-    link, target = _path(env, "current"), f"releases/{release_id}"
-    marker = q(_path(env, "SWITCHING"))
+    link, target = path_on_host(env, "current"), f"releases/{release_id}"
+    marker = q(path_on_host(env, "SWITCHING"))
     if run_id:
         journal = (
             f"printf '%s %s %s\\n' \"${{prev:--}}\" {q(release_id)} {q(run_id)} > {marker}.tmp"
@@ -223,55 +108,54 @@ def switch_command(env: Environment, release_id: str, run_id: str | None, keep: 
     )
 
 
-def restart(
-    conn: ssh.Connection, env: Environment, host: str, timeout: float | None = None
-) -> None:
+def switch(
+    host: HostSession, release_id: str, run_id: str | None = None, keep: bool = False
+) -> str | None:
+    """Switch ``host`` to ``release_id`` (see :func:`switch_command`); return the one before."""
+    previous = host.run(switch_command(host.env, release_id, run_id, keep), "switch")
+    return previous or None
+
+
+def restart(host: HostSession, timeout: float | None = None) -> None:
     """Run the restart command in ``current``, bounded by ``timeout`` (default:
     ``command_timeout``) on the host."""
-    command = f"cd {shlex.quote(_path(env, 'current'))} && {env.restart_command}"
-    bound = env.command_timeout if timeout is None else timeout
-    ssh.run(
-        conn,
-        ssh.bounded(command, bound),
-        host=host,
-        step="restart",
-        timeout=bound + ssh.KILL_AFTER_SECONDS + env.connect_timeout,
-        env=env,
-    )
+    env = host.env
+    command = f"cd {shlex.quote(path_on_host(env, 'current'))} && {env.restart_command}"
+    host.run_bounded(command, "restart", env.command_timeout if timeout is None else timeout)
 
 
 def record_command(env: Environment, release_id: str, run_id: str) -> str:
     """Append ``release_id`` to HISTORY and remove the SWITCHING journal."""
     q = shlex.quote
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    history, journal = q(path_on_host(env, "HISTORY")), q(path_on_host(env, "SWITCHING"))
     return (
-        f"printf '%s %s %s\\n' {stamp} {q(release_id)} {q(run_id)} >> {q(_path(env, 'HISTORY'))}"
-        f" && rm -f {q(_path(env, 'SWITCHING'))}"
+        f"printf '%s %s %s\\n' {stamp} {q(release_id)} {q(run_id)} >> {history} && rm -f {journal}"
     )
+
+
+FREE_SPACE = r"""d="$1"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+df -Pk "$d" | awk 'NR == 2 { print $4 }'"""
 
 
 # --------------------------------------------------------------------------- tasks
 @task(name="check host", task_run_name="check {host}", retries=1, cache_policy=NO_CACHE)
 def inspect(env: Environment, host: str) -> tuple[HostState, bool | None]:
     """The host's state, and whether it serves the sha ``current`` names (None: no health URL)."""
-    with ssh.connection(env, host, "check") as conn:
-        state = read_state(conn, env, host, "check")
+    with ssh.session(env, host, "check") as h:
+        state = read_state(h, "check")
     sha = state.releases.get(state.current or "")
     serving = serves(env.health_url, host, sha) if env.health_url and sha else None
     return state, serving
-
-
-_FREE = r"""d="$1"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done
-df -Pk "$d" | awk 'NR == 2 { print $4 }'"""
 
 
 @task(name="free space", task_run_name="free space on {host}", cache_policy=NO_CACHE)
 def free_space(env: Environment, host: str) -> int:
     """Bytes free where the host keeps its releases (its nearest existing folder, if the deploy
     path does not exist yet), as ``df`` says: a dry run's look, it writes nothing."""
-    command = f"sh -c {shlex.quote(_FREE)} sh {shlex.quote(env.deploy_path)}"
-    with ssh.connection(env, host, "check") as conn:
-        free_kib = ssh.run(conn, command, host=host, step="check", timeout=30, env=env)
+    command = f"sh -c {shlex.quote(FREE_SPACE)} sh {shlex.quote(env.deploy_path)}"
+    with ssh.session(env, host, "check") as h:
+        free_kib = h.run(command, "check")
     return int(free_kib.strip()) * 1024
 
 
@@ -280,39 +164,17 @@ def recover(env: Environment, host: str, state: HostState, plan: Recovery) -> st
     """Carry out ``plan`` on ``host``; return what was done, for the log and the report."""
     logger = get_run_logger()
     logger.warning("%s: %s: %s", host, plan.action, plan.reason)
-    with ssh.connection(env, host, "recover") as conn:
+    with ssh.session(env, host, "recover") as h:
         if plan.action == "record" and plan.release and state.switching:
-            ssh.run(
-                conn,
-                record_command(env, plan.release, state.switching.run_id),
-                host=host,
-                step="recover",
-                timeout=30,
-                env=env,
-            )
+            h.run(record_command(env, plan.release, state.switching.run_id), "recover")
         elif plan.action in ("switch", "restart") and plan.release:
-            _switch(conn, env, host, plan.release)
-            restart(conn, env, host)
+            switch(h, plan.release)
+            restart(h)
             if env.health_url:
                 wait_healthy(env.health_url, host, state.releases[plan.release], env.health_timeout)
         elif plan.action == "clear":
-            marker = shlex.quote(_path(env, "SWITCHING"))
-            ssh.run(conn, f"rm -f {marker}", host=host, step="recover", timeout=30, env=env)
+            h.run(f"rm -f {shlex.quote(path_on_host(env, 'SWITCHING'))}", "recover")
     return f"{host}: {plan.action} ({plan.reason})"
-
-
-def _switch(
-    conn: ssh.Connection,
-    env: Environment,
-    host: str,
-    release_id: str,
-    run_id: str | None = None,
-    keep: bool = False,
-) -> str | None:
-    """Switch ``host`` to ``release_id`` (see :func:`switch_command`); return the one before."""
-    command = switch_command(env, release_id, run_id, keep)
-    previous = ssh.run(conn, command, host=host, step="switch", timeout=30, env=env)
-    return previous or None
 
 
 @task(
@@ -343,8 +205,8 @@ def upload(env: Environment, host: str, artifact: str, release: Release) -> str:
         f"printf '%s\\n' {q(release.sha)} > \"$p/REVISION\" && "
         f'rm -rf {q(final)} && mv -T "$p" {q(final)}'
     )
-    with ssh.connection(env, host, "upload") as conn:
-        took = ssh.send_file(conn, local, receiver, host=host, step="upload", env=env)
+    with ssh.session(env, host, "upload") as h:
+        took = h.put(local, receiver, "upload")
     get_run_logger().info(
         "Uploaded %s (%d bytes) to %s:%s in %.2f s", local.name, size, host, final, took
     )
@@ -355,15 +217,8 @@ def upload(env: Environment, host: str, artifact: str, release: Release) -> str:
 def run_task_command(env: Environment, host: str, release: Release, command: str) -> None:
     """Run a custom deploy task's ``command`` in the new release's folder, before any switch."""
     folder = shlex.quote(f"{releases_dir(env)}/{release.id}")
-    with ssh.connection(env, host, "task") as conn:
-        ssh.run(
-            conn,
-            ssh.bounded(f"cd {folder} && {command}", env.command_timeout),
-            host=host,
-            step="task",
-            timeout=env.command_timeout + ssh.KILL_AFTER_SECONDS + env.connect_timeout,
-            env=env,
-        )
+    with ssh.session(env, host, "task") as h:
+        h.run_bounded(f"cd {folder} && {command}", "task", env.command_timeout)
 
 
 @task(name="activate", task_run_name="activate {host}", cache_policy=NO_CACHE)
@@ -385,8 +240,8 @@ def activate(
     and the journal stays for the next deploy to finish the job. Inside a transaction, a later
     failure calls :func:`switch_back` for every host this task switched.
     """
-    with ssh.connection(env, host, "activate") as conn:
-        previous = _switch(conn, env, host, release.id, run_id=run_id)
+    with ssh.session(env, host, "activate") as h:
+        previous = switch(h, release.id, run_id=run_id)
         txn = get_transaction()
         if txn is not None:
             txn.set("host", host)
@@ -395,32 +250,31 @@ def activate(
             txn.set("release", release.id)
             txn.set("run_id", run_id)
         try:
-            restart(conn, env, host, restart_timeout)
+            restart(h, restart_timeout)
         except ssh.CommandHung:
             if previous:
-                _switch(conn, env, host, previous, keep=True)
+                switch(h, previous, keep=True)
             raise
         except ssh.RemoteCommandFailed:
-            restore(conn, env, host, previous)
+            restore(h, previous)
             raise
     get_run_logger().info("%s now runs %s (was %s)", host, release.id, previous or "nothing")
     return previous
 
 
-def restore(conn: ssh.Connection, env: Environment, host: str, previous: str | None) -> None:
+def restore(h: ssh.HostSession, previous: str | None) -> None:
     """Put ``host`` back on ``previous``, restart it and wait until it is healthy again.
 
     Without a previous release there is nothing to go back to: that is only logged.
     """
-    logger = get_run_logger()
+    logger, env, host = get_run_logger(), h.env, h.host
     if previous is None:
         logger.warning("%s had no earlier release to go back to; left as it is", host)
         return
-    _switch(conn, env, host, previous)
-    restart(conn, env, host)
+    switch(h, previous)
+    restart(h)
     if env.health_url:
-        revision = shlex.quote(f"{releases_dir(env)}/{previous}/REVISION")
-        sha = ssh.run(conn, f"cat {revision}", host=host, step="roll back", timeout=30, env=env)
+        sha = h.run(f"cat {shlex.quote(f'{releases_dir(env)}/{previous}/REVISION')}", "roll back")
         try:
             wait_healthy(env.health_url, host, sha, env.health_timeout)
         except Unhealthy as exc:
@@ -434,8 +288,8 @@ def switch_back(txn: Transaction) -> None:
     """Undo :func:`activate` on one host when its deploy's transaction rolls back."""
     env: Environment = txn.get("environment")
     host: str = txn.get("host")
-    with ssh.connection(env, host, "roll back") as conn:
-        restore(conn, env, host, txn.get("previous"))
+    with ssh.session(env, host, "roll back") as h:
+        restore(h, txn.get("previous"))
 
 
 @task(name="finish", task_run_name="finish {host}", cache_policy=NO_CACHE)
@@ -460,6 +314,6 @@ def finish(
         paths = " ".join(shlex.quote(f"{releases_dir(env)}/{name}") for name in doomed)
         command += f" && rm -rf -- {paths}"
     pause_point("finish")
-    with ssh.connection(env, host, "finish") as conn:
-        ssh.run(conn, command, host=host, step="finish", timeout=120, env=env)
+    with ssh.session(env, host, "finish") as h:
+        h.run(command, "finish", timeout=120)
     return doomed

@@ -21,6 +21,7 @@ from typing import Any
 from prefect.client.orchestration import get_client
 from starlette.testclient import TestClient
 
+from adapters.locks import FREEZE_TAG, LOCK_TAG
 from blocks import App, Environment
 from chatops.gateway import create_app
 from chatops.intake import Started
@@ -28,7 +29,6 @@ from chatops.request import Run
 from chatops.settings import GatewaySettings
 from chatops.signatures import sign_github, sign_slack
 from chatops.users import UserStore
-from tasks.locks import FREEZE_TAG, LOCK_TAG
 from tests.fakes import FIXTURES
 
 SLACK_SECRET = "slack-signing-secret-for-tests"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from adapters.home import home
+from adapters.sandbox import BuildUser
 from chatops import cli
 from chatops.cli.server import prefect_api_auth
-from tasks.home import home
-from tasks.sandbox import BuildUser
 from tests.test_config import EXAMPLE, SECRETS
 from tests.up_server import ChatopsUp, post_json
 

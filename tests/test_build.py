@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from adapters.home import home
+from adapters.sandbox import build_user, stream_as
 from tasks.build import BuildFailed, build
-from tasks.home import home
-from tasks.sandbox import build_user, stream_as
 
 ALLOWED = {"PATH", "LANG", "HOME", "USER", "LOGNAME", "JAVA_HOME", "MAVEN_OPTS", "GIT_COMMIT"}
 
@@ -125,7 +125,7 @@ def test_not_root_and_sudo_refuses_the_build_fails_and_says_what_to_do(
     prefect_server: None, chatops_home: Path, tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Not root, the build switches users through sudo; when sudo refuses, nothing is built."""
-    monkeypatch.setattr("tasks.sandbox.os.geteuid", lambda: 12345)
+    monkeypatch.setattr("adapters.sandbox.os.geteuid", lambda: 12345)
     tools = tree.parent / "bin"
     tools.mkdir()
     sudo = tools / "sudo"  # what sudo -n says without a sudoers rule

@@ -17,11 +17,11 @@ from prefect.client.schemas.filters import (
 )
 from prefect.deployments import run_deployment
 
+from adapters import history
+from adapters.home import home
 from blocks import GitHubAccess, SlackAccess
 from flows.deploy import deploy
 from flows.rollback import rollback
-from tasks import history
-from tasks.home import home
 from tests.shop import DEPLOY_PATH, Shop, states, wait_finished
 from tests.signed import as_gateway
 from tests.testbed.hosts import SshKey

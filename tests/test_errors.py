@@ -15,19 +15,19 @@ import pytest
 from github import GithubException
 from prefect.states import Failed
 
-from blocks.errors import ChatopsError, DeployError, DeployFailure, worth_retrying
+from adapters.ssh import CommandHung, HostUnreachable, RemoteCommandFailed
 from chatops.intake import ReplyTo
 from flows.report import DeployReport
 from flows.results import HostResults, HostsFailed, HostsSaidNo, HostsUnworkable
+from model.errors import ChatopsError, DeployError, DeployFailure, worth_retrying
+from model.locks import Freeze, Lock
 from tasks.build import BuildFailed
 from tasks.git import GitFailed, UnknownRef
 from tasks.github import DeploymentRefused
 from tasks.health import Unhealthy
-from tasks.locks import Freeze, Lock
-from tasks.ssh import CommandHung, HostUnreachable, RemoteCommandFailed
 
 ROOT = Path(__file__).parents[1]
-PACKAGES = ["blocks", "tasks", "flows", "chatops"]
+PACKAGES = ["model", "blocks", "render", "adapters", "tasks", "flows", "chatops"]
 
 
 def _import_product() -> None:

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
+from adapters.ssh import STORE_SECONDS
 from blocks import App
 from flows.deploy import deploy
 from flows.rollback import rollback
-from tasks.ssh import STORE_SECONDS
 from tests.shop import DEPLOY_PATH, Shop, states
 
 pytestmark = pytest.mark.e2e

@@ -30,6 +30,8 @@ from prefect.client.schemas.filters import (
 from prefect.states import Cancelled, Running
 from starlette.testclient import TestClient
 
+from adapters import history
+from adapters.run_signing import claims, problem, signing_key
 from blocks import App, Environment
 from chatops.catalog import Catalog, Snapshot, prefect_loader
 from chatops.gateway import MAX_BODY_BYTES, SLOW_NOTE
@@ -38,9 +40,7 @@ from chatops.request import Run
 from chatops.settings import GatewaySettings
 from flows.deploy import deploy
 from flows.rollback import rollback
-from tasks import history
-from tasks.run_signing import claims, problem, signing_key
-from tasks.summary import PREVIOUS, DeploySummary, Step, run_tags
+from model.summary import PREVIOUS, DeploySummary, Step, run_tags
 from tests.fakes.slack_api import FakeSlack
 from tests.gateway_support import (
     ALICE,

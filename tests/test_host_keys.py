@@ -17,8 +17,8 @@ import paramiko
 import pytest
 from pydantic import SecretStr
 
+from adapters import host_keys, ssh
 from blocks import Environment
-from tasks import host_keys, ssh
 from tests.shop import Shop
 from tests.testbed.hosts import SshKey, TestHost, wait_until
 
@@ -101,15 +101,15 @@ def test_config_apply_keeps_learned_keys_only_where_the_file_pins_nothing() -> N
 # --------------------------------------------------------------------------- real hosts
 def failure(env: Environment, host: str) -> str:
     """The message connecting to ``host`` and running a command fails with."""
-    with pytest.raises(ssh.HostUnreachable) as caught, ssh.connection(env, host, "check") as conn:
-        ssh.run(conn, "true", host=host, step="check", timeout=10, env=env)
+    with pytest.raises(ssh.HostUnreachable) as caught, ssh.session(env, host, "check") as conn:
+        conn.run("true", "check", timeout=10)
     assert caught.value.host == host and caught.value.step == "check"
     return str(caught.value)
 
 
 def echo(env: Environment, host: str) -> str:
-    with ssh.connection(env, host, "check") as conn:
-        return ssh.run(conn, "echo ok", host=host, step="check", timeout=10, env=env)
+    with ssh.session(env, host, "check") as conn:
+        return conn.run("echo ok", "check", timeout=10)
 
 
 def fingerprint(host: TestHost) -> str:
@@ -172,12 +172,12 @@ def test_without_known_hosts_a_host_is_refused_with_its_fingerprint_and_the_line
 LEARN_IN_ANOTHER_RUN = """
 import logging, sys
 from blocks import Environment
-from tasks import ssh
-logging.getLogger("prefect.tasks.host_keys").addHandler(logging.StreamHandler(sys.stdout))
+from adapters import ssh
+logging.getLogger("prefect.adapters.host_keys").addHandler(logging.StreamHandler(sys.stdout))
 env = Environment.load(sys.argv[1])
 for host in env.hosts:
-    with ssh.connection(env, host, "check") as conn:
-        print(ssh.run(conn, "hostname -I", host=host, step="check", timeout=10, env=env))
+    with ssh.session(env, host, "check") as conn:
+        print(conn.run("hostname -I", "check", timeout=10))
 """
 
 
@@ -193,7 +193,7 @@ class Lines(logging.Handler):
 @pytest.fixture
 def learned_log() -> list[str]:
     """What this process logs about learned host keys."""
-    handler, logger = Lines(), logging.getLogger("prefect.tasks.host_keys")
+    handler, logger = Lines(), logging.getLogger("prefect.adapters.host_keys")
     logger.addHandler(handler)
     level, logger.level = logger.level, logging.INFO
     yield handler.lines

@@ -10,23 +10,19 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from prefect import flow, task
+from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import SecretStr
 
+from adapters import ssh
 from blocks import App, Environment, UnknownTarget
 from flows.report import redact
 from flows.rollback import choose_release
-from flows.target import Target
-from tasks import ssh
+from model.releases import HostState, Release, Switching, recovery
+from model.target import Target
 from tasks.git import UnknownRef
 from tasks.health import health_url
-from tasks.hosts import (
-    HostState,
-    Release,
-    Switching,
-    parse_state,
-    recovery,
-    switch_command,
-)
+from tasks.hosts import parse_state, switch_command
 from tests.testbed.hosts import SshKey, TestHost
 
 # --------------------------------------------------------------------------- pure logic
@@ -169,8 +165,8 @@ def env_for(address: str, private_text: str, known_hosts: list[str], **changes) 
 
 def failure(env: Environment, host: str, command: str = "true", timeout: float = 10) -> str:
     """The message a step on ``host`` fails with."""
-    with pytest.raises(ssh.HostFailed) as caught, ssh.connection(env, host, "check") as conn:
-        ssh.run(conn, command, host=host, step="check", timeout=timeout, env=env)
+    with pytest.raises(ssh.HostFailed) as caught, ssh.session(env, host, "check") as conn:
+        conn.run(command, "check", timeout=timeout)
     assert caught.value.host == host and caught.value.step == "check"
     return str(caught.value)
 
@@ -187,10 +183,8 @@ def test_a_pinned_host_key_is_enforced_and_a_mismatch_shows_both_fingerprints(
     one, ssh_key: SshKey, tmp_path
 ) -> None:
     host, env = one
-    with ssh.connection(env, host.address, "check") as conn:
-        assert (
-            ssh.run(conn, "echo ok", host=host.address, step="check", timeout=10, env=env) == "ok"
-        )
+    with ssh.session(env, host.address, "check") as conn:
+        assert conn.run("echo ok", "check", timeout=10) == "ok"
     other = tmp_path / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     impostor = f"{host.address} {' '.join(other.with_suffix('.pub').read_text().split()[:2])}"
@@ -237,9 +231,9 @@ def test_a_failing_command_carries_its_exit_code_and_last_lines(one) -> None:
     script = "for i in $(seq 1 40); do echo line $i; done; echo 'port 8080 in use' >&2; exit 3"
     with (
         pytest.raises(ssh.RemoteCommandFailed) as caught,
-        ssh.connection(env, host.address, "x") as c,
+        ssh.session(env, host.address, "x") as c,
     ):
-        ssh.run(c, script, host=host.address, step="restart", timeout=10, env=env)
+        c.run(script, "restart", timeout=10)
     assert caught.value.exit_code == 3
     assert caught.value.tail[-1] == "port 8080 in use" and "line 40" in caught.value.tail
     assert len(caught.value.tail) == ssh.TAIL_LINES
@@ -251,8 +245,8 @@ def test_a_failing_command_carries_its_exit_code_and_last_lines(one) -> None:
 def test_a_hanging_command_is_killed_on_the_host_with_its_children(one) -> None:
     host, env = one
     hang = ssh.bounded("sleep 301 & sleep 302; echo never", 1)
-    with pytest.raises(ssh.CommandHung) as caught, ssh.connection(env, host.address, "x") as c:
-        ssh.run(c, hang, host=host.address, step="restart", timeout=15, env=env)
+    with pytest.raises(ssh.CommandHung) as caught, ssh.session(env, host.address, "x") as c:
+        c.run(hang, "restart", timeout=15)
     assert "did not finish in time" in str(caught.value)
     left = host.run("pgrep -f 'sleep 30[12]' || true").stdout.strip()
     assert left == "", f"processes left on the host: {left}"
@@ -263,17 +257,39 @@ def test_a_hanging_command_is_killed_on_the_host_with_its_children(one) -> None:
 def test_sessions_reuse_one_connection_per_host_and_close_it_after(one) -> None:
     host, env = one
     with ssh.sessions():
-        with ssh.connection(env, host.address, "a") as first:
+        with ssh.session(env, host.address, "a") as first:
             pass
-        with ssh.connection(env, host.address, "b") as second:
-            assert second is first and second.is_connected
-    assert not first.is_connected
+        with ssh.session(env, host.address, "b") as second:
+            assert second.connection is first.connection and second.connection.is_connected
+    assert not first.connection.is_connected
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("deploy_hosts", [1], indirect=True)
+def test_the_tasks_of_a_run_share_its_sessions(one, prefect_server: None) -> None:
+    """Prefect runs tasks in threads with a copy of the run's context: they see its sessions."""
+    host, env = one
+
+    @task
+    def connection_of(step: str) -> int:
+        with ssh.session(env, host.address, step) as h:
+            assert h.run("echo ok", step) == "ok"
+            return id(h.connection)
+
+    @flow(task_runner=ThreadPoolTaskRunner(4))
+    def two_steps() -> list[int]:
+        with ssh.sessions():
+            first = connection_of.submit("check").result()
+            return [first, connection_of.submit("upload").result()]
+
+    first, second = two_steps()
+    assert first == second, "the second task opened a connection of its own"
 
 
 # --------------------------------------------------------------------------- release choice
 def rollback_target() -> Target:
     env = env_for("h", "k", [])
-    return Target("shop", App(repository="acme/shop"), "staging", env, ["h1", "h2"], "v1", None)
+    return Target("shop", App(repository="acme/shop"), "staging", env, "v1", ["h1", "h2"])
 
 
 def test_rollback_goes_back_to_the_previous_good_release_every_host_has() -> None:

@@ -2,8 +2,8 @@
 
 import pytest
 
+from adapters.run_signing import claims, problem, sign
 from blocks import Environment
-from tasks.run_signing import claims, problem, sign
 
 KEY = "k" * 64
 ASKED = {

@@ -23,10 +23,11 @@ from prefect.client.schemas.actions import VariableCreate
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from starlette.testclient import TestClient
 
+from adapters import history
+from adapters.locks import LOCK_TAG, lock_name
 from blocks import SlackAccess
 from flows.deploy import deploy
-from tasks import history
-from tasks.locks import LOCK_TAG, Lock, lock_name
+from model.locks import Lock
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.slack_api import FakeSlack
 from tests.gateway_support import (

@@ -1,4 +1,4 @@
-"""tasks/slack.py and tasks/slack_card.py against the fake Slack: one card per deploy, updated
+"""adapters/slack.py and render/slack_card.py against the fake Slack: one card per deploy, updated
 in place, never fatal."""
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ from hypothesis import strategies as st
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
-from blocks.slack import SlackAccess
-from tasks.slack import (
+from adapters.slack import (
     BoundedRateLimitRetryHandler,
     post_deploy_message,
     post_message,
     slack_client,
     update_deploy_message,
 )
-from tasks.slack_card import clip, escape_mrkdwn, render_deploy_message
-from tasks.summary import DeploySummary, SlotHolder, Step
+from blocks.slack import SlackAccess
+from model.summary import DeploySummary, SlotHolder, Step
+from render.slack_card import clip, escape_mrkdwn, render_deploy_message
 from tests.fakes.slack_api import FakeSlack, block_kit_problems
 
 CHANNEL = "C0DEPLOYS01"
@@ -76,8 +76,8 @@ def client(access: SlackAccess) -> WebClient:
 
 @pytest.fixture
 def warnings_(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
-    caplog.set_level(logging.WARNING, logger="prefect.tasks.slack")
-    return lambda: [r.getMessage() for r in caplog.records if r.name == "prefect.tasks.slack"]
+    caplog.set_level(logging.WARNING, logger="prefect.adapters.slack")
+    return lambda: [r.getMessage() for r in caplog.records if r.name == "prefect.adapters.slack"]
 
 
 def buttons(blocks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -28,7 +28,7 @@ from blocks import App, Environment
 from chatops.cli.server import write_up_file
 from chatops.users import TOKEN_PREFIX, UserError, UserStore, digest
 from flows.deploy import deploy
-from tasks.summary import WAITING_LABEL
+from model.summary import WAITING_LABEL
 from tests.gateway_support import RecordingCreator, clear_locks, gateway, post_cli, save_config
 from tests.up_server import free_port, get, wait_for
 

@@ -33,6 +33,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
+from adapters.home import home
 from chatops.cli.follow import GatewayRuns, Unreachable, follow, give_up_seconds
 from chatops.cli.server import (
     Gateway,
@@ -47,7 +48,6 @@ from chatops.cli.server import (
 )
 from chatops.cli.terminal import render
 from chatops.users import UserError, UserStore
-from tasks.home import home
 
 CHAT_VERBS = {
     "deploy": "deploy APP[@REF] [to ENV[/HOSTS]] and follow it, e.g. shop@v1 to staging",

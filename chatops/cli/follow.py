@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
-from blocks.errors import DeployError
 from chatops.cli.server import Gateway, GatewayError, TokenRefused
+from model.errors import DeployError
 
 POLL_SECONDS = 0.1
 RETRY_SECONDS = 1.0

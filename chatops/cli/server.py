@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from blocks.errors import DeployError
-from blocks.net import direct
-from tasks.home import home
+from adapters.home import home
+from adapters.net import direct
+from model.errors import DeployError
 
 START_HINT = "Start it with: scripts/up.sh   (or: chatops up)"
 LOGIN_HINT = (
@@ -30,7 +30,7 @@ LOGIN_HINT = (
     "then run: chatops login"
 )
 PREFECT_API_AUTH = "prefect-api-auth"
-"""The secret (:meth:`tasks.home.Home.secret`) the Prefect server that ``chatops up`` starts
+"""The secret (:meth:`adapters.home.Home.secret`) the Prefect server that ``chatops up`` starts
 wants from every API client, and the password of its UI."""
 
 

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from blocks import App
-from blocks.errors import ChatopsError, DeployError
 from chatops.catalog import Snapshot
 from chatops.grammar import ENVIRONMENT_ALIASES, Command, CommandError, validate_name, validate_ref
 from chatops.intake import ReplyTo
 from chatops.request import Request, Requester
+from model.errors import ChatopsError, DeployError
 from tasks.github import PAYLOAD_MARK
 
 logger = logging.getLogger("chatops.github")

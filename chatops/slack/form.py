@@ -19,10 +19,10 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from blocks.errors import ChatopsError
 from chatops.grammar import Command, CommandError, parse, validate_name, validate_ref
 from chatops.intake import ReplyTo
 from chatops.request import Request, Requester
+from model.errors import ChatopsError
 
 SLACK_ID = re.compile(r"[A-Z0-9]{2,40}")
 """User, channel and team ids as Slack writes them (``U024BE7LH``, ``C2147483705``)."""

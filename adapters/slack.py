@@ -8,7 +8,7 @@ A flow posts a deploy card once and then updates that same message after every s
     update_deploy_message(client, "C0DEPLOYS01", ts, summary)    # a no-op when ts is None
     post_message(client, "C0DEPLOYS01", "Build log tail: ...", thread_ts=ts)
 
-The card itself is rendered by :mod:`tasks.slack_card`. Use a channel **ID** (``C...``), as slash
+The card itself is rendered by :mod:`render.slack_card`. Use a channel **ID** (``C...``), as slash
 commands deliver it: chat.postMessage accepts ``#names`` but chat.update answers
 ``channel_not_found`` for them.
 
@@ -34,10 +34,10 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web import SlackResponse
 
+from adapters.logs import run_logger
 from blocks.slack import SlackAccess
-from tasks.logs import run_logger
-from tasks.slack_card import TEXT_LIMIT, clip, escape_mrkdwn, redact_secrets, render_deploy_message
-from tasks.summary import DeploySummary
+from model.summary import DeploySummary
+from render.slack_card import TEXT_LIMIT, clip, escape_mrkdwn, redact_secrets, render_deploy_message
 
 TIMEOUT_SECONDS = 5
 MAX_RETRIES = 2

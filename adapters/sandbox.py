@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from blocks.errors import DeployError
+from model.errors import DeployError
 
 BUILD_USER_VARIABLE = "CHATOPS_BUILD_USER"
 DEFAULT_BUILD_USER = "chatops-build"

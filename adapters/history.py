@@ -12,13 +12,13 @@ Artifacts a deploy writes:
   lock change and verify writes it again; ``chatops status`` and ``/deploy where`` answer from
   the same rows (:func:`environment_rows`).
 
-Runs are tagged ``app:<app>`` and ``env:<environment>`` (:func:`tasks.summary.run_tags`);
+Runs are tagged ``app:<app>`` and ``env:<environment>`` (:func:`model.summary.run_tags`);
 :func:`recent_runs` lists them newest first.
 """
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -39,10 +39,12 @@ from prefect.client.schemas.sorting import ArtifactCollectionSort, ArtifactSort,
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.utilities.urls import url_for
 
+from adapters.locks import FREEZES_QUERY, all_locks, freezes_from
 from blocks.app import App
-from tasks.locks import FREEZES_QUERY, Freeze, Lock, all_locks, freezes_from
-from tasks.summary import PREVIOUS, DeploySummary, run_tags
-from tasks.verify import Checked
+from model.history import Deployed, EnvironmentRow, PlanCheck, RecentRun, Verified
+from model.summary import PREVIOUS, DeploySummary, run_tags
+from model.verify import Checked
+from render.page import page_row, report_markdown
 
 T = TypeVar("T")
 DEPLOYED_PREFIX = "deployed-"
@@ -52,106 +54,8 @@ ENVIRONMENTS_KEY = "environments"
 _MARKDOWN_FACTS = re.compile(r"<!-- chatops:deployed (\{.*\}) -->")
 
 
-@dataclass(frozen=True)
-class Deployed:
-    """The latest successful deploy of one app environment, as its Prefect artifact says."""
-
-    app: str
-    environment: str
-    ref: str
-    sha: str
-    release: str
-    hosts: list[str]
-    requested_by: str
-    finished: str
-    run_url: str | None = None
-    commit_url: str | None = None
-
-
-@dataclass(frozen=True)
-class Verified:
-    """The latest verify of one app environment: every host it checked, when, and its run."""
-
-    checked: list[Checked]
-    at: datetime | None
-    run_url: str | None
-
-    @property
-    def drifted(self) -> list[Checked]:
-        return [c for c in self.checked if not c.consistent]
-
-    def finding(self) -> str:
-        """``all 2 hosts as recorded`` or ``drift on web-1, web-2``."""
-        drifted = self.drifted
-        if drifted:
-            return "drift on " + ", ".join(c.host for c in drifted)
-        return f"all {len(self.checked)} hosts as recorded"
-
-
-@dataclass(frozen=True)
-class EnvironmentRow:
-    """One app environment as QA asks about it: what runs there, its lock, its last verify."""
-
-    app: str
-    environment: str
-    deployed: Deployed | None
-    lock: Lock | None
-    verified: Verified | None
-    freeze: Freeze | None = None
-
-    def deployed_at(self) -> datetime | None:
-        """When the release that runs there was deployed (None when not recorded)."""
-        if self.deployed is None:
-            return None
-        try:
-            return datetime.strptime(self.deployed.finished, "%Y-%m-%d %H:%M:%S UTC").replace(
-                tzinfo=UTC
-            )
-        except ValueError:
-            return None
-
-
-@dataclass(frozen=True)
-class RecentRun:
-    """One deploy or rollback run of an app, as the ``deploys`` command lists it."""
-
-    name: str
-    state: str
-    ref: str | None
-    requested_by: str | None
-    when: datetime | None
-    url: str
-
-
 def deployed_key(app: str, environment: str) -> str:
     return f"{DEPLOYED_PREFIX}{app}-{environment}"
-
-
-def _cell(value: object) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ") if value not in (None, "") else "–"
-
-
-def report_markdown(summary: DeploySummary) -> str:
-    """The deploy report of one run, as Markdown."""
-    rows = [
-        ("outcome", f"**{_cell(summary.outcome)}**"),
-        ("requested by", _cell(summary.requested_by)),
-        ("ref", f"`{_cell(summary.ref)}`"),
-        ("sha", f"`{_cell(summary.sha)}`"),
-        ("environment", _cell(summary.environment)),
-        ("hosts", _cell(", ".join(summary.hosts))),
-        ("release", f"`{_cell(summary.release)}`"),
-        ("GitHub deployment", _cell(summary.deployment_id)),
-    ]
-    lines = [f"# {summary.title}", "", "| | |", "|---|---|"]
-    lines += [f"| {name} | {value} |" for name, value in rows]
-    lines += ["", "| step | state | seconds |", "|---|---|---|"]
-    for step in summary.steps:
-        seconds = f"{step.seconds:.1f}" if step.seconds is not None else "–"
-        lines.append(f"| {step.name} | {step.state} | {seconds} |")
-    if summary.error:
-        lines += ["", "## What went wrong", "", "```", summary.error, "```"]
-    return "\n".join(lines)
 
 
 def write_report(summary: DeploySummary) -> None:
@@ -341,53 +245,6 @@ def environment_rows() -> list[EnvironmentRow]:
     ]
 
 
-def _link(text: str, url: str | None) -> str:
-    return f"[{text}]({url})" if url else text
-
-
-def ago(then: datetime | None, now: datetime) -> str:
-    """``3 h ago``, ``2 d ago``: how long ago, to the unit people think in."""
-    if then is None:
-        return "–"
-    seconds = max(0, int((now - then).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit} ago"
-    return "just now"
-
-
-def _held(row: EnvironmentRow) -> list[str]:
-    """Who stops deploys there, and why: the environment's freeze, the app environment's lock."""
-    held = []
-    if row.freeze is not None:
-        freeze = row.freeze
-        held.append(f"frozen by {freeze.by} ({freeze.via}): {freeze.message or 'no reason given'}")
-    if row.lock is not None:
-        held.append(f"{row.lock.by} ({row.lock.via}): {row.lock.message or 'no reason given'}")
-    return held
-
-
-def page_row(row: EnvironmentRow, now: datetime) -> dict[str, str]:
-    """One row of the ``environments`` page, as the Prefect UI shows it (cells are Markdown)."""
-    d, verified = row.deployed, row.verified
-    last_verify = "–"
-    if verified is not None:
-        when = verified.at.strftime("%Y-%m-%d %H:%M UTC") if verified.at else ""
-        last_verify = _link(f"{verified.finding()} ({when})", verified.run_url)
-    at = row.deployed_at()
-    return {
-        "app": row.app,
-        "environment": row.environment,
-        "runs": d.ref if d else "nothing deployed yet",
-        "revision": _link(d.sha[:7], d.commit_url) if d and d.sha else "–",
-        "deployed by": d.requested_by if d else "–",
-        "deployed": f"{at:%Y-%m-%d %H:%M} UTC ({ago(at, now)})" if at else "–",
-        "lock": "; ".join(_held(row)) or "–",
-        "last verify": last_verify,
-        "run": _link("run", d.run_url) if d and d.run_url else "–",
-    }
-
-
 def write_environments() -> list[EnvironmentRow]:
     """Write the ``environments`` page again from what Prefect holds now; return its rows.
 
@@ -419,16 +276,6 @@ def findings(artifacts: list[Any]) -> list[Checked]:
 
 
 PLAN_PREFIX = "plan-"
-
-
-@dataclass(frozen=True)
-class PlanCheck:
-    """One thing a dry run found that a deploy would find: ``ok`` True (it would go ahead),
-    False (it would stop there), None (for information)."""
-
-    what: str
-    ok: bool | None
-    detail: str
 
 
 def write_plan(app: str, environment: str, ref: str, checks: list[PlanCheck]) -> None:

@@ -1,8 +1,8 @@
-"""The deploy card: a :class:`~tasks.summary.DeploySummary` rendered as Slack Block Kit.
+"""The deploy card: a :class:`~model.summary.DeploySummary` rendered as Slack Block Kit.
 
-Pure functions, no Slack calls (those are in :mod:`tasks.slack`)::
+Pure functions, no Slack calls (those are in :mod:`adapters.slack`)::
 
-    >>> from tasks.summary import DeploySummary, Step
+    >>> from model.summary import DeploySummary, Step
     >>> card = DeploySummary("shop", "staging", "feature-x", hosts=["web-1"],
     ...                      steps=[Step("build", "done", 4.2), Step("upload")])
     >>> text, blocks = render_deploy_message(card)
@@ -30,7 +30,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from tasks.summary import DeploySummary, SlotHolder, Step
+from model.summary import DeploySummary, SlotHolder, Step
 
 HEADER_LIMIT = 150
 SECTION_LIMIT = 3000

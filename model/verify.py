@@ -3,7 +3,7 @@
 A verify run (:mod:`flows.verify`) reads ``current`` and its REVISION on every host over SSH and
 compares them with the latest ``deployed-<app>-<environment>`` record. Its findings are one
 :class:`Checked` per host, kept as the table artifact ``verified-<app>-<environment>``
-(:func:`tasks.history.write_verified`), one row per host::
+(:func:`adapters.history.write_verified`), one row per host::
 
     >>> c = Checked("shop", "staging", "web-1", "r2", "1a2b3c4d", current="r1",
     ...             current_sha="9f8e7d6c")

@@ -14,11 +14,13 @@ carries the last lines of the command's output::
         port 8080 in use
 
 Host keys are always checked before logging in: pinned, learned once, or refused (see
-:mod:`tasks.host_keys`).
+:mod:`adapters.host_keys`).
 
-Inside ``with sessions():`` (a deploy) each host gets one connection, opened on first use and
-reused by every later step; outside, each :func:`connection` opens and closes its own.
-Everything sent to a remote shell is quoted by the caller with :func:`shlex.quote`.
+Work on a host goes through a :class:`HostSession` (``with session(env, host, step) as h:
+h.run(command, step)``, ``h.put(file, receiver, step)``). Inside ``with sessions():`` (a deploy)
+each host gets one connection, opened on first use and reused by every later step; outside, each
+:func:`session` opens and closes its own. Everything sent to a remote shell is quoted by the
+caller with :func:`shlex.quote`.
 """
 
 import errno
@@ -30,6 +32,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import paramiko
@@ -37,17 +40,17 @@ from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 from paramiko.ssh_exception import NoValidConnectionsError
 
-from blocks.environment import ACCEPT_NEW, Environment
-from blocks.errors import ChatopsError, DeployError
-from blocks.net import split_host
-from tasks.host_keys import (
+from adapters.host_keys import (
     HostKeyNotStored,
     UnknownHostKey,
     known_hosts_line,
     known_hosts_name,
     trust,
 )
-from tasks.logs import run_logger
+from adapters.logs import run_logger
+from adapters.net import split_host
+from blocks.environment import ACCEPT_NEW, Environment
+from model.errors import ChatopsError, DeployError
 
 TAIL_LINES = 20
 KILL_AFTER_SECONDS = 5
@@ -228,7 +231,10 @@ def _open(env: Environment, host: str, step: str) -> Connection:
     return conn
 
 
-_pool: dict[tuple, Connection] | None = None
+_pool: ContextVar[dict[tuple, Connection] | None] = ContextVar("ssh_sessions", default=None)
+"""The connections of the :func:`sessions` block this flow run is in. A context variable, so
+each run has its own, and the task threads Prefect starts (with a copy of the run's context)
+share it."""
 _pool_lock = threading.Lock()
 
 
@@ -247,49 +253,22 @@ def _pool_key(env: Environment, host: str) -> tuple:
 @contextmanager
 def sessions() -> Iterator[None]:
     """Keep one open connection per host for the duration of the block; close them after."""
-    global _pool
-    with _pool_lock:
-        outer, _pool = _pool, ({} if _pool is None else _pool)
+    if _pool.get() is not None:  # nested: the outer block keeps and closes them
+        yield
+        return
+    pool: dict[tuple, Connection] = {}
+    token = _pool.set(pool)
     try:
         yield
     finally:
-        if outer is None:
-            with _pool_lock:
-                pool, _pool = _pool or {}, None
-            for conn in pool.values():
-                conn.close()
-
-
-@contextmanager
-def connection(env: Environment, host: str, step: str) -> Iterator[Connection]:
-    """An open connection to ``host``: the session's (inside :func:`sessions`) or a new one.
-
-    A connection that failed is closed and forgotten, so a retried step connects afresh.
-    """
-    key = _pool_key(env, host)
-    with _pool_lock:
-        pooled = _pool is not None
-        conn = _pool.get(key) if _pool is not None else None
-    if conn is None or not conn.is_connected:
-        conn = _open(env, host, step)
-        if pooled:
-            with _pool_lock:
-                if _pool is not None:
-                    _pool[key] = conn
-    try:
-        yield conn
-    except BaseException:
+        _pool.reset(token)
         with _pool_lock:
-            if _pool is not None and _pool.get(key) is conn:
-                del _pool[key]
-        conn.close()
-        raise
-    else:
-        if not pooled:
+            connections = list(pool.values())
+            pool.clear()
+        for conn in connections:
             conn.close()
 
 
-# --------------------------------------------------------------------------- commands
 def bounded(command: str, seconds: float) -> str:
     """``command`` run under the host's ``timeout``: on expiry its whole process group gets
     SIGTERM, then SIGKILL :data:`KILL_AFTER_SECONDS` later (exit code 124 or 137)."""
@@ -299,44 +278,99 @@ def bounded(command: str, seconds: float) -> str:
     )
 
 
-def run(
-    conn: Connection, command: str, *, host: str, step: str, timeout: float, env: Environment
-) -> str:
-    """Run ``command`` on the host, its output in the run's logs; return its stdout.
+class HostSession:
+    """One host of an environment over one SSH connection, fabric-style: it carries the host
+    and its settings, so a step reads ``host.run("cat REVISION", "check")``.
 
-    A non-zero exit raises :class:`RemoteCommandFailed` (124/137, the exit codes of
-    :func:`bounded`, raise :class:`CommandHung`); a broken connection :class:`HostUnreachable`.
+    Every call names its step, so every failure says where it happened (:class:`HostFailed`).
     """
-    stream = LogStream(run_logger(__name__), host)
+
+    def __init__(self, env: Environment, host: str, connection: Connection) -> None:
+        self.env = env
+        self.host = host
+        self.connection = connection
+
+    def run(self, command: str, step: str, timeout: float = 30.0) -> str:
+        """Run ``command`` on the host, its output in the run's logs; return its stdout.
+
+        A non-zero exit raises :class:`RemoteCommandFailed` (124/137, the exit codes of
+        :func:`bounded`, raise :class:`CommandHung`); a broken connection
+        :class:`HostUnreachable`.
+        """
+        host = self.host
+        stream = LogStream(run_logger(__name__), host)
+        try:
+            result = self.connection.run(
+                command, timeout=timeout, warn=True, out_stream=stream, err_stream=stream
+            )
+        except CommandTimedOut as exc:
+            output = exc.result.stdout + exc.result.stderr
+            raise CommandHung(
+                host, step, f"no answer within {timeout:.0f} s", tail(output), exit_code=-1
+            ) from None
+        except (OSError, paramiko.SSHException) as exc:
+            raise why_unreachable(exc, self.env, host, step) from None
+        if result.exited in (124, 137) and command.startswith("timeout "):
+            raise CommandHung(
+                host,
+                step,
+                "did not finish in time; its processes on the host were killed",
+                tail(result.stdout + result.stderr),
+                exit_code=result.exited,
+            )
+        if result.exited != 0:
+            raise RemoteCommandFailed(
+                host,
+                step,
+                f"exit code {result.exited}",
+                tail(result.stdout + result.stderr),
+                exit_code=result.exited,
+            )
+        return result.stdout.strip()
+
+    def run_bounded(self, command: str, step: str, seconds: float) -> str:
+        """:meth:`run` ``command`` under the host's own ``timeout`` of ``seconds`` (its whole
+        process group is killed on expiry), waiting long enough to hear that it was."""
+        limit = seconds + KILL_AFTER_SECONDS + self.env.connect_timeout
+        return self.run(bounded(command, seconds), step, timeout=limit)
+
+    def put(self, local: Path, receiver: str, step: str) -> float:
+        """Stream ``local`` into the stdin of the remote ``receiver`` command; return the
+        seconds it took (see :func:`_send_file` for its bounds)."""
+        return _send_file(self.connection, local, receiver, host=self.host, step=step, env=self.env)
+
+
+@contextmanager
+def session(env: Environment, host: str, step: str) -> Iterator[HostSession]:
+    """An open session with ``host``: over the connection of the :func:`sessions` block this
+    run is in, or a new one closed afterwards.
+
+    A connection that failed is closed and forgotten, so a retried step connects afresh.
+    """
+    key = _pool_key(env, host)
+    pool = _pool.get()
+    with _pool_lock:
+        conn = pool.get(key) if pool is not None else None
+    if conn is None or not conn.is_connected:
+        conn = _open(env, host, step)
+        if pool is not None:
+            with _pool_lock:
+                pool[key] = conn
     try:
-        result = conn.run(command, timeout=timeout, warn=True, out_stream=stream, err_stream=stream)
-    except CommandTimedOut as exc:
-        output = exc.result.stdout + exc.result.stderr
-        raise CommandHung(
-            host, step, f"no answer within {timeout:.0f} s", tail(output), exit_code=-1
-        ) from None
-    except (OSError, paramiko.SSHException) as exc:
-        raise why_unreachable(exc, env, host, step) from None
-    if result.exited in (124, 137) and command.startswith("timeout "):
-        raise CommandHung(
-            host,
-            step,
-            "did not finish in time; its processes on the host were killed",
-            tail(result.stdout + result.stderr),
-            exit_code=result.exited,
-        )
-    if result.exited != 0:
-        raise RemoteCommandFailed(
-            host,
-            step,
-            f"exit code {result.exited}",
-            tail(result.stdout + result.stderr),
-            exit_code=result.exited,
-        )
-    return result.stdout.strip()
+        yield HostSession(env, host, conn)
+    except BaseException:
+        if pool is not None:
+            with _pool_lock:
+                if pool.get(key) is conn:
+                    del pool[key]
+        conn.close()
+        raise
+    else:
+        if pool is None:
+            conn.close()
 
 
-def send_file(
+def _send_file(
     conn: Connection,
     local: Path,
     receiver: str,

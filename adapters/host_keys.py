@@ -26,10 +26,10 @@ from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists
 
+from adapters.logs import run_logger
+from adapters.net import split_host
 from blocks.environment import ACCEPT_NEW, Environment
-from blocks.errors import DeployError
-from blocks.net import split_host
-from tasks.logs import run_logger
+from model.errors import DeployError
 
 LOCK_NAME = "chatops-host-keys"
 """The Prefect global concurrency limit (limit 1) that serializes changes to known_hosts."""

@@ -1,7 +1,7 @@
 """The state of one deploy as people see it: one :class:`DeploySummary`, updated as it goes.
 
 The flow's :class:`~flows.report.DeployReport` keeps it current; the Slack card
-(:mod:`tasks.slack_card`), the run report and the deployed-where record (:mod:`tasks.history`)
+(:mod:`render.slack_card`), the run report and the deployed-where record (:mod:`adapters.history`)
 are renderings of it::
 
     >>> summary = DeploySummary("shop", "staging", "v1", hosts=["web-1"],

@@ -33,7 +33,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from tasks.home import home
+from adapters.home import home
 
 KEY_ENV = "CHATOPS_RUN_SIGNING_KEY"
 SECRET_NAME = "run-signing-key"

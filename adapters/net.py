@@ -8,6 +8,7 @@ Light on purpose (standard library only): the CLI uses it without loading Prefec
     ('web-1', 22)
 """
 
+import urllib.error
 import urllib.request
 
 direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -19,3 +20,15 @@ def split_host(host: str, default_port: int) -> tuple[str, int]:
     """``web-1:2222`` → ``("web-1", 2222)``; ``web-1`` → ``("web-1", default_port)``."""
     name, colon, port = host.rpartition(":")
     return (name, int(port)) if colon else (host, default_port)
+
+
+def probe(url: str, timeout: float) -> tuple[int | None, str]:
+    """One direct GET of ``url``: the status (None when unreachable) and the start of the body
+    (or why there was no answer)."""
+    try:
+        with direct.open(url, timeout=timeout) as response:
+            return response.status, response.read(65536).decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except (OSError, ValueError) as exc:
+        return None, str(exc)
