@@ -16,7 +16,7 @@ any other way, "Run" in the Prefect UI included, is an anonymous UI run.
 """
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from blocks import App, Environment, UnknownTarget
@@ -29,6 +29,7 @@ from chatops.settings import (
     ROLLBACK_DEPLOYMENT,
     VERIFY_DEPLOYMENT,
 )
+from tasks.pull_request import PullRequestComment
 from tasks.run_signing import claims, sign, signing_key
 from tasks.summary import PREVIOUS, run_tags, run_title
 
@@ -64,7 +65,8 @@ class Request:
 
     ``key`` makes it idempotent: the same key never starts two runs (a Slack trigger id, a
     GitHub delivery or deployment id, a CLI invocation id). ``sha`` and ``deployment_id`` come
-    with GitHub events: the exact commit, and the deployment to report to.
+    with GitHub events: the exact commit, and the deployment to report to. ``pull_request`` is
+    the comment a request typed on a pull request is answered in (a deploy keeps it current).
     """
 
     requester: Requester
@@ -72,6 +74,7 @@ class Request:
     key: str | None = None
     sha: str | None = None
     deployment_id: int | None = None
+    pull_request: PullRequestComment | None = None
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,8 @@ def resolve(request: Request, config: Snapshot) -> Run:
         "deployment_id": request.deployment_id,
         "task": command.task,
     }
+    if request.pull_request is not None:
+        parameters["pull_request"] = asdict(request.pull_request)
     title = run_title(target.app_name, ref, request.sha, target.environment_name)
     return Run(DEPLOY_DEPLOYMENT, signed("deploy", parameters, key), title, key)
 

@@ -10,6 +10,8 @@ moments:
 - Slack: one message in the requesting channel, updated as steps finish, and the failure excerpt
   as a thread reply (when the request came with a channel and a ``chatops-slack/default`` block
   exists);
+- a pull request: the comment the gateway posted when the deploy was asked for there, edited
+  to the same facts as the Slack message whenever that changes (:mod:`tasks.pull_request`);
 - Prefect: the flow run's name and tags, and the Markdown artifacts of :mod:`tasks.history`.
 
 Reporting never fails a deploy: a GitHub or Slack outage is logged and the deploy goes on.
@@ -48,6 +50,7 @@ from tasks.github import (
     report_status,
 )
 from tasks.pauses import pause_point
+from tasks.pull_request import PullRequestComment, comment_markdown, edit_comment
 from tasks.run_signing import claims, problem, signing_key
 from tasks.summary import DeploySummary, Outcome, SlotHolder, Step, run_tags, run_title
 
@@ -110,12 +113,14 @@ class DeployReport:
         *,
         deployment_id: int | None = None,
         again: dict[str, Any] | None = None,
+        pull_request: PullRequestComment | None = None,
     ) -> None:
         self.logger = get_run_logger()
         self.target = target
         self.github: GitHubAccess | None = load_optional(GitHubAccess)
         self.deployment_id = deployment_id
         self.again = again
+        self.pull_request = pull_request
         self.summary = DeploySummary(
             app=target.name,
             environment=target.environment_name,
@@ -126,6 +131,7 @@ class DeployReport:
             run_url=run_url(runtime.flow_run.id),
             environment_url=target.environment.url,
             deployment_id=deployment_id,
+            pull_request_url=pull_request.url if pull_request else None,
         )
         self.secrets = [s for s in [target.environment.ssh_private_key.get_secret_value()] if s]
         if self.github is not None:
@@ -148,9 +154,25 @@ class DeployReport:
         return SlackCard(client, notify.channel, ts) if ts else None
 
     def _update_slack(self) -> None:
+        """Show the summary as it is now: on the Slack card, and on the pull request comment."""
         if self.slack:
             slack.update_deploy_message(
                 self.slack.client, self.slack.channel, self.slack.ts, self.summary
+            )
+        self._update_comment()
+
+    def _update_comment(self) -> None:
+        pull = self.pull_request
+        if pull is None or self.github is None:
+            return
+        try:
+            body = self.redact(comment_markdown(self.summary))
+            edit_comment(self.github, pull.repository, pull.comment_id, body)
+        except Exception as exc:  # GitHub being down must not fail or hide the deploy itself
+            self.logger.warning(
+                "Could not update the comment on pull request #%s: %s",
+                pull.number,
+                self.redact(str(exc)),
             )
 
     @contextmanager
