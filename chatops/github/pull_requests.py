@@ -168,7 +168,9 @@ class _Desk:
             )
             return
         if asked.command is None:
-            await self.comment(f":grey_question: {plain(asked.error or '')}\n\n{_help()}")
+            # Our own words around the typed text: keep the `code`, but ping nobody.
+            error = markdown(asked.error or "").replace("@", "@\u200b")
+            await self.comment(f":grey_question: {error}\n\n{_help()}")
             return
         if asked.command.action == "help":
             await self.comment(_help())

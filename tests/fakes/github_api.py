@@ -1128,13 +1128,15 @@ class FakeGitHub:
         return comment
 
     def _get_pull(self, call: _Call) -> _Reply:
-        pull = self._pull_state()["pulls"].get((call.repo.full_name, _int(call.params["number"])))
+        pull = self._pull_state()["pulls"].get(
+            (call.repo.full_name, _int(call.params["pull_number"]))
+        )
         if pull is None:
             return _Reply(404, _error_body(404, "Not Found", call.docs))
         return _Reply(200, self._render_pull(pull))
 
     def _create_comment(self, call: _Call) -> _Reply:
-        number = _int(call.params["number"])
+        number = _int(call.params["issue_number"])
         body = call.body.get("body") if isinstance(call.body, dict) else None
         if (call.repo.full_name, number) not in self._pull_state()["pulls"]:
             return _Reply(404, _error_body(404, "Not Found", call.docs))
@@ -1503,8 +1505,8 @@ def _int(value: str) -> int:
 
 _ISSUE = "/repos/{owner}/{repo}/issues"
 ROUTES += (
-    _route("GET", "/repos/{owner}/{repo}/pulls/{number}", "_get_pull"),
-    _route("POST", _ISSUE + "/{number}/comments", "_create_comment"),
+    _route("GET", "/repos/{owner}/{repo}/pulls/{pull_number}", "_get_pull"),
+    _route("POST", _ISSUE + "/{issue_number}/comments", "_create_comment"),
     _route("PATCH", _ISSUE + "/comments/{comment_id}", "_update_comment"),
     _route("POST", _ISSUE + "/comments/{comment_id}/reactions", "_create_reaction"),
     _route("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission", "_get_permission"),
