@@ -1123,7 +1123,7 @@ class FakeGitHub:
         return self._pull_requests
 
     def _new_comment(self, repo: _Repo, number: int, login: str, body: str) -> _Comment:
-        comment = _Comment(next(self._ids), repo, number, login, [body], _now(), _now())
+        comment = _Comment(next(_COMMENT_IDS), repo, number, login, [body], _now(), _now())
         self._pull_state()["comments"][comment.id] = comment
         return comment
 
@@ -1466,6 +1466,9 @@ def fake_github() -> Iterator[FakeGitHub]:
 # --------------------------------------------------------------------------- pull requests
 COMMENT_LIMIT = 65536
 REACTIONS = frozenset({"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"})
+_COMMENT_IDS = itertools.count(time.time_ns() // 1000 % 10**12)
+"""Comment ids are unique on GitHub, not per repository: the idempotency key of a run asked
+for in a comment holds its id, and one test Prefect server outlives many fakes."""
 ROLE_NAMES = {"admin": "admin", "write": "write", "read": "read", "none": "none"}
 """Legacy permission → ``role_name`` (``maintain`` and ``triage`` are reported as ``write`` and
 ``read``; the fake knows only the base roles)."""
