@@ -23,6 +23,13 @@ Fault injection: ``fail_next(method, path_regex, status, body=None, times=1, hea
 process=False)`` and ``delay(seconds, method=None, path_regex=None)``. Inspection:
 ``deployments`` (API objects in creation order), ``statuses(deployment_id)`` (oldest first),
 ``requests`` (``RecordedRequest``), ``violations``.
+Pull requests (answers on a pull request): ``add_pull_request(full_name, number, head_sha,
+head_ref=, head_repo=, state=)``, ``add_comment(full_name, number, login, body)`` (someone's
+comment), ``set_permission(full_name, login, permission)``; ``comments(full_name, number)`` (with
+every edit) and ``reactions(comment_id)``. Their routes (``PULL_REQUEST_ROUTES``: get a pull
+request, create and update an issue comment, react to one, a collaborator's permission) are
+outside the deployments subset; ``tests/test_fake_github_pull_requests.py`` checks them against
+``tests/fixtures/github_rest/pull_request_comments_openapi.json``.
 
 What every exchange is checked against (``OpenApiContract``, openapi-schema-validator's
 ``OAS30Validator`` with ``date-time`` and ``uri`` format checks):
@@ -1507,10 +1514,12 @@ def _int(value: str) -> int:
 
 
 _ISSUE = "/repos/{owner}/{repo}/issues"
-ROUTES += (
+PULL_REQUEST_ROUTES = (
     _route("GET", "/repos/{owner}/{repo}/pulls/{pull_number}", "_get_pull"),
     _route("POST", _ISSUE + "/{issue_number}/comments", "_create_comment"),
     _route("PATCH", _ISSUE + "/comments/{comment_id}", "_update_comment"),
     _route("POST", _ISSUE + "/comments/{comment_id}/reactions", "_create_reaction"),
     _route("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission", "_get_permission"),
 )
+"""Served outside the deployments subset, described in ``tests/fixtures/github_rest/``."""
+ROUTES += PULL_REQUEST_ROUTES
