@@ -358,6 +358,8 @@ def report_crash(flow_run: FlowRun, why: str, aborted: str | None = None) -> boo
     given in the parameters (of a run the gateway signed), or the one whose payload names this
     run. Also called by the gateway for a run Prefect found silent (:mod:`chatops.dead_runs`).
 
+    A deploy asked for on a pull request also gets its comment there replaced by the report.
+
     Reports once per run (:func:`claim_report`); returns whether this call reported.
     """
     logger = get_logger("chatops.crash")
@@ -407,6 +409,15 @@ def report_crash(flow_run: FlowRun, why: str, aborted: str | None = None) -> boo
                 )
         except Exception as exc:
             logger.warning("Could not report the crash of %s to GitHub: %s", flow_run.id, exc)
+    pull = parameters.get("pull_request") if signed(flow_run) else None
+    if github is not None and isinstance(pull, dict):  # the pull request comment that asked
+        try:
+            text = f":warning: {message}" + (f" [The run]({link})" if link else "")
+            edit_comment(github, str(pull["repository"]), int(pull["comment_id"]), text)
+        except Exception as exc:
+            logger.warning(
+                "Could not report the crash of %s on its pull request: %s", flow_run.id, exc
+            )
     channel = (parameters.get("notify") or {}).get("channel")
     access: SlackAccess | None = load_optional(SlackAccess) if channel else None
     if access is not None and channel:

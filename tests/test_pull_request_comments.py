@@ -18,7 +18,7 @@ from blocks import GitHubAccess
 from chatops.github.events import Delivery, Ignored
 from chatops.github.pull_requests import read_comment
 from tasks.pull_request import PullRequestComment, comment_markdown, markdown
-from tasks.run_signing import claims, problem
+from tasks.run_signing import claims, problem, sign, signing_key
 from tasks.slack_card import render_deploy_message
 from tasks.summary import DeploySummary, Step
 from tests.fakes.github_api import FakeGitHub
@@ -117,21 +117,18 @@ def test_the_signature_covers_the_comment_a_run_edits(
     [run] = wait_for(lambda: starter.runs, 20)
     parameters = dict(run.parameters)
     assert parameters["force"] is True
-    assert problem(claims("deploy", parameters, run.key), parameters["signature"], _key()) is None
+    assert (
+        problem(claims("deploy", parameters, run.key), parameters["signature"], signing_key(False))
+        is None
+    )
     moved = {**parameters["pull_request"], "comment_id": 1}  # someone else's comment
     forged = {**parameters, "pull_request": moved}
-    assert problem(claims("deploy", forged, run.key), parameters["signature"], _key())
+    assert problem(claims("deploy", forged, run.key), parameters["signature"], signing_key(False))
     dataclass_form = {
         **parameters,
         "pull_request": PullRequestComment(**parameters["pull_request"]),
     }
     assert claims("deploy", dataclass_form, run.key) == claims("deploy", parameters, run.key)
-
-
-def _key() -> str:
-    from tasks.run_signing import signing_key
-
-    return signing_key(False)
 
 
 def test_a_commenter_without_write_access_is_refused_and_nothing_starts(
@@ -269,3 +266,43 @@ def test_the_comment_shows_what_the_slack_card_shows_without_secrets() -> None:
 def test_chat_text_becomes_github_markdown() -> None:
     text = markdown(":lock: *staging* on <https://x.test/r/1|run 1> by <@U0ALICE001>")
     assert text == ":lock: **staging** on [run 1](https://x.test/r/1) by U0ALICE001"
+
+
+def test_a_crashed_deploy_says_so_in_its_pull_request_comment(github: FakeGitHub) -> None:
+    """The process that keeps the comment current died: the crash report edits it instead."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+
+    from flows.report import report_crash
+
+    @flow(name="deploy-stand-in")
+    def stand_in() -> None: ...
+
+    mine = github.add_comment("acme/shop", 7, github.login, "starting…")
+    key = f"github-comment-test-{mine['id']}"
+    parameters: dict[str, Any] = {
+        "app": "shop",
+        "environment": "staging",
+        "ref": "pull/7/head",
+        "sha": HEAD_SHA,
+        "requested_by": "alice",
+        "via": "github",
+        "pull_request": {
+            "repository": "acme/shop",
+            "number": 7,
+            "comment_id": mine["id"],
+            "url": "https://github.com/acme/shop/pull/7",
+        },
+    }
+    parameters["signature"] = sign(claims("deploy", parameters, key), signing_key())
+    with get_client(sync_client=True) as client:
+        made = client.create_flow_run(stand_in, parameters=parameters)
+        # The gateway's runs carry their request key as Prefect's idempotency key.
+        run = client.read_flow_run(made.id).model_copy(update={"idempotency_key": key})
+
+    assert report_crash(run, "the runner was killed")
+
+    [comment] = [c for c in github.comments("acme/shop", 7) if c["id"] == mine["id"]]
+    assert comment["body"].startswith(":warning: Deploy ")
+    assert "crashed: the runner was killed" in comment["body"]
+    assert f"/runs/flow-run/{run.id}" in comment["body"]
