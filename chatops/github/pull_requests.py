@@ -160,7 +160,7 @@ class _Desk:
 
     async def answer(self, answers: Answers, snapshot: Callable[[], Snapshot]) -> None:
         asked = self.asked
-        await self.call(react, asked.comment_id, "eyes")
+        await self.react("eyes")
         if not await self.call(may_write, asked.login):
             await self.comment(
                 f":no_entry: @{asked.login}, only people with write access to "
@@ -182,6 +182,15 @@ class _Desk:
             return
         if reply is not None:
             await self.comment(markdown(reply.text))
+
+    async def react(self, content: str) -> None:
+        """A reaction is a courtesy: GitHub refusing one stops nothing."""
+        try:
+            await self.call(react, self.asked.comment_id, content)
+        except Exception as exc:  # noqa: BLE001 - any failure of GitHub's
+            logger.warning(
+                "Could not react %s to comment %s: %s", content, self.asked.comment_id, exc
+            )
 
     async def comment(self, body: str) -> int:
         return await self.call(post_comment, self.asked.number, body)
@@ -220,7 +229,7 @@ class _Desk:
         )
         started = reply.ok and reply.ticket is not None and reply.ticket.state != "failed"
         if started:
-            await self.call(react, asked.comment_id, "rocket")
+            await self.react("rocket")
         if not started or (reply.ticket and reply.ticket.run_id is None):
             # Refused, or queued: say so until the run takes the comment over.
             await self.call(edit_comment, comment_id, markdown(reply.text))
