@@ -51,6 +51,7 @@ SIGNED = (
     "hosts",
     "task",
     "channel",
+    "pull_request",
     "key",
 )
 """What a signature covers: the flow, what it acts on, who asked how, and the request key."""
@@ -80,9 +81,23 @@ def claims(flow: str, parameters: Mapping[str, Any], key: str | None) -> dict[st
         "force": bool(parameters.get("force")),
         "task": parameters.get("task") or "deploy",
         "channel": channel,
+        "pull_request": _comment_claim(parameters.get("pull_request")),
         "key": key,
     }
     return values
+
+
+def _comment_claim(pull_request: Any) -> list[Any] | None:
+    """Which pull request comment a run keeps up to date, the same whether the parameter is
+    the gateway's dict or the flow's dataclass: ``[repository, number, comment_id]``."""
+    if pull_request is None:
+        return None
+    read = (
+        pull_request.get
+        if isinstance(pull_request, Mapping)
+        else (lambda name: getattr(pull_request, name, None))
+    )
+    return [read("repository"), read("number"), read("comment_id")]
 
 
 def canonical(values: Mapping[str, Any]) -> bytes:

@@ -4,7 +4,8 @@ Routes::
 
     POST /slack/commands        the /deploy slash command      → chatops.slack.form
     POST /slack/interactions    button clicks (roll back, ...)  → chatops.slack.form
-    POST /github/webhook        deployment / push / ping events → chatops.github.events
+    POST /github/webhook        deployment / push / ping events → chatops.github.events,
+                                pull request comments (``.deploy``) → chatops.github.pull_requests
     POST /cli/commands          a terminal line (bearer token)  → chatops.grammar
     GET  /cli/whoami            the CLI user a token belongs to
     GET  /cli/requests/{key}    what became of a CLI request (by its idempotency key)
@@ -74,6 +75,7 @@ from adapters.home import home
 from chatops.answers import Answers, Reply
 from chatops.background import Background
 from chatops.catalog import Catalog, prefect_loader
+from chatops.github import pull_requests
 from chatops.github.events import (
     BadDelivery,
     Delivery,
@@ -201,6 +203,7 @@ def create_app(
             if settings.silent_runs_secret.strip():
                 await settler.start()
             app.state.answers = Answers(catalog, Locks(client, catalog), intake, client)
+            app.state.comments = pull_requests.Remembered()
             try:
                 yield
             finally:
@@ -357,6 +360,8 @@ async def github_answer(state: State, delivery: Delivery) -> tuple[int, dict[str
     """Store the deploys a delivery asks for; the HTTP status and body GitHub will show."""
     if delivery.event == "ping":  # sent when the webhook is created
         return 200, {"pong": True}
+    if delivery.event == "issue_comment":
+        return await comment_answer(state, delivery)
     try:
         wanted = requests_for(delivery, state.catalog.snapshot)
     except Ignored as exc:
@@ -390,6 +395,22 @@ async def github_answer(state: State, delivery: Delivery) -> tuple[int, dict[str
     if queued:
         return 202, {"queued": queued, "refused": refused}
     return 409, {"refused": refused}
+
+
+async def comment_answer(state: State, delivery: Delivery) -> tuple[int, dict[str, object]]:
+    """A comment on a pull request: 202 when it asks us something (answered on the pull
+    request, in the background), 200 when it is not for us or was answered already."""
+    try:
+        asked = pull_requests.read_comment(delivery)
+    except Ignored as exc:
+        return 200, {"ignored": str(exc)}
+    if not state.catalog.snapshot.loaded:
+        return 503, {"error": "the configuration has not been loaded from Prefect yet"}
+    if not state.comments.first_time(asked.comment_id):
+        return 200, {"ignored": f"comment {asked.comment_id} was answered already"}
+    work = pull_requests.answer(asked, state.answers, lambda: state.catalog.snapshot)
+    state.background.spawn(work, f"github-comment-{asked.comment_id}")
+    return 202, {"answering": asked.text, "comment": asked.comment_id}
 
 
 async def refuse_on_github(

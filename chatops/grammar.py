@@ -551,6 +551,119 @@ def _environment(word: str) -> str:
     return ENVIRONMENT_ALIASES.get(name, name)
 
 
+# --- pull request comments -------------------------------------------------------------------
+
+PULL_REQUEST_HELP = """\
+On a pull request (a comment that starts with `.`; first line only):
+  .deploy                    this pull request's head to the default environment
+  .deploy to staging         ... to staging (staging/web-1,web-2: those hosts only)
+  .deploy! to qa             `!` skips required checks (not a lock)
+  .deploy:migrate to staging run the app's `migrate` task
+  .noop [to staging]         dry run: the checks, what would change
+  .lock staging[: why]  ·  .unlock staging  (`.lock staging steal` takes someone's lock)
+  .wcid                      where can I deploy: environments, locks, what runs there
+  .help                      this text"""
+
+PULL_REQUEST_PREFIX = "."
+_PULL_REQUEST_WORDS = frozenset({"noop", "lock", "unlock", "wcid", "where", "help"})
+
+
+def parse_pull_request(text: str) -> Command | None:
+    """The command a pull request comment types (``.deploy to staging``), or None when the
+    comment is not meant for us (no ``.`` and one of our words at its start).
+
+    A pull request names its app (the one of its repository) and its ref (its head), so the
+    forms name neither: the command's ``app`` and ``ref`` stay ``None`` for the caller to fill
+    in. Only the first line counts; the rest of the comment is for people.
+
+    >>> parse_pull_request(".deploy to staging")
+    Command(action='deploy', app=None, ref=None, environment='staging', hosts=None, \
+task='deploy', force=False, message=None, verify=False)
+    >>> force = parse_pull_request(".deploy! to qa")
+    >>> force.action, force.environment, force.force
+    ('deploy', 'qa', True)
+    >>> lock = parse_pull_request(".lock stg: demo at 3pm")
+    >>> lock.action, lock.environment, lock.message
+    ('lock', 'staging', 'demo at 3pm')
+    >>> parse_pull_request(".wcid").action, parse_pull_request(".noop").action
+    ('where', 'noop')
+    >>> print(parse_pull_request("...and one more thing"), parse_pull_request("LGTM"))
+    None None
+    """
+    line = text.strip().split("\n", 1)[0].strip() if isinstance(text, str) else ""
+    if not line.startswith(PULL_REQUEST_PREFIX):
+        return None
+    words = _words(line[len(PULL_REQUEST_PREFIX) :])
+    if not words:
+        return None
+    head = words[0].lower().rstrip("!")
+    if not (_DEPLOY_WORD.fullmatch(head) or head in _PULL_REQUEST_WORDS):
+        return None
+    words, force = _take_force(words)
+    first = words[0].lower()
+    if first.endswith("!") and not _DEPLOY_WORD.fullmatch(first):  # .noop! to staging
+        first, force = first[:-1], True
+    command = _pull_request_command(first, words[1:], force)
+    if command.force and command.action not in FORCEABLE_ACTIONS:
+        raise CommandError(
+            f"`!` (force) does not apply to `.{command.action}`; type it without the `!`."
+        )
+    return command
+
+
+def _pull_request_command(head: str, rest: list[str], force: bool) -> Command:
+    deploy_word = _DEPLOY_WORD.fullmatch(head)
+    if deploy_word:
+        environment, hosts = _pull_request_place(rest, "deploy")
+        return Command(
+            "deploy",
+            None,
+            None,
+            environment,
+            hosts,
+            _task(deploy_word),
+            force or _bangs(deploy_word),
+        )
+    if head == "noop":
+        environment, hosts = _pull_request_place(rest, "noop")
+        return Command("noop", environment=environment, hosts=hosts, force=force)
+    if head in ("wcid", "where", "help"):
+        if rest:
+            raise CommandError(f"`.{head}` takes nothing after it.")
+        return Command("help" if head == "help" else "where", force=force)
+    if head == "lock":
+        return _pull_request_lock(rest, force)
+    if len(rest) != 1:
+        raise CommandError("write `.unlock ENV`, e.g. `.unlock staging`.")
+    return Command("unlock", environment=_environment(rest[0]), force=force)
+
+
+def _pull_request_place(words: list[str], verb: str) -> tuple[str | None, list[str] | None]:
+    """``[to|in|on ENV[/HOSTS]]`` after ``.deploy`` or ``.noop``."""
+    if not words:
+        return None, None
+    if words[0].lower() not in _ENV_WORDS or len(words) == 1:
+        raise CommandError(
+            f"write `.{verb} [to ENV]`, e.g. `.{verb} to staging`: a pull request deploys its "
+            "own head, so name no app or branch."
+        )
+    return _environment_spec(words[1:], allow_hosts=True)
+
+
+def _pull_request_lock(words: list[str], force: bool) -> Command:
+    usage = "write `.lock ENV [steal][: MESSAGE]`, e.g. `.lock staging: demo at 3pm`."
+    head, _, message = " ".join(words).partition(":")
+    parts = head.split()
+    if len(parts) == 2 and parts[1].lower() == "steal":
+        parts, force = parts[:1], True
+    if len(parts) != 1:
+        raise CommandError(usage)
+    message = message.strip() or None
+    if message and len(message) > MAX_MESSAGE_LENGTH:
+        raise CommandError(f"keep the lock message under {MAX_MESSAGE_LENGTH} characters.")
+    return Command("lock", environment=_environment(parts[0]), force=force, message=message)
+
+
 # --- validation helpers ----------------------------------------------------------------------
 
 

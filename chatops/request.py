@@ -16,9 +16,10 @@ any other way, "Run" in the Prefect UI included, is an anonymous UI run.
 """
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from adapters.pull_request import PullRequestComment
 from adapters.run_signing import claims, sign, signing_key
 from blocks import App, UnknownTarget
 from chatops.catalog import Snapshot
@@ -67,7 +68,8 @@ class Request:
 
     ``key`` makes it idempotent: the same key never starts two runs (a Slack trigger id, a
     GitHub delivery or deployment id, a CLI invocation id). ``sha`` and ``deployment_id`` come
-    with GitHub events: the exact commit, and the deployment to report to.
+    with GitHub events: the exact commit, and the deployment to report to. ``pull_request`` is
+    the comment a request typed on a pull request is answered in (a deploy keeps it current).
     """
 
     requester: Requester
@@ -75,6 +77,7 @@ class Request:
     key: str | None = None
     sha: str | None = None
     deployment_id: int | None = None
+    pull_request: PullRequestComment | None = None
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,8 @@ def resolve(request: Request, config: Snapshot) -> Run:
         "deployment_id": request.deployment_id,
         "task": command.task,
     }
+    if request.pull_request is not None:
+        parameters["pull_request"] = asdict(request.pull_request)
     title = run_title(target.app_name, ref, request.sha, target.environment_name)
     return Run(DEPLOY_DEPLOYMENT, signed("deploy", parameters, key), title, key)
 

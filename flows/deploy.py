@@ -7,6 +7,7 @@ to fill them in.
 
 from prefect import runtime
 
+from adapters.pull_request import PullRequestComment
 from flows.report import DeployReport, Notify
 from flows.results import on_hosts
 from flows.steps import check_hosts, go_live, hosts_flow, in_turn, record, recover_hosts
@@ -47,6 +48,7 @@ def deploy(
     task: str = "deploy",
     notify: Notify | None = None,
     signature: str | None = None,
+    pull_request: PullRequestComment | None = None,
 ) -> DeploySummary:
     """Deploy ``ref`` (or ``sha``) of ``app`` to ``environment``; return the deploy summary.
 
@@ -54,7 +56,9 @@ def deploy(
     ``requested_by`` and ``via`` (slack, cli, github, ui) say who asked and how: the
     environment's allow-lists and lock apply to them; ``force`` skips GitHub's required-checks
     gate (never a lock); ``hosts`` limits the deploy to some of the environment's hosts;
-    ``task`` names a custom deploy task of the app; ``notify`` is where the Slack message goes.
+    ``task`` names a custom deploy task of the app; ``notify`` is where the Slack message goes;
+    ``pull_request`` is the pull request comment that asked, kept up to date like the Slack
+    message (a signed run's only).
     ``signature`` is the gateway's (:mod:`adapters.run_signing`): without a valid one, the run is
     a UI run by "prefect-ui", without force or ``deployment_id``.
     """
@@ -72,6 +76,7 @@ def deploy(
             "hosts": hosts,
             "task": task,
             "notify": notify,
+            "pull_request": pull_request,
         },
         signature,
     )
@@ -88,7 +93,13 @@ def deploy(
         "task": task,
     }
     report = DeployReport(
-        target, requested_by, notify, steps, deployment_id=deployment_id, again=again
+        target,
+        requested_by,
+        notify,
+        steps,
+        deployment_id=deployment_id,
+        again=again,
+        pull_request=pull_request if asked.signed else None,
     )
     with in_turn(report, asked, notify):
         with report.step("record deployment"):

@@ -10,6 +10,8 @@ moments:
 - Slack: one message in the requesting channel, updated as steps finish, and the failure excerpt
   as a thread reply (when the request came with a channel and a ``chatops-slack/default`` block
   exists);
+- a pull request: the comment the gateway posted when the deploy was asked for there, edited
+  to the same facts as the Slack message whenever that changes (:mod:`adapters.pull_request`);
 - Prefect: the flow run's name and tags, and the Markdown artifacts of :mod:`adapters.history`.
 
 Reporting never fails a deploy: a GitHub or Slack outage is logged and the deploy goes on.
@@ -37,12 +39,14 @@ from slack_sdk import WebClient
 
 from adapters import history, slack
 from adapters.pauses import pause_point
+from adapters.pull_request import PullRequestComment, edit_comment
 from adapters.run_signing import claims, problem, signing_key
 from blocks import App, Environment, GitHubAccess, SlackAccess
 from flows.results import HostsFailed
 from model.errors import DeployFailure
 from model.summary import DeploySummary, Outcome, SlotHolder, Step, run_tags, run_title
 from model.target import Target
+from render.pull_request import comment_markdown
 from tasks.github import (
     ChecksNotGreen,
     GitHubDeployment,
@@ -110,12 +114,14 @@ class DeployReport:
         *,
         deployment_id: int | None = None,
         again: dict[str, Any] | None = None,
+        pull_request: PullRequestComment | None = None,
     ) -> None:
         self.logger = get_run_logger()
         self.target = target
         self.github: GitHubAccess | None = load_optional(GitHubAccess)
         self.deployment_id = deployment_id
         self.again = again
+        self.pull_request = pull_request
         self.summary = DeploySummary(
             app=target.app_name,
             environment=target.environment_name,
@@ -126,6 +132,7 @@ class DeployReport:
             run_url=run_url(runtime.flow_run.id),
             environment_url=target.environment.url,
             deployment_id=deployment_id,
+            pull_request_url=pull_request.url if pull_request else None,
         )
         self.secrets = [s for s in [target.environment.ssh_private_key.get_secret_value()] if s]
         if self.github is not None:
@@ -148,9 +155,25 @@ class DeployReport:
         return SlackCard(client, notify.channel, ts) if ts else None
 
     def _update_slack(self) -> None:
+        """Show the summary as it is now: on the Slack card, and on the pull request comment."""
         if self.slack:
             slack.update_deploy_message(
                 self.slack.client, self.slack.channel, self.slack.ts, self.summary
+            )
+        self._update_comment()
+
+    def _update_comment(self) -> None:
+        pull = self.pull_request
+        if pull is None or self.github is None:
+            return
+        try:
+            body = self.redact(comment_markdown(self.summary))
+            edit_comment(self.github, pull.repository, pull.comment_id, body)
+        except Exception as exc:  # GitHub being down must not fail or hide the deploy itself
+            self.logger.warning(
+                "Could not update the comment on pull request #%s: %s",
+                pull.number,
+                self.redact(str(exc)),
             )
 
     @contextmanager
@@ -339,6 +362,8 @@ def report_crash(flow_run: FlowRun, why: str, aborted: str | None = None) -> boo
     given in the parameters (of a run the gateway signed), or the one whose payload names this
     run. Also called by the gateway for a run Prefect found silent (:mod:`chatops.dead_runs`).
 
+    A deploy asked for on a pull request also gets its comment there replaced by the report.
+
     Reports once per run (:func:`claim_report`); returns whether this call reported.
     """
     logger = get_logger("chatops.crash")
@@ -388,6 +413,15 @@ def report_crash(flow_run: FlowRun, why: str, aborted: str | None = None) -> boo
                 )
         except Exception as exc:
             logger.warning("Could not report the crash of %s to GitHub: %s", flow_run.id, exc)
+    pull = parameters.get("pull_request") if signed(flow_run) else None
+    if github is not None and isinstance(pull, dict):  # the pull request comment that asked
+        try:
+            text = f":warning: {message}" + (f" [The run]({link})" if link else "")
+            edit_comment(github, str(pull["repository"]), int(pull["comment_id"]), text)
+        except Exception as exc:
+            logger.warning(
+                "Could not report the crash of %s on its pull request: %s", flow_run.id, exc
+            )
     channel = (parameters.get("notify") or {}).get("channel")
     access: SlackAccess | None = load_optional(SlackAccess) if channel else None
     if access is not None and channel:

@@ -77,13 +77,17 @@ def record(
     """Create (or attach to) the GitHub deployment; None when GitHub reporting is off.
 
     The deployment's payload carries our mark, so its ``deployment`` webhook starts nothing,
-    and the id of this flow run, so a crash report can find it.
+    and the id of this flow run, so a crash report can find it; and, for a deploy asked on a
+    pull request, which one (``pull_request``: number and page).
     """
     if report.github is None:
         return None
     payload = {
         PAYLOAD_MARK: {"flow_run_id": str(runtime.flow_run.id), "requested_by": requested_by}
     }
+    if report.pull_request is not None:  # which pull request asked for it
+        pull = report.pull_request
+        payload["pull_request"] = {"number": pull.number, "url": pull.url}
     return record_deployment(
         report.github,
         target.app.repository,

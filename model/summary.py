@@ -106,6 +106,8 @@ class DeploySummary:
     """The parameters of this deploy, offered again as "Deploy anyway" when checks were red."""
     waiting_for: SlotHolder | None = None
     """The run holding the environment's slot while this one waits for it."""
+    pull_request_url: str | None = None
+    """The pull request whose comment asked for this deploy."""
 
     @property
     def title(self) -> str:

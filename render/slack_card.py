@@ -158,6 +158,11 @@ def _summary_block(card: DeploySummary) -> dict[str, Any]:
         fields.append(f"*Commit*\n{_code(card.sha[:12])}")
     if card.deployment_id is not None:
         fields.append(f"*GitHub deployment*\n#{card.deployment_id}")
+    if card.pull_request_url and SAFE_URL.match(card.pull_request_url):
+        number = card.pull_request_url.rstrip("/").rsplit("/", 1)[-1]
+        fields.append(
+            f"*Asked on*\n<{card.pull_request_url}|pull request #{escape_mrkdwn(number)}>"
+        )
     return {
         "type": "section",
         "block_id": "deploy_summary",

@@ -10,11 +10,12 @@ status updates are retried as Prefect task retries instead.
 from dataclasses import dataclass
 from typing import Any
 
-from github import Auth, Github, GithubException, GithubRetry
+from github import GithubException
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
+from adapters.github import github_client
 from blocks.github import GitHubAccess
 from model.errors import DeployFailure, worth_retrying
 
@@ -38,23 +39,6 @@ class GitHubDeployment:
     id: int
     sha: str
     ref: str
-
-
-def github_client(access: GitHubAccess, lazy: bool = False) -> Github:
-    """A PyGithub client for ``access``: GETs retried on 5xx, writes never retried here.
-
-    A ``lazy`` client builds objects from ids without fetching them first.
-    """
-    retry = GithubRetry(total=3, backoff_factor=0.5, allowed_methods={"GET", "HEAD"})
-    return Github(
-        auth=Auth.Token(access.token.get_secret_value()),
-        base_url=access.api_url,
-        retry=retry,
-        timeout=20,
-        seconds_between_requests=None,
-        seconds_between_writes=None,
-        lazy=lazy,
-    )
 
 
 def failing_checks(data: Any, required: list[str] | None) -> list[str]:

@@ -23,6 +23,13 @@ Fault injection: ``fail_next(method, path_regex, status, body=None, times=1, hea
 process=False)`` and ``delay(seconds, method=None, path_regex=None)``. Inspection:
 ``deployments`` (API objects in creation order), ``statuses(deployment_id)`` (oldest first),
 ``requests`` (``RecordedRequest``), ``violations``.
+Pull requests (answers on a pull request): ``add_pull_request(full_name, number, head_sha,
+head_ref=, head_repo=, state=)``, ``add_comment(full_name, number, login, body)`` (someone's
+comment), ``set_permission(full_name, login, permission)``; ``comments(full_name, number)`` (with
+every edit) and ``reactions(comment_id)``. Their routes (``PULL_REQUEST_ROUTES``: get a pull
+request, create and update an issue comment, react to one, a collaborator's permission) are
+outside the deployments subset; ``tests/test_fake_github_pull_requests.py`` checks them against
+``tests/fixtures/github_rest/pull_request_comments_openapi.json``.
 
 What every exchange is checked against (``OpenApiContract``, openapi-schema-validator's
 ``OAS30Validator`` with ``date-time`` and ``uri`` format checks):
@@ -1058,6 +1065,212 @@ class FakeGitHub:
             else:
                 self._connections.discard(connection)
 
+    # ---- pull requests: comments, reactions, collaborator permission (answers on a pull
+    # request). Served outside the deployments subset: tests/test_fake_github_pull_requests.py
+    # checks these answers against tests/fixtures/github_rest/pull_request_comments_openapi.json.
+    def add_pull_request(
+        self,
+        full_name: str,
+        number: int,
+        head_sha: str,
+        *,
+        head_ref: str = "topic",
+        head_repo: str | None = None,
+        user: str = "octocat",
+        state: str = "open",
+    ) -> None:
+        """Open pull request ``number`` of ``full_name`` whose head is ``head_sha`` on branch
+        ``head_ref`` of ``head_repo`` (a fork's full name; the repository itself by default).
+        Its issue takes comments; GitHub also keeps ``refs/pull/N/head`` in the repository,
+        which a test makes with git itself."""
+        with self._lock:
+            repo = self._repo(full_name)
+            self._pull_state()["pulls"][(repo.full_name, number)] = _Pull(
+                number, repo, head_sha, head_ref, head_repo or full_name, user, state, _now()
+            )
+
+    def add_comment(self, full_name: str, number: int, login: str, body: str) -> dict[str, Any]:
+        """A comment ``login`` wrote on pull request ``number``, as the API shows it (what an
+        ``issue_comment`` webhook carries as ``comment``)."""
+        with self._lock:
+            comment = self._new_comment(self._repo(full_name), number, login, body)
+            return self._render_comment(comment)
+
+    def set_permission(self, full_name: str, login: str, permission: str) -> None:
+        """``login``'s permission on ``full_name``: ``admin``, ``write``, ``read`` or ``none``
+        (GitHub's legacy base roles). Anyone not set has ``read``, as on a public repository."""
+        if permission not in ROLE_NAMES:
+            raise ValueError(f"permission must be one of {sorted(ROLE_NAMES)}")
+        with self._lock:
+            self._pull_state()["permissions"][(full_name, login)] = permission
+
+    def comments(self, full_name: str, number: int) -> list[dict[str, Any]]:
+        """The comments on pull request ``number``, oldest first: ``id``, ``user``, ``body``
+        and ``edits`` (every body it had, the first one included)."""
+        with self._lock:
+            return [
+                {"id": c.id, "user": c.user, "body": c.body, "edits": list(c.bodies)}
+                for c in self._pull_state()["comments"].values()
+                if c.repo.full_name == full_name and c.number == number
+            ]
+
+    def reactions(self, comment_id: int) -> list[str]:
+        """The reactions on a comment, oldest first (``eyes``, ``rocket``, ...)."""
+        with self._lock:
+            comment = self._pull_state()["comments"].get(comment_id)
+            return [content for _, content in comment.reactions] if comment else []
+
+    def _pull_state(self) -> dict[str, dict[Any, Any]]:
+        if not hasattr(self, "_pull_requests"):
+            self._pull_requests: dict[str, dict[Any, Any]] = {
+                "pulls": {},
+                "comments": {},
+                "permissions": {},
+            }
+        return self._pull_requests
+
+    def _new_comment(self, repo: _Repo, number: int, login: str, body: str) -> _Comment:
+        comment = _Comment(next(_COMMENT_IDS), repo, number, login, [body], _now(), _now())
+        self._pull_state()["comments"][comment.id] = comment
+        return comment
+
+    def _get_pull(self, call: _Call) -> _Reply:
+        pull = self._pull_state()["pulls"].get(
+            (call.repo.full_name, _int(call.params["pull_number"]))
+        )
+        if pull is None:
+            return _Reply(404, _error_body(404, "Not Found", call.docs))
+        return _Reply(200, self._render_pull(pull))
+
+    def _create_comment(self, call: _Call) -> _Reply:
+        number = _int(call.params["issue_number"])
+        body = call.body.get("body") if isinstance(call.body, dict) else None
+        if (call.repo.full_name, number) not in self._pull_state()["pulls"]:
+            return _Reply(404, _error_body(404, "Not Found", call.docs))
+        if not isinstance(body, str) or not body:
+            return _Reply(
+                422, _validation_failed("IssueComment", "body", "can't be blank", call.docs)
+            )
+        if len(body) > COMMENT_LIMIT:
+            message = f"body is too long (maximum is {COMMENT_LIMIT} characters)"
+            return _Reply(422, _validation_failed("IssueComment", "body", message, call.docs))
+        comment = self._new_comment(call.repo, number, self.login, body)
+        return _Reply(201, self._render_comment(comment))
+
+    def _update_comment(self, call: _Call) -> _Reply:
+        comment = self._pull_state()["comments"].get(_int(call.params["comment_id"]))
+        body = call.body.get("body") if isinstance(call.body, dict) else None
+        if comment is None or comment.repo is not call.repo:
+            return _Reply(404, _error_body(404, "Not Found", call.docs))
+        if comment.user != self.login:  # only its author (or an admin) edits a comment
+            return _Reply(403, _error_body(403, "Must have admin rights to Repository.", call.docs))
+        if not isinstance(body, str) or not body or len(body) > COMMENT_LIMIT:
+            return _Reply(422, _validation_failed("IssueComment", "body", "is invalid", call.docs))
+        comment.bodies.append(body)
+        comment.updated_at = _now()
+        return _Reply(200, self._render_comment(comment))
+
+    def _create_reaction(self, call: _Call) -> _Reply:
+        comment = self._pull_state()["comments"].get(_int(call.params["comment_id"]))
+        content = call.body.get("content") if isinstance(call.body, dict) else None
+        if comment is None or comment.repo is not call.repo:
+            return _Reply(404, _error_body(404, "Not Found", call.docs))
+        if content not in REACTIONS:
+            return _Reply(422, _validation_failed("Reaction", "content", "is invalid", call.docs))
+        mine = (self.login, content)
+        status = 200 if mine in comment.reactions else 201  # 200: "reaction exists"
+        if status == 201:
+            comment.reactions.append(mine)
+        number = comment.reactions.index(mine) + 1
+        return _Reply(
+            status,
+            {
+                "id": comment.id * 100 + number,
+                "node_id": _node_id("Reaction", comment.id * 100 + number),
+                "user": self._user(self.login),
+                "content": content,
+                "created_at": comment.created_at,
+            },
+        )
+
+    def _get_permission(self, call: _Call) -> _Reply:
+        login = call.params["username"]
+        permission = self._pull_state()["permissions"].get((call.repo.full_name, login), "read")
+        return _Reply(
+            200,
+            {
+                "permission": permission,
+                "role_name": ROLE_NAMES[permission],
+                "user": self._user(login),
+            },
+        )
+
+    def _render_comment(self, comment: _Comment) -> dict[str, Any]:
+        api = self._api(comment.repo)
+        html = f"{HTML_HOST}/{comment.repo.full_name}/pull/{comment.number}"
+        return {
+            "id": comment.id,
+            "node_id": _node_id("IssueComment", comment.id),
+            "url": f"{api}/issues/comments/{comment.id}",
+            "html_url": f"{html}#issuecomment-{comment.id}",
+            "body": comment.body,
+            "user": self._user(comment.user),
+            "created_at": comment.created_at,
+            "updated_at": comment.updated_at,
+            "issue_url": f"{api}/issues/{comment.number}",
+            "author_association": "MEMBER" if comment.user == self.login else "CONTRIBUTOR",
+            "performed_via_github_app": None,
+        }
+
+    def _render_pull(self, pull: _Pull) -> dict[str, Any]:
+        api = self._api(pull.repo)
+        html = f"{HTML_HOST}/{pull.repo.full_name}/pull/{pull.number}"
+        head_owner = pull.head_repo.split("/", 1)[0]
+        base_sha = _resolve_ref(pull.repo, pull.repo.default_branch) or pull.head_sha
+        return {
+            "url": f"{api}/pulls/{pull.number}",
+            "id": pull.number + 5000,
+            "node_id": _node_id("PullRequest", pull.number + 5000),
+            "html_url": html,
+            "diff_url": f"{html}.diff",
+            "patch_url": f"{html}.patch",
+            "issue_url": f"{api}/issues/{pull.number}",
+            "number": pull.number,
+            "state": pull.state,
+            "locked": False,
+            "title": f"Pull request {pull.number}",
+            "user": self._user(pull.user),
+            "body": None,
+            "created_at": pull.created_at,
+            "updated_at": pull.created_at,
+            "closed_at": None,
+            "merged_at": None,
+            "merge_commit_sha": None,
+            "draft": False,
+            "head": {
+                "label": f"{head_owner}:{pull.head_ref}",
+                "ref": pull.head_ref,
+                "sha": pull.head_sha,
+                "user": self._user(head_owner),
+                "repo": None,
+            },
+            "base": {
+                "label": f"{pull.repo.full_name.split('/')[0]}:{pull.repo.default_branch}",
+                "ref": pull.repo.default_branch,
+                "sha": base_sha,
+                "user": self._user(pull.repo.full_name.split("/")[0], "Organization"),
+                "repo": self._render_repo(pull.repo),
+            },
+            "merged": False,
+            "mergeable": None,
+            "comments": sum(
+                1
+                for c in self._pull_state()["comments"].values()
+                if c.repo is pull.repo and c.number == pull.number
+            ),
+            "commits": 1,
+        }
+
 
 # --------------------------------------------------------------------------- helpers
 def _match(method: str, path: str) -> tuple[_Route, dict[str, str]] | None:
@@ -1255,3 +1468,58 @@ def fake_github() -> Iterator[FakeGitHub]:
     """A started ``FakeGitHub`` (function scope); the server is shut down after the test."""
     with FakeGitHub() as fake:
         yield fake
+
+
+# --------------------------------------------------------------------------- pull requests
+COMMENT_LIMIT = 65536
+REACTIONS = frozenset({"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"})
+_COMMENT_IDS = itertools.count(time.time_ns() // 1000 % 10**12)
+"""Comment ids are unique on GitHub, not per repository: the idempotency key of a run asked
+for in a comment holds its id, and one test Prefect server outlives many fakes."""
+ROLE_NAMES = {"admin": "admin", "write": "write", "read": "read", "none": "none"}
+"""Legacy permission → ``role_name`` (``maintain`` and ``triage`` are reported as ``write`` and
+``read``; the fake knows only the base roles)."""
+
+
+@dataclass
+class _Pull:
+    number: int
+    repo: _Repo
+    head_sha: str
+    head_ref: str
+    head_repo: str
+    user: str
+    state: str
+    created_at: str
+
+
+@dataclass
+class _Comment:
+    id: int
+    repo: _Repo
+    number: int
+    user: str
+    bodies: list[str]
+    created_at: str
+    updated_at: str
+    reactions: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def body(self) -> str:
+        return self.bodies[-1]
+
+
+def _int(value: str) -> int:
+    return int(value) if value.isdigit() else -1
+
+
+_ISSUE = "/repos/{owner}/{repo}/issues"
+PULL_REQUEST_ROUTES = (
+    _route("GET", "/repos/{owner}/{repo}/pulls/{pull_number}", "_get_pull"),
+    _route("POST", _ISSUE + "/{issue_number}/comments", "_create_comment"),
+    _route("PATCH", _ISSUE + "/comments/{comment_id}", "_update_comment"),
+    _route("POST", _ISSUE + "/comments/{comment_id}/reactions", "_create_reaction"),
+    _route("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission", "_get_permission"),
+)
+"""Served outside the deployments subset, described in ``tests/fixtures/github_rest/``."""
+ROUTES += PULL_REQUEST_ROUTES
