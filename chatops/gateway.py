@@ -4,7 +4,8 @@ Routes::
 
     POST /slack/commands        the /deploy slash command      → chatops.slack.form
     POST /slack/interactions    button clicks (roll back, ...)  → chatops.slack.form
-    POST /github/webhook        deployment / push / ping events → chatops.github.events
+    POST /github/webhook        deployment / push / ping events → chatops.github.events,
+                                status / check_suite / check_run → chatops.github.green
     POST /cli/commands          a terminal line (bearer token)  → chatops.grammar
     GET  /cli/whoami            the CLI user a token belongs to
     GET  /cli/requests/{key}    what became of a CLI request (by its idempotency key)
@@ -70,10 +71,12 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from blocks import GitHubAccess
 from blocks.errors import ChatopsError
 from chatops.answers import Answers, Reply
 from chatops.background import Background
 from chatops.catalog import Catalog, prefect_loader
+from chatops.github import green
 from chatops.github.events import (
     BadDelivery,
     Delivery,
@@ -86,7 +89,7 @@ from chatops.github.events import (
 from chatops.grammar import CommandError, parse
 from chatops.intake import Creator, Intake, PrefectCreator, ReplyTo
 from chatops.locks import Locks
-from chatops.notify import PeopleNotifier
+from chatops.notify import PeopleNotifier, configured_block
 from chatops.request import Refused, Request, Requester, resolve
 from chatops.settings import (
     DEPLOYMENTS,
@@ -357,6 +360,8 @@ async def github_answer(state: State, delivery: Delivery) -> tuple[int, dict[str
     """Store the deploys a delivery asks for; the HTTP status and body GitHub will show."""
     if delivery.event == "ping":  # sent when the webhook is created
         return 200, {"pong": True}
+    if delivery.event in green.EVENTS:
+        return await green_answer(state, delivery)
     try:
         wanted = requests_for(delivery, state.catalog.snapshot)
     except Ignored as exc:
@@ -390,6 +395,33 @@ async def github_answer(state: State, delivery: Delivery) -> tuple[int, dict[str
     if queued:
         return 202, {"queued": queued, "refused": refused}
     return 409, {"refused": refused}
+
+
+async def green_answer(state: State, delivery: Delivery) -> tuple[int, dict[str, object]]:
+    """Deploy on green (:mod:`chatops.github.green`): store the deploys of branch heads whose
+    required checks are all green, and the Slack lines of red ones; 202 when a deploy was
+    stored (or found stored already), else 200 with what each environment waits for."""
+    snapshot = state.catalog.snapshot
+    try:
+        found = await green.find(delivery, snapshot, await configured_block(GitHubAccess))
+    except Ignored as exc:
+        return 200, {"ignored": str(exc)}
+    except CommandError as exc:
+        return 422, {"error": str(exc)}
+    except NotReady as exc:
+        return 503, {"error": str(exc)}
+    for key, channel, text in found.red:
+        await state.intake.submit_slack_message(key, channel, text)
+    queued, notes = [], list(found.notes)
+    for chat, reply_to in found.deploys:
+        try:
+            run = resolve(chat, snapshot)
+        except Refused as exc:
+            notes.append(str(exc).replace("*", ""))
+            continue
+        ticket = await state.intake.submit(run, reply_to)
+        queued.append({"title": ticket.title, "request": ticket.id, "state": ticket.state})
+    return (202 if queued else 200), {"queued": queued, "notes": notes}
 
 
 async def refuse_on_github(

@@ -19,6 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks import GitHubAccess
 from blocks.errors import ChatopsError
+from blocks.github import configured_web_url
 from flows.report import Notify, load_optional
 from flows.results import gather
 from flows.target import Asked, Target, admit, authorize, load_target, vouch
@@ -58,7 +59,7 @@ def noop(
     )
     target = load_target(app, environment, hosts, "deploy", ref)
     checks = [may_deploy(target, asked, notify)]
-    mirror = update_mirror(target.app.default_clone_url)
+    mirror = update_mirror(target.app.clone_url_on(configured_web_url()))
     sha = resolve(mirror, target.ref)
     checks.append(PlanCheck("commit", None, f"{target.ref} is {sha[:12]}"))
     checks.append(required_checks(target, sha))
