@@ -274,6 +274,27 @@ def test_the_file_says_which_branch_deploys_and_when(tmp_path: Path) -> None:
     assert pushed.auto_deploys_on() == "push"
 
 
+def test_the_example_file_deploys_staging_on_green() -> None:
+    example = Path(__file__).parents[1] / "examples" / "chatops.yaml"
+    secrets = {
+        name: "secret"
+        for name in (
+            "CHATOPS_GITHUB_TOKEN",
+            "CHATOPS_SLACK_BOT_TOKEN",
+            "CHATOPS_SSH_KEY_STAGING",
+            "CHATOPS_SSH_KEY_PRODUCTION",
+        )
+    }
+    blocks = config.build_blocks(example, config.load(example), secrets)
+    env = blocks["chatops-environment/shop-staging"]
+    assert (env.auto_deploy_branch, env.auto_deploys_on(), env.slack_channel) == (
+        "main",
+        "green",
+        "C2147483705",
+    )
+    assert blocks["chatops-environment/shop-production"].auto_deploys_on() is None
+
+
 def test_the_older_spelling_still_works_and_checks_make_green_the_default(
     tmp_path: Path,
 ) -> None:

@@ -18,11 +18,20 @@ Use it through the ``fake_github`` fixture (function scope)::
 
 Set-up: ``add_repo(full_name, git_dir=None, default_branch="main", refs=None)``,
 ``add_environment(full_name, name)``,
-``set_commit_statuses(full_name, sha_or_ref, {context: state})``.
+``set_commit_statuses(full_name, sha_or_ref, {context: state})``; for deploy on green
+``add_check_run(full_name, sha_or_ref, name, conclusion, status="completed")``,
+``protect_branch(full_name, branch, required)``, ``move_branch(full_name, branch, sha)``; and
+``serve_as_enterprise(host)`` (API under ``/api/v3``, git over HTTP, links on ``host``).
 Fault injection: ``fail_next(method, path_regex, status, body=None, times=1, headers=None,
 process=False)`` and ``delay(seconds, method=None, path_regex=None)``. Inspection:
 ``deployments`` (API objects in creation order), ``statuses(deployment_id)`` (oldest first),
-``requests`` (``RecordedRequest``), ``violations``.
+``requests`` (``RecordedRequest``), ``git_requests()``, ``violations``.
+
+Deploy on green reads ``GET /repos/{owner}/{repo}/branches/{branch}`` (head, protection),
+``…/branches/{branch}/protection/required_status_checks``, ``…/commits/{ref}/check-runs``
+(``filter=latest`` by default: the newest run of each name) and CI posts
+``POST …/statuses/{sha}``. The subset has no schema for them: tests/test_fake_github_checks.py
+holds their answers to real ones PyGithub recorded (``tests/fakes/replay/``).
 
 What every exchange is checked against (``OpenApiContract``, openapi-schema-validator's
 ``OAS30Validator`` with ``date-time`` and ``uri`` format checks):
@@ -635,6 +644,12 @@ class FakeGitHub:
             repo.check_runs.setdefault(sha, []).append(run)
             return run["id"]
 
+    def move_branch(self, full_name: str, branch: str, sha: str) -> None:
+        """Branch ``branch`` now points at ``sha`` on GitHub (a push), whatever ``git_dir``
+        says; statuses and check runs stay."""
+        with self._lock:
+            self._repo(full_name).refs[branch] = sha
+
     def protect_branch(self, full_name: str, branch: str, required: list[str]) -> None:
         """Branch protection of ``branch`` requiring status checks ``required`` ([]: none)."""
         with self._lock:
@@ -868,6 +883,7 @@ class FakeGitHub:
                 "contexts": list(required),
                 "checks": [{"context": c, "app_id": None} for c in required],
             }
+            protection["enforce_admins"] = False
         return _Reply(
             200,
             {
