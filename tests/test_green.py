@@ -193,6 +193,23 @@ def test_without_a_list_the_branch_protection_says_which_checks_and_check_runs_c
     assert run.key == f"github-green-green-qa-{NEW}"
 
 
+def test_when_github_cannot_be_asked_the_delivery_is_answered_503_and_the_next_one_deploys(
+    client: TestClient, github: FakeGitHub, starter: RecordingCreator
+) -> None:
+    github.set_commit_statuses(REPO, NEW, {"ci/build": "success", "ci/test": "success"})
+    github.fail_next("GET", r"/branches/main$", 502, times=4)  # past the client's 3 retries
+    failed = post_github(client, status_event(REPO, NEW, "ci/test", "success", "main"), "status")
+    assert failed.status_code == 503
+    said = failed.json()["error"]
+    assert said.startswith("GitHub could not be reached: ") and "502" in said, said
+    assert github.token not in said
+    time.sleep(0.3)
+    assert starter.runs == []
+
+    assert status(client, NEW, "ci/test", "success")["queued"]
+    assert wait_for(lambda: staging_runs(starter))
+
+
 def test_a_check_run_still_running_or_a_suite_just_requested_changes_nothing(
     client: TestClient, starter: RecordingCreator
 ) -> None:

@@ -25,10 +25,9 @@ one. A red required check posts nothing to GitHub; where the environment has a
 """
 
 import asyncio
-import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from github import GithubException
 
@@ -49,8 +48,6 @@ from chatops.intake import ReplyTo
 from chatops.request import Request, Requester
 from tasks.github import github_client
 
-logger = logging.getLogger("chatops.github.green")
-
 EVENTS = frozenset({"status", "check_suite", "check_run"})
 """The deliveries that may turn a commit green (or red)."""
 PASSING = frozenset({"success", "neutral", "skipped"})
@@ -69,15 +66,23 @@ class Hint:
 
 
 @dataclass(frozen=True)
-class Reading:
-    """What GitHub says of one branch of a repository at the moment of asking."""
+class Branch:
+    """What GitHub says of a branch at the moment of asking."""
 
     head: str
     required: list[str]
     """GitHub's required status checks of the branch (contexts and checks); [] for none."""
-    reported: dict[str, str]
-    """Each status context and check run name of the head commit → ``success``, ``red`` or
-    ``pending``."""
+
+
+class Reader(Protocol):
+    """Asks GitHub (blocking calls: run them in a thread)."""
+
+    def branch(self, repository: str, name: str) -> Branch: ...
+
+    def reported(self, repository: str, sha: str) -> dict[str, str]:
+        """Each status context and check run name of commit ``sha`` → ``success``, ``red``
+        or ``pending``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,6 @@ class Verdict:
     """Whether a commit's required checks are green, red, or still pending, and which decide."""
 
     state: str
-    required: list[str]
     blocking: list[str] = field(default_factory=list)
 
 
@@ -97,10 +101,6 @@ class Found:
     red: list[tuple[str, str, str]] = field(default_factory=list)
     """``(key, channel, text)`` of each line to post to Slack."""
     notes: list[str] = field(default_factory=list)
-
-
-Reader = Callable[[str, str, str], Reading]
-"""``(repository, branch, sha) → Reading``: asks GitHub (blocking; run in a thread)."""
 
 
 def read_hint(delivery: Delivery) -> Hint:
@@ -149,44 +149,44 @@ def judge(reported: dict[str, str], required: list[str]) -> Verdict:
     'pending'
     """
     needed = required or sorted(reported)
+    if not needed:
+        return Verdict("pending", ["no check has reported yet"])
     blocking = [
         f"{n} ({reported.get(n, 'missing')})" for n in needed if reported.get(n) != "success"
     ]
-    if not needed:
-        return Verdict("pending", needed, ["no check has reported yet"])
     if any(reported.get(n) == "red" for n in needed):
-        return Verdict("red", needed, blocking)
-    return Verdict("pending" if blocking else "green", needed, blocking)
+        return Verdict("red", blocking)
+    return Verdict("pending" if blocking else "green", blocking)
 
 
-def evaluate(config: Snapshot, hint: Hint, read: Reader) -> Found:
-    """The deploys and red lines ``hint`` leads to, for every green environment of its
-    repository (blocking: ``read`` asks GitHub)."""
-    targets = green_targets(config, hint.repository)
-    if not targets:
-        raise Ignored(f"no environment of {hint.repository} deploys on green")
+def evaluate(targets: list[tuple[str, str, Environment]], hint: Hint, read: Reader) -> Found:
+    """The deploys and red lines ``hint`` leads to in ``targets`` (see :func:`green_targets`;
+    blocking: ``read`` asks GitHub). The commit's checks are only read when it is the head of
+    a target's branch."""
     found = Found()
-    readings: dict[str, Reading] = {}
+    branches: dict[str, Branch] = {}
+    reported: dict[str, str] | None = None
     for app, env_name, env in targets:
-        branch = str(env.auto_deploy_branch)
-        where = f"{app} {env_name}"
-        if branch not in readings:
-            readings[branch] = read(hint.repository, branch, hint.sha)
-        reading = readings[branch]
-        if reading.head != hint.sha:
+        name, where = str(env.auto_deploy_branch), f"{app} {env_name}"
+        if name not in branches:
+            branches[name] = read.branch(hint.repository, name)
+        branch = branches[name]
+        if branch.head != hint.sha:
             found.notes.append(
-                f"{where}: {hint.sha[:12]} is not the head of {branch} "
-                f"({reading.head[:12]}); only the head deploys"
+                f"{where}: {hint.sha[:12]} is not the head of {name} "
+                f"({branch.head[:12]}); only the head deploys"
             )
             continue
-        verdict = judge(reading.reported, env.required_contexts or reading.required)
+        if reported is None:
+            reported = read.reported(hint.repository, hint.sha)
+        verdict = judge(reported, env.required_contexts or branch.required)
         if verdict.state == "green":
-            found.deploys.append(_deploy(app, env_name, env, branch, hint))
-            found.notes.append(f"{where}: {branch} at {hint.sha[:12]} is green")
+            found.deploys.append(_deploy(app, env_name, env, name, hint))
+            found.notes.append(f"{where}: {name} at {hint.sha[:12]} is green")
         elif verdict.state == "red":
             found.notes.append(f"{where}: red: {', '.join(verdict.blocking)}")
             if env.slack_channel:
-                found.red.append(_red_line(app, env_name, env.slack_channel, branch, hint, verdict))
+                found.red.append(_red_line(app, env_name, env.slack_channel, name, hint, verdict))
         else:
             found.notes.append(f"{where}: waiting for {', '.join(verdict.blocking)}")
     return found
@@ -221,31 +221,38 @@ async def find(delivery: Delivery, config: Snapshot, access: GitHubAccess | None
     if not config.loaded:
         raise NotReady("the configuration has not been loaded from Prefect yet")
     hint = read_hint(delivery)
-    if not green_targets(config, hint.repository):
+    targets = green_targets(config, hint.repository)
+    if not targets:
         raise Ignored(f"no environment of {hint.repository} deploys on green")
     if access is None:
         raise NotReady("deploy on green needs the chatops-github/default block (a token)")
     try:
-        return await asyncio.to_thread(evaluate, config, hint, GitHubReader(access))
+        return await asyncio.to_thread(evaluate, targets, hint, GitHubReader(access))
     except GithubException as exc:
-        raise NotReady(f"GitHub answered {exc.status} when asked about {hint.sha[:12]}") from None
+        said = exc.data.get("message") if isinstance(exc.data, dict) else None
+        raise NotReady(
+            f"GitHub answered {exc.status} ({str(said or 'no message')[:100]}) when asked about "
+            f"{hint.repository} at {hint.sha[:12]}"
+        ) from None
+    except OSError as exc:  # requests' connection errors and timeouts are OSErrors
+        raise NotReady(f"GitHub could not be reached: {str(exc)[:300]}") from None
 
 
 class GitHubReader:
-    """The :data:`Reader` that asks GitHub's REST API with the deploy system's token."""
+    """The :class:`Reader` that asks GitHub's REST API with the deploy system's token."""
 
     def __init__(self, access: GitHubAccess) -> None:
         self.client = github_client(access, lazy=True)
 
-    def __call__(self, repository: str, branch: str, sha: str) -> Reading:
-        repo = self.client.get_repo(repository)
-        found = repo.get_branch(branch)
-        commit = repo.get_commit(sha)
-        reported = {
-            s.context: _status_state(s.state) for s in commit.get_combined_status().statuses
-        }
-        reported.update(_check_runs(commit.get_check_runs()))
-        return Reading(found.commit.sha, required_checks(found.raw_data), reported)
+    def branch(self, repository: str, name: str) -> Branch:
+        found = self.client.get_repo(repository).get_branch(name)
+        return Branch(found.commit.sha, required_checks(found.raw_data))
+
+    def reported(self, repository: str, sha: str) -> dict[str, str]:
+        commit = self.client.get_repo(repository).get_commit(sha)
+        states = {s.context: _status_state(s.state) for s in commit.get_combined_status().statuses}
+        states.update(_check_runs(commit.get_check_runs()))
+        return states
 
 
 def required_checks(branch: dict[str, Any]) -> list[str]:
