@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.github_api import FakeGitHub
+from tests.fakes.github_api import GREEN_ROUTES, FakeGitHub
 from tests.testbed.gitrepo import AppRepo, make_app_repo
 
 REPLAY = Path(__file__).parent / "fakes" / "replay"
@@ -80,6 +80,17 @@ def answer(fake: FakeGitHub, method: str, path: str, body: Any = None) -> tuple[
     client = fake.client()
     status, _headers, data = client.requester.requestJson(method, fake.url + path, input=body)
     return status, json.loads(data) if data else None
+
+
+def test_every_route_for_deploy_on_green_is_held_to_a_recorded_answer() -> None:
+    held = {  # each one's test below
+        "_get_branch",
+        "_get_required_status_checks",
+        "_list_check_runs",
+        "_create_commit_status",
+    }
+    assert {route.handler for route in GREEN_ROUTES} == held
+    assert not any(route.in_contract for route in GREEN_ROUTES), "else the contract holds it"
 
 
 def test_a_branch_answers_like_github(github: FakeGitHub, git_repo: AppRepo) -> None:

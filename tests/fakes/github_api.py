@@ -412,7 +412,12 @@ ROUTES = (
     _route("POST", _DEPLOYMENT + "/statuses", "_create_status"),
     _route("GET", _DEPLOYMENT + "/statuses/{status_id}", "_get_status"),
     _route("GET", "/repos/{owner}/{repo}/commits/{ref}/status", "_combined_status"),
-    # deploy on green: a branch's head and protection, a commit's check runs, CI reporting
+    _route("GET", "/repos/{owner}/{repo}/environments", "_list_environments"),
+    _route("GET", "/repos/{owner}/{repo}/environments/{environment_name}", "_get_environment"),
+)
+
+
+GREEN_ROUTES = (
     _route("GET", "/repos/{owner}/{repo}/branches/{branch}", "_get_branch"),
     _route(
         "GET",
@@ -421,9 +426,9 @@ ROUTES = (
     ),
     _route("GET", "/repos/{owner}/{repo}/commits/{ref}/check-runs", "_list_check_runs"),
     _route("POST", "/repos/{owner}/{repo}/statuses/{sha}", "_create_commit_status"),
-    _route("GET", "/repos/{owner}/{repo}/environments", "_list_environments"),
-    _route("GET", "/repos/{owner}/{repo}/environments/{environment_name}", "_get_environment"),
 )
+"""Deploy on green: a branch's head and protection, a commit's check runs, CI reporting. Not in
+the deployments subset; held to recorded real answers (tests/test_fake_github_checks.py)."""
 
 
 def _now() -> str:
@@ -1342,7 +1347,7 @@ class FakeGitHub:
 
 # --------------------------------------------------------------------------- helpers
 def _match(method: str, path: str) -> tuple[_Route, dict[str, str]] | None:
-    for route in ROUTES:
+    for route in (*ROUTES, *GREEN_ROUTES):
         found = route.pattern.match(path)
         if found and route.method == method:
             return route, found.groupdict()
