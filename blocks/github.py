@@ -38,6 +38,15 @@ class GitHubAccess(Block):
         """The page of commit ``sha`` of ``owner/name``."""
         return f"{self.web_url}/{repository}/commit/{sha}"
 
+    def compare_url(self, repository: str, base: str, head: str) -> str:
+        """The page of what ``head`` changes against ``base`` in ``owner/name``.
+
+        >>> GitHubAccess(token="t", api_url="https://ghe.example.net/api/v3").compare_url(
+        ...     "acme/shop", "1a2b3c4", "5d6e7f8")
+        'https://ghe.example.net/acme/shop/compare/1a2b3c4...5d6e7f8'
+        """
+        return f"{self.web_url}/{repository}/compare/{base}...{head}"
+
 
 def configured_web_url() -> str:
     """The web host of the configured GitHub (``chatops-github/default``): an Enterprise
