@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,10 +110,25 @@ def green(
     assert fake_slack.violations == []
 
 
+def fresh_commits(repo: AppRepo, count: int) -> list[str]:
+    """``count`` new commits, each on the one before, on top of v2 (same files): a deploy on
+    green happens once per commit, ever, so each test needs its own. They sit under
+    ``refs/green-tests/`` (the mirror fetches every ref), so no branch of the shared repo moves."""
+    parent, tree, name = repo.v2, repo.git("rev-parse", f"{repo.v2}^{{tree}}"), uuid.uuid4().hex
+    made = []
+    for number in range(count):
+        parent = repo.git("commit-tree", tree, "-p", parent, "-m", f"green {name} {number}")
+        made.append(parent)
+    repo.git("update-ref", f"refs/green-tests/{name}", parent)
+    return made
+
+
+@pytest.mark.parametrize("order", [("ci/test", "ci/build"), ("ci/build", "ci/test")])
 def test_the_newest_green_head_deploys_once_after_its_second_status_and_nothing_else_does(
-    green: Green,
+    green: Green, order: tuple[str, str]
 ) -> None:
-    older, newer = green.repo.v1, green.repo.v2
+    older, newer = fresh_commits(green.repo, 2)
+    first, second = order
     green.push(older)
     green.ci_reports(older, "ci/build", "success")
     green.push(newer)  # before the older commit's tests finished
@@ -122,14 +138,14 @@ def test_the_newest_green_head_deploys_once_after_its_second_status_and_nothing_
     [line] = wait_for(lambda: green.slack.top_level(CHANNEL), 30)
     assert f"shop staging does not deploy main at `{newer[:7]}`" in line.history[-1].text
 
-    first = green.ci_reports(newer, "ci/test", "success")  # re-run: fixed
-    assert all(a["queued"] == [] for a in first), first
+    early = green.ci_reports(newer, first, "success")  # ci/test: a re-run, fixed
+    assert all(a["queued"] == [] for a in early), early
     time.sleep(2)
     assert green.runs_for(newer) == [] and green.github.deployments == []
 
-    second = green.ci_reports(newer, "ci/build", "success")
-    again = green.ci_reports(newer, "ci/test", "success")
-    requests = {q["request"] for a in second + again for q in a["queued"]}
+    then = green.ci_reports(newer, second, "success")
+    again = green.ci_reports(newer, first, "success", deliveries=1)
+    requests = {q["request"] for a in then + again for q in a["queued"]}
     assert len(requests) == 1, "every later delivery finds the same request"
     [run] = wait_for(lambda: green.runs_for(newer), 60)
     assert wait_finished(run.id).state.is_completed()
@@ -149,7 +165,7 @@ def test_the_newest_green_head_deploys_once_after_its_second_status_and_nothing_
 
 
 def test_a_failing_required_check_run_deploys_nothing(green: Green) -> None:
-    sha = green.repo.v1
+    [sha] = fresh_commits(green.repo, 1)
     green.push(sha)
     green.github.add_check_run(REPO, sha, "ci/build", "success")
     green.github.add_check_run(REPO, sha, "ci/test", "failure")
@@ -202,7 +218,7 @@ def enterprise(
 def test_on_github_enterprise_every_url_is_the_servers_and_nothing_goes_to_github_com(
     enterprise: Green,
 ) -> None:
-    github, sha = enterprise.github, enterprise.repo.v1
+    github, [sha] = enterprise.github, fresh_commits(enterprise.repo, 1)
     web = github.web_url
     assert web.startswith("http://localhost:") and github.url == f"{web}/api/v3"
     enterprise.push(sha)
