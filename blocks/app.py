@@ -12,6 +12,8 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 """App, environment and task names: what the chat grammar accepts, and safe everywhere."""
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 EnvVarName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+GITHUB_WEB_URL = "https://github.com"
+"""Where people browse GitHub when no Enterprise server is configured."""
 DEPLOY_TASK = "deploy"
 """The task of a plain deploy; any other task name is one of the app's custom ``tasks``."""
 
@@ -74,9 +76,19 @@ class App(Block):
     @property
     def default_clone_url(self) -> str:
         """Where git fetches from; a leading ``~`` is the home of the user running deploys."""
+        return self.clone_url_on(GITHUB_WEB_URL)
+
+    def clone_url_on(self, web_url: str) -> str:
+        """Where git fetches from when the repository lives on the GitHub at ``web_url``
+        (github.com, or an Enterprise server's host): ``clone_url`` if set, else the repository
+        there over HTTPS.
+
+        >>> App(repository="acme/shop").clone_url_on("https://ghe.example.net")
+        'https://ghe.example.net/acme/shop.git'
+        """
         if self.clone_url and self.clone_url.startswith("~"):
             return os.path.expanduser(self.clone_url)
-        return self.clone_url or f"https://github.com/{self.repository}.git"
+        return self.clone_url or f"{web_url.rstrip('/')}/{self.repository}.git"
 
     def environment_name(self, app: str, wanted: str | None) -> str:
         """The environment ``wanted`` names, or the default one; never a guess at production."""

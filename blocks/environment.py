@@ -12,6 +12,9 @@ from model.target import NotAllowed
 VIA_SLACK, VIA_CLI, VIA_GITHUB, VIA_UI = "slack", "cli", "github", "ui"
 """Where a request came from; allow-lists are kept per source."""
 
+AUTO_ON_PUSH, AUTO_ON_GREEN = "push", "green"
+"""When an auto-deploy branch deploys: each pushed commit, or its head once CI is green."""
+
 STRICT, ACCEPT_NEW = "strict", "accept-new"
 """Host key policies: refuse a host key known_hosts does not pin, or learn a host's first key."""
 
@@ -124,6 +127,18 @@ class Environment(Block):
     auto_deploy_branch: str | None = Field(
         default=None, description="Branch whose pushes deploy here automatically."
     )
+    auto_deploy_on: Literal["push", "green"] | None = Field(
+        default=None,
+        description="When auto_deploy_branch deploys: 'push' deploys each pushed commit at "
+        "once; 'green' deploys the branch's head once its required checks are all successful "
+        "(required_contexts, else GitHub's required checks of the branch). Unset: 'green' when "
+        "required_contexts names checks, else 'push'.",
+    )
+    slack_channel: str | None = Field(
+        default=None,
+        description="Slack channel id where deploys no one asked for in Slack (deploy on green) "
+        "are announced, and a red required check of the auto-deploy branch gets one line.",
+    )
     allow_ui_runs: bool | None = Field(
         default=None,
         description="Whether runs started in the Prefect UI or API (not signed by the gateway) "
@@ -136,6 +151,21 @@ class Environment(Block):
         if self.allow_ui_runs is not None:
             return self.allow_ui_runs
         return not (self.production or self.allowed_users or self.cli_users)
+
+    def auto_deploys_on(self) -> str | None:
+        """When ``auto_deploy_branch`` deploys (``push`` or ``green``); None without one.
+
+        >>> Environment.model_construct(auto_deploy_branch="main").auto_deploys_on()
+        'push'
+        >>> Environment.model_construct(auto_deploy_branch="main", required_contexts=["ci"]
+        ...     ).auto_deploys_on()
+        'green'
+        """
+        if not self.auto_deploy_branch:
+            return None
+        if self.auto_deploy_on is not None:
+            return self.auto_deploy_on
+        return AUTO_ON_GREEN if self.required_contexts else AUTO_ON_PUSH
 
     def select_hosts(self, app: str, environment: str, wanted: list[str] | None) -> list[str]:
         """The hosts a request touches: all of them, or those named (in configured order)."""

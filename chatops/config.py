@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import paramiko
 import yaml
@@ -34,6 +34,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     create_model,
+    model_validator,
 )
 
 from adapters.host_keys import host_keys_locked, keep_learned
@@ -94,11 +95,36 @@ SshConfig = create_model(
     private_key_env=(EnvVar, Field(description="Variable holding the private key text.")),
 )
 
+
+class AutoDeployConfig(Strict):
+    """``auto_deploy: {branch: main, on: green}``: the block's ``auto_deploy_branch`` and
+    ``auto_deploy_on``."""
+
+    branch: str = Field(min_length=1, description="The branch that deploys here by itself.")
+    on: Literal["push", "green"] | None = Environment.model_fields["auto_deploy_on"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        """YAML 1.1 reads a bare ``on:`` key as the boolean true: take it as ``on``."""
+        if isinstance(data, dict) and True in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
+
+
 EnvironmentConfig = create_model(
     "EnvironmentConfig",
     __base__=Strict,
-    **fields_of(Environment, skip={*SSH_KEYS, "ssh_private_key"}),
+    **fields_of(Environment, skip={*SSH_KEYS, "ssh_private_key", "auto_deploy_on"}),
     ssh=(SshConfig, Field(description="How to log in to the hosts.")),
+    auto_deploy=(
+        AutoDeployConfig | None,
+        Field(
+            default=None,
+            description="Which branch deploys here by itself, and when (on: push or green); "
+            "auto_deploy_branch: NAME is the older spelling of {branch: NAME}.",
+        ),
+    ),
 )
 
 AppConfig = create_model(
@@ -187,7 +213,16 @@ def environment_block(
     path: Path, key: str, env: BaseModel, environ: Mapping[str, str]
 ) -> Environment:
     ssh = env.ssh
-    settings = env.model_dump(exclude={"ssh"})
+    settings = env.model_dump(exclude={"ssh", "auto_deploy"})
+    if env.auto_deploy is not None:
+        if env.auto_deploy_branch is not None:
+            raise ConfigError(
+                f"{path}: {key}: auto_deploy and auto_deploy_branch both name a branch; "
+                "keep auto_deploy"
+            )
+        settings.update(
+            auto_deploy_branch=env.auto_deploy.branch, auto_deploy_on=env.auto_deploy.on
+        )
     settings.update({old: getattr(ssh, new) for old, new in SSH_KEYS.items()})
     key_text = secret(path, f"{key}.ssh.private_key_env", ssh.private_key_env, environ)
     return Environment(**settings, ssh_private_key=key_text)

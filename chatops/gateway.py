@@ -6,6 +6,7 @@ Routes::
     POST /slack/interactions    button clicks (roll back, ...)  → chatops.slack.form
     POST /github/webhook        deployment / push / ping events → chatops.github.events,
                                 pull request comments (``.deploy``) → chatops.github.pull_requests
+                                status / check_suite / check_run → chatops.github.green
     POST /cli/commands          a terminal line (bearer token)  → chatops.grammar
     GET  /cli/whoami            the CLI user a token belongs to
     GET  /cli/requests/{key}    what became of a CLI request (by its idempotency key)
@@ -72,10 +73,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from adapters.home import home
+from blocks import GitHubAccess
 from chatops.answers import Answers, Reply
 from chatops.background import Background
 from chatops.catalog import Catalog, prefect_loader
-from chatops.github import pull_requests
+from chatops.github import green, pull_requests
 from chatops.github.events import (
     BadDelivery,
     Delivery,
@@ -88,7 +90,7 @@ from chatops.github.events import (
 from chatops.grammar import CommandError, parse
 from chatops.intake import Creator, Intake, PrefectCreator, ReplyTo
 from chatops.locks import Locks
-from chatops.notify import PeopleNotifier
+from chatops.notify import PeopleNotifier, configured_block
 from chatops.request import Refused, Request, Requester, resolve
 from chatops.settings import (
     DEPLOYMENTS,
@@ -362,6 +364,8 @@ async def github_answer(state: State, delivery: Delivery) -> tuple[int, dict[str
         return 200, {"pong": True}
     if delivery.event == "issue_comment":
         return await comment_answer(state, delivery)
+    if delivery.event in green.EVENTS:
+        return await green_answer(state, delivery)
     try:
         wanted = requests_for(delivery, state.catalog.snapshot)
     except Ignored as exc:
@@ -411,6 +415,33 @@ async def comment_answer(state: State, delivery: Delivery) -> tuple[int, dict[st
     work = pull_requests.answer(asked, state.answers, lambda: state.catalog.snapshot)
     state.background.spawn(work, f"github-comment-{asked.comment_id}")
     return 202, {"answering": asked.text, "comment": asked.comment_id}
+
+
+async def green_answer(state: State, delivery: Delivery) -> tuple[int, dict[str, object]]:
+    """Deploy on green (:mod:`chatops.github.green`): store the deploys of branch heads whose
+    required checks are all green, and the Slack lines of red ones; 202 when a deploy was
+    stored (or found stored already), else 200 with what each environment waits for."""
+    snapshot = state.catalog.snapshot
+    try:
+        found = await green.find(delivery, snapshot, await configured_block(GitHubAccess))
+    except Ignored as exc:
+        return 200, {"ignored": str(exc)}
+    except CommandError as exc:
+        return 422, {"error": str(exc)}
+    except NotReady as exc:
+        return 503, {"error": str(exc)}
+    for key, channel, text in found.red:
+        await state.intake.submit_slack_message(key, channel, text)
+    queued, notes = [], list(found.notes)
+    for chat, reply_to in found.deploys:
+        try:
+            run = resolve(chat, snapshot)
+        except Refused as exc:
+            notes.append(str(exc).replace("*", ""))
+            continue
+        ticket = await state.intake.submit(run, reply_to)
+        queued.append({"title": ticket.title, "request": ticket.id, "state": ticket.state})
+    return (202 if queued else 200), {"queued": queued, "notes": notes}
 
 
 async def refuse_on_github(

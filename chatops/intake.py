@@ -126,11 +126,11 @@ class Ticket:
 
 @dataclass(frozen=True)
 class Job:
-    """One stored request: a run to start, or a GitHub status to post."""
+    """One stored request: a run to start, a GitHub status or a Slack line to post."""
 
     id: int
     key: str
-    kind: Literal["run", "github_status"]
+    kind: Literal["run", "github_status", "slack_message"]
     payload: dict[str, Any]
     reply: ReplyTo
     attempts: int
@@ -166,6 +166,8 @@ class Notifier(Protocol):
     async def failed(self, job: Job, why: str) -> None: ...
 
     async def post_github_status(self, payload: dict[str, Any]) -> None: ...
+
+    async def post_slack_message(self, payload: dict[str, Any]) -> None: ...
 
 
 class Store:
@@ -312,6 +314,12 @@ class Intake:
         await asyncio.to_thread(self.store.add, key, "github_status", payload, ReplyTo())
         self._wake.set()
 
+    async def submit_slack_message(self, key: str, channel: str, text: str) -> None:
+        """Store a line to post to a Slack channel, once per ``key`` (e.g. a red commit)."""
+        payload = {"channel": channel, "text": text}
+        await asyncio.to_thread(self.store.add, key, "slack_message", payload, ReplyTo())
+        self._wake.set()
+
     async def ticket(self, job_id: int | str) -> Ticket:
         """A job's ticket by its id or its idempotency key (KeyError if there is none)."""
         return await asyncio.to_thread(self.store.ticket, job_id)
@@ -379,6 +387,10 @@ class Intake:
         try:
             if job.kind == "github_status":
                 await self.notifier.post_github_status(job.payload)
+                await asyncio.to_thread(self.store.update, job.id, state="started")
+                return
+            if job.kind == "slack_message":
+                await self.notifier.post_slack_message(job.payload)
                 await asyncio.to_thread(self.store.update, job.id, state="started")
                 return
             started = await self.creator.create(job.run)

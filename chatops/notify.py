@@ -10,7 +10,8 @@ from typing import Any
 
 from prefect.exceptions import ObjectNotFound
 
-from blocks import GitHubAccess
+from adapters.slack import post_message, slack_client
+from blocks import GitHubAccess, SlackAccess
 from chatops.intake import Job, Started
 from chatops.slack.respond import Responder
 from render.slack_card import escape_mrkdwn
@@ -52,6 +53,14 @@ class PeopleNotifier:
         if access is not None:
             await asyncio.to_thread(post_status, access, **payload)
 
+    async def post_slack_message(self, payload: dict[str, Any]) -> None:
+        """Post ``payload["text"]`` to channel ``payload["channel"]`` with the bot token of the
+        ``chatops-slack/default`` block (nothing without one)."""
+        access = await configured_block(SlackAccess)
+        if access is not None:
+            client = slack_client(access)
+            await asyncio.to_thread(post_message, client, payload["channel"], payload["text"])
+
     async def _github(self, job: Job, state: str, description: str) -> None:
         if job.reply.repository and job.reply.deployment_id:
             await self.post_github_status(
@@ -67,7 +76,12 @@ class PeopleNotifier:
 
 
 async def _github_access() -> GitHubAccess | None:
+    return await configured_block(GitHubAccess)
+
+
+async def configured_block(block_type: Any) -> Any | None:
+    """The ``default`` block of ``block_type``, or None when it is not configured."""
     try:
-        return await GitHubAccess.aload("default")
+        return await block_type.aload("default")
     except (ValueError, ObjectNotFound):
         return None

@@ -8,6 +8,7 @@ to fill them in.
 from prefect import runtime
 
 from adapters.pull_request import PullRequestComment
+from blocks.github import configured_web_url
 from flows.report import DeployReport, Notify
 from flows.results import on_hosts
 from flows.steps import check_hosts, go_live, hosts_flow, in_turn, record, recover_hosts
@@ -116,7 +117,9 @@ def deploy(
         checks = check_hosts(target)  # every host is read while the commit is built
         with report.step("checkout"):
             tree = checkout(
-                target.app.default_clone_url, target.ref, recorded.sha if recorded else sha
+                target.app.clone_url_on(configured_web_url()),
+                target.ref,
+                recorded.sha if recorded else sha,
             )
         release = Release.new(tree.sha)
         report.resolved(tree.sha, release.id)

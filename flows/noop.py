@@ -20,6 +20,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from adapters import ssh
 from adapters.history import write_plan
 from blocks import GitHubAccess
+from blocks.github import configured_web_url
 from flows.report import Notify, load_optional
 from flows.results import gather
 from flows.target import Asked, admit, check_afresh, load_target, vouch
@@ -61,7 +62,7 @@ def noop(
     )
     target = load_target(app, environment, hosts, "deploy", ref)
     checks = [may_deploy(target, asked, notify)]
-    mirror = update_mirror(target.app.default_clone_url)
+    mirror = update_mirror(target.app.clone_url_on(configured_web_url()))
     sha = resolve(mirror, target.ref)
     checks.append(PlanCheck("commit", None, f"{target.ref} is {sha[:12]}"))
     checks.append(required_checks(target, sha))

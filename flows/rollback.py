@@ -17,6 +17,7 @@ from collections.abc import Callable
 from prefect import runtime
 
 from blocks import UnknownTarget
+from blocks.github import configured_web_url
 from flows.report import DeployReport, Notify
 from flows.steps import check_hosts, go_live, hosts_flow, in_turn, record, recover_hosts
 from flows.target import admit, load_target, vouch
@@ -75,7 +76,7 @@ def rollback(
                 target,
                 ref,
                 [states[h] for h in target.hosts],
-                lambda name: resolve_ref(target.app.default_clone_url, name),
+                lambda name: resolve_ref(target.app.clone_url_on(configured_web_url()), name),
             )
         report.resolved(release.sha, release.id)
         with report.step("record deployment"):

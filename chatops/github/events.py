@@ -8,9 +8,11 @@ Routed on ``X-GitHub-Event``:
   (in_progress, success, ...) land on it and no second deployment is created. Deployments this
   system created itself carry ``{"chatops": {...}}`` in their payload and are ignored: their
   run already exists;
-* ``push`` to a branch that an environment auto-deploys (``Environment.auto_deploy_branch``):
-  deploy the pushed commit (``after``) there. Tag pushes and deletions never deploy;
-* anything else (``deployment_status``, ``status``, ``check_suite``, ...): 200, ignored, logged.
+* ``push`` to a branch that an environment auto-deploys on push (``Environment.auto_deploy_branch``,
+  ``auto_deploy_on: push``): deploy the pushed commit (``after``) there. Tag pushes and deletions
+  never deploy;
+* ``status``, ``check_suite`` and ``check_run``: deploy on green (:mod:`chatops.github.green`);
+* anything else (``deployment_status``, ...): 200, ignored, logged.
 
 Every ref and sha read from a payload is validated before use. The same delivery (or the same
 deployment) arriving twice starts nothing new: each request carries an idempotency key,
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from blocks import App
+from blocks.environment import AUTO_ON_PUSH
 from chatops.catalog import Snapshot
 from chatops.grammar import ENVIRONMENT_ALIASES, Command, CommandError, validate_name, validate_ref
 from chatops.intake import ReplyTo
@@ -170,9 +173,10 @@ def _push(delivery: Delivery, config: Snapshot) -> list[tuple[Request, ReplyTo]]
         for env_name in app.environments
         if (env := config.environment(name, env_name)) is not None
         and env.auto_deploy_branch == branch
+        and env.auto_deploys_on() == AUTO_ON_PUSH
     ]
     if not targets:
-        raise Ignored(f"no environment auto-deploys {branch} of {repository}")
+        raise Ignored(f"no environment deploys each push to {branch} of {repository}")
     pusher = _dict(payload.get("pusher")).get("name") or _dict(payload.get("sender")).get("login")
     requester = Requester("github", _login(pusher))
     return [

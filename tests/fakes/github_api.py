@@ -18,11 +18,14 @@ Use it through the ``fake_github`` fixture (function scope)::
 
 Set-up: ``add_repo(full_name, git_dir=None, default_branch="main", refs=None)``,
 ``add_environment(full_name, name)``,
-``set_commit_statuses(full_name, sha_or_ref, {context: state})``.
+``set_commit_statuses(full_name, sha_or_ref, {context: state})``; for deploy on green
+``add_check_run(full_name, sha_or_ref, name, conclusion, status="completed")``,
+``protect_branch(full_name, branch, required)``, ``move_branch(full_name, branch, sha)``; and
+``serve_as_enterprise(host)`` (API under ``/api/v3``, git over HTTP, links on ``host``).
 Fault injection: ``fail_next(method, path_regex, status, body=None, times=1, headers=None,
 process=False)`` and ``delay(seconds, method=None, path_regex=None)``. Inspection:
 ``deployments`` (API objects in creation order), ``statuses(deployment_id)`` (oldest first),
-``requests`` (``RecordedRequest``), ``violations``.
+``requests`` (``RecordedRequest``), ``git_requests()``, ``violations``.
 Pull requests (answers on a pull request): ``add_pull_request(full_name, number, head_sha,
 head_ref=, head_repo=, state=)``, ``add_comment(full_name, number, login, body)`` (someone's
 comment), ``set_permission(full_name, login, permission)``; ``comments(full_name, number)`` (with
@@ -30,6 +33,12 @@ every edit) and ``reactions(comment_id)``. Their routes (``PULL_REQUEST_ROUTES``
 request, create and update an issue comment, react to one, a collaborator's permission) are
 outside the deployments subset; ``tests/test_fake_github_pull_requests.py`` checks them against
 ``tests/fixtures/github_rest/pull_request_comments_openapi.json``.
+
+Deploy on green reads ``GET /repos/{owner}/{repo}/branches/{branch}`` (head, protection),
+``…/branches/{branch}/protection/required_status_checks``, ``…/commits/{ref}/check-runs``
+(``filter=latest`` by default: the newest run of each name) and CI posts
+``POST …/statuses/{sha}``. The subset has no schema for them: tests/test_fake_github_checks.py
+holds their answers to real ones PyGithub recorded (``tests/fakes/replay/``).
 
 What every exchange is checked against (``OpenApiContract``, openapi-schema-validator's
 ``OAS30Validator`` with ``date-time`` and ``uri`` format checks):
@@ -113,6 +122,10 @@ ACTIVE_DELETE_MESSAGE = (
     "We cannot delete an active deployment unless it is the only deployment in a given environment."
 )
 HEX_SHA = re.compile(r"^[0-9a-f]{40}$")
+ENTERPRISE_API_PATH = "/api/v3"
+"""Where GitHub Enterprise Server serves its REST API (``https://HOST/api/v3``)."""
+_GIT_PATH = re.compile(r"^/(?P<repo>[^/]+/[^/]+?)\.git(?P<rest>/.*)$")
+"""A git smart-HTTP path: ``/OWNER/NAME.git/info/refs``, ``/OWNER/NAME.git/git-upload-pack``."""
 # Revision syntax git understands but GitHub's ref lookup does not (and option-looking refs).
 _NOT_A_REF = re.compile(r"^-|\.\.|@\{|[~^:?*\[\\\s\x00-\x1f\x7f]")
 _HTTP_METHODS = ("get", "put", "post", "delete", "patch")
@@ -298,6 +311,15 @@ class _Reply:
 
 
 @dataclass
+class _Raw:
+    """A non-JSON answer (git over HTTP): status, headers, bytes."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
 class _Rule:
     method: str | None
     pattern: re.Pattern[str] | None
@@ -328,6 +350,10 @@ class _Repo:
     created_at: str
     commit_statuses: dict[str, dict[str, str]] = field(default_factory=dict)
     environments: dict[str, _Environment] = field(default_factory=dict)
+    check_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Commit sha → its check runs, oldest first."""
+    required_checks: dict[str, list[str]] = field(default_factory=dict)
+    """Branch → the status checks its protection requires."""
 
 
 @dataclass
@@ -396,6 +422,20 @@ ROUTES = (
     _route("GET", "/repos/{owner}/{repo}/environments", "_list_environments"),
     _route("GET", "/repos/{owner}/{repo}/environments/{environment_name}", "_get_environment"),
 )
+
+
+GREEN_ROUTES = (
+    _route("GET", "/repos/{owner}/{repo}/branches/{branch}", "_get_branch"),
+    _route(
+        "GET",
+        "/repos/{owner}/{repo}/branches/{branch}/protection/required_status_checks",
+        "_get_required_status_checks",
+    ),
+    _route("GET", "/repos/{owner}/{repo}/commits/{ref}/check-runs", "_list_check_runs"),
+    _route("POST", "/repos/{owner}/{repo}/statuses/{sha}", "_create_commit_status"),
+)
+"""Deploy on green: a branch's head and protection, a commit's check runs, CI reporting. Not in
+the deployments subset; held to recorded real answers (tests/test_fake_github_checks.py)."""
 
 
 def _now() -> str:
@@ -490,6 +530,62 @@ class FakeGitHub:
         auth = Auth.Token(token or self.token)
         return Github(auth=auth, base_url=self.url, **(settings | options))
 
+    # ---- GitHub Enterprise Server: the API under /api/v3 and git over HTTP on another host
+    web_url: str = HTML_HOST
+    """Where people browse this GitHub (and clone from): github.com, until
+    :meth:`serve_as_enterprise`."""
+
+    def serve_as_enterprise(self, host: str = "localhost") -> str:
+        """Serve as an Enterprise server named ``host`` (it must resolve to 127.0.0.1): the
+        API under ``http://HOST:PORT/api/v3`` (returned, also ``url`` from now on; links in
+        answers use it), web links and ``git clone http://HOST:PORT/OWNER/NAME.git`` (a repo's
+        ``git_dir``, through ``git http-backend``) on ``http://HOST:PORT``."""
+        port = self._server.server_address[1]
+        self.web_url = f"http://{host}:{port}"
+        self.url = f"{self.web_url}{ENTERPRISE_API_PATH}"
+        return self.url
+
+    def _git_http(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> _Raw:
+        """A git smart-HTTP request for ``/OWNER/NAME.git/...``, answered by git http-backend
+        from the repository's ``git_dir`` (read-only: clone and fetch)."""
+        split = urllib.parse.urlsplit(target)
+        found = _GIT_PATH.match(split.path)
+        assert found is not None
+        with self._lock:
+            self._requests.append(RecordedRequest(method, split.path, {}, headers, None, 200))
+            repo = self._repos.get(found["repo"])
+        if repo is None or repo.git_dir is None or "receive-pack" in target:
+            return _Raw(404, {"Content-Type": "text/plain"}, b"Repository not found.")
+        git_dir = repo.git_dir / ".git" if (repo.git_dir / ".git").is_dir() else repo.git_dir
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "GIT_PROJECT_ROOT": str(git_dir),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": found["rest"],
+            "REQUEST_METHOD": method,
+            "QUERY_STRING": split.query,
+            "CONTENT_TYPE": _header(headers, "Content-Type") or "",
+            "CONTENT_LENGTH": str(len(raw)),
+            "HTTP_CONTENT_ENCODING": _header(headers, "Content-Encoding") or "",
+            "GIT_PROTOCOL": _header(headers, "Git-Protocol") or "",
+            "REMOTE_ADDR": "127.0.0.1",
+        }
+        done = subprocess.run(
+            ["git", "-c", f"safe.directory={git_dir}", "http-backend"],
+            input=raw,
+            capture_output=True,
+            env=env,
+            timeout=60,
+        )
+        head, _, body = done.stdout.partition(b"\r\n\r\n")
+        fields = dict(
+            line.split(": ", 1)
+            for line in head.decode(errors="replace").split("\r\n")
+            if ": " in line
+        )
+        status = int(fields.pop("Status", "200").split()[0])
+        return _Raw(status, fields, body)
+
     # ---- set-up
     def add_repo(
         self,
@@ -536,6 +632,45 @@ class FakeGitHub:
             if sha is None:
                 raise ValueError(f"{sha_or_ref!r} does not resolve in {full_name}")
             repo.commit_statuses.setdefault(sha, {}).update(contexts)
+
+    def add_check_run(
+        self,
+        full_name: str,
+        sha_or_ref: str,
+        name: str,
+        conclusion: str | None = "success",
+        *,
+        status: str = "completed",
+    ) -> int:
+        """Report check run ``name`` on a commit (a GitHub App's CI); its id. A later run of the
+        same name is the one the commit's ``latest`` list shows, as on GitHub."""
+        if (status == "completed") != (conclusion is not None):
+            raise ValueError("a completed check run has a conclusion; any other has none")
+        with self._lock:
+            repo = self._repo(full_name)
+            sha = _resolve_ref(repo, sha_or_ref)
+            if sha is None:
+                raise ValueError(f"{sha_or_ref!r} does not resolve in {full_name}")
+            run = {"id": next(self._ids), "name": name, "status": status}
+            run.update(conclusion=conclusion, at=_now())
+            repo.check_runs.setdefault(sha, []).append(run)
+            return run["id"]
+
+    def move_branch(self, full_name: str, branch: str, sha: str) -> None:
+        """Branch ``branch`` now points at ``sha`` on GitHub (a push), whatever ``git_dir``
+        says; statuses and check runs stay."""
+        with self._lock:
+            self._repo(full_name).refs[branch] = sha
+
+    def protect_branch(self, full_name: str, branch: str, required: list[str]) -> None:
+        """Branch protection of ``branch`` requiring status checks ``required`` ([]: none)."""
+        with self._lock:
+            self._repo(full_name).required_checks[branch] = list(required)
+
+    def git_requests(self) -> list[RecordedRequest]:
+        """The git smart-HTTP requests received (clones and fetches), in arrival order."""
+        with self._lock:
+            return [r for r in self._requests if _GIT_PATH.match(r.path)]
 
     # ---- fault injection
     def fail_next(
@@ -604,6 +739,8 @@ class FakeGitHub:
     # ---- request pipeline (called from server threads)
     def _dispatch(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> _Reply:
         split = urllib.parse.urlsplit(target)
+        if self.url.endswith(ENTERPRISE_API_PATH):  # the API of an Enterprise server
+            split = split._replace(path=split.path.removeprefix(ENTERPRISE_API_PATH))
         query = dict(urllib.parse.parse_qsl(split.query))
         body, parsed = _parse_json(raw)
         record = RecordedRequest(method, split.path, query, headers, body)
@@ -740,6 +877,155 @@ class FakeGitHub:
                 "url": f"{api}/commits/{sha}/status",
             },
         )
+
+    # ---- deploy on green: branches, protection, check runs, commit statuses
+    def _get_branch(self, call: _Call) -> _Reply:
+        """GitHub's "get a branch" (``branch-with-protection``): its head commit, and the
+        status checks its protection requires (``protection.required_status_checks``)."""
+        name = urllib.parse.unquote(call.params["branch"])
+        sha = _branch_head(call.repo, name)
+        if sha is None:
+            return _Reply(404, _error_body(404, "Branch not found", call.docs))
+        api, required = self._api(call.repo), call.repo.required_checks.get(name)
+        branch_url = f"{api}/branches/{call.params['branch']}"
+        protection: dict[str, Any] = {"enabled": required is not None}
+        if required is not None:
+            protection["required_status_checks"] = {
+                "enforcement_level": "non_admins",
+                "contexts": list(required),
+                "checks": [{"context": c, "app_id": None} for c in required],
+            }
+            protection["enforce_admins"] = False
+        return _Reply(
+            200,
+            {
+                "name": name,
+                "commit": {
+                    "sha": sha,
+                    "node_id": _node_id("Commit", int(sha[:7], 16)),
+                    "url": f"{api}/commits/{sha}",
+                    "html_url": f"{self.web_url}/{call.repo.full_name}/commit/{sha}",
+                },
+                "_links": {
+                    "self": branch_url,
+                    "html": f"{self.web_url}/{call.repo.full_name}/tree/{name}",
+                },
+                "protected": required is not None,
+                "protection": protection,
+                "protection_url": f"{branch_url}/protection",
+            },
+        )
+
+    def _get_required_status_checks(self, call: _Call) -> _Reply:
+        """The protection's required status checks; 404 "Required status checks not enabled"
+        (GitHub's text) for a branch without them."""
+        name = urllib.parse.unquote(call.params["branch"])
+        required = call.repo.required_checks.get(name)
+        if _branch_head(call.repo, name) is None:
+            return _Reply(404, _error_body(404, "Branch not found", call.docs))
+        if required is None:
+            return _Reply(404, _error_body(404, "Required status checks not enabled", call.docs))
+        url = f"{self._api(call.repo)}/branches/{call.params['branch']}/protection"
+        return _Reply(
+            200,
+            {
+                "url": f"{url}/required_status_checks",
+                "enforcement_level": "non_admins",
+                "strict": False,
+                "contexts": list(required),
+                "contexts_url": f"{url}/required_status_checks/contexts",
+                "checks": [{"context": c, "app_id": None} for c in required],
+            },
+        )
+
+    def _list_check_runs(self, call: _Call) -> _Reply:
+        """GitHub's "list check runs for a Git reference": ``{total_count, check_runs}``, newest
+        first; ``filter=latest`` (the default) keeps the newest run of each name."""
+        sha = _resolve_ref(call.repo, call.params["ref"])
+        if sha is None:
+            return _Reply(
+                422, _error_body(422, f"No commit found for SHA: {call.params['ref']}", call.docs)
+            )
+        runs = list(reversed(call.repo.check_runs.get(sha, [])))
+        if call.query.get("filter", "latest") == "latest":
+            newest: dict[str, dict[str, Any]] = {}
+            runs = [newest.setdefault(r["name"], r) for r in runs if r["name"] not in newest]
+        page = self._page([self._render_check_run(call.repo, sha, r) for r in runs], call)
+        page.body = {"total_count": len(runs), "check_runs": page.body}
+        return page
+
+    def _create_commit_status(self, call: _Call) -> _Reply:
+        """GitHub's "create a commit status", as a CI server reports one (201)."""
+        sha, body = call.params["sha"], call.body if isinstance(call.body, dict) else {}
+        state, context = body.get("state"), body.get("context", "default")
+        if state not in COMMIT_STATES or not isinstance(context, str):
+            message = "state is not included in the list"
+            return _Reply(422, _validation_failed("Status", "state", message, call.docs))
+        if _resolve_ref(call.repo, sha) != sha:
+            return _Reply(422, _error_body(422, f"No commit found for SHA: {sha}", call.docs))
+        call.repo.commit_statuses.setdefault(sha, {})[context] = state
+        number, now = next(self._ids), _now()
+        return _Reply(
+            201,
+            {
+                "url": f"{self._api(call.repo)}/statuses/{sha}",
+                "avatar_url": None,
+                "id": number,
+                "node_id": _node_id("StatusContext", number),
+                "state": state,
+                "description": body.get("description"),
+                "target_url": body.get("target_url"),
+                "context": context,
+                "created_at": now,
+                "updated_at": now,
+                "creator": self._user(self.login),
+            },
+        )
+
+    def _render_check_run(self, repo: _Repo, sha: str, run: dict[str, Any]) -> dict[str, Any]:
+        api = self._api(repo)
+        done = run["status"] == "completed"
+        return {
+            "id": run["id"],
+            "node_id": _node_id("CheckRun", run["id"]),
+            "head_sha": sha,
+            "external_id": "",
+            "url": f"{api}/check-runs/{run['id']}",
+            "html_url": f"{self.web_url}/{repo.full_name}/runs/{run['id']}",
+            "details_url": f"{self.web_url}/{repo.full_name}/runs/{run['id']}",
+            "status": run["status"],
+            "conclusion": run["conclusion"],
+            "started_at": run["at"],
+            "completed_at": run["at"] if done else None,
+            "output": {
+                "title": None,
+                "summary": None,
+                "text": None,
+                "annotations_count": 0,
+                "annotations_url": f"{api}/check-runs/{run['id']}/annotations",
+            },
+            "name": run["name"],
+            "check_suite": {"id": run["id"] + 100000},
+            "app": self._ci_app(),
+            "pull_requests": [],
+        }
+
+    def _ci_app(self) -> dict[str, Any]:
+        """The GitHub App that reports the fake's check runs (a CI server)."""
+        return {
+            "id": 15368,
+            "slug": "fake-ci",
+            "node_id": _node_id("App", 15368),
+            "owner": self._user("fake-ci", "Organization"),
+            "name": "Fake CI",
+            "description": "Runs the tests",
+            "external_url": "https://ci.example",
+            "html_url": f"{self.web_url}/apps/fake-ci",
+            "created_at": "2018-07-30T09:30:17Z",
+            "updated_at": "2019-12-10T19:04:12Z",
+            "permissions": {"checks": "write", "metadata": "read", "statuses": "write"},
+            "events": ["check_run", "check_suite", "status"],
+        }
 
     def _list_deployments(self, call: _Call) -> _Reply:
         names = ("sha", "ref", "task", "environment")
@@ -1274,7 +1560,7 @@ class FakeGitHub:
 
 # --------------------------------------------------------------------------- helpers
 def _match(method: str, path: str) -> tuple[_Route, dict[str, str]] | None:
-    for route in ROUTES:
+    for route in (*ROUTES, *GREEN_ROUTES):
         found = route.pattern.match(path)
         if found and route.method == method:
             return route, found.groupdict()
@@ -1346,6 +1632,18 @@ def _resolve_ref(repo: _Repo, ref: str) -> str | None:
         return None
     result = _git(repo.git_dir, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _branch_head(repo: _Repo, branch: str) -> str | None:
+    """The head commit of branch ``branch`` (``refs`` first, then ``git_dir``), or None."""
+    if branch in repo.refs:
+        return repo.refs[branch]
+    if repo.git_dir is None or _NOT_A_REF.search(branch):
+        return None
+    found = _git(
+        repo.git_dir, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"
+    )
+    return found.stdout.strip() if found.returncode == 0 else None
 
 
 def _auto_merge(repo: _Repo, ref: str, sha: str, docs: str) -> _Reply | None:
@@ -1444,11 +1742,22 @@ def _handler_for(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            if _GIT_PATH.match(urllib.parse.urlsplit(self.path).path):
+                self._send_raw(fake._git_http(self.command, self.path, dict(self.headers), raw))
+                return
             reply = fake._dispatch(self.command, self.path, dict(self.headers.items()), raw)
             try:
                 self._send(reply, fake)
             except OSError:
                 self.close_connection = True
+
+        def _send_raw(self, reply: _Raw) -> None:
+            self.send_response(reply.status)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
 
         def _send(self, reply: _Reply, fake: FakeGitHub) -> None:
             data = b"" if reply.body is None else json.dumps(reply.body).encode()
