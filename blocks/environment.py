@@ -4,7 +4,7 @@ import re
 from typing import Annotated, Literal
 
 from prefect.blocks.core import Block
-from pydantic import AfterValidator, Field, SecretStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, StringConstraints, model_validator
 
 from blocks.errors import UnknownTarget
 
@@ -27,6 +27,45 @@ HealthUrl = Annotated[
     Annotated[str, StringConstraints(pattern=r"^https?://")] | None,
     AfterValidator(_only_host_placeholder),
 ]
+
+
+EVENTS = ("started", "succeeded", "failed", "rolled_back")
+"""What a notification target can be told: a deploy or rollback started, a deploy succeeded,
+a deploy or rollback failed, a rollback succeeded."""
+Event = Literal["started", "succeeded", "failed", "rolled_back"]
+WebhookUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")]
+
+
+class Notification(BaseModel):
+    """One place told about an environment's deploys: a signed JSON webhook or an Apprise URL
+    (``mailto://`` e-mail and the other services Apprise knows)."""
+
+    webhook: WebhookUrl | None = Field(
+        default=None,
+        description="URL that gets each event as JSON (POST), signed with webhook_secret in "
+        "the X-Chatops-Signature header (sha256=HMAC-SHA256 of the body, hex).",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="Key of the webhook's HMAC-SHA256 signature."
+    )
+    apprise_url: SecretStr | None = Field(
+        default=None,
+        description="Apprise URL the event goes to as a title and a text, e.g. "
+        "mailtos://user:password@smtp.example.net?to=qa@example.net for e-mail.",
+    )
+    events: list[Event] = Field(
+        default_factory=lambda: list(EVENTS),
+        min_length=1,
+        description="Events sent here: started, succeeded, failed, rolled_back (default: all).",
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Notification":
+        if (self.webhook is None) == (self.apprise_url is None):
+            raise ValueError("give either webhook (with webhook_secret) or apprise_url")
+        if self.webhook is not None and not self.webhook_secret:
+            raise ValueError("a webhook needs webhook_secret, the key of its signature")
+        return self
 
 
 class Environment(Block):
@@ -122,6 +161,17 @@ class Environment(Block):
     )
     auto_deploy_branch: str | None = Field(
         default=None, description="Branch whose pushes deploy here automatically."
+    )
+    confirm: bool = Field(
+        default=False,
+        description="Whether a deploy asked for in Slack or the CLI first shows what would "
+        "change and waits for its requester to confirm (Slack: a Deploy button; CLI: y/N or "
+        "--yes). GitHub events, pull request comments, UI runs and rollbacks are not asked.",
+    )
+    notifications: list[Notification] = Field(
+        default_factory=list,
+        description="Where to report deploys and rollbacks here besides Slack and GitHub: "
+        "signed JSON webhooks and Apprise URLs (e-mail, ...), each for the events it lists.",
     )
     allow_ui_runs: bool | None = Field(
         default=None,

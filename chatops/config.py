@@ -10,7 +10,8 @@ schema below is built from the block classes), except that
 - the SSH settings of an environment sit under ``ssh:`` (``user``, ``port``, ``known_hosts``,
   ``host_key_policy``, ``connect_timeout``, ``private_key_env``), and
 - secrets never live in the file: it names the environment variables that hold them
-  (``token_env``, ``bot_token_env``, ``private_key_env``), and ``apply`` reads those.
+  (``token_env``, ``bot_token_env``, ``private_key_env``, and a notification's ``secret_env``
+  and ``apprise_env``), and ``apply`` reads those.
 
 docs/configuration.md documents every key; examples/chatops.yaml is a complete example.
 """
@@ -34,10 +35,12 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     create_model,
+    model_validator,
 )
 
 from blocks import App, Environment, GitHubAccess, SlackAccess, environment_block_name
 from blocks.app import NAME_PATTERN
+from blocks.environment import EVENTS, Event, Notification, WebhookUrl
 from blocks.errors import DeployError
 from tasks.host_keys import host_keys_locked, keep_learned
 
@@ -94,11 +97,45 @@ SshConfig = create_model(
     private_key_env=(EnvVar, Field(description="Variable holding the private key text.")),
 )
 
+
+class NotificationConfig(Strict):
+    """A notification target as the file writes it: its secrets named by variable."""
+
+    webhook: WebhookUrl | None = Field(
+        default=None, description=Notification.model_fields["webhook"].description
+    )
+    secret_env: EnvVar | None = Field(
+        default=None, description="Variable holding the webhook's signing key."
+    )
+    apprise_env: EnvVar | None = Field(
+        default=None, description="Variable holding an Apprise URL (it may hold a password)."
+    )
+    events: list[Event] = Field(
+        default_factory=lambda: list(EVENTS),
+        min_length=1,
+        description=Notification.model_fields["events"].description,
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "NotificationConfig":
+        if (self.webhook is None) == (self.apprise_env is None):
+            raise ValueError("give either webhook (with secret_env) or apprise_env")
+        if self.webhook is not None and self.secret_env is None:
+            raise ValueError("a webhook needs secret_env, the variable holding its signing key")
+        return self
+
+
 EnvironmentConfig = create_model(
     "EnvironmentConfig",
     __base__=Strict,
-    **fields_of(Environment, skip={*SSH_KEYS, "ssh_private_key"}),
+    **fields_of(Environment, skip={*SSH_KEYS, "ssh_private_key", "notifications"}),
     ssh=(SshConfig, Field(description="How to log in to the hosts.")),
+    notifications=(
+        list[NotificationConfig],
+        Field(
+            default_factory=list, description=Environment.model_fields["notifications"].description
+        ),
+    ),
 )
 
 AppConfig = create_model(
@@ -187,10 +224,27 @@ def environment_block(
     path: Path, key: str, env: BaseModel, environ: Mapping[str, str]
 ) -> Environment:
     ssh = env.ssh
-    settings = env.model_dump(exclude={"ssh"})
+    settings = env.model_dump(exclude={"ssh", "notifications"})
     settings.update({old: getattr(ssh, new) for old, new in SSH_KEYS.items()})
     key_text = secret(path, f"{key}.ssh.private_key_env", ssh.private_key_env, environ)
-    return Environment(**settings, ssh_private_key=key_text)
+    notifications = [
+        notification(path, f"{key}.notifications.{i}", n, environ)
+        for i, n in enumerate(env.notifications)
+    ]
+    return Environment(**settings, ssh_private_key=key_text, notifications=notifications)
+
+
+def notification(
+    path: Path, key: str, target: NotificationConfig, environ: Mapping[str, str]
+) -> Notification:
+    """A notification target with its secrets read from ``environ``."""
+    if target.webhook is not None:
+        signing_key = secret(path, f"{key}.secret_env", str(target.secret_env), environ)
+        return Notification(
+            webhook=target.webhook, webhook_secret=signing_key, events=target.events
+        )
+    url = secret(path, f"{key}.apprise_env", str(target.apprise_env), environ)
+    return Notification(apprise_url=url, events=target.events)
 
 
 def build_blocks(

@@ -64,7 +64,9 @@ class Request:
 
     ``key`` makes it idempotent: the same key never starts two runs (a Slack trigger id, a
     GitHub delivery or deployment id, a CLI invocation id). ``sha`` and ``deployment_id`` come
-    with GitHub events: the exact commit, and the deployment to report to.
+    with GitHub events: the exact commit, and the deployment to report to. ``confirmed`` says
+    the requester confirmed the deploy already (a Deploy button, ``--yes``), for environments
+    with ``confirm``; ``can_ask`` that they can be asked (a terminal without a TTY cannot).
     """
 
     requester: Requester
@@ -72,6 +74,8 @@ class Request:
     key: str | None = None
     sha: str | None = None
     deployment_id: int | None = None
+    confirmed: bool = False
+    can_ask: bool = True
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ moments:
 - Slack: one message in the requesting channel, updated as steps finish, and the failure excerpt
   as a thread reply (when the request came with a channel and a ``chatops-slack/default`` block
   exists);
-- Prefect: the flow run's name and tags, and the Markdown artifacts of :mod:`tasks.history`.
+- Prefect: the flow run's name and tags, and the Markdown artifacts of :mod:`tasks.history`;
+- the environment's notification targets (:mod:`tasks.notifications`): started, succeeded,
+  failed, rolled back.
 
 Reporting never fails a deploy: a GitHub or Slack outage is logged and the deploy goes on.
 
@@ -36,10 +38,11 @@ from prefect.utilities.urls import url_for
 from slack_sdk import WebClient
 
 from blocks import App, Environment, GitHubAccess, SlackAccess
+from blocks.environment import Event
 from blocks.errors import DeployFailure
 from flows.results import HostsFailed
 from flows.target import Target
-from tasks import history, slack
+from tasks import history, notifications, slack
 from tasks.github import (
     ChecksNotGreen,
     GitHubDeployment,
@@ -110,9 +113,11 @@ class DeployReport:
         *,
         deployment_id: int | None = None,
         again: dict[str, Any] | None = None,
+        action: str = "deploy",
     ) -> None:
         self.logger = get_run_logger()
         self.target = target
+        self.action = action
         self.github: GitHubAccess | None = load_optional(GitHubAccess)
         self.deployment_id = deployment_id
         self.again = again
@@ -130,9 +135,11 @@ class DeployReport:
         self.secrets = [s for s in [target.environment.ssh_private_key.get_secret_value()] if s]
         if self.github is not None:
             self.secrets.append(self.github.token.get_secret_value())
+        self.secrets += notification_secrets(target.environment)
         self.slack = self._open_slack(notify)
         if self.github is None:
             self.logger.warning("GitHub reporting is off: no chatops-github/default block")
+        self._notify("started")
 
     def redact(self, text: str) -> str:
         """``text`` with every secret this run knows replaced by ``***``."""
@@ -230,6 +237,7 @@ class DeployReport:
         pause_point("success recorded")
         description = f"Deployed {self.target.ref} to {self.target.environment_name}"
         self._finish("success", None, description)
+        self._notify("rolled_back" if self.action == "rollback" else "succeeded")
         pause_point("success told")
         self._refresh_environments()
 
@@ -249,6 +257,7 @@ class DeployReport:
         """The deploy ended with ``failure`` (it could not be done) or ``error`` (it broke)."""
         text = self.redact(error)
         self._finish(outcome, text[-EXCERPT_CHARS:], f"Deploy {outcome}: {text.splitlines()[0]}")
+        self._notify("failed")
         if self.slack and self.summary.error:
             text = f"```{self.summary.error}```"
             slack.post_message(self.slack.client, self.slack.channel, text, thread_ts=self.slack.ts)
@@ -265,6 +274,16 @@ class DeployReport:
         self._update_slack()
         history.write_report(self.summary)
 
+    def _notify(self, event: Event) -> None:
+        """Tell the environment's notification targets; a failing one is only logged."""
+        if self.target.environment.notifications:
+            notifications.notify(
+                self.target.environment.notifications,
+                event,
+                {"action": self.action, **facts_of(self.summary)},
+                self.logger,
+            )
+
     def _github_status(self, state: str, description: str) -> None:
         if self.github is None or self.deployment_id is None:
             return
@@ -280,6 +299,34 @@ class DeployReport:
             )
         except Exception as exc:  # GitHub being down must not fail or hide the deploy itself
             self.logger.warning("Could not report %s to GitHub: %s", state, self.redact(str(exc)))
+
+
+def notification_secrets(environment: Environment) -> list[str]:
+    """The secrets of an environment's notification targets, for :func:`redact`."""
+    found = []
+    for target in environment.notifications:
+        for value in (target.webhook_secret, target.apprise_url):
+            if value is not None and value.get_secret_value():
+                found.append(value.get_secret_value())
+    return found
+
+
+def facts_of(summary: DeploySummary) -> dict[str, Any]:
+    """What a notification says about a deploy or rollback."""
+    return {
+        "app": summary.app,
+        "environment": summary.environment,
+        "ref": summary.ref,
+        "sha": summary.sha,
+        "release": summary.release,
+        "hosts": summary.hosts,
+        "requested_by": summary.requested_by,
+        "run_url": summary.run_url,
+        "environment_url": summary.environment_url,
+        "outcome": summary.outcome,
+        "error": summary.error,
+        "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 def cannot_work(exc: BaseException) -> bool:
@@ -390,4 +437,8 @@ def report_crash(flow_run: FlowRun, why: str, aborted: str | None = None) -> boo
     if access is not None and channel:
         client = slack.slack_client(access)
         slack.post_message(client, channel, f":warning: {message} {link or ''}".strip())
+    crash = {"app": app_name, "environment": environment, "ref": parameters.get("ref")}
+    crash |= {"requested_by": parameters.get("requested_by"), "run_url": link, "error": message}
+    if state != "success":  # a success was told already, by the run itself
+        notifications.notify(env.notifications, "failed", crash, logger)
     return True

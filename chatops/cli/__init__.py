@@ -78,8 +78,15 @@ def chat(args: argparse.Namespace) -> int:
         words.append("verify")
     gateway = find_gateway()
     key = uuid.uuid4().hex
-    body = {"text": " ".join(words), "key": key}
+    tty = sys.stdin.isatty()
+    body = {"text": " ".join(words), "key": key, "yes": args.yes, "ask": tty}
     status, answer = gateway.ask("POST", "/cli/commands", body)
+    if status == 200 and answer.get("confirm"):  # an environment that asks first
+        print(render(answer["text"], bold=sys.stdout.isatty()), flush=True)
+        if not confirmed():
+            print("Not deployed: nothing was started.")
+            return 2
+        status, answer = gateway.ask("POST", "/cli/commands", {**body, "yes": True})
     if status != 200:
         print(
             render(answer.get("text") or answer.get("error") or f"HTTP {status}"), file=sys.stderr
@@ -95,6 +102,15 @@ def chat(args: argparse.Namespace) -> int:
     if run_id is None:
         return 1
     return follow_to_the_end(gateway, run_id, args.give_up_after, ticket.get("run_url"))
+
+
+def confirmed() -> bool:
+    """Ask y/N on the terminal; anything but y or yes (or end of input) is no."""
+    try:
+        said = input("Deploy? [y/N] ")
+    except EOFError:
+        return False
+    return said.strip().lower() in ("y", "yes")
 
 
 def follow_to_the_end(
@@ -300,9 +316,15 @@ def parser() -> argparse.ArgumentParser:
         if verb in FOLLOWED:
             p.add_argument("--detach", action="store_true", help="print the run link and exit")
             give_up_option(p)
+        if verb == "deploy":
+            p.add_argument(
+                "--yes",
+                action="store_true",
+                help="deploy without being asked, where the environment asks first (confirm)",
+            )
         if verb == "status":
             p.add_argument("--verify", action="store_true", help="read every host over SSH")
-        p.set_defaults(func=chat, verb=verb, detach=False)
+        p.set_defaults(func=chat, verb=verb, detach=False, yes=False)
     return top
 
 
