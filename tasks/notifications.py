@@ -8,21 +8,22 @@ Two kinds of target::
     apprise_url  the event as a title and a text through Apprise (mailto:// e-mail, and every
                  other service Apprise knows)
 
-The webhook is posted with httpx rather than Apprise's JSON plugin because the signature must
-cover the exact bytes sent, which that plugin serializes itself. A target that fails (refuses,
-times out, is down) is logged with its kind and host, never its URL path or secret, and the
-deploy goes on: :func:`notify` never raises.
+The webhook is posted by :func:`send_webhook` rather than Apprise's JSON plugin because the
+signature must cover the exact bytes sent, which that plugin serializes itself. A target that
+fails (refuses, times out, is down) is logged with its kind and host, never its URL path or
+secret, and the deploy goes on: :func:`notify` never raises.
 """
 
 import hashlib
 import hmac
 import json
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
 import apprise
-import httpx
 
 from blocks.environment import Event, Notification
 from blocks.errors import DeployError
@@ -96,19 +97,28 @@ def describe(target: Notification) -> str:
 
 
 def send_webhook(url: str, secret: str, event: Event, body: bytes) -> None:
-    """POST ``body`` signed with ``secret``; :class:`NotificationFailed` unless it answers 2xx."""
+    """POST ``body`` signed with ``secret``; :class:`NotificationFailed` unless it answers 2xx.
+
+    With the standard library's client, which logs nothing: httpx logs every request's URL,
+    and a webhook's path is often its secret."""
     headers = {
         "Content-Type": "application/json",
         SIGNATURE_HEADER: signature(body, secret),
         EVENT_HEADER: event,
         "User-Agent": "chatops-deploy",
     }
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        response = httpx.post(url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
-    except httpx.HTTPError as exc:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+            response.read()
+    except urllib.error.HTTPError as exc:
+        raise NotificationFailed(f"HTTP {exc.code}") from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        why = type(reason).__name__ if isinstance(reason, BaseException) else "URLError"
+        raise NotificationFailed(why) from None
+    except OSError as exc:  # timeouts, resets
         raise NotificationFailed(type(exc).__name__) from None
-    if not response.is_success:
-        raise NotificationFailed(f"HTTP {response.status_code}")
 
 
 def send_apprise(url: str, title: str, text: str) -> None:
