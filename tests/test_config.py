@@ -15,6 +15,8 @@ SECRETS = {
     "CHATOPS_SLACK_BOT_TOKEN": "xoxb-example",
     "CHATOPS_SSH_KEY_STAGING": "-----BEGIN OPENSSH PRIVATE KEY-----\nstaging\n",
     "CHATOPS_SSH_KEY_PRODUCTION": "-----BEGIN OPENSSH PRIVATE KEY-----\nproduction\n",
+    "CHATOPS_DEPLOY_HOOK_SECRET": "hook-signing-key",
+    "CHATOPS_DEPLOY_MAIL_URL": "mailtos://user:mail-password@smtp.example.net?to=ops@example.net",
 }
 
 KEYS = {name: paramiko.ECDSAKey.generate() for name in ("web-1.example.net", "web-2.example.net")}
@@ -51,6 +53,13 @@ def test_example_file_describes_every_block() -> None:
         "ci/build",
         "ci/test",
     ]
+    production = blocks["chatops-environment/shop-production"]
+    assert production.confirm and not staging.confirm
+    hook, mail = production.notifications
+    assert hook.webhook == "https://hooks.example.net/chatops"
+    assert hook.webhook_secret.get_secret_value() == "hook-signing-key"
+    assert mail.apprise_url.get_secret_value() == SECRETS["CHATOPS_DEPLOY_MAIL_URL"]
+    assert mail.events == ["failed", "rolled_back"]
 
 
 def test_secrets_are_not_in_the_file() -> None:
@@ -93,6 +102,24 @@ def test_secrets_are_not_in_the_file() -> None:
         ),
         (lambda d: d["apps"]["shop"]["environments"]["staging"].update(batch_size=0), "batch_size"),
         (lambda d: d.update(apps={}), "apps: "),
+        (
+            lambda d: d["apps"]["shop"]["environments"]["production"]["notifications"].append(
+                {"webhook": "https://hooks.example.net/x"}
+            ),
+            "production.notifications.2: Value error, a webhook needs secret_env",
+        ),
+        (
+            lambda d: d["apps"]["shop"]["environments"]["production"]["notifications"].append(
+                {"events": ["failed"]}
+            ),
+            "notifications.2: Value error, give either webhook (with secret_env) or apprise_env",
+        ),
+        (
+            lambda d: d["apps"]["shop"]["environments"]["production"]["notifications"][0].update(
+                events=["deployed"]
+            ),
+            "notifications.0.events.0: Input should be 'started', 'succeeded', 'failed'",
+        ),
     ],
 )
 def test_invalid_config_names_file_and_key(tmp_path: Path, mutate, expected: str) -> None:
@@ -144,6 +171,9 @@ def test_apply_saves_blocks_and_updates_them(api: None, tmp_path: Path) -> None:
     assert App.load("shop").repository == "acme/shop"
     assert Environment.load("shop-staging").batch_size == 1
     assert GitHubAccess.load("default").token.get_secret_value() == "ghp_example-token"
+    hook, mail = Environment.load("shop-production").notifications  # secrets saved with them
+    assert hook.webhook_secret.get_secret_value() == "hook-signing-key"
+    assert mail.apprise_url.get_secret_value() == SECRETS["CHATOPS_DEPLOY_MAIL_URL"]
 
     data = example()
     data["apps"]["shop"]["environments"]["staging"]["batch_size"] = 2
