@@ -17,6 +17,9 @@ it answers Slack; the answer is printed for a terminal. ``deploy`` and ``rollbac
 the run task by task through the gateway (:mod:`.follow`) and exit 1 if it fails; a refused
 request exits 2 and starts nothing; no answer from the gateway (or Prefect behind it) for the
 follow's bound (``--give-up-after``, default 120 s) exits 4: the run may still be going.
+A deploy to an environment with ``confirm`` prints what it would change and asks
+``Deploy? [y/N]`` (``--yes`` does not ask; without a terminal and without ``--yes`` the gateway
+refuses and nothing starts).
 The gateway knows who asks by the personal token alone
 (``chatops login``, or ``CHATOPS_TOKEN``); ``cli_users`` of an environment can limit who may
 deploy there.
