@@ -4,7 +4,14 @@ import re
 from typing import Annotated, Literal
 
 from prefect.blocks.core import Block
-from pydantic import AfterValidator, BaseModel, Field, SecretStr, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    SecretStr,
+    StringConstraints,
+    model_validator,
+)
 
 from blocks.errors import UnknownTarget
 
@@ -36,22 +43,31 @@ Event = Literal["started", "succeeded", "failed", "rolled_back"]
 WebhookUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")]
 
 
+SecretName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")]
+
+
 class Notification(BaseModel):
     """One place told about an environment's deploys: a signed JSON webhook or an Apprise URL
-    (``mailto://`` e-mail and the other services Apprise knows)."""
+    (``mailto://`` e-mail and the other services Apprise knows).
+
+    Its secret (the webhook's signing key, or the Apprise URL, which may hold a password) is
+    not in this block: it is a Prefect ``Secret`` block named here, which only the flows read.
+    (Prefect hides secret fields of a block, but not inside a list.)
+    """
 
     webhook: WebhookUrl | None = Field(
         default=None,
-        description="URL that gets each event as JSON (POST), signed with webhook_secret in "
-        "the X-Chatops-Signature header (sha256=HMAC-SHA256 of the body, hex).",
+        description="URL that gets each event as JSON (POST), signed with the key in the "
+        "Secret block webhook_secret: header X-Chatops-Signature: sha256=<HMAC-SHA256 of the "
+        "body, hex>.",
     )
-    webhook_secret: SecretStr | None = Field(
-        default=None, description="Key of the webhook's HMAC-SHA256 signature."
+    webhook_secret: SecretName | None = Field(
+        default=None, description="Name of the Prefect Secret block holding the webhook's key."
     )
-    apprise_url: SecretStr | None = Field(
+    apprise_secret: SecretName | None = Field(
         default=None,
-        description="Apprise URL the event goes to as a title and a text, e.g. "
-        "mailtos://user:password@smtp.example.net?to=qa@example.net for e-mail.",
+        description="Name of the Prefect Secret block holding an Apprise URL the event goes to "
+        "as a title and a text, e.g. mailtos://user:password@smtp.example.net?to=qa@example.net.",
     )
     events: list[Event] = Field(
         default_factory=lambda: list(EVENTS),
@@ -61,11 +77,16 @@ class Notification(BaseModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> "Notification":
-        if (self.webhook is None) == (self.apprise_url is None):
-            raise ValueError("give either webhook (with webhook_secret) or apprise_url")
+        if (self.webhook is None) == (self.apprise_secret is None):
+            raise ValueError("give either webhook (with webhook_secret) or apprise_secret")
         if self.webhook is not None and not self.webhook_secret:
-            raise ValueError("a webhook needs webhook_secret, the key of its signature")
+            raise ValueError("a webhook needs webhook_secret, the Secret block of its key")
         return self
+
+    @property
+    def secret_block(self) -> str:
+        """The name of the Secret block this target needs."""
+        return str(self.webhook_secret if self.webhook is not None else self.apprise_secret)
 
 
 class Environment(Block):

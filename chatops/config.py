@@ -11,7 +11,8 @@ schema below is built from the block classes), except that
   ``host_key_policy``, ``connect_timeout``, ``private_key_env``), and
 - secrets never live in the file: it names the environment variables that hold them
   (``token_env``, ``bot_token_env``, ``private_key_env``, and a notification's ``secret_env``
-  and ``apprise_env``), and ``apply`` reads those.
+  and ``apprise_env``), and ``apply`` reads those. A notification target's secret is saved as
+  a Prefect ``Secret`` block, ``<app>-<env>-notification-<n>``, which the target names.
 
 docs/configuration.md documents every key; examples/chatops.yaml is a complete example.
 """
@@ -25,6 +26,7 @@ from typing import Annotated, Any
 import paramiko
 import yaml
 from prefect.blocks.core import Block
+from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 from pydantic import (
@@ -221,30 +223,48 @@ def secret(path: Path, key: str, variable: str, environ: Mapping[str, str]) -> s
 
 
 def environment_block(
-    path: Path, key: str, env: BaseModel, environ: Mapping[str, str]
+    path: Path, key: str, env: BaseModel, environ: Mapping[str, str], name: str = ""
 ) -> Environment:
+    """The Environment block ``name`` (``<app>-<env>``) the file's entry ``key`` describes."""
     ssh = env.ssh
     settings = env.model_dump(exclude={"ssh", "notifications"})
     settings.update({old: getattr(ssh, new) for old, new in SSH_KEYS.items()})
     key_text = secret(path, f"{key}.ssh.private_key_env", ssh.private_key_env, environ)
     notifications = [
-        notification(path, f"{key}.notifications.{i}", n, environ)
-        for i, n in enumerate(env.notifications)
+        notification(target, notification_secret_name(name, number))
+        for number, target in enumerate(env.notifications, start=1)
     ]
     return Environment(**settings, ssh_private_key=key_text, notifications=notifications)
 
 
-def notification(
-    path: Path, key: str, target: NotificationConfig, environ: Mapping[str, str]
-) -> Notification:
-    """A notification target with its secrets read from ``environ``."""
+def notification_secret_name(environment_block: str, number: int) -> str:
+    """The Secret block of an environment's ``number``-th notification target."""
+    return f"{environment_block}-notification-{number}"
+
+
+def notification(target: NotificationConfig, secret_name: str) -> Notification:
+    """A notification target as the block keeps it: its secret named, not included."""
     if target.webhook is not None:
-        signing_key = secret(path, f"{key}.secret_env", str(target.secret_env), environ)
         return Notification(
-            webhook=target.webhook, webhook_secret=signing_key, events=target.events
+            webhook=target.webhook, webhook_secret=secret_name, events=target.events
         )
-    url = secret(path, f"{key}.apprise_env", str(target.apprise_env), environ)
-    return Notification(apprise_url=url, events=target.events)
+    return Notification(apprise_secret=secret_name, events=target.events)
+
+
+def notification_secrets(
+    path: Path, key: str, env: BaseModel, environ: Mapping[str, str], name: str
+) -> dict[str, Block]:
+    """The Secret blocks of an environment's notification targets (``secret/<name>``), their
+    values read from the variables the file names."""
+    found: dict[str, Block] = {}
+    for number, target in enumerate(env.notifications, start=1):
+        where = f"{key}.notifications.{number - 1}"
+        if target.webhook is not None:
+            value = secret(path, f"{where}.secret_env", str(target.secret_env), environ)
+        else:
+            value = secret(path, f"{where}.apprise_env", str(target.apprise_env), environ)
+        found[f"secret/{notification_secret_name(name, number)}"] = Secret(value=value)
+    return found
 
 
 def build_blocks(
@@ -265,7 +285,10 @@ def build_blocks(
         for env_name, env in app.environments.items():
             key = f"apps.{name}.environments.{env_name}"
             block_name = environment_block_name(name, env_name)
-            blocks[f"chatops-environment/{block_name}"] = environment_block(path, key, env, environ)
+            blocks[f"chatops-environment/{block_name}"] = environment_block(
+                path, key, env, environ, block_name
+            )
+            blocks.update(notification_secrets(path, key, env, environ, block_name))
     return blocks
 
 

@@ -135,7 +135,8 @@ class DeployReport:
         self.secrets = [s for s in [target.environment.ssh_private_key.get_secret_value()] if s]
         if self.github is not None:
             self.secrets.append(self.github.token.get_secret_value())
-        self.secrets += notification_secrets(target.environment)
+        self.notifications = notifications.ready(target.environment.notifications, self.logger)
+        self.secrets += [ready.secret for ready in self.notifications]
         self.slack = self._open_slack(notify)
         if self.github is None:
             self.logger.warning("GitHub reporting is off: no chatops-github/default block")
@@ -276,13 +277,9 @@ class DeployReport:
 
     def _notify(self, event: Event) -> None:
         """Tell the environment's notification targets; a failing one is only logged."""
-        if self.target.environment.notifications:
-            notifications.notify(
-                self.target.environment.notifications,
-                event,
-                {"action": self.action, **facts_of(self.summary)},
-                self.logger,
-            )
+        if self.notifications:
+            facts = {"action": self.action, **facts_of(self.summary)}
+            notifications.notify(self.notifications, event, facts, self.logger)
 
     def _github_status(self, state: str, description: str) -> None:
         if self.github is None or self.deployment_id is None:
@@ -299,16 +296,6 @@ class DeployReport:
             )
         except Exception as exc:  # GitHub being down must not fail or hide the deploy itself
             self.logger.warning("Could not report %s to GitHub: %s", state, self.redact(str(exc)))
-
-
-def notification_secrets(environment: Environment) -> list[str]:
-    """The secrets of an environment's notification targets, for :func:`redact`."""
-    found = []
-    for target in environment.notifications:
-        for value in (target.webhook_secret, target.apprise_url):
-            if value is not None and value.get_secret_value():
-                found.append(value.get_secret_value())
-    return found
 
 
 def facts_of(summary: DeploySummary) -> dict[str, Any]:
@@ -440,5 +427,6 @@ def report_crash(flow_run: FlowRun, why: str, aborted: str | None = None) -> boo
     crash = {"app": app_name, "environment": environment, "ref": parameters.get("ref")}
     crash |= {"requested_by": parameters.get("requested_by"), "run_url": link, "error": message}
     if state != "success":  # a success was told already, by the run itself
-        notifications.notify(env.notifications, "failed", crash, logger)
+        targets = notifications.ready(env.notifications, logger)
+        notifications.notify(targets, "failed", crash, logger)
     return True

@@ -3,10 +3,16 @@ failed or rolled back (``Environment.notifications``).
 
 Two kinds of target::
 
-    webhook      POST the event as JSON; header X-Chatops-Signature: sha256=<HMAC-SHA256 of the
-                 body with webhook_secret, hex>, so the receiver knows it came from chatops
-    apprise_url  the event as a title and a text through Apprise (mailto:// e-mail, and every
-                 other service Apprise knows)
+    webhook         POST the event as JSON; header X-Chatops-Signature: sha256=<HMAC-SHA256 of
+                    the body with the key, hex>, so the receiver knows it came from chatops
+    apprise_secret  the event as a title and a text through Apprise (mailto:// e-mail, and every
+                    other service Apprise knows)
+
+Each target's secret (the webhook's key, or the Apprise URL) is a Prefect ``Secret`` block,
+read once per run by :func:`ready`; then :func:`notify` sends each event::
+
+    targets = ready(environment.notifications, logger)
+    notify(targets, "started", facts, logger)
 
 The webhook is posted by :func:`send_webhook` rather than Apprise's JSON plugin because the
 signature must cover the exact bytes sent, which that plugin serializes itself. A target that
@@ -21,9 +27,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import apprise
+from prefect.blocks.system import Secret
 
 from blocks.environment import Event, Notification
 from blocks.errors import DeployError
@@ -87,13 +95,39 @@ def text_of(facts: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def describe(target: Notification) -> str:
-    """A target for a log line: its kind and host (a URL's path or password may be secret)."""
-    if target.webhook is not None:
-        return f"webhook to {urllib.parse.urlsplit(target.webhook).hostname}"
-    url = target.apprise_url.get_secret_value() if target.apprise_url else ""
-    scheme = url.split("://", 1)[0] if "://" in url else "?"
-    return f"{scheme}:// notification"
+@dataclass(frozen=True)
+class Ready:
+    """A notification target with its secret read: what :func:`send` needs."""
+
+    number: int
+    target: Notification
+    secret: str
+
+    def describe(self) -> str:
+        """The target for a log line: its kind and host (a path or a password may be secret)."""
+        if self.target.webhook is not None:
+            return f"webhook to {urllib.parse.urlsplit(self.target.webhook).hostname}"
+        scheme = self.secret.split("://", 1)[0] if "://" in self.secret else "?"
+        return f"{scheme}:// notification"
+
+
+def ready(targets: list[Notification], logger: Any) -> list[Ready]:
+    """The targets with their secrets loaded from their Secret blocks; a target whose block is
+    missing or unreadable is logged (by its block's name) and left out."""
+    found = []
+    for number, target in enumerate(targets, start=1):
+        try:
+            value = Secret.load(target.secret_block).get()
+        except Exception as exc:  # a missing secret never fails the deploy
+            logger.warning(
+                "Notification %d is off: its Secret block %r cannot be read (%s)",
+                number,
+                target.secret_block,
+                type(exc).__name__,
+            )
+            continue
+        found.append(Ready(number, target, str(value)))
+    return found
 
 
 def send_webhook(url: str, secret: str, event: Event, body: bytes) -> None:
@@ -131,22 +165,21 @@ def send_apprise(url: str, title: str, text: str) -> None:
         raise NotificationFailed("Apprise could not send it")
 
 
-def send(target: Notification, event: Event, facts: Mapping[str, Any]) -> None:
+def send(target: Ready, event: Event, facts: Mapping[str, Any]) -> None:
     """Send one event to one target; :class:`NotificationFailed` if it did not take it."""
-    if target.webhook is not None and target.webhook_secret is not None:
-        secret = target.webhook_secret.get_secret_value()
-        send_webhook(target.webhook, secret, event, body_of(facts))
-    elif target.apprise_url is not None:
-        send_apprise(target.apprise_url.get_secret_value(), title_of(facts), text_of(facts))
+    if target.target.webhook is not None:
+        send_webhook(target.target.webhook, target.secret, event, body_of(facts))
+    else:
+        send_apprise(target.secret, title_of(facts), text_of(facts))
 
 
-def notify(targets: list[Notification], event: Event, facts: Mapping[str, Any], logger: Any) -> int:
+def notify(targets: list[Ready], event: Event, facts: Mapping[str, Any], logger: Any) -> int:
     """Send ``event`` (with ``facts``, which gain ``"event"``) to every target that wants it;
     log each failure on ``logger`` and go on. Returns how many targets took it."""
     facts = {**facts, "event": event}
     sent = 0
-    for number, target in enumerate(targets, start=1):
-        if event not in target.events:
+    for target in targets:
+        if event not in target.target.events:
             continue
         try:
             send(target, event, facts)
@@ -154,8 +187,8 @@ def notify(targets: list[Notification], event: Event, facts: Mapping[str, Any], 
             why = str(exc) if isinstance(exc, NotificationFailed) else type(exc).__name__
             logger.warning(
                 "Notification %d (%s) of %s did not take %r: %s; the deploy goes on",
-                number,
-                describe(target),
+                target.number,
+                target.describe(),
                 facts.get("environment"),
                 event,
                 why,

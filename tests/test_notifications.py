@@ -7,14 +7,26 @@ import hashlib
 import hmac
 import json
 import logging
+from dataclasses import replace
 
 import pytest
 
 from blocks.environment import Notification
-from tasks.notifications import notify
+from tasks.notifications import Ready, notify
 from tests.notification_sinks import smtp_server, webhook
 
 SECRET = "webhook-signing-key-for-tests"
+
+
+def hook(url: str, **settings: object) -> Ready:
+    """A webhook target with its key (as :func:`tasks.notifications.ready` loads it)."""
+    return Ready(1, Notification(webhook=url, webhook_secret="a-secret", **settings), SECRET)
+
+
+def apprise_target(url: str, number: int = 1) -> Ready:
+    return Ready(number, Notification(apprise_secret="a-secret"), url)
+
+
 FACTS = {
     "action": "deploy",
     "app": "shop",
@@ -29,10 +41,9 @@ FACTS = {
 
 
 def test_a_webhook_gets_the_event_as_json_signed_with_its_secret() -> None:
-    with webhook() as hook:
-        target = Notification(webhook=hook.url, webhook_secret=SECRET)
-        assert notify([target], "succeeded", FACTS, logging.getLogger("test")) == 1
-    [delivery] = hook.deliveries
+    with webhook() as sink:
+        assert notify([hook(sink.url)], "succeeded", FACTS, logging.getLogger("test")) == 1
+    [delivery] = sink.deliveries
     expected = hmac.new(SECRET.encode(), delivery.body, hashlib.sha256).hexdigest()
     assert delivery.headers["X-Chatops-Signature"] == f"sha256={expected}"
     assert delivery.headers["X-Chatops-Event"] == "succeeded"
@@ -42,16 +53,16 @@ def test_a_webhook_gets_the_event_as_json_signed_with_its_secret() -> None:
 
 
 def test_a_target_gets_only_the_events_it_lists() -> None:
-    with webhook() as hook:
-        target = Notification(webhook=hook.url, webhook_secret=SECRET, events=["failed"])
+    with webhook() as sink:
+        target = hook(sink.url, events=["failed"])
         for event in ("started", "succeeded", "failed", "rolled_back"):
             notify([target], event, FACTS, logging.getLogger("test"))
-    assert [d.headers["X-Chatops-Event"] for d in hook.deliveries] == ["failed"]
+    assert [d.headers["X-Chatops-Event"] for d in sink.deliveries] == ["failed"]
 
 
 def test_e_mail_goes_through_apprise_with_the_event_in_the_subject() -> None:
     with smtp_server() as mailbox:
-        target = Notification(apprise_url=mailbox.url("qa@example.net"))
+        target = apprise_target(mailbox.url("qa@example.net"))
         failed = {**FACTS, "error": "health check web-2: HTTP 503"}
         assert notify([target], "failed", failed, logging.getLogger("test")) == 1
     [message] = mailbox.messages
@@ -67,13 +78,12 @@ def test_failing_targets_are_logged_without_secrets_and_the_others_still_told(
 ) -> None:
     secret_path = "T000/B000/secret-path-token"
     with webhook(status=500) as refusing, webhook() as working:
+        mail = "mailto://user:mail-password@127.0.0.1:9?from=chatops@example.net&to=qa@example.net"
         targets = [
-            Notification(webhook=f"{refusing.url}/{secret_path}", webhook_secret=SECRET),
-            Notification(webhook=f"http://127.0.0.1:9/{secret_path}", webhook_secret=SECRET),
-            Notification(
-                apprise_url="mailto://user:mail-password@127.0.0.1:9?from=chatops@example.net&to=qa@example.net"
-            ),
-            Notification(webhook=working.url, webhook_secret=SECRET),
+            hook(f"{refusing.url}/{secret_path}"),
+            replace(hook(f"http://127.0.0.1:9/{secret_path}"), number=2),
+            apprise_target(mail, number=3),
+            replace(hook(working.url), number=4),
         ]
         with caplog.at_level(logging.INFO):
             sent = notify(targets, "started", FACTS, logging.getLogger("chatops.test"))
@@ -90,3 +100,23 @@ def test_failing_targets_are_logged_without_secrets_and_the_others_still_told(
     logged = caplog.text
     for secret in (SECRET, secret_path, "mail-password"):
         assert secret not in logged
+
+
+def test_targets_read_their_secret_blocks_and_one_without_is_left_out(
+    prefect_server: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    from prefect.blocks.system import Secret
+
+    from tasks.notifications import ready
+
+    Secret(value=SECRET).save("test-notification-key", overwrite=True)
+    targets = [
+        Notification(webhook="https://hooks.example.net/x", webhook_secret="test-notification-key"),
+        Notification(apprise_secret="no-such-secret-block"),
+    ]
+    [loaded] = ready(targets, logging.getLogger("chatops.test"))
+    assert (loaded.number, loaded.secret) == (1, SECRET)
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "chatops.test"]
+    assert warning.startswith(
+        "Notification 2 is off: its Secret block 'no-such-secret-block' cannot be read ("
+    )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from starlette.testclient import TestClient
@@ -79,13 +80,17 @@ def told(
     fake_github.add_repo("acme/shop", git_dir=app_repo.path)
     GitHubAccess(token=fake_github.token, api_url=fake_github.url).save("default", overwrite=True)
     with webhook() as hook, smtp_server() as mail:
+        Secret(value=SECRET).save("shop-staging-hook", overwrite=True)
+        Secret(value=mail.url("qa@example.net")).save("shop-staging-mail", overwrite=True)
         targets = [
-            Notification(webhook=hook.url, webhook_secret=SECRET),
-            Notification(webhook=f"http://127.0.0.1:9/{DOWN_PATH}", webhook_secret=SECRET),
+            Notification(webhook=hook.url, webhook_secret="shop-staging-hook"),
             Notification(
-                apprise_url=mail.url("qa@example.net"),
-                events=["succeeded", "failed", "rolled_back"],
+                webhook=f"http://127.0.0.1:9/{DOWN_PATH}", webhook_secret="shop-staging-hook"
             ),
+            Notification(
+                apprise_secret="shop-staging-mail", events=["succeeded", "failed", "rolled_back"]
+            ),
+            Notification(webhook=hook.url, webhook_secret="shop-staging-no-such-secret"),
         ]
         save_shop(app_repo, deploy_hosts, ssh_key, notifications=targets)
         with gateway() as client:
@@ -144,4 +149,6 @@ def test_deploys_and_a_rollback_tell_the_webhook_signed_json_and_e_mail_each_eve
     )
     for event in ("started", "succeeded", "rolled_back", "failed"):
         assert down.format(event) in text
+    off = "Notification 4 is off: its Secret block 'shop-staging-no-such-secret' cannot be read"
+    assert text.count(off) == len(runs)
     assert SECRET not in text and DOWN_PATH not in text
