@@ -3,7 +3,8 @@
 Routes::
 
     POST /slack/commands        the /deploy slash command      → chatops.slack.form
-    POST /slack/interactions    button clicks (roll back, ...)  → chatops.slack.form
+    POST /slack/interactions    button clicks (roll back, ...,  → chatops.slack.form
+                                Deploy/Cancel of a question)      and chatops.confirm
     POST /github/webhook        deployment / push / ping events → chatops.github.events
     POST /cli/commands          a terminal line (bearer token)  → chatops.grammar
     GET  /cli/whoami            the CLI user a token belongs to
