@@ -27,8 +27,10 @@ from tests.gateway_support import (
     DEPLOYS,
     RecordingCreator,
     action_body,
+    deployment_event,
     gateway,
     post_cli,
+    post_github,
     post_slack,
     wait_for,
 )
@@ -180,3 +182,12 @@ def test_rollbacks_and_environments_without_confirm_are_not_asked(
     staging = post_cli(client, "deploy vault to staging").json()
     assert staging["ok"] is True and "is deploying" in staging["text"]
     assert [run.deployment for run in starter.runs] == ["rollback/chatops", "deploy/chatops"]
+
+
+def test_a_github_deployment_is_not_asked(client: TestClient, starter: RecordingCreator) -> None:
+    body = deployment_event(repository="acme/vault", environment="production", id=4242)
+    response = post_github(client, body, "deployment")
+    assert response.status_code == 202, response.text
+    wait_for(lambda: starter.runs)
+    [run] = starter.runs
+    assert (run.parameters["via"], run.parameters["deployment_id"]) == ("github", 4242)
