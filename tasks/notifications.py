@@ -56,7 +56,7 @@ def signature(body: bytes, secret: str) -> str:
     """The value of :data:`SIGNATURE_HEADER` for ``body``.
 
     >>> signature(b'{"event":"started"}', "key")[:16]
-    'sha256=2d6bc3a36'
+    'sha256=093a5ae78'
     """
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
