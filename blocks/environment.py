@@ -4,7 +4,14 @@ import re
 from typing import Annotated, Literal
 
 from prefect.blocks.core import Block
-from pydantic import AfterValidator, Field, SecretStr, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    SecretStr,
+    StringConstraints,
+    model_validator,
+)
 
 from model.errors import UnknownTarget
 from model.target import NotAllowed
@@ -31,6 +38,59 @@ HealthUrl = Annotated[
     Annotated[str, StringConstraints(pattern=r"^https?://")] | None,
     AfterValidator(_only_host_placeholder),
 ]
+
+
+EVENTS = ("started", "succeeded", "failed", "rolled_back")
+"""What a notification target can be told: a deploy or rollback started, a deploy succeeded,
+a deploy or rollback failed, a rollback succeeded."""
+Event = Literal["started", "succeeded", "failed", "rolled_back"]
+WebhookUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")]
+
+
+SecretName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")]
+
+
+class Notification(BaseModel):
+    """One place told about an environment's deploys: a signed JSON webhook or an Apprise URL
+    (``mailto://`` e-mail and the other services Apprise knows).
+
+    Its secret (the webhook's signing key, or the Apprise URL, which may hold a password) is
+    not in this block: it is a Prefect ``Secret`` block named here, which only the flows read.
+    (Prefect hides secret fields of a block, but not inside a list.)
+    """
+
+    webhook: WebhookUrl | None = Field(
+        default=None,
+        description="URL that gets each event as JSON (POST), signed with the key in the "
+        "Secret block webhook_secret: header X-Chatops-Signature: sha256=<HMAC-SHA256 of the "
+        "body, hex>.",
+    )
+    webhook_secret: SecretName | None = Field(
+        default=None, description="Name of the Prefect Secret block holding the webhook's key."
+    )
+    apprise_secret: SecretName | None = Field(
+        default=None,
+        description="Name of the Prefect Secret block holding an Apprise URL the event goes to "
+        "as a title and a text, e.g. mailtos://user:password@smtp.example.net?to=qa@example.net.",
+    )
+    events: list[Event] = Field(
+        default_factory=lambda: list(EVENTS),
+        min_length=1,
+        description="Events sent here: started, succeeded, failed, rolled_back (default: all).",
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Notification":
+        if (self.webhook is None) == (self.apprise_secret is None):
+            raise ValueError("give either webhook (with webhook_secret) or apprise_secret")
+        if self.webhook is not None and not self.webhook_secret:
+            raise ValueError("a webhook needs webhook_secret, the Secret block of its key")
+        return self
+
+    @property
+    def secret_block(self) -> str:
+        """The name of the Secret block this target needs."""
+        return str(self.webhook_secret if self.webhook is not None else self.apprise_secret)
 
 
 class Environment(Block):
@@ -138,6 +198,17 @@ class Environment(Block):
         default=None,
         description="Slack channel id where deploys no one asked for in Slack (deploy on green) "
         "are announced, and a red required check of the auto-deploy branch gets one line.",
+    )
+    confirm: bool = Field(
+        default=False,
+        description="Whether a deploy asked for in Slack or the CLI first shows what would "
+        "change and waits for its requester to confirm (Slack: a Deploy button; CLI: y/N or "
+        "--yes). GitHub events, pull request comments, UI runs and rollbacks are not asked.",
+    )
+    notifications: list[Notification] = Field(
+        default_factory=list,
+        description="Where to report deploys and rollbacks here besides Slack and GitHub: "
+        "signed JSON webhooks and Apprise URLs (e-mail, ...), each for the events it lists.",
     )
     allow_ui_runs: bool | None = Field(
         default=None,

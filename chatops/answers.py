@@ -19,7 +19,7 @@ terminal: longer). Whatever else is slow is bounded by the caller.
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +41,7 @@ from prefect.states import Cancelled, Cancelling
 from prefect.utilities.urls import url_for
 
 from adapters import history
+from chatops import confirm
 from chatops.catalog import Catalog
 from chatops.grammar import HELP_TEXT, Command
 from chatops.intake import Intake, ReplyTo, Ticket
@@ -56,6 +57,7 @@ from chatops.request import (
     not_allowed,
     resolve,
 )
+from chatops.slack.form import Confirmation
 from model.history import EnvironmentRow, PlanCheck, RecentRun
 from model.locks import Freeze, Lock
 from model.summary import abort_message, run_tags
@@ -78,13 +80,18 @@ class Reply:
     """An answer for whoever asked; ``public`` ones are shown to the whole Slack channel.
 
     ``ticket`` is the request's run, for a terminal that follows it; ``ok`` is False for a
-    refusal (the terminal exits non-zero).
+    refusal (the terminal exits non-zero). ``blocks`` is the Slack Block Kit form of the text
+    (a question with buttons); ``confirm`` says the terminal should ask y/N and send the
+    request again confirmed; ``replace`` that the Slack message clicked on is replaced.
     """
 
     text: str
     public: bool = False
     ticket: Ticket | None = None
     ok: bool = True
+    blocks: list[dict[str, Any]] | None = None
+    confirm: bool = False
+    replace: bool = False
 
 
 class Answers:
@@ -141,9 +148,82 @@ class Answers:
     # ---- runs
     async def _start(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
         run = resolve(request, self.catalog.snapshot)
+        if asks_first(request, self.catalog.snapshot):
+            return await self._ask(request, run.title, wait)
         ticket = await self.intake.submit(run, reply_to)
         ticket = await self.intake.wait(ticket.id, wait)
         return started_reply(request.requester, ticket, request.command)
+
+    async def _ask(self, request: Request, title: str, wait: float) -> Reply:
+        """A deploy to a ``confirm`` environment, not confirmed yet: what it would change (a
+        dry run) and the question; nothing starts before the requester's yes."""
+        requester, command = request.requester, request.command
+        again = command_text(command)
+        if not request.can_ask:
+            return Reply(
+                f":raised_hand: Deploys of *{target_name(request, self.catalog)}* are confirmed "
+                f"first, and there is no terminal to ask on: run `chatops {again} --yes` (see "
+                f"what it would change with `chatops {command_text(command, 'noop')}`). Nothing "
+                "was started.",
+                ok=False,
+            )
+        plan = await self._plan(request, wait)
+        if requester.via != "slack":
+            return Reply(f"{plan}\n*{escape_mrkdwn(title)}* waits for your yes.", confirm=True)
+        minutes = confirm.VALID_SECONDS // 60
+        text = (
+            f"{plan}\n:raised_hand: {requester.mention}, deploy *{escape_mrkdwn(title)}*? "
+            f"Only you can answer, within {minutes} minutes."
+        )
+        value = confirm.ask_value(request)
+        return Reply(text, public=True, blocks=confirm.question_blocks(text, value))
+
+    async def _plan(self, request: Request, wait: float) -> str:
+        """What the dry run of a deploy request found (its own run, under its own key)."""
+        dry = Command(
+            "noop",
+            request.command.app,
+            ref=request.command.ref,
+            environment=request.command.environment,
+            hosts=request.command.hosts,
+        )
+        key = f"{request.key}-plan" if request.key else None
+        reply = await self._noop(Request(request.requester, dry, key=key), ReplyTo(), wait)
+        return reply.text
+
+    async def confirmation(self, click: Confirmation, wait: float) -> Reply:
+        """The answer to a click on "Deploy" or "Cancel" under a question (:mod:`chatops.confirm`):
+        only the requester's click counts, once."""
+        try:
+            asked = confirm.read_value(click.value)
+        except confirm.Unconfirmable as exc:
+            return Reply(str(exc), ok=False)
+        requester = asked.requester
+        title = command_text(asked.command).removeprefix("deploy ")
+        if click.clicker.user != requester.user:
+            return Reply(
+                f":no_entry: Only {requester.mention} can answer this question; it is their "
+                f"deploy. To deploy yourself: `/deploy {title}`.",
+                ok=False,
+            )
+        if click.deploy:
+            reply = await self.answer(replace(asked, confirmed=True), click.reply_to, wait)
+            return replace(reply, replace=reply.ok)
+        why = f"Cancelled by {requester.mention}; nothing was started."
+        ticket = await self.intake.withdraw(str(asked.key), title, why)
+        if ticket.error != why:  # the key has a run already: Deploy was clicked first
+            link = f" ({ticket.run_url})" if ticket.run_url else ""
+            return Reply(
+                f"Too late to cancel: it was confirmed already{link}. To stop it: "
+                f"`abort {asked.command.app} in {asked.command.environment}`.",
+                ok=False,
+            )
+        return Reply(
+            f":no_entry_sign: {requester.mention} cancelled the deploy of "
+            f"*{escape_mrkdwn(title)}*; nothing was started.",
+            public=True,
+            replace=True,
+        )
 
     async def _verify(self, request: Request, reply_to: ReplyTo, wait: float) -> Reply:
         ticket, ended = await self._run_to_its_end(request, reply_to, wait)
@@ -475,6 +555,35 @@ class Answers:
         if not runs:
             return Reply("No runs found.")
         return Reply("\n".join(run_text(run) for run in runs))
+
+
+# --------------------------------------------------------------------------- confirmation
+def asks_first(request: Request, snapshot: Any) -> bool:
+    """Whether ``request`` waits for its requester's yes: a deploy from Slack or the terminal
+    to an environment with ``confirm``, not confirmed yet. GitHub events and pull request
+    comments are not asked (their review was the confirmation), rollbacks neither."""
+    if request.confirmed or request.command.action != "deploy":
+        return False
+    if request.requester.via not in ("slack", "cli"):
+        return False
+    return find_target(request.command, snapshot).environment.confirm
+
+
+def target_name(request: Request, catalog: Catalog) -> str:
+    """``shop`` to ``production``, as the configuration names them."""
+    target = find_target(request.command, catalog.snapshot)
+    return f"{target.app_name}* to *{target.environment_name}"
+
+
+def command_text(command: Command, verb: str = "deploy") -> str:
+    """The request as typed: ``deploy shop@v2 to production/web-1``, ``deploy:migrate …!``."""
+    app = f"{command.app}@{command.ref}" if command.ref else str(command.app)
+    where = f" to {command.environment}" if command.environment else ""
+    hosts = f"/{','.join(command.hosts)}" if command.hosts and where else ""
+    if verb == "deploy" and command.task != "deploy":
+        verb = f"deploy:{command.task}"
+    bang = "!" if command.force and verb.startswith("deploy") else ""
+    return f"{verb} {app}{where}{hosts}{bang}"
 
 
 # --------------------------------------------------------------------------- text

@@ -10,7 +10,9 @@ schema below is built from the block classes), except that
 - the SSH settings of an environment sit under ``ssh:`` (``user``, ``port``, ``known_hosts``,
   ``host_key_policy``, ``connect_timeout``, ``private_key_env``), and
 - secrets never live in the file: it names the environment variables that hold them
-  (``token_env``, ``bot_token_env``, ``private_key_env``), and ``apply`` reads those.
+  (``token_env``, ``bot_token_env``, ``private_key_env``, and a notification's ``secret_env``
+  and ``apprise_env``), and ``apply`` reads those. A notification target's secret is saved as
+  a Prefect ``Secret`` block, ``<app>-<env>-notification-<n>``, which the target names.
 
 docs/configuration.md documents every key; examples/chatops.yaml is a complete example.
 """
@@ -24,6 +26,7 @@ from typing import Annotated, Any, Literal
 import paramiko
 import yaml
 from prefect.blocks.core import Block
+from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 from pydantic import (
@@ -40,6 +43,7 @@ from pydantic import (
 from adapters.host_keys import host_keys_locked, keep_learned
 from blocks import App, Environment, GitHubAccess, SlackAccess, environment_block_name
 from blocks.app import NAME_PATTERN
+from blocks.environment import EVENTS, Event, Notification, WebhookUrl
 from model.errors import DeployError
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
@@ -112,10 +116,39 @@ class AutoDeployConfig(Strict):
         return data
 
 
+class NotificationConfig(Strict):
+    """A notification target as the file writes it: its secrets named by variable."""
+
+    webhook: WebhookUrl | None = Field(
+        default=None, description=Notification.model_fields["webhook"].description
+    )
+    secret_env: EnvVar | None = Field(
+        default=None, description="Variable holding the webhook's signing key."
+    )
+    apprise_env: EnvVar | None = Field(
+        default=None, description="Variable holding an Apprise URL (it may hold a password)."
+    )
+    events: list[Event] = Field(
+        default_factory=lambda: list(EVENTS),
+        min_length=1,
+        description=Notification.model_fields["events"].description,
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "NotificationConfig":
+        if (self.webhook is None) == (self.apprise_env is None):
+            raise ValueError("give either webhook (with secret_env) or apprise_env")
+        if self.webhook is not None and self.secret_env is None:
+            raise ValueError("a webhook needs secret_env, the variable holding its signing key")
+        return self
+
+
 EnvironmentConfig = create_model(
     "EnvironmentConfig",
     __base__=Strict,
-    **fields_of(Environment, skip={*SSH_KEYS, "ssh_private_key", "auto_deploy_on"}),
+    **fields_of(
+        Environment, skip={*SSH_KEYS, "ssh_private_key", "auto_deploy_on", "notifications"}
+    ),
     ssh=(SshConfig, Field(description="How to log in to the hosts.")),
     auto_deploy=(
         AutoDeployConfig | None,
@@ -123,6 +156,12 @@ EnvironmentConfig = create_model(
             default=None,
             description="Which branch deploys here by itself, and when (on: push or green); "
             "auto_deploy_branch: NAME is the older spelling of {branch: NAME}.",
+        ),
+    ),
+    notifications=(
+        list[NotificationConfig],
+        Field(
+            default_factory=list, description=Environment.model_fields["notifications"].description
         ),
     ),
 )
@@ -210,10 +249,11 @@ def secret(path: Path, key: str, variable: str, environ: Mapping[str, str]) -> s
 
 
 def environment_block(
-    path: Path, key: str, env: BaseModel, environ: Mapping[str, str]
+    path: Path, key: str, env: BaseModel, environ: Mapping[str, str], name: str = ""
 ) -> Environment:
+    """The Environment block ``name`` (``<app>-<env>``) the file's entry ``key`` describes."""
     ssh = env.ssh
-    settings = env.model_dump(exclude={"ssh", "auto_deploy"})
+    settings = env.model_dump(exclude={"ssh", "auto_deploy", "notifications"})
     if env.auto_deploy is not None:
         if env.auto_deploy_branch is not None:
             raise ConfigError(
@@ -225,7 +265,41 @@ def environment_block(
         )
     settings.update({old: getattr(ssh, new) for old, new in SSH_KEYS.items()})
     key_text = secret(path, f"{key}.ssh.private_key_env", ssh.private_key_env, environ)
-    return Environment(**settings, ssh_private_key=key_text)
+    notifications = [
+        notification(target, notification_secret_name(name, number))
+        for number, target in enumerate(env.notifications, start=1)
+    ]
+    return Environment(**settings, ssh_private_key=key_text, notifications=notifications)
+
+
+def notification_secret_name(environment_block: str, number: int) -> str:
+    """The Secret block of an environment's ``number``-th notification target."""
+    return f"{environment_block}-notification-{number}"
+
+
+def notification(target: NotificationConfig, secret_name: str) -> Notification:
+    """A notification target as the block keeps it: its secret named, not included."""
+    if target.webhook is not None:
+        return Notification(
+            webhook=target.webhook, webhook_secret=secret_name, events=target.events
+        )
+    return Notification(apprise_secret=secret_name, events=target.events)
+
+
+def notification_secrets(
+    path: Path, key: str, env: BaseModel, environ: Mapping[str, str], name: str
+) -> dict[str, Block]:
+    """The Secret blocks of an environment's notification targets (``secret/<name>``), their
+    values read from the variables the file names."""
+    found: dict[str, Block] = {}
+    for number, target in enumerate(env.notifications, start=1):
+        where = f"{key}.notifications.{number - 1}"
+        if target.webhook is not None:
+            value = secret(path, f"{where}.secret_env", str(target.secret_env), environ)
+        else:
+            value = secret(path, f"{where}.apprise_env", str(target.apprise_env), environ)
+        found[f"secret/{notification_secret_name(name, number)}"] = Secret(value=value)
+    return found
 
 
 def build_blocks(
@@ -246,7 +320,10 @@ def build_blocks(
         for env_name, env in app.environments.items():
             key = f"apps.{name}.environments.{env_name}"
             block_name = environment_block_name(name, env_name)
-            blocks[f"chatops-environment/{block_name}"] = environment_block(path, key, env, environ)
+            blocks[f"chatops-environment/{block_name}"] = environment_block(
+                path, key, env, environ, block_name
+            )
+            blocks.update(notification_secrets(path, key, env, environ, block_name))
     return blocks
 
 

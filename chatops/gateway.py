@@ -3,7 +3,8 @@
 Routes::
 
     POST /slack/commands        the /deploy slash command      → chatops.slack.form
-    POST /slack/interactions    button clicks (roll back, ...)  → chatops.slack.form
+    POST /slack/interactions    button clicks (roll back, ...,  → chatops.slack.form
+                                Deploy/Cancel of a question)      and chatops.confirm
     POST /github/webhook        deployment / push / ping events → chatops.github.events,
                                 pull request comments (``.deploy``) → chatops.github.pull_requests
                                 status / check_suite / check_run → chatops.github.green
@@ -142,14 +143,21 @@ async def read_body(request: HttpRequest, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-def slack_json(reply: Reply) -> dict[str, str]:
+def slack_json(reply: Reply) -> dict[str, Any]:
     """A reply as Slack expects it in a slash-command response."""
-    return {"response_type": "in_channel" if reply.public else "ephemeral", "text": reply.text}
+    answer: dict[str, Any] = {
+        "response_type": "in_channel" if reply.public else "ephemeral",
+        "text": reply.text,
+    }
+    if reply.blocks:
+        answer["blocks"] = reply.blocks
+    return answer
 
 
 def cli_json(reply: Reply) -> dict[str, object]:
     ticket = asdict(reply.ticket) if reply.ticket else None
-    return {"text": reply.text, "public": reply.public, "ok": reply.ok, "ticket": ticket}
+    answer = {"text": reply.text, "public": reply.public, "ok": reply.ok, "ticket": ticket}
+    return {**answer, "confirm": True} if reply.confirm else answer
 
 
 def create_app(
@@ -233,7 +241,8 @@ def create_app(
         state = request.app.state
 
         async def later(reply: Reply) -> None:
-            await responder.send(reply_to.response_url or "", reply.text, reply.public)
+            url = reply_to.response_url or ""
+            await responder.send(url, reply.text, reply.public, blocks=reply.blocks)
 
         work = state.answers.answer(chat, reply_to, settings.slack_budget)
         reply = await state.background.within(work, settings.query_budget, then=later)
@@ -246,6 +255,15 @@ def create_app(
         if isinstance(read, slack_form.Unparsed):
             url = read.reply_to.response_url or ""
             state.background.spawn(responder.send(url, escape_mrkdwn(read.error)), "slack-bad")
+        elif isinstance(read, slack_form.Confirmation):
+            click = read
+
+            async def answer_question() -> None:
+                reply = await state.answers.confirmation(click, settings.slack_budget)
+                url = click.reply_to.response_url or ""
+                await responder.send(url, reply.text, reply.public, replace_original=reply.replace)
+
+            state.background.spawn(answer_question(), "slack-confirmation")
         elif read is not None:
             chat, reply_to = read
 
@@ -286,7 +304,13 @@ def create_app(
         except CommandError as exc:
             return JSONResponse({"text": str(exc), "refused": True}, status_code=422)
         key = data.get("key") if isinstance(data.get("key"), str) else None
-        chat = Request(Requester("cli", user), command, key=key and f"cli-{key[:64]}")
+        chat = Request(
+            Requester("cli", user),
+            command,
+            key=key and f"cli-{key[:64]}",
+            confirmed=data.get("yes") is True,  # --yes, or y to the question
+            can_ask=data.get("ask") is True,  # a terminal that can ask y/N
+        )
         wait = min(float(data.get("wait") or CLI_WAIT_SECONDS), CLI_WAIT_SECONDS)
         reply = await request.app.state.answers.answer(chat, ReplyTo(), wait)
         return JSONResponse(cli_json(reply))

@@ -192,16 +192,35 @@ class Store:
         with self._lock:
             self._db.close()
 
-    def add(self, key: str, kind: str, payload: dict[str, Any], reply: ReplyTo) -> int:
-        """Store a job (once per key, committed before returning); return its id."""
+    def add(
+        self,
+        key: str,
+        kind: str,
+        payload: dict[str, Any],
+        reply: ReplyTo,
+        state: State = "queued",
+        error: str | None = None,
+    ) -> int:
+        """Store a job (once per key, committed before returning); return its id. A job stored
+        ``failed`` is never started: its key is spent (see :meth:`Intake.withdraw`)."""
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(
-                    "INSERT OR IGNORE INTO jobs (key, kind, payload, reply, created, updated)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (key, kind, json.dumps(payload), json.dumps(reply.__dict__), now, now),
+                    "INSERT OR IGNORE INTO jobs "
+                    "(key, kind, payload, reply, state, error, created, updated)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        key,
+                        kind,
+                        json.dumps(payload),
+                        json.dumps(reply.__dict__),
+                        state,
+                        error,
+                        now,
+                        now,
+                    ),
                 )
                 row = self._db.execute("SELECT id FROM jobs WHERE key = ?", (key,)).fetchone()
                 self._db.execute("COMMIT")
@@ -307,6 +326,16 @@ class Intake:
         }
         job_id = await asyncio.to_thread(self.store.add, key, "run", payload, reply)
         self._wake.set()
+        return await asyncio.to_thread(self.store.ticket, job_id)
+
+    async def withdraw(self, key: str, title: str, why: str) -> Ticket:
+        """Spend ``key`` without a run (a deploy its requester cancelled): a later request with
+        the same key gets this ticket (``failed``, ``why``), never a run. If ``key`` was
+        submitted already, its ticket is returned unchanged."""
+        payload = {"title": title, "key": key}
+        job_id = await asyncio.to_thread(
+            self.store.add, key, "run", payload, ReplyTo(), "failed", why
+        )
         return await asyncio.to_thread(self.store.ticket, job_id)
 
     async def submit_github_status(self, key: str, payload: dict[str, Any]) -> None:

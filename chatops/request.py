@@ -70,6 +70,9 @@ class Request:
     GitHub delivery or deployment id, a CLI invocation id). ``sha`` and ``deployment_id`` come
     with GitHub events: the exact commit, and the deployment to report to. ``pull_request`` is
     the comment a request typed on a pull request is answered in (a deploy keeps it current).
+    ``confirmed`` says the requester confirmed the deploy already (a Deploy button, ``--yes``),
+    for environments with ``confirm``; ``can_ask`` that they can be asked (a terminal without a
+    TTY cannot).
     """
 
     requester: Requester
@@ -78,6 +81,8 @@ class Request:
     sha: str | None = None
     deployment_id: int | None = None
     pull_request: PullRequestComment | None = None
+    confirmed: bool = False
+    can_ask: bool = True
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ moments:
   exists);
 - a pull request: the comment the gateway posted when the deploy was asked for there, edited
   to the same facts as the Slack message whenever that changes (:mod:`adapters.pull_request`);
-- Prefect: the flow run's name and tags, and the Markdown artifacts of :mod:`adapters.history`.
+- Prefect: the flow run's name and tags, and the Markdown artifacts of :mod:`adapters.history`;
+- the environment's notification targets (:mod:`adapters.notifications`): started, succeeded,
+  failed, rolled back.
 
 Reporting never fails a deploy: a GitHub or Slack outage is logged and the deploy goes on.
 
@@ -37,11 +39,12 @@ from prefect.logging import get_logger, get_run_logger
 from prefect.utilities.urls import url_for
 from slack_sdk import WebClient
 
-from adapters import history, slack
+from adapters import history, notifications, slack
 from adapters.pauses import pause_point
 from adapters.pull_request import PullRequestComment, edit_comment
 from adapters.run_signing import claims, problem, signing_key
 from blocks import App, Environment, GitHubAccess, SlackAccess
+from blocks.environment import Event
 from flows.results import HostsFailed
 from model.errors import DeployFailure
 from model.summary import DeploySummary, Outcome, SlotHolder, Step, run_tags, run_title
@@ -115,9 +118,11 @@ class DeployReport:
         deployment_id: int | None = None,
         again: dict[str, Any] | None = None,
         pull_request: PullRequestComment | None = None,
+        action: str = "deploy",
     ) -> None:
         self.logger = get_run_logger()
         self.target = target
+        self.action = action
         self.github: GitHubAccess | None = load_optional(GitHubAccess)
         self.deployment_id = deployment_id
         self.again = again
@@ -137,9 +142,12 @@ class DeployReport:
         self.secrets = [s for s in [target.environment.ssh_private_key.get_secret_value()] if s]
         if self.github is not None:
             self.secrets.append(self.github.token.get_secret_value())
+        self.notifications = notifications.ready(target.environment.notifications, self.logger)
+        self.secrets += [ready.secret for ready in self.notifications]
         self.slack = self._open_slack(notify)
         if self.github is None:
             self.logger.warning("GitHub reporting is off: no chatops-github/default block")
+        self._notify("started")
 
     def redact(self, text: str) -> str:
         """``text`` with every secret this run knows replaced by ``***``."""
@@ -256,6 +264,7 @@ class DeployReport:
         pause_point("success recorded")
         description = f"Deployed {self.target.ref} to {self.target.environment_name}"
         self._finish("success", None, description)
+        self._notify("rolled_back" if self.action == "rollback" else "succeeded")
         pause_point("success told")
         self._refresh_environments()
 
@@ -275,6 +284,7 @@ class DeployReport:
         """The deploy ended with ``failure`` (it could not be done) or ``error`` (it broke)."""
         text = self.redact(error)
         self._finish(outcome, text[-EXCERPT_CHARS:], f"Deploy {outcome}: {text.splitlines()[0]}")
+        self._notify("failed")
         if self.slack and self.summary.error:
             text = f"```{self.summary.error}```"
             slack.post_message(self.slack.client, self.slack.channel, text, thread_ts=self.slack.ts)
@@ -291,6 +301,12 @@ class DeployReport:
         self._update_slack()
         history.write_report(self.summary)
 
+    def _notify(self, event: Event) -> None:
+        """Tell the environment's notification targets; a failing one is only logged."""
+        if self.notifications:
+            facts = {"action": self.action, **facts_of(self.summary)}
+            notifications.notify(self.notifications, event, facts, self.logger)
+
     def _github_status(self, state: str, description: str) -> None:
         if self.github is None or self.deployment_id is None:
             return
@@ -306,6 +322,24 @@ class DeployReport:
             )
         except Exception as exc:  # GitHub being down must not fail or hide the deploy itself
             self.logger.warning("Could not report %s to GitHub: %s", state, self.redact(str(exc)))
+
+
+def facts_of(summary: DeploySummary) -> dict[str, Any]:
+    """What a notification says about a deploy or rollback."""
+    return {
+        "app": summary.app,
+        "environment": summary.environment,
+        "ref": summary.ref,
+        "sha": summary.sha,
+        "release": summary.release,
+        "hosts": summary.hosts,
+        "requested_by": summary.requested_by,
+        "run_url": summary.run_url,
+        "environment_url": summary.environment_url,
+        "outcome": summary.outcome,
+        "error": summary.error,
+        "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 def cannot_work(exc: BaseException) -> bool:
@@ -427,4 +461,9 @@ def report_crash(flow_run: FlowRun, why: str, aborted: str | None = None) -> boo
     if access is not None and channel:
         client = slack.slack_client(access)
         slack.post_message(client, channel, f":warning: {message} {link or ''}".strip())
+    crash = {"app": app_name, "environment": environment, "ref": parameters.get("ref")}
+    crash |= {"requested_by": parameters.get("requested_by"), "run_url": link, "error": message}
+    if state != "success":  # a success was told already, by the run itself
+        targets = notifications.ready(env.notifications, logger)
+        notifications.notify(targets, "failed", crash, logger)
     return True

@@ -68,7 +68,7 @@ def rollback(
     requested_by = asked.requested_by
     target = load_target(app, environment, hosts, ref=ref or PREVIOUS)
     admit(target, asked)
-    report = DeployReport(target, requested_by, notify, STEPS)
+    report = DeployReport(target, requested_by, notify, STEPS, action="rollback")
     with in_turn(report, asked, notify, rollback=True):
         states = recover_hosts(report, target, check_hosts(target))
         with report.step("find release"):

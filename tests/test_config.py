@@ -5,6 +5,8 @@ from pathlib import Path
 import paramiko
 import pytest
 import yaml
+from prefect.blocks.system import Secret
+from prefect.client.orchestration import get_client
 
 from blocks import App, Environment, GitHubAccess
 from chatops import cli, config
@@ -15,6 +17,8 @@ SECRETS = {
     "CHATOPS_SLACK_BOT_TOKEN": "xoxb-example",
     "CHATOPS_SSH_KEY_STAGING": "-----BEGIN OPENSSH PRIVATE KEY-----\nstaging\n",
     "CHATOPS_SSH_KEY_PRODUCTION": "-----BEGIN OPENSSH PRIVATE KEY-----\nproduction\n",
+    "CHATOPS_DEPLOY_HOOK_SECRET": "hook-signing-key",
+    "CHATOPS_DEPLOY_MAIL_URL": "mailtos://user:mail-password@smtp.example.net?to=ops@example.net",
 }
 
 KEYS = {name: paramiko.ECDSAKey.generate() for name in ("web-1.example.net", "web-2.example.net")}
@@ -39,6 +43,8 @@ def test_example_file_describes_every_block() -> None:
         "chatops-environment/shop-staging",
         "chatops-github/default",
         "chatops-slack/default",
+        "secret/shop-production-notification-1",
+        "secret/shop-production-notification-2",
     ]
     staging = blocks["chatops-environment/shop-staging"]
     assert staging.hosts == ["stg-web-1.example.net", "stg-web-2.example.net"]
@@ -51,6 +57,15 @@ def test_example_file_describes_every_block() -> None:
         "ci/build",
         "ci/test",
     ]
+    production = blocks["chatops-environment/shop-production"]
+    assert production.confirm and not staging.confirm
+    hook, mail = production.notifications
+    assert hook.webhook == "https://hooks.example.net/chatops"
+    assert hook.webhook_secret == "shop-production-notification-1"
+    assert mail.apprise_secret == "shop-production-notification-2"
+    assert mail.events == ["failed", "rolled_back"]
+    secrets = [blocks[f"secret/shop-production-notification-{n}"].get() for n in (1, 2)]
+    assert secrets == ["hook-signing-key", SECRETS["CHATOPS_DEPLOY_MAIL_URL"]]
 
 
 def test_secrets_are_not_in_the_file() -> None:
@@ -93,6 +108,24 @@ def test_secrets_are_not_in_the_file() -> None:
         ),
         (lambda d: d["apps"]["shop"]["environments"]["staging"].update(batch_size=0), "batch_size"),
         (lambda d: d.update(apps={}), "apps: "),
+        (
+            lambda d: d["apps"]["shop"]["environments"]["production"]["notifications"].append(
+                {"webhook": "https://hooks.example.net/x"}
+            ),
+            "production.notifications.2: Value error, a webhook needs secret_env",
+        ),
+        (
+            lambda d: d["apps"]["shop"]["environments"]["production"]["notifications"].append(
+                {"events": ["failed"]}
+            ),
+            "notifications.2: Value error, give either webhook (with secret_env) or apprise_env",
+        ),
+        (
+            lambda d: d["apps"]["shop"]["environments"]["production"]["notifications"][0].update(
+                events=["deployed"]
+            ),
+            "notifications.0.events.0: Input should be 'started', 'succeeded', 'failed'",
+        ),
     ],
 )
 def test_invalid_config_names_file_and_key(tmp_path: Path, mutate, expected: str) -> None:
@@ -144,6 +177,15 @@ def test_apply_saves_blocks_and_updates_them(api: None, tmp_path: Path) -> None:
     assert App.load("shop").repository == "acme/shop"
     assert Environment.load("shop-staging").batch_size == 1
     assert GitHubAccess.load("default").token.get_secret_value() == "ghp_example-token"
+    hook, mail = Environment.load("shop-production").notifications
+    assert Secret.load(hook.webhook_secret).get() == "hook-signing-key"
+    assert Secret.load(mail.apprise_secret).get() == SECRETS["CHATOPS_DEPLOY_MAIL_URL"]
+    with get_client(sync_client=True) as client:  # as the gateway and the Prefect UI read it
+        shown = client.read_block_document_by_name(
+            "shop-production", "chatops-environment", include_secrets=False
+        )
+    assert "hook-signing-key" not in str(shown.data)
+    assert "mail-password" not in str(shown.data)
 
     data = example()
     data["apps"]["shop"]["environments"]["staging"]["batch_size"] = 2

@@ -29,6 +29,7 @@ from tests.green_support import (
     schema_problems,
     status_event,
 )
+from tests.test_config import SECRETS
 
 REPO = "acme/green"
 OLD, NEW = "1" * 40, "2" * 40
@@ -293,16 +294,7 @@ def test_the_file_says_which_branch_deploys_and_when(tmp_path: Path) -> None:
 
 def test_the_example_file_deploys_staging_on_green() -> None:
     example = Path(__file__).parents[1] / "examples" / "chatops.yaml"
-    secrets = {
-        name: "secret"
-        for name in (
-            "CHATOPS_GITHUB_TOKEN",
-            "CHATOPS_SLACK_BOT_TOKEN",
-            "CHATOPS_SSH_KEY_STAGING",
-            "CHATOPS_SSH_KEY_PRODUCTION",
-        )
-    }
-    blocks = config.build_blocks(example, config.load(example), secrets)
+    blocks = config.build_blocks(example, config.load(example), SECRETS)
     env = blocks["chatops-environment/shop-staging"]
     assert (env.auto_deploy_branch, env.auto_deploys_on(), env.slack_channel) == (
         "main",

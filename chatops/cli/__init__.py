@@ -17,6 +17,9 @@ it answers Slack; the answer is printed for a terminal. ``deploy`` and ``rollbac
 the run task by task through the gateway (:mod:`.follow`) and exit 1 if it fails; a refused
 request exits 2 and starts nothing; no answer from the gateway (or Prefect behind it) for the
 follow's bound (``--give-up-after``, default 120 s) exits 4: the run may still be going.
+A deploy to an environment with ``confirm`` prints what it would change and asks
+``Deploy? [y/N]`` (``--yes`` does not ask; without a terminal and without ``--yes`` the gateway
+refuses and nothing starts).
 The gateway knows who asks by the personal token alone
 (``chatops login``, or ``CHATOPS_TOKEN``); ``cli_users`` of an environment can limit who may
 deploy there.
@@ -78,8 +81,15 @@ def chat(args: argparse.Namespace) -> int:
         words.append("verify")
     gateway = find_gateway()
     key = uuid.uuid4().hex
-    body = {"text": " ".join(words), "key": key}
+    tty = sys.stdin.isatty()
+    body = {"text": " ".join(words), "key": key, "yes": args.yes, "ask": tty}
     status, answer = gateway.ask("POST", "/cli/commands", body)
+    if status == 200 and answer.get("confirm"):  # an environment that asks first
+        print(render(answer["text"], bold=sys.stdout.isatty()), flush=True)
+        if not confirmed():
+            print("Not deployed: nothing was started.")
+            return 2
+        status, answer = gateway.ask("POST", "/cli/commands", {**body, "yes": True})
     if status != 200:
         print(
             render(answer.get("text") or answer.get("error") or f"HTTP {status}"), file=sys.stderr
@@ -95,6 +105,15 @@ def chat(args: argparse.Namespace) -> int:
     if run_id is None:
         return 1
     return follow_to_the_end(gateway, run_id, args.give_up_after, ticket.get("run_url"))
+
+
+def confirmed() -> bool:
+    """Ask y/N on the terminal; anything but y or yes (or end of input) is no."""
+    try:
+        said = input("Deploy? [y/N] ")
+    except EOFError:
+        return False
+    return said.strip().lower() in ("y", "yes")
 
 
 def follow_to_the_end(
@@ -300,9 +319,15 @@ def parser() -> argparse.ArgumentParser:
         if verb in FOLLOWED:
             p.add_argument("--detach", action="store_true", help="print the run link and exit")
             give_up_option(p)
+        if verb == "deploy":
+            p.add_argument(
+                "--yes",
+                action="store_true",
+                help="deploy without being asked, where the environment asks first (confirm)",
+            )
         if verb == "status":
             p.add_argument("--verify", action="store_true", help="read every host over SSH")
-        p.set_defaults(func=chat, verb=verb, detach=False)
+        p.set_defaults(func=chat, verb=verb, detach=False, yes=False)
     return top
 
 

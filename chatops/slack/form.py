@@ -6,6 +6,7 @@ button values); anything malformed raises :class:`BadRequest` (HTTP 400) and sta
     form = read_form(body)
     request, reply_to = slash_command(form)     # /deploy shop to staging
     request, reply_to = block_action(form)      # "Roll back" / "Deploy anyway" / "Abort"
+    click = block_action(form)                  # "Deploy" / "Cancel": a Confirmation
 
 A slash command's text is parsed by :func:`chatops.grammar.parse`; a text (or a button value)
 that does not parse is answered with the error (:class:`Unparsed`). A button's value carries the
@@ -29,6 +30,21 @@ SLACK_ID = re.compile(r"[A-Z0-9]{2,40}")
 MAX_FIELDS = 64
 _URL = re.compile(r"https?://[^\s<>|]{1,2000}")
 _TRIGGER = re.compile(r"[A-Za-z0-9._-]{1,200}")
+
+
+DEPLOY, CANCEL = "confirm_deploy", "cancel_deploy"
+"""The ``action_id`` of the buttons that answer a confirmation question (:mod:`chatops.confirm`)."""
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A click on "Deploy" (``deploy``) or "Cancel" under a confirmation question: who clicked,
+    the button's (signed) value, where to answer."""
+
+    clicker: Requester
+    deploy: bool
+    value: str | None
+    reply_to: ReplyTo
 
 
 class BadRequest(ChatopsError):
@@ -77,8 +93,11 @@ def slash_command(form: dict[str, str]) -> tuple[Request, ReplyTo] | Unparsed:
     return Request(requester, command, key=key), reply_to
 
 
-def block_action(form: dict[str, str]) -> tuple[Request, ReplyTo] | Unparsed | None:
-    """The request a button click makes; None for clicks that ask for nothing (View run)."""
+def block_action(
+    form: dict[str, str],
+) -> tuple[Request, ReplyTo] | Confirmation | Unparsed | None:
+    """The request a button click makes, or the answer to a confirmation question; None for
+    clicks that ask for nothing (View run)."""
     try:
         payload = json.loads(form["payload"])
     except (KeyError, ValueError, RecursionError):
@@ -102,13 +121,16 @@ def block_action(form: dict[str, str]) -> tuple[Request, ReplyTo] | Unparsed | N
         payload.get("response_url"),
         payload.get("trigger_id"),
     )
+    if action_id in (DEPLOY, CANCEL):
+        return Confirmation(requester, action_id == DEPLOY, value, reply_to)
     if action_id not in ("rollback", "deploy_anyway", "abort"):
         return None
     try:
         command = button_command(action_id, value)
     except CommandError as exc:
         return Unparsed(f"This button's data is not valid: {exc}", reply_to)
-    return Request(requester, command, key=key), reply_to
+    # "Deploy anyway" has its own confirm dialog ("Skip the checks?"): it is not asked again.
+    return Request(requester, command, key=key, confirmed=action_id == "deploy_anyway"), reply_to
 
 
 def button_command(action_id: str, value: str | None) -> Command:

@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 from slack_sdk.webhook import WebhookClient
 
@@ -12,7 +12,15 @@ logger = logging.getLogger("chatops.slack")
 class Responder(Protocol):
     """Posts a later answer to a ``response_url``."""
 
-    async def send(self, response_url: str, text: str, public: bool = False) -> None: ...
+    async def send(
+        self,
+        response_url: str,
+        text: str,
+        public: bool = False,
+        *,
+        blocks: list[dict[str, Any]] | None = None,
+        replace_original: bool = False,
+    ) -> None: ...
 
 
 class WebhookResponder:
@@ -21,12 +29,23 @@ class WebhookResponder:
     def __init__(self, timeout: int = 10) -> None:
         self.timeout = timeout
 
-    async def send(self, response_url: str, text: str, public: bool = False) -> None:
+    async def send(
+        self,
+        response_url: str,
+        text: str,
+        public: bool = False,
+        *,
+        blocks: list[dict[str, Any]] | None = None,
+        replace_original: bool = False,
+    ) -> None:
         def post() -> int:
             client = WebhookClient(response_url, timeout=self.timeout)
             response_type = "in_channel" if public else "ephemeral"
             return client.send(
-                text=text, response_type=response_type, replace_original=False
+                text=text,
+                blocks=blocks,
+                response_type=response_type,
+                replace_original=replace_original,
             ).status_code
 
         try:
