@@ -388,9 +388,9 @@ async def github_answer(state: State, delivery: Delivery) -> tuple[int, dict[str
         return 200, {"pong": True}
     if delivery.event == "issue_comment":
         return await comment_answer(state, delivery)
-    if delivery.event in green.EVENTS:
-        return await green_answer(state, delivery)
     try:
+        if delivery.event in green.EVENTS:
+            return await green_answer(state, delivery)
         wanted = requests_for(delivery, state.catalog.snapshot)
     except Ignored as exc:
         return 200, {"ignored": str(exc)}
@@ -403,23 +403,13 @@ async def github_answer(state: State, delivery: Delivery) -> tuple[int, dict[str
             state, f"unknown-task-{exc.reply_to.deployment_id}", exc.reply_to, "error", str(exc)
         )
         return 422, {"error": str(exc)}
-    queued, refused = [], []
-    for chat, reply_to in wanted:
-        try:
-            run = resolve(chat, state.catalog.snapshot)
-        except Refused as exc:
-            reason = str(exc).replace("*", "")
-            refused.append(
-                {
-                    "app": chat.command.app,
-                    "environment": chat.command.environment,
-                    "refused": reason,
-                }
-            )
-            await refuse_on_github(state, f"refused-{chat.key}", reply_to, "failure", reason)
-            continue
-        ticket = await state.intake.submit(run, reply_to)
-        queued.append({"title": ticket.title, "request": ticket.id, "state": ticket.state})
+    queued, refusals = await store(state, wanted)
+    refused = []
+    for chat, reply_to, reason in refusals:
+        refused.append(
+            {"app": chat.command.app, "environment": chat.command.environment, "refused": reason}
+        )
+        await refuse_on_github(state, f"refused-{chat.key}", reply_to, "failure", reason)
     if queued:
         return 202, {"queued": queued, "refused": refused}
     return 409, {"refused": refused}
@@ -444,28 +434,33 @@ async def comment_answer(state: State, delivery: Delivery) -> tuple[int, dict[st
 async def green_answer(state: State, delivery: Delivery) -> tuple[int, dict[str, object]]:
     """Deploy on green (:mod:`chatops.github.green`): store the deploys of branch heads whose
     required checks are all green, and the Slack lines of red ones; 202 when a deploy was
-    stored (or found stored already), else 200 with what each environment waits for."""
+    stored (or found stored already), else 200 with what each environment waits for. What it
+    cannot read, :func:`github_answer` answers as for any delivery."""
     snapshot = state.catalog.snapshot
-    try:
-        found = await green.find(delivery, snapshot, await configured_block(GitHubAccess))
-    except Ignored as exc:
-        return 200, {"ignored": str(exc)}
-    except CommandError as exc:
-        return 422, {"error": str(exc)}
-    except NotReady as exc:
-        return 503, {"error": str(exc)}
+    found = await green.find(delivery, snapshot, await configured_block(GitHubAccess))
     for key, channel, text in found.red:
         await state.intake.submit_slack_message(key, channel, text)
-    queued, notes = [], list(found.notes)
-    for chat, reply_to in found.deploys:
+    queued, refusals = await store(state, found.deploys)
+    notes = [*found.notes, *(reason for _, _, reason in refusals)]
+    return (202 if queued else 200), {"queued": queued, "notes": notes}
+
+
+async def store(
+    state: State, wanted: list[tuple[Request, ReplyTo]]
+) -> tuple[list[dict[str, object]], list[tuple[Request, ReplyTo, str]]]:
+    """Resolve and store each request a GitHub delivery asks for: what was queued (title,
+    request id, state) and what was refused, with the reason in plain words."""
+    queued: list[dict[str, object]] = []
+    refused: list[tuple[Request, ReplyTo, str]] = []
+    for chat, reply_to in wanted:
         try:
-            run = resolve(chat, snapshot)
+            run = resolve(chat, state.catalog.snapshot)
         except Refused as exc:
-            notes.append(str(exc).replace("*", ""))
+            refused.append((chat, reply_to, str(exc).replace("*", "")))
             continue
         ticket = await state.intake.submit(run, reply_to)
         queued.append({"title": ticket.title, "request": ticket.id, "state": ticket.state})
-    return (202 if queued else 200), {"queued": queued, "notes": notes}
+    return queued, refused
 
 
 async def refuse_on_github(

@@ -10,27 +10,23 @@ Text comes in the chat's Slack mrkdwn (:mod:`chatops.answers`) and goes out as G
 import re
 
 from model.summary import DeploySummary, SlotHolder, Step
-from render.slack_card import OUTCOMES, duration, redact_secrets
-
-STEP_MARKS = {
-    "pending": ":white_circle:",
-    "running": ":hourglass_flowing_sand:",
-    "done": ":white_check_mark:",
-    "failed": ":x:",
-    "skipped": ":fast_forward:",
-    "cached": ":recycle:",
-}
-_SLACK_LINK = re.compile(r"<(https?://[^|>\s]+)\|([^>]*)>")
-_SLACK_MENTION = re.compile(r"<[@#]([A-Z0-9]+)>")
-_SLACK_BOLD = re.compile(r"(?<![\w*`])\*([^*\n]+)\*(?![\w*])")
+from render.slack_card import (
+    MRKDWN_BOLD,
+    MRKDWN_LINK,
+    MRKDWN_MENTION,
+    OUTCOMES,
+    STEP_EMOJI,
+    duration,
+    redact_secrets,
+)
 
 
 def markdown(mrkdwn: str) -> str:
     """Slack mrkdwn as GitHub Markdown: ``*bold*``, ``<url|text>`` links, mentions as plain
     ids (a Slack id means nothing on GitHub). Emoji codes and HTML entities read the same."""
-    text = _SLACK_LINK.sub(lambda m: f"[{m.group(2)}]({m.group(1)})", mrkdwn)
-    text = _SLACK_MENTION.sub(lambda m: m.group(1), text)
-    return _SLACK_BOLD.sub(lambda m: f"**{m.group(1)}**", text)
+    text = MRKDWN_LINK.sub(lambda m: f"[{m.group(2)}]({m.group(1)})", mrkdwn)
+    text = MRKDWN_MENTION.sub(lambda m: m.group(2), text)
+    return MRKDWN_BOLD.sub(lambda m: f"**{m.group(1)}**", text)
 
 
 def plain(text: str) -> str:
@@ -71,7 +67,7 @@ def _environment(card: DeploySummary) -> str:
 
 
 def _step(step: Step) -> str:
-    mark = STEP_MARKS.get(step.state, ":grey_question:")
+    mark = STEP_EMOJI.get(step.state, ":grey_question:")
     state = f" _{step.state}_" if step.state in ("skipped", "cached", "failed") else ""
     timing = duration(step.seconds)
     return f"- {mark} {plain(step.name)}{state}{f' `{timing}`' if timing else ''}"

@@ -56,6 +56,12 @@ OUTCOMES = {
     "error": (":warning:", "Deploy errored:", "error"),
 }
 SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{8,}$")
+MRKDWN_LINK = re.compile(r"<(https?://[^|>\s]+)\|([^>]*)>")
+"""A link in Slack mrkdwn, ``<url|text>``: group 1 the URL, group 2 the text."""
+MRKDWN_MENTION = re.compile(r"<([@#])([A-Z0-9]+)>")
+"""A person (``<@U…>``) or channel (``<#C…>``) in Slack mrkdwn: the sigil and the id."""
+MRKDWN_BOLD = re.compile(r"(?<![\w*`])\*([^*\n]+)\*(?![\w*])")
+"""``*bold*`` in Slack mrkdwn (not inside a word or right after a backtick)."""
 SAFE_URL = re.compile(r"^https?://[^\s<>|]+$")
 SECRET_PATTERNS = (
     re.compile(r"xox[a-z]-[A-Za-z0-9-]+"),  # Slack tokens

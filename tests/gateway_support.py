@@ -22,7 +22,7 @@ from prefect.client.orchestration import get_client
 from starlette.testclient import TestClient
 
 from adapters.locks import FREEZE_TAG, LOCK_TAG
-from blocks import App, Environment
+from blocks import App, Environment, GitHubAccess, SlackAccess
 from chatops.gateway import create_app
 from chatops.intake import Started
 from chatops.request import Run
@@ -134,6 +134,16 @@ def clear_locks() -> None:
         for variable in client.read_variables(limit=200):
             if LOCK_TAG in variable.tags or FREEZE_TAG in variable.tags:
                 client.delete_variable_by_name(variable.name)
+
+
+def connect_fakes(repository: Path, github: Any, slack: Any = None) -> None:
+    """A clean slate for one end-to-end test: no locks or freezes, ``acme/shop`` served from
+    ``repository`` by the fake GitHub, and the GitHub (and Slack) blocks pointing at the fakes."""
+    clear_locks()
+    github.add_repo("acme/shop", git_dir=repository)
+    GitHubAccess(token=github.token, api_url=github.url).save("default", overwrite=True)
+    if slack is not None:
+        SlackAccess(bot_token=slack.token, api_url=slack.api_url).save("default", overwrite=True)
 
 
 @contextlib.contextmanager

@@ -20,7 +20,6 @@ from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.settings import temporary_settings
 from starlette.testclient import TestClient
 
-from blocks import GitHubAccess, SlackAccess
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.slack_api import FakeSlack
 from tests.gateway_support import (
@@ -28,7 +27,7 @@ from tests.gateway_support import (
     BOB,
     DEPLOYS,
     action_body,
-    clear_locks,
+    connect_fakes,
     gateway,
     post_slack,
     slash_body,
@@ -100,12 +99,7 @@ def asking(
     fake_github: FakeGitHub,
     fake_slack: FakeSlack,
 ) -> Iterator[Asking]:
-    clear_locks()
-    fake_github.add_repo("acme/shop", git_dir=app_repo.path)
-    GitHubAccess(token=fake_github.token, api_url=fake_github.url).save("default", overwrite=True)
-    SlackAccess(bot_token=fake_slack.token, api_url=fake_slack.api_url).save(
-        "default", overwrite=True
-    )
+    connect_fakes(app_repo.path, fake_github, fake_slack)
     save_shop(app_repo, deploy_hosts, ssh_key, confirm=True)
     with gateway() as client:
         yield Asking(client, deploy_hosts, app_repo, fake_github, fake_slack)

@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from blocks import GitHubAccess, SlackAccess
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.slack_api import FakeSlack
 from tests.gateway_support import (
     ALICE,
     DEPLOYS,
-    clear_locks,
+    connect_fakes,
     deployment_made_on_github,
     gateway,
     post_cli,
@@ -59,12 +58,7 @@ def front_door(
     fake_github: FakeGitHub,
     fake_slack: FakeSlack,
 ) -> Iterator[FrontDoor]:
-    clear_locks()
-    fake_github.add_repo("acme/shop", git_dir=app_repo.path)
-    GitHubAccess(token=fake_github.token, api_url=fake_github.url).save("default", overwrite=True)
-    SlackAccess(bot_token=fake_slack.token, api_url=fake_slack.api_url).save(
-        "default", overwrite=True
-    )
+    connect_fakes(app_repo.path, fake_github, fake_slack)
     save_shop(app_repo, deploy_hosts, ssh_key)
     with gateway() as client:
         yield FrontDoor(client, deploy_hosts, app_repo, fake_github, fake_slack)

@@ -23,10 +23,15 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterIdempoten
 from starlette.testclient import TestClient
 
 from adapters import history
-from blocks import App, GitHubAccess, SlackAccess
+from blocks import App
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.slack_api import FakeSlack
-from tests.gateway_support import clear_locks, gateway, post_github, wait_for
+from tests.gateway_support import (
+    connect_fakes,
+    gateway,
+    post_github,
+    wait_for,
+)
 from tests.green_support import check_run_event, status_event
 from tests.shop import save_shop, serving, wait_finished
 from tests.testbed.gitrepo import AppRepo
@@ -72,14 +77,6 @@ class Green:
             )
 
 
-def setup_github(fake: FakeGitHub, app_repo: AppRepo, fake_slack: FakeSlack) -> None:
-    fake.add_repo(REPO, git_dir=app_repo.path)
-    GitHubAccess(token=fake.token, api_url=fake.url).save("default", overwrite=True)
-    SlackAccess(bot_token=fake_slack.token, api_url=fake_slack.api_url).save(
-        "default", overwrite=True
-    )
-
-
 @pytest.fixture
 def green(
     served_flows: None,
@@ -90,8 +87,7 @@ def green(
     fake_github: FakeGitHub,
     fake_slack: FakeSlack,
 ) -> Iterator[Green]:
-    clear_locks()
-    setup_github(fake_github, app_repo, fake_slack)
+    connect_fakes(app_repo.path, fake_github, fake_slack)
     save_shop(
         app_repo,
         deploy_hosts,
@@ -192,9 +188,8 @@ def enterprise(
 ) -> Iterator[Green]:
     """The fake GitHub as an Enterprise server named ``localhost`` (API under /api/v3, git over
     HTTP); shop without a clone_url, so git fetches from the server's host."""
-    clear_locks()
     fake_github.serve_as_enterprise("localhost")
-    setup_github(fake_github, app_repo, fake_slack)
+    connect_fakes(app_repo.path, fake_github, fake_slack)
     save_shop(
         app_repo,
         deploy_hosts,

@@ -18,10 +18,14 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from starlette.testclient import TestClient
 
-from blocks import GitHubAccess
 from blocks.environment import Notification
 from tests.fakes.github_api import FakeGitHub
-from tests.gateway_support import clear_locks, gateway, post_cli, wait_for
+from tests.gateway_support import (
+    connect_fakes,
+    gateway,
+    post_cli,
+    wait_for,
+)
 from tests.notification_sinks import Mailbox, Webhook, smtp_server, webhook
 from tests.shop import save_shop, serving, wait_finished
 from tests.testbed.gitrepo import AppRepo
@@ -76,9 +80,7 @@ def told(
     ssh_key: SshKey,
     fake_github: FakeGitHub,
 ) -> Iterator[Told]:
-    clear_locks()
-    fake_github.add_repo("acme/shop", git_dir=app_repo.path)
-    GitHubAccess(token=fake_github.token, api_url=fake_github.url).save("default", overwrite=True)
+    connect_fakes(app_repo.path, fake_github)
     with webhook() as hook, smtp_server() as mail:
         Secret(value=SECRET).save("shop-staging-hook", overwrite=True)
         Secret(value=mail.url("qa@example.net")).save("shop-staging-mail", overwrite=True)

@@ -20,9 +20,13 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterIdempotencyKey
 from starlette.testclient import TestClient
 
-from blocks import GitHubAccess
 from tests.fakes.github_api import FakeGitHub
-from tests.gateway_support import clear_locks, gateway, post_github, wait_for
+from tests.gateway_support import (
+    connect_fakes,
+    gateway,
+    post_github,
+    wait_for,
+)
 from tests.pull_request_support import comment_event
 from tests.shop import DEPLOY_PATH, save_shop, serving
 from tests.testbed.gitrepo import GREETING_FILE, AppRepo
@@ -70,14 +74,12 @@ def pull_request(
     fake_github: FakeGitHub,
     tmp_path: Path,
 ) -> Iterator[PullRequest]:
-    clear_locks()
+    connect_fakes(app_repo.path, fake_github)
     head = fork_commit(app_repo, tmp_path / "fork")
-    fake_github.add_repo("acme/shop", git_dir=app_repo.path)
     fake_github.add_pull_request(
         "acme/shop", NUMBER, head, head_ref="friendly-greeting", head_repo="octo/shop"
     )
     fake_github.set_permission("acme/shop", "alice", "write")
-    GitHubAccess(token=fake_github.token, api_url=fake_github.url).save("default", overwrite=True)
     save_shop(app_repo, deploy_hosts, ssh_key)
     try:
         with gateway() as client:

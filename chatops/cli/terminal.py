@@ -6,6 +6,8 @@
 
 import re
 
+from render.slack_card import MRKDWN_BOLD, MRKDWN_LINK, MRKDWN_MENTION
+
 EMOJI = {
     ":lock:": "🔒",
     ":unlock:": "🔓",
@@ -15,17 +17,14 @@ EMOJI = {
     ":warning:": "⚠",
     ":hourglass:": "⏳",
 }
-_LINK = re.compile(r"<(https?://[^|>]+)\|([^>]*)>")
-_MENTION = re.compile(r"<([@#])([A-Z0-9]+)>")
-_BOLD = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])")
 _CODE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
 
 
 def render(text: str, bold: bool = False) -> str:
     """``text`` without mrkdwn markup; ``bold`` keeps ``*bold*`` as ANSI bold."""
-    text = _LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
-    text = _MENTION.sub(lambda m: m.group(1) + m.group(2), text)
-    text = _BOLD.sub(lambda m: f"\033[1m{m.group(1)}\033[0m" if bold else m.group(1), text)
+    text = MRKDWN_LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
+    text = MRKDWN_MENTION.sub(lambda m: m.group(1) + m.group(2), text)
+    text = MRKDWN_BOLD.sub(lambda m: f"\033[1m{m.group(1)}\033[0m" if bold else m.group(1), text)
     text = _CODE.sub(r"\1", text).replace("```", "")
     for code, symbol in EMOJI.items():
         text = text.replace(code, symbol)
