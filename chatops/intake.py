@@ -6,8 +6,10 @@ The store is a SQLite database owned by the gateway (``$CHATOPS_HOME/intake.db``
 the gateway's own because the engine's database is exactly what fails under a burst: the
 Prefect server answers concurrent writes on SQLite with 503 "database is locked", and a
 request that waited on that could be lost or answered too late. Here, storing takes well under
-a millisecond, and one dispatcher turns stored requests into flow runs one at a time, so the
-Prefect server sees a steady stream of writes instead of a burst::
+a millisecond, and one dispatcher turns stored requests into flow runs, up to
+:data:`CREATE_AT_ONCE` at a time, so the Prefect server sees a bounded stream of writes instead
+of a burst. Requests for the same environment become runs one after the other, in the order they
+came (:func:`lane`): a later one is not created while an earlier one still waits for Prefect::
 
     ticket = await intake.submit(run, reply)     # durable now; the sender can be answered
     ticket = await intake.wait(ticket.id, 0.6)   # started yet? (run link) or still queued
@@ -65,6 +67,11 @@ BUSY_RETRY_MAX_SECONDS = 2.0
 up to 2 s, where Prefect's client would wait 2 s, then 4 s (its own retries are off here). In the
 100-request SQLite burst this moved the last run's creation from 231–248 s to 204–209 s after
 the burst: the rest is the engine's own pace on SQLite."""
+CREATE_AT_ONCE = 8
+"""How many runs the dispatcher asks Prefect to create at the same time (different environments;
+one environment's requests are created in order, one at a time)."""
+QUEUED_LOOKED_AT = 500
+"""How many queued requests, oldest first, one round of the dispatcher considers."""
 KEEP_SECONDS = 7 * 86400.0
 """How long a finished request stays in the store (its ticket readable) before it is deleted."""
 PRUNE_EVERY_SECONDS = 3600.0
@@ -232,6 +239,19 @@ class Store:
             "WHERE state = 'queued' AND next_try <= ? ORDER BY id LIMIT ?", (now, limit)
         )
 
+    def queued(self, limit: int = QUEUED_LOOKED_AT) -> list[tuple[Job, float]]:
+        """Queued jobs with the time of their next try, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, next_try FROM jobs WHERE state = 'queued' ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        next_try = dict(rows)
+        if not rows:
+            return []
+        jobs = self._jobs("WHERE state = 'queued' AND id <= ? ORDER BY id", (max(next_try),))
+        return [(job, next_try[job.id]) for job in jobs if job.id in next_try]
+
     def jobs(self) -> list[Job]:
         """Every job kept, oldest first."""
         return self._jobs("ORDER BY id", ())
@@ -345,13 +365,15 @@ class Intake:
         self.store.close()
 
     async def dispatch(self) -> None:
-        """Turn due jobs into runs (or statuses), one at a time, for as long as the gateway runs."""
+        """Turn due jobs into runs (or statuses) for as long as the gateway runs: up to
+        :data:`CREATE_AT_ONCE` at a time, each environment's in order (see :func:`lanes`)."""
+        pool = asyncio.Semaphore(CREATE_AT_ONCE)
         while True:
             await self._prune_now_and_then()
-            jobs = await asyncio.to_thread(self.store.due, time.time())
-            for job in jobs:
-                await self._attempt(job)
-            if jobs:
+            queued = await asyncio.to_thread(self.store.queued)
+            due = [jobs for jobs in lanes(queued, time.time()) if jobs]
+            if due:
+                await asyncio.gather(*(self._attempt_in_order(jobs, pool) for jobs in due))
                 continue
             due = await asyncio.to_thread(self.store.next_due)
             pause = 5.0 if due is None else min(5.0, max(0.0, due - time.time()))
@@ -375,34 +397,46 @@ class Intake:
                 "Deleted %d finished requests older than %.0f s", deleted, self.keep_seconds
             )
 
-    async def _attempt(self, job: Job) -> None:
+    async def _attempt_in_order(self, jobs: list[Job], pool: asyncio.Semaphore) -> None:
+        """Attempt one lane's due jobs in order; stop at the first that did not start (it is
+        tried again later, and the ones behind it wait for it)."""
+        for job in jobs:
+            async with pool:
+                done = await self._attempt(job)
+            if not done:
+                return
+
+    async def _attempt(self, job: Job) -> bool:
+        """Start ``job``'s run (or post its status); True when it is settled either way, False
+        when it is to be tried again."""
         try:
             if job.kind == "github_status":
                 await self.notifier.post_github_status(job.payload)
                 await asyncio.to_thread(self.store.update, job.id, state="started")
-                return
+                return True
             started = await self.creator.create(job.run)
         except Permanent as exc:
             await asyncio.to_thread(self.store.update, job.id, state="failed", error=str(exc))
             logger.error("Request %s can never start: %s", job.key, exc)
             await self._settle(job.id)
             await _quietly(self.notifier.failed(job, str(exc)))
-            return
+            return True
         except Busy as exc:
             await self._retry(
                 job,
                 str(exc),
                 pause=min(BUSY_RETRY_MAX_SECONDS, BUSY_RETRY_SECONDS * 1.5**job.attempts),
             )
-            return
+            return False
         except Exception as exc:
             await self._retry(job, f"{type(exc).__name__}: {exc}")
-            return
+            return False
         await asyncio.to_thread(
             self.store.update, job.id, state="started", run_id=started.id, run_url=started.url
         )
         if not await self._settle(job.id):
             await _quietly(self.notifier.started(job, started))
+        return True
 
     async def _retry(self, job: Job, why: str, pause: float | None = None) -> None:
         if pause is None:
@@ -433,6 +467,32 @@ class Intake:
             return False
         waiter.set_result(await self.ticket(job_id))
         return True
+
+
+def lane(job: Job) -> str:
+    """Requests in one lane become runs in the order they came: a run's app environment (a
+    deploy, rollback, verify or dry run of it); anything else is a lane of its own."""
+    parameters = job.payload.get("parameters") or {}
+    if job.kind == "run" and parameters.get("app"):
+        return json.dumps([parameters["app"], parameters.get("environment") or ""])
+    return f"job-{job.id}"
+
+
+def lanes(queued: list[tuple[Job, float]], now: float) -> list[list[Job]]:
+    """The jobs to attempt now, per lane, oldest first: in each lane, the queued jobs from its
+    oldest one on, as long as they are due (a job waiting for its next try holds back the
+    later ones of its lane)."""
+    found: dict[str, list[Job]] = {}
+    blocked: set[str] = set()
+    for job, next_try in queued:
+        name = lane(job)
+        if name in blocked:
+            continue
+        if next_try > now:
+            blocked.add(name)
+            continue
+        found.setdefault(name, []).append(job)
+    return list(found.values())
 
 
 async def _quietly(work: Awaitable[None]) -> None:
