@@ -111,7 +111,7 @@ CLI_WAIT_SECONDS = 30.0
 PREFECT_READ_SECONDS = 10.0
 """How long a CLI poll waits for Prefect before answering 503 (the CLI asks again)."""
 TASK_RUN_PAGE = 200
-SINCE_LAG_SECONDS = 3.0
+SINCE_LAG_SECONDS = 1.0
 """A follow's look with a cursor reaches this far before it: Prefect records task run states from
 events, so one that ended a little earlier than the last one seen may show up a little later."""
 FINISHED = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
@@ -321,7 +321,7 @@ def create_app(
         try:
             since = cursor_time(request.query_params.get("since"))
         except ValueError:
-            return JSONResponse({"error": "since: not a cursor of this run"}, status_code=400)
+            return JSONResponse({"error": "since: not a cursor this gateway gave"}, status_code=400)
         try:
             run = await request.app.state.runs.run(run_id, since)
         except ObjectNotFound:
@@ -606,6 +606,10 @@ def cursor_time(cursor: str | None) -> datetime | None:
     when = datetime.fromisoformat(cursor)
     if when.tzinfo is None:
         raise ValueError("a cursor has a time zone")
+    try:
+        when - timedelta(seconds=SINCE_LAG_SECONDS)
+    except OverflowError:
+        raise ValueError("the cursor's time is too early") from None
     return when
 
 

@@ -136,10 +136,10 @@ def test_a_long_run_is_followed_past_the_bound_while_the_gateway_answers(
     gateway: tuple[str, Answers], capsys: pytest.CaptureFixture[str]
 ) -> None:
     url, answers = gateway
-    running = [(200, run("RUNNING"))] * 6  # pauses of 0.25 s growing to 1 s: beyond the bound
+    running = [(200, run("RUNNING"))] * 4  # pauses growing to 2 s: beyond the bound
     answers.answers = [*running, (200, run("COMPLETED"))]
     outcome = follow(GatewayRuns(Gateway(url, "t")), RUN_ID, give_up_after=1)
-    assert outcome.completed and answers.asked == 7
+    assert outcome.completed and answers.asked == 5
 
 
 def test_the_waiting_line_is_shown_once_per_holder_and_names_the_abort(
@@ -206,7 +206,7 @@ def test_looks_slow_down_while_nothing_ends_and_speed_up_when_something_does(
     gateway: tuple[str, Answers],
 ) -> None:
     url, answers = gateway
-    quiet = [(200, {**run("RUNNING"), "cursor": "2026-12-07T10:00:00+00:00"})] * 8
+    quiet = [(200, {**run("RUNNING"), "cursor": "2026-12-07T10:00:00+00:00"})] * 6
     busy = (200, {**run("RUNNING", tasks=[task(1)]), "cursor": "2026-12-07T10:00:01+00:00"})
     done = (200, {**run("COMPLETED"), "cursor": "2026-12-07T10:00:01+00:00"})
     answers.answers = [*quiet, busy, done, done]
@@ -224,7 +224,7 @@ def test_looks_slow_down_while_nothing_ends_and_speed_up_when_something_does(
         GatewayRuns.run = original  # type: ignore[method-assign]
     pauses = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
     print("measured: pauses between looks", " ".join(f"{p:.2f}" for p in pauses))
-    assert pauses[0] < 0.5  # the first looks come quickly
-    assert 0.95 < pauses[7] < 1.3  # eight quiet looks: the pause has grown to its 1 s bound
-    assert pauses[8] < 0.5  # a task ended: quick again
-    assert len(times) == 11  # ten looks by cursor and the last, full one
+    assert pauses[0] < pauses[1]  # nothing ends: the looks slow down
+    assert 1.95 < pauses[5] < 2.3  # six quiet looks: the pause has grown to its 2 s bound
+    assert pauses[6] < 0.7  # a task ended: quicker again (POLL_SECONDS)
+    assert len(times) == 9  # eight looks by cursor and the last, full one

@@ -85,3 +85,23 @@ def test_a_cursor_must_name_its_time_zone() -> None:
         cursor_time("2026-12-07T10:00:03")
     with pytest.raises(ValueError):
         cursor_time("yesterday")
+    with pytest.raises(ValueError):
+        cursor_time("0001-01-01T00:00:01+00:00")  # no time 3 s before it
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_follow_with_a_cursor_the_gateway_did_not_give_is_refused_clearly() -> None:
+    from tests.gateway_support import RecordingCreator, cli_headers, save_config
+    from tests.gateway_support import gateway as test_gateway
+
+    save_config()
+    path = "/cli/runs/7c0ffee0-0000-4000-8000-000000000001"
+    with test_gateway(RecordingCreator()) as client:
+        for since in ("yesterday", "2026-12-07T10:00:03", "0001-01-01T00:00:00+00:00"):
+            answer = client.get(path, params={"since": since}, headers=cli_headers())
+            assert answer.status_code == 400, since
+            assert answer.json() == {"error": "since: not a cursor this gateway gave"}
+        good = client.get(
+            path, params={"since": "2026-12-07T10:00:03+00:00"}, headers=cli_headers()
+        )
+        assert good.status_code == 404  # a well-formed cursor: the run is looked up (and unknown)
