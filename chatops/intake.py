@@ -366,14 +366,21 @@ class Intake:
 
     async def dispatch(self) -> None:
         """Turn due jobs into runs (or statuses) for as long as the gateway runs: up to
-        :data:`CREATE_AT_ONCE` at a time, each environment's in order (see :func:`lanes`)."""
+        :data:`CREATE_AT_ONCE` at a time, each environment's in order. Each round attempts the
+        oldest queued job of every lane that is due (:func:`next_in_lanes`), so a request for
+        one environment never waits behind a long queue for another."""
         pool = asyncio.Semaphore(CREATE_AT_ONCE)
+
+        async def attempt(job: Job) -> None:
+            async with pool:
+                await self._attempt(job)
+
         while True:
             await self._prune_now_and_then()
             queued = await asyncio.to_thread(self.store.queued)
-            due = [jobs for jobs in lanes(queued, time.time()) if jobs]
+            due = next_in_lanes(queued, time.time())
             if due:
-                await asyncio.gather(*(self._attempt_in_order(jobs, pool) for jobs in due))
+                await asyncio.gather(*(attempt(job) for job in due))
                 continue
             due = await asyncio.to_thread(self.store.next_due)
             pause = 5.0 if due is None else min(5.0, max(0.0, due - time.time()))
@@ -397,46 +404,35 @@ class Intake:
                 "Deleted %d finished requests older than %.0f s", deleted, self.keep_seconds
             )
 
-    async def _attempt_in_order(self, jobs: list[Job], pool: asyncio.Semaphore) -> None:
-        """Attempt one lane's due jobs in order; stop at the first that did not start (it is
-        tried again later, and the ones behind it wait for it)."""
-        for job in jobs:
-            async with pool:
-                done = await self._attempt(job)
-            if not done:
-                return
-
-    async def _attempt(self, job: Job) -> bool:
-        """Start ``job``'s run (or post its status); True when it is settled either way, False
-        when it is to be tried again."""
+    async def _attempt(self, job: Job) -> None:
+        """Start ``job``'s run (or post its status), or note when to try again."""
         try:
             if job.kind == "github_status":
                 await self.notifier.post_github_status(job.payload)
                 await asyncio.to_thread(self.store.update, job.id, state="started")
-                return True
+                return
             started = await self.creator.create(job.run)
         except Permanent as exc:
             await asyncio.to_thread(self.store.update, job.id, state="failed", error=str(exc))
             logger.error("Request %s can never start: %s", job.key, exc)
             await self._settle(job.id)
             await _quietly(self.notifier.failed(job, str(exc)))
-            return True
+            return
         except Busy as exc:
             await self._retry(
                 job,
                 str(exc),
                 pause=min(BUSY_RETRY_MAX_SECONDS, BUSY_RETRY_SECONDS * 1.5**job.attempts),
             )
-            return False
+            return
         except Exception as exc:
             await self._retry(job, f"{type(exc).__name__}: {exc}")
-            return False
+            return
         await asyncio.to_thread(
             self.store.update, job.id, state="started", run_id=started.id, run_url=started.url
         )
         if not await self._settle(job.id):
             await _quietly(self.notifier.started(job, started))
-        return True
 
     async def _retry(self, job: Job, why: str, pause: float | None = None) -> None:
         if pause is None:
@@ -478,21 +474,13 @@ def lane(job: Job) -> str:
     return f"job-{job.id}"
 
 
-def lanes(queued: list[tuple[Job, float]], now: float) -> list[list[Job]]:
-    """The jobs to attempt now, per lane, oldest first: in each lane, the queued jobs from its
-    oldest one on, as long as they are due (a job waiting for its next try holds back the
-    later ones of its lane)."""
-    found: dict[str, list[Job]] = {}
-    blocked: set[str] = set()
+def next_in_lanes(queued: list[tuple[Job, float]], now: float) -> list[Job]:
+    """The jobs to attempt now: the oldest queued job of each lane, if it is due (one waiting
+    for its next try holds back the later ones of its lane)."""
+    first: dict[str, tuple[Job, float]] = {}
     for job, next_try in queued:
-        name = lane(job)
-        if name in blocked:
-            continue
-        if next_try > now:
-            blocked.add(name)
-            continue
-        found.setdefault(name, []).append(job)
-    return list(found.values())
+        first.setdefault(lane(job), (job, next_try))
+    return [job for job, next_try in first.values() if next_try <= now]
 
 
 async def _quietly(work: Awaitable[None]) -> None:
