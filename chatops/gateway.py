@@ -12,7 +12,8 @@ Routes::
     GET  /cli/whoami            the CLI user a token belongs to
     GET  /cli/requests/{key}    what became of a CLI request (by its idempotency key)
     GET  /cli/runs/{id}         a run's state, its finished task runs, and who holds the slot it
-                                waits for (``waiting``), for ``chatops`` to follow
+                                waits for (``waiting``), for ``chatops`` to follow; with
+                                ``?since=<cursor>`` only the task runs that ended since then
     POST /prefect/silent-runs   Prefect's automation: a run went silent → chatops.dead_runs
     GET  /healthz               200 while the process is up
 
@@ -48,6 +49,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -59,6 +61,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
     FlowRunFilterIdempotencyKey,
     TaskRunFilter,
+    TaskRunFilterEndTime,
     TaskRunFilterState,
     TaskRunFilterStateType,
 )
@@ -113,6 +116,9 @@ CLI_WAIT_SECONDS = 30.0
 PREFECT_READ_SECONDS = 10.0
 """How long a CLI poll waits for Prefect before answering 503 (the CLI asks again)."""
 TASK_RUN_PAGE = 200
+SINCE_LAG_SECONDS = 1.0
+"""A follow's look with a cursor reaches this far before it: Prefect records task run states from
+events, so one that ended a little earlier than the last one seen may show up a little later."""
 FINISHED = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
 SLOW_NOTE = "(Prefect is slow to answer; I'll post the result here.)"
 SETTLE_SECONDS = 60.0
@@ -342,7 +348,11 @@ def create_app(
         except ValueError:
             return JSONResponse({"error": "not a run id"}, status_code=404)
         try:
-            run = await request.app.state.runs.run(run_id)
+            since = cursor_time(request.query_params.get("since"))
+        except ValueError:
+            return JSONResponse({"error": "since: not a cursor this gateway gave"}, status_code=400)
+        try:
+            run = await request.app.state.runs.run(run_id, since)
         except ObjectNotFound:
             return JSONResponse({"error": "no such run of chatops"}, status_code=404)
         except Exception as exc:  # noqa: BLE001 - any failure of Prefect: the CLI asks again
@@ -594,16 +604,22 @@ class RunReader:
             return None
         return {"run_id": str(found[0].id), "run_url": url_for("flow-run", obj_id=found[0].id)}
 
-    async def run(self, run_id: UUID) -> dict[str, Any]:
+    async def run(self, run_id: UUID, since: datetime | None = None) -> dict[str, Any]:
         """The run's name and state, and every task run of it that has finished, oldest first
-        (:class:`ObjectNotFound` for a run that is not one of chatops' deployments)."""
+        (:class:`ObjectNotFound` for a run that is not one of chatops' deployments); with
+        ``since`` (a ``cursor`` this answered before), only those that ended since then (and
+        :data:`SINCE_LAG_SECONDS` before), so following a run costs Prefect what changed, not
+        the whole run each time."""
         async with asyncio.timeout(PREFECT_READ_SECONDS):
             run = await self.client.read_flow_run(run_id)
             if run.deployment_id not in await self._deployment_ids(run.deployment_id):
                 raise ObjectNotFound(None, "not a run of chatops")
-            tasks = await self._finished_task_runs(run_id)
+            tasks = await self._finished_task_runs(run_id, since)
         state = run.state
+        ends = [task.end_time for task in tasks if task.end_time is not None]
+        cursor = max([*ends, since]) if since else max(ends, default=None)
         return {
+            "cursor": cursor.isoformat() if cursor else None,
             "id": str(run.id),
             "name": run.name,
             "url": url_for("flow-run", obj_id=run.id),
@@ -631,14 +647,19 @@ class RunReader:
                     self._ours.add((await self.client.read_deployment_by_name(name)).id)
         return self._ours
 
-    async def _finished_task_runs(self, run_id: UUID) -> list[Any]:
-        """All of them, page by page: a run with more task runs than one page shows them all."""
+    async def _finished_task_runs(self, run_id: UUID, since: datetime | None = None) -> list[Any]:
+        """All of them (that ended since ``since``), page by page: a run with more task runs
+        than one page shows them all."""
+        ended = None
+        if since is not None:
+            ended = TaskRunFilterEndTime(after_=since - timedelta(seconds=SINCE_LAG_SECONDS))
         found: list[Any] = []
         while True:
             page = await self.client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
                 task_run_filter=TaskRunFilter(
-                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=FINISHED))
+                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=FINISHED)),
+                    end_time=ended,
                 ),
                 sort=TaskRunSort.EXPECTED_START_TIME_ASC,
                 limit=TASK_RUN_PAGE,
@@ -647,6 +668,20 @@ class RunReader:
             found += page
             if len(page) < TASK_RUN_PAGE:
                 return found
+
+
+def cursor_time(cursor: str | None) -> datetime | None:
+    """The time in a follow's ``since`` cursor (ValueError for one this gateway did not give)."""
+    if not cursor:
+        return None
+    when = datetime.fromisoformat(cursor)
+    if when.tzinfo is None:
+        raise ValueError("a cursor has a time zone")
+    try:
+        when - timedelta(seconds=SINCE_LAG_SECONDS)
+    except OverflowError:
+        raise ValueError("the cursor's time is too early") from None
+    return when
 
 
 def waiting_for(run: FlowRun) -> dict[str, Any] | None:

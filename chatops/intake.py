@@ -6,8 +6,10 @@ The store is a SQLite database owned by the gateway (``$CHATOPS_HOME/intake.db``
 the gateway's own because the engine's database is exactly what fails under a burst: the
 Prefect server answers concurrent writes on SQLite with 503 "database is locked", and a
 request that waited on that could be lost or answered too late. Here, storing takes well under
-a millisecond, and one dispatcher turns stored requests into flow runs one at a time, so the
-Prefect server sees a steady stream of writes instead of a burst::
+a millisecond, and one dispatcher turns stored requests into flow runs, up to
+:data:`CREATE_AT_ONCE` at a time, so the Prefect server sees a bounded stream of writes instead
+of a burst. Requests for the same environment become runs one after the other, in the order they
+came (:func:`lane`): a later one is not created while an earlier one still waits for Prefect::
 
     ticket = await intake.submit(run, reply)     # durable now; the sender can be answered
     ticket = await intake.wait(ticket.id, 0.6)   # started yet? (run link) or still queued
@@ -65,6 +67,11 @@ BUSY_RETRY_MAX_SECONDS = 2.0
 up to 2 s, where Prefect's client would wait 2 s, then 4 s (its own retries are off here). In the
 100-request SQLite burst this moved the last run's creation from 231–248 s to 204–209 s after
 the burst: the rest is the engine's own pace on SQLite."""
+CREATE_AT_ONCE = 8
+"""How many runs the dispatcher asks Prefect to create at the same time (different environments;
+one environment's requests are created in order, one at a time)."""
+QUEUED_LOOKED_AT = 500
+"""How many queued requests, oldest first, one round of the dispatcher considers."""
 KEEP_SECONDS = 7 * 86400.0
 """How long a finished request stays in the store (its ticket readable) before it is deleted."""
 PRUNE_EVERY_SECONDS = 3600.0
@@ -253,6 +260,19 @@ class Store:
             "WHERE state = 'queued' AND next_try <= ? ORDER BY id LIMIT ?", (now, limit)
         )
 
+    def queued(self, limit: int = QUEUED_LOOKED_AT) -> list[tuple[Job, float]]:
+        """Queued jobs with the time of their next try, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, next_try FROM jobs WHERE state = 'queued' ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        next_try = dict(rows)
+        if not rows:
+            return []
+        jobs = self._jobs("WHERE state = 'queued' AND id <= ? ORDER BY id", (max(next_try),))
+        return [(job, next_try[job.id]) for job in jobs if job.id in next_try]
+
     def jobs(self) -> list[Job]:
         """Every job kept, oldest first."""
         return self._jobs("ORDER BY id", ())
@@ -382,13 +402,22 @@ class Intake:
         self.store.close()
 
     async def dispatch(self) -> None:
-        """Turn due jobs into runs (or statuses), one at a time, for as long as the gateway runs."""
+        """Turn due jobs into runs (or statuses) for as long as the gateway runs: up to
+        :data:`CREATE_AT_ONCE` at a time, each environment's in order. Each round attempts the
+        oldest queued job of every lane that is due (:func:`next_in_lanes`), so a request for
+        one environment never waits behind a long queue for another."""
+        pool = asyncio.Semaphore(CREATE_AT_ONCE)
+
+        async def attempt(job: Job) -> None:
+            async with pool:
+                await self._attempt(job)
+
         while True:
             await self._prune_now_and_then()
-            jobs = await asyncio.to_thread(self.store.due, time.time())
-            for job in jobs:
-                await self._attempt(job)
-            if jobs:
+            queued = await asyncio.to_thread(self.store.queued)
+            due = next_in_lanes(queued, time.time())
+            if due:
+                await asyncio.gather(*(attempt(job) for job in due))
                 continue
             due = await asyncio.to_thread(self.store.next_due)
             pause = 5.0 if due is None else min(5.0, max(0.0, due - time.time()))
@@ -413,6 +442,7 @@ class Intake:
             )
 
     async def _attempt(self, job: Job) -> None:
+        """Start ``job``'s run (or post its status), or note when to try again."""
         try:
             if job.kind == "github_status":
                 await self.notifier.post_github_status(job.payload)
@@ -474,6 +504,24 @@ class Intake:
             return False
         waiter.set_result(await self.ticket(job_id))
         return True
+
+
+def lane(job: Job) -> str:
+    """Requests in one lane become runs in the order they came: a run's app environment (a
+    deploy, rollback, verify or dry run of it); anything else is a lane of its own."""
+    parameters = job.payload.get("parameters") or {}
+    if job.kind == "run" and parameters.get("app"):
+        return json.dumps([parameters["app"], parameters.get("environment") or ""])
+    return f"job-{job.id}"
+
+
+def next_in_lanes(queued: list[tuple[Job, float]], now: float) -> list[Job]:
+    """The jobs to attempt now: the oldest queued job of each lane, if it is due (one waiting
+    for its next try holds back the later ones of its lane)."""
+    first: dict[str, tuple[Job, float]] = {}
+    for job, next_try in queued:
+        first.setdefault(lane(job), (job, next_try))
+    return [job for job, next_try in first.values() if next_try <= now]
 
 
 async def _quietly(work: Awaitable[None]) -> None:

@@ -10,6 +10,13 @@ as JSON in the label ``chatops.waiting-for`` (emptied once it takes the slot), a
 the caller (the Slack card): when the wait starts and whenever the holder changes. The CLI
 reads that label through the gateway. Presentation is theirs; this module only records.
 
+Taking the slot is one API call whose answer says which it is: the slot is ours, another run
+holds it (HTTP 423), or the limit does not exist yet. A slow answer is a busy server, never
+"taken": the run's log says so when the first answer took longer than
+:data:`SLOW_ANSWER_SECONDS`, and says another deploy is running only when Prefect refused the
+slot and such a run is seen (otherwise, that the slot is held by a run that ended without
+releasing it, whose lease runs out).
+
 The run holding the slot keeps renewing its lease (60 s) and notes the lease's id on its flow
 run (the label ``chatops.slot-lease``), where any process can read it. When the run is known
 dead (the runner saw its process end, or a restarted runner found it orphaned), its slot is
@@ -23,12 +30,12 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
 from prefect import runtime
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.filters import (
     FlowRunFilter,
@@ -38,12 +45,9 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder, FlowRun, StateType
 from prefect.concurrency._leases import maintain_concurrency_lease
-from prefect.concurrency._sync import (
-    acquire_concurrency_slots_with_lease,
-    release_concurrency_slots_with_lease,
-)
+from prefect.concurrency._sync import release_concurrency_slots_with_lease
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 from prefect.logging import get_run_logger
 from prefect.utilities.urls import url_for
 
@@ -59,9 +63,12 @@ BY_LABEL = "chatops.slot-by"
 """Who the run holding (or that held) the slot deploys for, as the run believed it."""
 KIND_LABEL = "chatops.slot-kind"
 """What the run holding (or that held) the slot does: ``deploy`` or ``rollback``."""
-FIRST_LOOK_SECONDS = 1.0
+SLOW_ANSWER_SECONDS = 1.0
+"""A first answer about the slot slower than this is reported: the Prefect server was busy."""
 LOOK_SECONDS = 5.0
-"""While waiting, how often the run looks again who holds the slot."""
+"""While waiting, how often the run looks again who holds the slot (and asks for it at least)."""
+ASK_AGAIN_MIN_SECONDS = 0.1
+"""The shortest pause before asking again for a slot that is taken (Prefect suggests one)."""
 WAIT_SECONDS = 3600
 HOLDING = [StateType.RUNNING, StateType.CANCELLING]
 Waiting = Callable[[SlotHolder | None], None]
@@ -84,6 +91,38 @@ def _holder() -> ConcurrencyLeaseHolder | None:
     return ConcurrencyLeaseHolder(type="flow_run", id=UUID(str(run_id))) if run_id else None
 
 
+@dataclass(frozen=True)
+class SlotAnswer:
+    """Prefect's answer to one ask for the slot: ours (``lease_id``), ``taken`` by another
+    holder (ask again after ``retry_after`` seconds), or neither: the limit does not exist."""
+
+    lease_id: UUID | None = None
+    taken: bool = False
+    retry_after: float = 0.0
+
+
+def ask_for_slot(client: SyncPrefectClient, name: str) -> SlotAnswer:
+    """Ask once for the slot of limit ``name``, waiting for the answer however long it takes
+    (a busy server is slow, and a slow answer is no answer about the slot)."""
+    try:
+        response = client.increment_concurrency_slots_with_lease(
+            names=[name],
+            slots=1,
+            mode="concurrency",
+            lease_duration=LEASE_SECONDS,
+            holder=_holder(),
+        )
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code != 423:  # 423 Locked: another holder has the slot
+            raise
+        retry_after = float(exc.response.headers.get("Retry-After") or LOOK_SECONDS)
+        return SlotAnswer(taken=True, retry_after=retry_after)
+    body = response.json()
+    if not body.get("limits"):
+        return SlotAnswer()
+    return SlotAnswer(lease_id=UUID(str(body["lease_id"])))
+
+
 def acquire(
     name: str,
     held_by: Callable[[], SlotHolder | None] | None = None,
@@ -91,45 +130,66 @@ def acquire(
 ) -> tuple[UUID, bool]:
     """Take the slot of limit ``name``; return the lease's id, and whether the run waited.
 
-    A free slot is taken in one API call; the limit is created on first use. When another
-    deploy holds the slot, the run's log says so once, and it waits its turn, looking every
-    :data:`LOOK_SECONDS` who holds it (``held_by``): when the holder is new, it is recorded
-    (:func:`note_waiting`) and handed to ``waiting``.
+    A free slot is taken in one API call; the limit is created on first use. A first answer
+    that took longer than :data:`SLOW_ANSWER_SECONDS` is logged as the server being busy. When
+    another run holds the slot, the run's log says so once (naming the deploy that runs, or
+    saying none is seen), and it waits its turn, asking again when Prefect suggests and looking
+    every :data:`LOOK_SECONDS` who holds it (``held_by``): when the holder is new, it is
+    recorded (:func:`note_waiting`) and handed to ``waiting``.
     """
     waited = created = False
     shown: SlotHolder | None = None
     deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        try:
-            lease = acquire_concurrency_slots_with_lease(
-                [name],
-                1,
-                timeout_seconds=LOOK_SECONDS if waited else FIRST_LOOK_SECONDS,
-                lease_duration=LEASE_SECONDS,
-                strict=True,
-                holder=_holder(),
-            )
-            return lease.lease_id, waited
-        except ConcurrencySlotAcquisitionError:
-            if created:
-                raise
-            create_limit(name)  # the first deploy of this app environment
-            created = True
-        except TimeoutError:
+    next_look = 0.0
+    with get_client(sync_client=True) as client:
+        while True:
+            asked = time.monotonic()
+            answer = ask_for_slot(client, name)
+            took = time.monotonic() - asked
+            if answer.lease_id is not None:
+                if not waited and took > SLOW_ANSWER_SECONDS:
+                    get_run_logger().info(
+                        "Took the slot of %s after %.1f s: the Prefect server was busy and slow "
+                        "to answer; no other deploy held it",
+                        name,
+                        took,
+                    )
+                return answer.lease_id, waited
+            if not answer.taken:
+                if created:
+                    raise ConcurrencySlotAcquisitionError(f"the limit {name} could not be created")
+                create_limit(name)  # the first deploy of this app environment
+                created = True
+                continue
             if time.monotonic() > deadline:
-                raise
-            if not waited:
-                get_run_logger().info(
-                    "Another deploy of this app environment is running (%s); waiting for it",
-                    name,
-                )
+                raise TimeoutError(f"waited {WAIT_SECONDS} s for the slot of {name}")
+            if time.monotonic() >= next_look:
+                next_look = time.monotonic() + LOOK_SECONDS
+                holder = held_by() if held_by else None
+                if not waited:
+                    get_run_logger().info(taken_line(name, holder))
+                if holder is not None and holder != shown:
+                    shown = holder
+                    note_waiting(holder)
+                    if waiting:
+                        waiting(holder)
             waited = True
-            holder = held_by() if held_by else None
-            if holder is not None and holder != shown:
-                shown = holder
-                note_waiting(holder)
-                if waiting:
-                    waiting(holder)
+            pause = min(answer.retry_after, max(0.0, next_look - time.monotonic()))
+            time.sleep(max(ASK_AGAIN_MIN_SECONDS, pause))
+
+
+def taken_line(name: str, holder: SlotHolder | None) -> str:
+    """What the run's log says when Prefect refused the slot: who holds it, if anyone runs."""
+    if holder is None:
+        return (
+            f"The slot of this app environment ({name}) is held, but no running deploy of it is "
+            f"seen (a run that ended without releasing it; its lease runs out within "
+            f"{LEASE_SECONDS} s); waiting for it"
+        )
+    return (
+        f"Another deploy of this app environment is running ({name}: {holder.title}, "
+        f"{holder.kind} by {holder.requested_by}); waiting for it"
+    )
 
 
 def slot_holder(app: str, environment: str) -> SlotHolder | None:

@@ -40,6 +40,7 @@ class Answers:
     def __init__(self, *answers: tuple[int, dict]) -> None:
         self.answers = list(answers)
         self.asked = 0
+        self.paths: list[str] = []
 
     def next(self) -> tuple[int, dict]:
         self.asked += 1
@@ -52,6 +53,7 @@ def gateway() -> Iterator[tuple[str, Answers]]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+            answers.paths.append(self.path)
             status, body = answers.next()
             data = json.dumps(body).encode()
             self.send_response(status)
@@ -134,10 +136,10 @@ def test_a_long_run_is_followed_past_the_bound_while_the_gateway_answers(
     gateway: tuple[str, Answers], capsys: pytest.CaptureFixture[str]
 ) -> None:
     url, answers = gateway
-    running = [(200, run("RUNNING"))] * 40  # 40 looks at 0.1 s: longer than the bound
+    running = [(200, run("RUNNING"))] * 4  # pauses growing to 2 s: beyond the bound
     answers.answers = [*running, (200, run("COMPLETED"))]
     outcome = follow(GatewayRuns(Gateway(url, "t")), RUN_ID, give_up_after=1)
-    assert outcome.completed and answers.asked == 41
+    assert outcome.completed and answers.asked == 5
 
 
 def test_the_waiting_line_is_shown_once_per_holder_and_names_the_abort(
@@ -162,3 +164,67 @@ def test_the_waiting_line_is_shown_once_per_holder_and_names_the_abort(
         "deploy of shop@hotfix by alice since 10:42:03 UTC; abort it with "
         "`chatops abort shop in staging`",
     ]
+
+
+def task(n: int, state: str = "COMPLETED") -> dict:
+    return {"id": f"t{n}", "name": f"step-{n}", "state_type": state, "total_run_time": 0.5}
+
+
+def test_each_look_asks_only_for_what_ended_since_the_last_and_the_end_shows_every_line(
+    gateway: tuple[str, Answers], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, answers = gateway
+    answers.answers = [
+        (200, {**run("RUNNING", tasks=[task(1), task(2)]), "cursor": "2026-12-07T10:00:02+00:00"}),
+        (200, {**run("RUNNING", tasks=[task(2), task(3)]), "cursor": "2026-12-07T10:00:03+00:00"}),
+        (200, {**run("RUNNING"), "cursor": "2026-12-07T10:00:03+00:00"}),
+        (200, {**run("COMPLETED", tasks=[task(5)]), "cursor": "2026-12-07T10:00:05+00:00"}),
+        # the last, full look: step-4 was recorded late, after the looks by cursor passed it
+        (200, {**run("COMPLETED", tasks=[task(n) for n in range(1, 6)]), "cursor": "x"}),
+    ]
+    outcome = follow(GatewayRuns(Gateway(url, "t")), RUN_ID)
+    assert outcome.completed
+    base = f"/cli/runs/{RUN_ID}"
+    assert answers.paths == [
+        base,
+        f"{base}?since=2026-12-07T10%3A00%3A02%2B00%3A00",
+        f"{base}?since=2026-12-07T10%3A00%3A03%2B00%3A00",
+        f"{base}?since=2026-12-07T10%3A00%3A03%2B00%3A00",
+        base,  # the run is over: one full look
+    ]
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines] == [
+        "step-1",
+        "step-2",
+        "step-3",
+        "step-5",
+        "step-4",
+    ]  # every task once, the late one too
+
+
+def test_looks_slow_down_while_nothing_ends_and_speed_up_when_something_does(
+    gateway: tuple[str, Answers],
+) -> None:
+    url, answers = gateway
+    quiet = [(200, {**run("RUNNING"), "cursor": "2026-12-07T10:00:00+00:00"})] * 6
+    busy = (200, {**run("RUNNING", tasks=[task(1)]), "cursor": "2026-12-07T10:00:01+00:00"})
+    done = (200, {**run("COMPLETED"), "cursor": "2026-12-07T10:00:01+00:00"})
+    answers.answers = [*quiet, busy, done, done]
+    times: list[float] = []
+    original = GatewayRuns.run
+
+    def timed(self: GatewayRuns, *args: object, **kwargs: object) -> dict:
+        times.append(time.monotonic())
+        return original(self, *args, **kwargs)
+
+    GatewayRuns.run = timed  # type: ignore[method-assign]
+    try:
+        follow(GatewayRuns(Gateway(url, "t")), RUN_ID)
+    finally:
+        GatewayRuns.run = original  # type: ignore[method-assign]
+    pauses = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    print("measured: pauses between looks", " ".join(f"{p:.2f}" for p in pauses))
+    assert pauses[0] < pauses[1]  # nothing ends: the looks slow down
+    assert 1.95 < pauses[5] < 2.3  # six quiet looks: the pause has grown to its 2 s bound
+    assert pauses[6] < 0.7  # a task ended: quicker again (POLL_SECONDS)
+    assert len(times) == 9  # eight looks by cursor and the last, full one

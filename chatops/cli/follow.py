@@ -10,12 +10,20 @@ unfinished while the gateway answers is followed as long as it lasts.
 
 While the run waits for its environment's slot, the gateway's answer says who holds it
 (``waiting``): the CLI prints that once, and again when the holder changes.
+
+Following costs Prefect little: after the first look, each look asks only for the task runs that
+ended since the last one (the gateway's ``cursor``, passed back as ``since``), and the looks
+come every :data:`POLL_SECONDS` while lines come, slowing down to :data:`POLL_MAX_SECONDS` while
+none do. Once the run is over, one last full look (after :data:`SETTLE_SECONDS`, for task runs
+Prefect records late) shows any line the looks by cursor missed: the terminal shows every task
+of the run, however many hosts.
 """
 
 import contextlib
 import os
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
@@ -23,7 +31,16 @@ from typing import Any, TextIO
 from chatops.cli.server import Gateway, GatewayError, TokenRefused
 from model.errors import DeployError
 
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.5
+"""The pause between looks while task runs keep ending. Each look costs the Prefect server two
+small reads; at 0.5 s a 42-host deploy followed costs it about as much as one nobody follows
+(docs/operations.md)."""
+POLL_MAX_SECONDS = 2.0
+"""The longest pause between looks: it grows by :data:`POLL_GROWTH` per look that found nothing
+(a build, a wait for the slot); the next task that ends brings it back to :data:`POLL_SECONDS`."""
+POLL_GROWTH = 1.5
+SETTLE_SECONDS = 0.5
+"""After the run's end, the pause before the last full look (for late-recorded task runs)."""
 RETRY_SECONDS = 1.0
 GIVE_UP_SECONDS = 120.0
 """How long the CLI follows a run without any answer from the gateway (or Prefect behind it)."""
@@ -76,11 +93,17 @@ class GatewayRuns:
     def prefect_name(self) -> str:
         return f"Prefect through the gateway at {self.gateway.url}"
 
-    def run(self, flow_run_id: str, within: float | None = None) -> dict[str, Any]:
-        """The run as the gateway reports it; waits at most ``within`` seconds (if given)."""
+    def run(
+        self, flow_run_id: str, within: float | None = None, since: str | None = None
+    ) -> dict[str, Any]:
+        """The run as the gateway reports it; waits at most ``within`` seconds (if given); with
+        ``since`` (the ``cursor`` of an earlier answer), only the task runs that ended since."""
         timeout = self.timeout if within is None else max(0.1, min(self.timeout, within))
+        path = f"/cli/runs/{flow_run_id}"
+        if since:
+            path += "?" + urllib.parse.urlencode({"since": since})
         try:
-            status, answer = self.gateway.ask("GET", f"/cli/runs/{flow_run_id}", timeout=timeout)
+            status, answer = self.gateway.ask("GET", path, timeout=timeout)
         except TokenRefused:
             raise
         except GatewayError as exc:  # "the gateway at URL did not answer (why)": keep the why
@@ -125,9 +148,16 @@ def follow(
     answered = time.monotonic()
     lost_who: str | None = None
     link = run_url
+    cursor: str | None = None
+    pause = POLL_SECONDS
+    settling = False
     while True:
         try:
-            run = runs.run(flow_run_id, within=answered + give_up_after - time.monotonic())
+            run = runs.run(
+                flow_run_id,
+                within=answered + give_up_after - time.monotonic(),
+                since=None if settling else cursor,
+            )
         except Lost as exc:
             if lost_who is None:
                 lost_who = exc.who
@@ -147,17 +177,32 @@ def follow(
             say(out, f"  … {again} answers again")
             lost_who = None
         link = run.get("url") or link
+        cursor = run.get("cursor") or cursor
         holder = show_waiting(run.get("waiting"), holder, out)
-        for task in run.get("task_runs", []):
-            state = task.get("state_type")
-            if state in MARKS and seen.get(task["id"]) != state:
-                seen[task["id"]] = state
-                took = f"{task['total_run_time']:.1f} s" if task.get("total_run_time") else ""
-                say(out, f"  {MARKS[state]} {task['name']:<40} {state.lower():<10} {took}")
+        news = show_tasks(run.get("task_runs", []), seen, out)
         state = run.get("state") or {}
         if state.get("type") in FINAL:
-            return Outcome(run["name"], state["type"], state.get("name", ""), state.get("message"))
-        time.sleep(POLL_SECONDS)
+            if settling or not cursor:  # the last look was a full one
+                return Outcome(
+                    run["name"], state["type"], state.get("name", ""), state.get("message")
+                )
+            settling, pause = True, SETTLE_SECONDS
+        else:
+            pause = POLL_SECONDS if news else min(POLL_MAX_SECONDS, pause * POLL_GROWTH)
+        time.sleep(pause)
+
+
+def show_tasks(tasks: list[dict[str, Any]], seen: dict[str, str], out: TextIO) -> int:
+    """Print each finished task run not shown yet in that state; how many were printed."""
+    shown = 0
+    for task in tasks:
+        state = task.get("state_type")
+        if state in MARKS and seen.get(task["id"]) != state:
+            seen[task["id"]] = state
+            took = f"{task['total_run_time']:.1f} s" if task.get("total_run_time") else ""
+            say(out, f"  {MARKS[state]} {task['name']:<40} {state.lower():<10} {took}")
+            shown += 1
+    return shown
 
 
 def say(out: TextIO, line: str) -> None:
