@@ -20,7 +20,7 @@ from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.states import Running
 
 from flows import serial
-from tasks.summary import run_tags
+from model.summary import run_tags
 
 APP = "slotprobe"
 
