@@ -43,12 +43,12 @@ READY_SECONDS = 60.0
 STOP_SECONDS = 15.0
 NAMESPACE_UID = 65534
 """Who the server is inside its user namespace when ``chatops up`` runs as root: ``nobody``,
-which exists on every Linux (PostgreSQL looks its own uid up by name)."""
+which exists on every Linux (PostgreSQL's programs want a name for their uid)."""
 SETTINGS = {
     "listen_addresses": "127.0.0.1",
     "unix_socket_directories": "",
-    # Its log goes to files in data/log, one per weekday, each overwritten a week later; what it
-    # says before that (a port taken, a data directory it refuses) reaches chatops up's output.
+    # Its log goes to files in data/log, one per weekday, each overwritten a week later (a
+    # failed start shows its last lines: DatabaseError).
     "logging_collector": "on",
     "log_filename": "postgresql-%a.log",
     "log_truncate_on_rotation": "on",
@@ -172,15 +172,31 @@ class EmbeddedPostgres:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if server.poll() is not None:
+                log, tail = self.last_words()
                 raise DatabaseError(
                     f"PostgreSQL ({self.data}) exited with code {server.returncode} while "
-                    f"starting on 127.0.0.1:{self.port}: its reasons are above, or in "
-                    f"{self.data / 'log'}"
+                    f"starting on 127.0.0.1:{self.port}; the end of {log}:",
+                    tail=tail,
                 )
             if _status(self.data) == (server.pid, "ready"):
                 return
             time.sleep(0.05)
         raise DatabaseError(f"PostgreSQL ({self.data}) was not ready in {seconds:.0f} s")
+
+    def last_words(self, seconds: float = 2.0) -> tuple[Path, list[str]]:
+        """The log file written last and its last lines, once they say why the server stopped
+        (its log writer, a child of the server, may still be writing them out)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            logs = list((self.data / "log").glob("postgresql-*.log"))
+            if logs:
+                log = max(logs, key=lambda path: path.stat().st_mtime)
+                tail = log.read_text(errors="replace").splitlines()[-8:]
+                if any("FATAL" in line or "PANIC" in line for line in tail):
+                    return log, tail
+            if time.monotonic() > deadline:
+                return (log, tail) if logs else (self.data / "log", [])
+            time.sleep(0.05)
 
     def create_database(self) -> None:
         """Create the ``prefect`` database unless it exists (the Prefect server makes its

@@ -3,6 +3,7 @@ from the wheel's programs: made under CHATOPS_HOME, reachable with its password 
 root's privileges, and stopped when a dead ``chatops up`` left it behind."""
 
 import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,3 +173,16 @@ def test_an_unknown_database_choice_names_the_ones_there_are(monkeypatch) -> Non
     monkeypatch.delenv("CHATOPS_DATABASE_URL", raising=False)
     with pytest.raises(up.StartupError, match="embedded, sqlite or a postgresql:// URL"):
         up.chosen_database("mysql://db/prefect")
+
+
+def test_a_server_that_cannot_start_says_why_from_its_log(cluster: EmbeddedPostgres) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        blocked = EmbeddedPostgres(cluster.home, taken.getsockname()[1])
+        server = subprocess.Popen(blocked.argv(), stderr=subprocess.DEVNULL)
+        with pytest.raises(DatabaseError) as failed:
+            blocked.wait_ready(server)
+    said = str(failed.value)
+    assert f"exited with code 1 while starting on 127.0.0.1:{blocked.port}" in said
+    assert "Address already in use" in said, said
