@@ -61,7 +61,7 @@ STOP_SECONDS = {
     "server": 15.0,
     "database": 15.0,
 }
-"""How long each service has to stop on SIGTERM before it is killed (the runner gives the
+"""How long each service has to stop when asked before it is killed (the runner gives the
 deploys in flight ``CHATOPS_STOP_GRACE_SECONDS`` to finish their batch)."""
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 EMBEDDED = "embedded"
@@ -107,14 +107,14 @@ class Service:
         return self.process is not None and self.process.poll() is None
 
     def terminate(self) -> None:
-        """Ask it to stop (SIGTERM, once); :meth:`stop` waits for it."""
+        """Ask it to stop (its ``stop_signal``, once); :meth:`stop` waits for it."""
         if self.alive() and not self.terminating:
             assert self.process is not None
             self.process.send_signal(self.stop_signal)
             self.terminating = True
 
     def stop(self) -> None:
-        """SIGTERM, wait its grace period, then SIGKILL."""
+        """Its ``stop_signal``, wait its grace period, then SIGKILL."""
         if not self.alive():
             return
         assert self.process is not None
@@ -324,9 +324,8 @@ def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) 
         clients = [service for service in services if service.name not in ("server", "database")]
         for service in clients:
             service.terminate()
-        for name in ("server", "database"):
-            clients += [service for service in services if service.name == name]
-        for service in clients:
+        backends = [s for name in ("server", "database") for s in services if s.name == name]
+        for service in [*clients, *backends]:
             service.stop()
         _forget_up_file()
     return 0
