@@ -1,6 +1,7 @@
 """The burst: many signed Slack slash commands and GitHub ``deployment`` webhooks at once.
 
-For each database (``chatops up`` on its SQLite default, and ``chatops up --database`` on a
+For each database (``embedded``: ``chatops up`` on its default, a PostgreSQL of its own;
+``sqlite``: ``chatops up --database sqlite``; ``postgresql``: ``chatops up --database`` on a
 throwaway PostgreSQL), in a fresh CHATOPS_HOME, ``--burst-rounds`` times: ``--burst-each`` slash
 commands and as many webhooks are sent together (one thread per request, released at the same
 instant), spread over ten apps. The deploys cannot get far (the apps' repositories do not exist,
@@ -172,7 +173,9 @@ def measure(result: Result, work: Path, databases: list[str], each: int, rounds:
     key = make_ssh_key(work / "burst-key")
     for db in databases:
         with contextlib.ExitStack() as stack:
-            args: tuple[str, ...] = ()
+            args: tuple[str, ...] = ()  # embedded: chatops up's default
+            if db == "sqlite":
+                args = ("--database", "sqlite")
             if db == "postgresql":
                 args = ("--database", stack.enter_context(throwaway_postgres()).url)
             up = Up(work / f"burst-{db}" / "home", extra_env=SECRETS, args=args)

@@ -373,7 +373,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--restarts", type=int, default=3, help="restarts of chatops up (3)")
     p.add_argument("--burst-each", type=int, default=50, help="slash commands, as many webhooks")
     p.add_argument("--burst-rounds", type=int, default=1)
-    p.add_argument("--databases", default="sqlite,postgresql", type=lambda s: s.split(","))
+    p.add_argument(
+        "--databases",
+        default="sqlite,postgresql",
+        type=lambda s: s.split(","),
+        help="burst on: embedded (chatops up's default), sqlite, postgresql (an external one)",
+    )
     p.add_argument("--out", type=Path, default=Path("results"), help="result directory")
     p.add_argument("--timeout", type=float, default=3600, help="for the whole run, seconds")
     p.add_argument("--max-failures", type=int, default=3)

@@ -2,8 +2,12 @@
 
 It starts, as child processes sharing one environment:
 
-1. a Prefect server: SQLite under ``$CHATOPS_HOME/prefect``, or PostgreSQL with ``--database``
-   (or ``CHATOPS_DATABASE_URL``); skipped when ``PREFECT_API_URL`` already points at a server.
+1. a Prefect server on a PostgreSQL server of its own under ``$CHATOPS_HOME/postgres``
+   (:mod:`chatops.postgres`, started first and stopped last), on SQLite under
+   ``$CHATOPS_HOME/prefect`` with ``--database sqlite``, or on an external PostgreSQL with
+   ``--database postgresql://…`` (or ``CHATOPS_DATABASE_URL``); skipped when
+   ``PREFECT_API_URL`` already points at a server. A home whose data is in SQLite from before
+   PostgreSQL was the default is not moved silently: ``chatops up`` says what to choose.
    Concurrency leases are kept on disk, so a restart does not forget who holds an environment.
    Its API wants a credential from every client (``PREFECT_SERVER_API_AUTH_STRING``), made on
    first start and kept in ``$CHATOPS_HOME/secrets/prefect-api-auth`` (mode 0600); the runner and
@@ -36,6 +40,7 @@ import time
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 from adapters.home import home
@@ -43,6 +48,7 @@ from adapters.net import direct, probe
 from adapters.run_signing import signing_key
 from chatops.cli.server import PREFECT_API_AUTH, write_up_file
 from chatops.lifeline import die_with_parent
+from chatops.postgres import DatabaseError, EmbeddedPostgres, sqlite_database, sqlite_home_advice
 from chatops.settings import DEAD_RUN_SECRET, DEPLOYMENTS, heartbeat_seconds, stop_grace_seconds
 from model.errors import DeployError
 
@@ -53,10 +59,15 @@ STOP_SECONDS = {
     "gateway": 10.0,
     "runner": stop_grace_seconds() + RUNNER_STOP_MARGIN,
     "server": 15.0,
+    "database": 15.0,
 }
-"""How long each service has to stop on SIGTERM before it is killed (the runner gives the
+"""How long each service has to stop when asked before it is killed (the runner gives the
 deploys in flight ``CHATOPS_STOP_GRACE_SECONDS`` to finish their batch)."""
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
+EMBEDDED = "embedded"
+"""``--database embedded`` (the default): PostgreSQL of our own (:mod:`chatops.postgres`)."""
+SQLITE = "sqlite"
+"""``--database sqlite``: the Prefect server's own SQLite file under ``$CHATOPS_HOME/prefect``."""
 
 
 class StartupError(DeployError, RuntimeError):
@@ -78,6 +89,9 @@ class Service:
     death_signal: int = signal.SIGTERM
     """What it gets if ``chatops up`` dies: SIGTERM lets it stop cleanly, SIGKILL (the runner)
     stops it now, where a clean stop would wait for deploys nobody supervises any more."""
+    stop_signal: int = signal.SIGTERM
+    """What asks it to stop (PostgreSQL: SIGINT, a fast shutdown that does not wait for its
+    clients to leave)."""
 
     def start(self, env: Mapping[str, str]) -> None:
         self.process = subprocess.Popen(
@@ -93,14 +107,14 @@ class Service:
         return self.process is not None and self.process.poll() is None
 
     def terminate(self) -> None:
-        """Ask it to stop (SIGTERM, once); :meth:`stop` waits for it."""
+        """Ask it to stop (its ``stop_signal``, once); :meth:`stop` waits for it."""
         if self.alive() and not self.terminating:
             assert self.process is not None
-            self.process.terminate()
+            self.process.send_signal(self.stop_signal)
             self.terminating = True
 
     def stop(self) -> None:
-        """SIGTERM, wait its grace period, then SIGKILL."""
+        """Its ``stop_signal``, wait its grace period, then SIGKILL."""
         if not self.alive():
             return
         assert self.process is not None
@@ -127,7 +141,29 @@ def database_url(url: str) -> str:
     for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url.removeprefix(prefix)
-    raise StartupError(f"--database takes a postgresql:// URL, not {url.split(':', 1)[0]}:…")
+    raise StartupError(
+        f"--database takes {EMBEDDED}, {SQLITE} or a postgresql:// URL, "
+        f"not {url.split(':', 1)[0]}:…"
+    )
+
+
+def chosen_database(database: str | None) -> str:
+    """``--database``, else ``CHATOPS_DATABASE_URL``, else :data:`EMBEDDED`: "embedded",
+    "sqlite" or an external server's URL (asyncpg driver)."""
+    choice = database or os.environ.get("CHATOPS_DATABASE_URL") or EMBEDDED
+    return choice if choice in (EMBEDDED, SQLITE) else database_url(choice)
+
+
+def embedded_database(prefect_home: Path, asked: bool) -> EmbeddedPostgres:
+    """The PostgreSQL of this home, ready to start: a leftover server stopped, the cluster made
+    on first use. A home whose data is in SQLite is refused with what to do unless the
+    embedded server was ``asked`` for by name."""
+    database = EmbeddedPostgres.of(home())
+    old = sqlite_database(prefect_home)
+    if old is not None and not asked and not database.exists():
+        raise DatabaseError(sqlite_home_advice(home(), old))
+    database.prepare(up_pid=_recorded_pid())
+    return database
 
 
 def base_environment(api_url: str, database: str | None, api_auth: str = "") -> dict[str, str]:
@@ -158,7 +194,7 @@ def base_environment(api_url: str, database: str | None, api_auth: str = "") -> 
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(heartbeat_seconds()),
     )
     home().secret(DEAD_RUN_SECRET, create=True)  # the gateway reads it when it starts
-    if database:
+    if database and database not in (EMBEDDED, SQLITE):
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url(database)
     return env
 
@@ -228,39 +264,46 @@ def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) 
     external = os.environ.get("PREFECT_API_URL")
     api_url = external or f"http://{host}:{port}/api"
     server_auth = "" if external else home().secret(PREFECT_API_AUTH, create=True)
-    env = base_environment(
-        api_url, database or os.environ.get("CHATOPS_DATABASE_URL"), api_auth=server_auth
-    )
+    choice = chosen_database(database)
+    env = base_environment(api_url, choice, api_auth=server_auth)
+    if not external:
+        refuse_taken_port(host, port)
+    own_postgres = None
+    if not external and choice == EMBEDDED:
+        asked = EMBEDDED in (database, os.environ.get("CHATOPS_DATABASE_URL"))
+        own_postgres = embedded_database(Path(env["PREFECT_HOME"]), asked)
     os.makedirs(env["PREFECT_HOME"], exist_ok=True)
     gateway_url = (
         f"http://{env.get('CHATOPS_GATEWAY_HOST', '127.0.0.1')}:"
         f"{env.get('CHATOPS_GATEWAY_PORT', '8000')}"
     )
     py = sys.executable
+    server_env = {"PREFECT_SERVER_API_AUTH_STRING": server_auth}
+    if own_postgres:  # its password is the server's alone
+        server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = own_postgres.url
     services = [
         Service(
             "server",
             [py, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],
-            own_env={"PREFECT_SERVER_API_AUTH_STRING": server_auth},
+            own_env=server_env,
         ),
         Service("runner", [py, "-m", "chatops.runner"], death_signal=signal.SIGKILL),
         Service("gateway", [py, "-m", "chatops.gateway"]),
     ]
     if external:
         services = services[1:]
-    else:
-        refuse_taken_port(host, port)
+    if own_postgres:
+        services.insert(0, postgres_service(own_postgres))
     watching: subprocess.Popen | None = None
     try:
-        for service in services:  # all at once: the runner and gateway load while the server does
-            service.start(env)
+        start_all(services, env, own_postgres)
         for service in services:
             url = {"server": f"{api_url}/health", "gateway": f"{gateway_url}/healthz"}.get(
                 service.name
             )
             if url:
                 wait_answering(url, service, SERVER_START_SECONDS)
-            if service.name == services[0].name:  # the API answers: set up the watch meanwhile
+            if service is _clients_first(services):  # the API answers: set up the watch meanwhile
                 watching = watch_silent_runs(env, gateway_url)
         wait_watching(watching)
         wait_served(
@@ -275,14 +318,56 @@ def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) 
         supervise(services, env, stopping)
     finally:
         # The gateway and the runner stop together (the runner lets deploys in flight finish
-        # their batch), then the server they both talk to.
-        clients = [service for service in services if service.name != "server"]
+        # their batch), then the server they both talk to, then its database.
+        clients = [service for service in services if service.name not in ("server", "database")]
         for service in clients:
             service.terminate()
-        for service in [*clients, *(s for s in services if s.name == "server")]:
+        backends = [s for name in ("server", "database") for s in services if s.name == name]
+        for service in [*clients, *backends]:
             service.stop()
         _forget_up_file()
     return 0
+
+
+def postgres_service(database: EmbeddedPostgres) -> Service:
+    """The embedded PostgreSQL as a supervised child: a fast shutdown (SIGINT) when asked to
+    stop, and when ``chatops up`` dies."""
+    return Service(
+        "database",
+        database.argv(),
+        death_signal=signal.SIGINT,
+        stop_signal=signal.SIGINT,
+    )
+
+
+def start_all(
+    services: list[Service], env: Mapping[str, str], database: EmbeddedPostgres | None
+) -> None:
+    """Start every service at once (the runner and gateway load while the server does); with
+    our own PostgreSQL, the Prefect server once it accepts connections and has its database."""
+    for service in services:
+        if service.name != "server" or database is None:
+            service.start(env)
+    if database is not None:
+        started = {service.name: service for service in services}
+        assert started["database"].process is not None
+        database.wait_ready(started["database"].process)
+        database.create_database()
+        started["server"].start(env)
+
+
+def _clients_first(services: list[Service]) -> Service:
+    """The first service that talks to the Prefect API (the server, or the runner when the
+    server is external)."""
+    return next(service for service in services if service.name != "database")
+
+
+def _recorded_pid() -> int | None:
+    """The pid in ``up.json``: a ``chatops up`` that runs, or ran, on this home."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        pid = json.loads(home().up_file.read_text()).get("pid")
+        return pid if isinstance(pid, int) else None
+    return None
 
 
 def watch_silent_runs(env: Mapping[str, str], gateway_url: str) -> subprocess.Popen:

@@ -1,9 +1,10 @@
 #!/bin/bash
-# Start chatops-deploy on this machine on embedded defaults: a Prefect server on SQLite under
-# $CHATOPS_HOME (default ~/.chatops), the runner serving the flows and the HTTP gateway.
+# Start chatops-deploy on this machine on embedded defaults: a PostgreSQL server of its own and
+# the Prefect server on it, both under $CHATOPS_HOME (default ~/.chatops), the runner serving the
+# flows and the HTTP gateway.
 # Creates the Python environment (.venv) on first use and, as root, the user builds run as
 # (scripts/build-user.sh). Ctrl-C stops everything.
-# Usage: scripts/up.sh [--host 127.0.0.1] [--port 4200]
+# Usage: scripts/up.sh [--host 127.0.0.1] [--port 4200] [--database embedded|sqlite|postgresql://…]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 VENV="$ROOT/.venv"

@@ -78,6 +78,8 @@ class ChatopsUp:
         self.args = list(args)
         self.process: subprocess.Popen | None = None
         self.tokens: dict[str, str] = {}
+        self.ready_seconds = 0.0
+        """From its start until it said "chatops is up"."""
 
     def __enter__(self) -> "ChatopsUp":
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
@@ -87,6 +89,7 @@ class ChatopsUp:
             DO_NOT_TRACK="1",
             **self.extra_env,
         )
+        started = time.monotonic()
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "chatops.cli", "up", "--port", str(self.port), *self.args],
@@ -98,6 +101,7 @@ class ChatopsUp:
         if not wait_for(lambda: "chatops is up" in self.output(), 120):
             self.__exit__()
             raise RuntimeError(f"chatops up did not start:\n{self.output()}")
+        self.ready_seconds = time.monotonic() - started
         if not wait_for(self.serving, 60):
             self.__exit__()
             raise RuntimeError(f"the flows were not served:\n{self.output()}")

@@ -247,7 +247,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     try:
         return up.run(args.host, args.port, args.database)
-    except up.StartupError as exc:
+    except (up.StartupError, up.DatabaseError) as exc:
         print(f"chatops: {exc}", file=sys.stderr)
         return 1
 
@@ -277,7 +277,11 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="start the Prefect server, the runner and the gateway here")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=4200, help="Prefect server port")
-    p.add_argument("--database", help="postgresql://… for the Prefect server (default: SQLite)")
+    p.add_argument(
+        "--database",
+        help="where the Prefect server keeps its data: embedded (the default: a PostgreSQL server "
+        "of its own under $CHATOPS_HOME/postgres), sqlite, or postgresql://… (an external one)",
+    )
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("users", help="the people who may use the CLI, each with their own token")
     users = p.add_subparsers(dest="users_command", required=True)
