@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from github import GithubException
 
+from adapters.github import github_client
 from blocks import Environment, GitHubAccess
 from blocks.environment import AUTO_ON_GREEN
 from chatops.catalog import Snapshot
@@ -46,7 +47,6 @@ from chatops.github.events import (
 from chatops.grammar import Command
 from chatops.intake import ReplyTo
 from chatops.request import Request, Requester
-from tasks.github import github_client
 
 EVENTS = frozenset({"status", "check_suite", "check_run"})
 """The deliveries that may turn a commit green (or red)."""
