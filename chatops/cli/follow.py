@@ -9,7 +9,9 @@ carries on where it was; after ``give_up_after`` seconds (default :data:`GIVE_UP
 unfinished while the gateway answers is followed as long as it lasts.
 
 While the run waits for its environment's slot, the gateway's answer says who holds it
-(``waiting``): the CLI prints that once, and again when the holder changes.
+(``waiting``): the CLI prints that once, and again when the holder changes. Once the deploy
+knows its commit, the answer says what it changes against what runs there now (``change``:
+``1 commit added (compare URL)``, or ``first deploy here``): the CLI prints that once.
 """
 
 import contextlib
@@ -125,6 +127,7 @@ def follow(
     answered = time.monotonic()
     lost_who: str | None = None
     link = run_url
+    change_shown = False
     while True:
         try:
             run = runs.run(flow_run_id, within=answered + give_up_after - time.monotonic())
@@ -148,6 +151,9 @@ def follow(
             lost_who = None
         link = run.get("url") or link
         holder = show_waiting(run.get("waiting"), holder, out)
+        if run.get("change") and not change_shown:
+            say(out, f"  ↔ changes: {run['change']}")
+            change_shown = True
         for task in run.get("task_runs", []):
             state = task.get("state_type")
             if state in MARKS and seen.get(task["id"]) != state:
