@@ -73,6 +73,7 @@ def test_deploy_then_rollback_switches_back_without_building_or_uploading(
     assert "✓ build" in first and "shop@v1" in first and first.rstrip().endswith("Completed")
     second = terminal.say("deploy", "acme/shop@v2", "to", "stg")
     assert "↔ changes: 1 commit added" in second
+    assert second.index("✓ checkout") < second.index("↔ changes"), second
     assert all(terminal.repo.v2 in serving(h) for h in terminal.hosts)
 
     back = terminal.say("rollback", "shop", "in", "staging")

@@ -151,15 +151,15 @@ def follow(
             lost_who = None
         link = run.get("url") or link
         holder = show_waiting(run.get("waiting"), holder, out)
-        if run.get("change") and not change_shown:
-            say(out, f"  ↔ changes: {run['change']}")
-            change_shown = True
         for task in run.get("task_runs", []):
             state = task.get("state_type")
             if state in MARKS and seen.get(task["id"]) != state:
                 seen[task["id"]] = state
                 took = f"{task['total_run_time']:.1f} s" if task.get("total_run_time") else ""
                 say(out, f"  {MARKS[state]} {task['name']:<40} {state.lower():<10} {took}")
+        if run.get("change") and not change_shown:  # after the lines of the steps before it
+            say(out, f"  ↔ changes: {run['change']}")
+            change_shown = True
         state = run.get("state") or {}
         if state.get("type") in FINAL:
             return Outcome(run["name"], state["type"], state.get("name", ""), state.get("message"))
