@@ -151,6 +151,18 @@ def deployed_everywhere() -> list[Deployed]:
     return sorted(found, key=lambda d: (d.app, d.environment))
 
 
+def deployed_on(app: str, environment: str) -> Deployed | None:
+    """What runs in one app environment now, as its latest ``deployed-*`` record says (None:
+    nothing was ever deployed there)."""
+    key = ArtifactCollectionFilterKey(any_=[deployed_key(app, environment)])
+    with get_client(sync_client=True) as client:
+        latest = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(key=key), limit=1
+        )
+    rows = [row for artifact in latest for row in _rows(Deployed, artifact.data)]
+    return rows[0] if rows else None
+
+
 def recent_runs(app: str, environment: str | None, limit: int = 50) -> list[RecentRun]:
     """The newest deploy and rollback runs of ``app`` (in ``environment``), newest first."""
     tags = run_tags(app, environment or "")[: 2 if environment else 1]

@@ -107,7 +107,7 @@ from chatops.slack import form as slack_form
 from chatops.slack.respond import Responder, WebhookResponder
 from chatops.users import UserStore
 from model.errors import ChatopsError
-from model.summary import WAITING_LABEL
+from model.summary import CHANGE_LABEL, WAITING_LABEL
 from render.slack_card import escape_mrkdwn
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -629,6 +629,7 @@ class RunReader:
                 "message": state.message if state else None,
             },
             "waiting": waiting_for(run),
+            "change": run.labels.get(CHANGE_LABEL) or None,
             "task_runs": [
                 {
                     "id": str(task.id),

@@ -30,7 +30,7 @@ from model.releases import HostState
 from model.summary import run_title
 from model.target import Target
 from tasks.build import cache_dir, cached_artifact
-from tasks.git import git, resolve, update_mirror
+from tasks.git import commits_apart, resolve, update_mirror
 from tasks.github import blocking_checks
 from tasks.hosts import free_space, inspect
 
@@ -134,8 +134,7 @@ def commits_between(mirror: Path, old: str | None, new: str) -> str:
     if old is None:
         return f"nothing → {new[:7]}: a first deploy"
     try:
-        added = git("rev-list", "--count", f"{old}..{new}", cwd=mirror)
-        removed = git("rev-list", "--count", f"{new}..{old}", cwd=mirror)
+        added, removed = commits_apart(mirror, old, new)
     except ChatopsError:
         return f"{old[:7]} → {new[:7]} (the commit it runs is not in the repository)"
     return f"{old[:7]} → {new[:7]}: {added} commits added, {removed} removed"

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from prefect import runtime
 from prefect.client.orchestration import get_client
@@ -45,9 +46,20 @@ from adapters.pull_request import PullRequestComment, edit_comment
 from adapters.run_signing import claims, problem, signing_key
 from blocks import App, Environment, GitHubAccess, SlackAccess
 from blocks.environment import Event
+from flows.changes import what_changes
 from flows.results import HostsFailed
 from model.errors import DeployFailure
-from model.summary import DeploySummary, Outcome, SlotHolder, Step, run_tags, run_title
+from model.summary import (
+    CHANGE_LABEL,
+    Change,
+    DeploySummary,
+    Outcome,
+    SlotHolder,
+    Step,
+    change_label,
+    run_tags,
+    run_title,
+)
 from model.target import Target
 from render.pull_request import comment_markdown
 from tasks.github import (
@@ -228,8 +240,10 @@ class DeployReport:
             self._github_status("in_progress", f"Deploying {self.target.ref} with chatops")
 
     def resolved(self, sha: str, release: str) -> None:
-        """The commit is known: name the run after it and tag it with app and environment."""
+        """The commit is known: name the run after it, tag it with app and environment, and
+        say what it changes against what runs there now."""
         self.summary.sha, self.summary.release = sha, release
+        self.summary.change = self._what_changes(sha)
         run_id = runtime.flow_run.id
         if run_id:
             tags = {
@@ -238,7 +252,33 @@ class DeployReport:
             }
             with get_client(sync_client=True) as client:
                 client.update_flow_run(run_id, name=self.summary.title, tags=sorted(tags))
+            self._label_change(run_id)
         self._update_slack()
+
+    def _what_changes(self, sha: str) -> Change | None:
+        """What the deploy changes; None (and a log line) when it cannot be told, which never
+        fails the deploy."""
+        try:
+            change = what_changes(self.target, sha, self.github)
+        except Exception as exc:
+            self.logger.warning(
+                "Could not count the commits this deploy changes: %s", self.redact(str(exc))
+            )
+            return None
+        if change is not None:
+            self.logger.info("Changes: %s", change_label(change))
+        return change
+
+    def _label_change(self, run_id: Any) -> None:
+        """Record what the deploy changes on its run, where the terminal following it reads it."""
+        if self.summary.change is None:
+            return
+        label = {CHANGE_LABEL: change_label(self.summary.change)}
+        try:
+            with get_client(sync_client=True) as client:
+                client.update_flow_run_labels(UUID(str(run_id)), label)
+        except Exception as exc:  # the terminal misses the line; the deploy goes on
+            self.logger.warning("Could not record what the deploy changes: %s", exc)
 
     @contextmanager
     def failures(self) -> Iterator[None]:

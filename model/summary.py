@@ -84,6 +84,48 @@ class SlotHolder:
     run_url: str | None = None
 
 
+CHANGE_LABEL = "chatops.change"
+"""The flow run label where a deploy records what it changes (:func:`change_label`), for the
+terminal that follows it."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a deploy changes against what its environment runs now: commits added and removed.
+
+    ``base`` is the commit running there now (None: nothing runs there yet); ``url`` is the
+    compare link, when GitHub is configured::
+
+        >>> Change(3, 1, "1a2b3c4").words, Change(1, 0, "1a2b3c4").words
+        ('3 commits added, 1 removed', '1 commit added')
+        >>> Change(0, 2, "1a2b3c4").words, Change(0, 0, None).words
+        ('2 commits removed', 'first deploy here')
+    """
+
+    added: int
+    removed: int
+    base: str | None
+    url: str | None = None
+
+    @property
+    def words(self) -> str:
+        if self.base is None:
+            return "first deploy here"
+        if not self.added and not self.removed:
+            return "no commit added or removed"
+        added = f"{self.added} commit{'s' * (self.added != 1)} added" if self.added else ""
+        if not self.removed:
+            return added
+        if not added:
+            return f"{self.removed} commit{'s' * (self.removed != 1)} removed"
+        return f"{added}, {self.removed} removed"
+
+
+def change_label(change: Change) -> str:
+    """What the run records under :data:`CHANGE_LABEL`: ``1 commit added (URL)``."""
+    return f"{change.words} ({change.url})" if change.url else change.words
+
+
 @dataclass
 class DeploySummary:
     """Who deploys what where, how far it got, and how it ended."""
@@ -108,6 +150,8 @@ class DeploySummary:
     """The run holding the environment's slot while this one waits for it."""
     pull_request_url: str | None = None
     """The pull request whose comment asked for this deploy."""
+    change: Change | None = None
+    """What it changes against what runs there now; None while unknown (or not comparable)."""
 
     @property
     def title(self) -> str:

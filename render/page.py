@@ -24,6 +24,10 @@ def report_markdown(summary: DeploySummary) -> str:
         ("release", f"`{_cell(summary.release)}`"),
         ("GitHub deployment", _cell(summary.deployment_id)),
     ]
+    if summary.change is not None:
+        change = summary.change
+        compare = f" ({_link('compare', change.url)})" if change.url else ""
+        rows.append(("changes", f"{_cell(change.words)}{compare}"))
     lines = [f"# {summary.title}", "", "| | |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]
     lines += ["", "| step | state | seconds |", "|---|---|---|"]

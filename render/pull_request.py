@@ -16,6 +16,7 @@ from render.slack_card import (
     MRKDWN_MENTION,
     OUTCOMES,
     STEP_EMOJI,
+    change_line,
     duration,
     redact_secrets,
 )
@@ -38,7 +39,8 @@ def plain(text: str) -> str:
 
 def comment_markdown(card: DeploySummary) -> str:
     """The deploy as a pull request comment: the same facts as the Slack card (title, who,
-    where, the run link, every step with its time, the result and what went wrong)."""
+    where, what it changes with a compare link, the run link, every step with its time, the
+    result and what went wrong)."""
     emoji, verb, label = OUTCOMES.get(card.outcome, OUTCOMES["error"])
     lines = [
         f"{emoji} **{verb}** `{_code(card.title)}` — {label}",
@@ -48,6 +50,8 @@ def comment_markdown(card: DeploySummary) -> str:
     ]
     if card.sha:
         lines.append(f"Commit `{card.sha[:12]}`")
+    if card.change is not None:
+        lines.append(f"Changes: {markdown(change_line(card.change))}")
     if card.run_url:
         lines.append(f"Run: [{plain(card.title)}]({card.run_url})")
     if card.outcome is None and card.waiting_for is not None:

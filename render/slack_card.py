@@ -12,7 +12,8 @@ Pure functions, no Slack calls (those are in :mod:`adapters.slack`)::
     ['header', 'section', 'section', 'actions']
 
 The card: a header ``shop@feature-x (1a2b3c4) → staging``, a summary with fields (who,
-environment, hosts, state, commit, GitHub deployment), the step checklist with timings, an error
+environment, hosts, state, commit, what it changes against what runs there now with a compare
+link, GitHub deployment), the step checklist with timings, an error
 excerpt when the deploy failed, and buttons: "View run" (link) and, after a success, "Roll back"
 (``action_id="rollback"``, ``value='{"app":…,"environment":…}'``, danger, with a confirm
 dialog), while it runs "Abort" (``action_id="abort"``, the same value, danger, with a confirm
@@ -30,7 +31,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from model.summary import DeploySummary, SlotHolder, Step
+from model.summary import Change, DeploySummary, SlotHolder, Step
 
 HEADER_LIMIT = 150
 SECTION_LIMIT = 3000
@@ -162,6 +163,8 @@ def _summary_block(card: DeploySummary) -> dict[str, Any]:
     ]
     if card.sha:
         fields.append(f"*Commit*\n{_code(card.sha[:12])}")
+    if card.change is not None:
+        fields.append(f"*Changes*\n{change_line(card.change)}")
     if card.deployment_id is not None:
         fields.append(f"*GitHub deployment*\n#{card.deployment_id}")
     if card.pull_request_url and SAFE_URL.match(card.pull_request_url):
@@ -175,6 +178,13 @@ def _summary_block(card: DeploySummary) -> dict[str, Any]:
         "text": _mrkdwn(headline),
         "fields": [_mrkdwn(f, FIELD_LIMIT) for f in fields],
     }
+
+
+def change_line(change: Change) -> str:
+    """``3 commits added, 1 removed (<url|compare>)``; the link only when it is a web URL."""
+    url = change.url
+    compare = f" (<{url}|compare>)" if url and SAFE_URL.match(url) else ""
+    return f"{change.words}{compare}"
 
 
 def _step_line(step: Step) -> str:

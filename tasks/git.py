@@ -110,6 +110,14 @@ def resolve_ref(clone_url: str, ref: str) -> str:
     return resolve(update_mirror(clone_url), ref)
 
 
+def commits_apart(mirror: Path, base: str, head: str) -> tuple[int, int]:
+    """How many commits ``head`` has that ``base`` lacks, and how many ``base`` has that
+    ``head`` lacks (added and removed, when ``head`` replaces ``base``), counted in ``mirror``."""
+    counts = git("rev-list", "--left-right", "--count", f"{base}...{head}", cwd=mirror)
+    removed, added = (int(n) for n in counts.split())
+    return added, removed
+
+
 def add_worktree(mirror: Path, sha: str) -> Path:
     """A fresh detached work tree of ``sha`` under ``$CHATOPS_HOME/worktrees``."""
     tree = home().worktrees / f"{sha[:12]}-{uuid.uuid4().hex[:8]}"

@@ -71,11 +71,14 @@ def test_deploy_then_rollback_switches_back_without_building_or_uploading(
     first = terminal.say("deploy", "shop@v1", "to", "staging", env=no_prefect)
     assert "lost contact" not in first
     assert "✓ build" in first and "shop@v1" in first and first.rstrip().endswith("Completed")
-    terminal.say("deploy", "acme/shop@v2", "to", "stg")
+    second = terminal.say("deploy", "acme/shop@v2", "to", "stg")
+    assert "↔ changes: 1 commit added" in second
+    assert second.index("✓ checkout") < second.index("↔ changes"), second
     assert all(terminal.repo.v2 in serving(h) for h in terminal.hosts)
 
     back = terminal.say("rollback", "shop", "in", "staging")
     assert "is rolling back" in back and back.rstrip().endswith("Completed")
+    assert "↔ changes: 1 commit removed" in back
     assert all(terminal.repo.v1 in serving(h) for h in terminal.hosts)
     [rollback] = [r for r in terminal.runs() if "previous release" in r["name"]]
     steps = terminal.tasks(rollback["id"])

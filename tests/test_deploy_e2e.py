@@ -278,3 +278,40 @@ def test_slack_message_follows_the_deploy(shop: Shop, fake_slack) -> None:
         assert fake_slack.violations == []
     finally:
         SlackAccess.delete("default")
+
+
+def card_fields(fake_slack) -> list[str]:
+    """The summary fields of the newest deploy card in the deploys channel, as last updated."""
+    card = fake_slack.top_level("C0DEPLOYS01")[-1]
+    section = next(b for b in card.blocks if b.get("block_id") == "deploy_summary")
+    return [field["text"] for field in section["fields"]]
+
+
+def test_the_card_says_what_the_deploy_changes(shop: Shop, fake_slack) -> None:
+    SlackAccess(bot_token=fake_slack.token, api_url=fake_slack.api_url).save(
+        "default", overwrite=True
+    )
+    v1, v2 = shop.repo.v1, shop.repo.v2
+    compare = "https://github.com/acme/shop/compare"
+    notify = {"channel": "C0DEPLOYS01"}
+    try:
+        assert history.deployed_on("shop", "nowhere") is None  # a first deploy there
+        as_gateway(deploy, app="shop", environment="staging", ref="v1", notify=notify)
+        forward = as_gateway(deploy, app="shop", environment="staging", ref="v2", notify=notify)
+        assert forward.outcome == "success"
+        assert f"*Changes*\n1 commit added (<{compare}/{v1}...{v2}|compare>)" in card_fields(
+            fake_slack
+        )
+
+        back = as_gateway(rollback, app="shop", environment="staging", notify=notify)
+        assert back.outcome == "success" and back.sha == v1
+        assert f"*Changes*\n1 commit removed (<{compare}/{v2}...{v1}|compare>)" in card_fields(
+            fake_slack
+        )
+
+        GitHubAccess.delete("default")  # no GitHub: the app's mirror counts, with no link
+        as_gateway(deploy, app="shop", environment="staging", ref="v2", notify=notify)
+        assert "*Changes*\n1 commit added" in card_fields(fake_slack)
+        assert fake_slack.violations == []
+    finally:
+        SlackAccess.delete("default")

@@ -9,7 +9,9 @@ carries on where it was; after ``give_up_after`` seconds (default :data:`GIVE_UP
 unfinished while the gateway answers is followed as long as it lasts.
 
 While the run waits for its environment's slot, the gateway's answer says who holds it
-(``waiting``): the CLI prints that once, and again when the holder changes.
+(``waiting``): the CLI prints that once, and again when the holder changes. Once the deploy
+knows its commit, the answer says what it changes against what runs there now (``change``:
+``1 commit added (compare URL)``, or ``first deploy here``): the CLI prints that once.
 
 Following costs Prefect little: after the first look, each look asks only for the task runs that
 ended since the last one (the gateway's ``cursor``, passed back as ``since``), and the looks
@@ -151,6 +153,7 @@ def follow(
     cursor: str | None = None
     pause = POLL_SECONDS
     settling = False
+    change_shown = False
     while True:
         try:
             run = runs.run(
@@ -180,6 +183,9 @@ def follow(
         cursor = run.get("cursor") or cursor
         holder = show_waiting(run.get("waiting"), holder, out)
         news = show_tasks(run.get("task_runs", []), seen, out)
+        if run.get("change") and not change_shown:  # after the lines of the steps before it
+            say(out, f"  ↔ changes: {run['change']}")
+            change_shown = True
         state = run.get("state") or {}
         if state.get("type") in FINAL:
             if settling or not cursor:  # the last look was a full one

@@ -1832,3 +1832,120 @@ PULL_REQUEST_ROUTES = (
 )
 """Served outside the deployments subset, described in ``tests/fixtures/github_rest/``."""
 ROUTES += PULL_REQUEST_ROUTES
+
+
+# --------------------------------------------------------------------------- compare
+COMPARE_REQUIRED = (
+    "url",
+    "html_url",
+    "permalink_url",
+    "diff_url",
+    "patch_url",
+    "base_commit",
+    "merge_base_commit",
+    "status",
+    "ahead_by",
+    "behind_by",
+    "total_commits",
+    "commits",
+)
+"""The fields GitHub's ``commit-comparison`` schema requires (rest-api-description)."""
+_LOG_FORMAT = "%H%x1f%P%x1f%an%x1f%ae%x1f%aI%x1f%cn%x1f%ce%x1f%cI%x1f%T%x1f%B%x1e"
+
+
+def _compare(self: FakeGitHub, call: _Call) -> _Reply:
+    """GitHub's "compare two commits" (``GET …/compare/{base}...{head}``), counted in the
+    repository's ``git_dir``: ``ahead_by`` commits ``head`` has that ``base`` lacks,
+    ``behind_by`` the other way, ``commits`` (oldest first) what ``head`` adds."""
+    base_ref, dots, head_ref = urllib.parse.unquote(call.params["basehead"]).partition("...")
+    repo = call.repo
+    base = _resolve_ref(repo, base_ref) if dots else None
+    head = _resolve_ref(repo, head_ref) if dots else None
+    if repo.git_dir is None or base is None or head is None:
+        return _Reply(404, _error_body(404, "Not Found", call.docs))
+    merge_base = _git(repo.git_dir, "merge-base", base, head).stdout.strip()
+    added = _compare_commits(self, repo, f"{base}..{head}")
+    behind = len(_git(repo.git_dir, "rev-list", f"{head}..{base}").stdout.split())
+    ahead = len(added)
+    status = (
+        "identical"
+        if not ahead and not behind
+        else "ahead"
+        if not behind
+        else "behind"
+        if not ahead
+        else "diverged"
+    )
+    api, web = self._api(repo), f"{self.web_url}/{repo.full_name}"
+    spec = f"{base_ref}...{head_ref}"
+    return _Reply(
+        200,
+        {
+            "url": f"{api}/compare/{spec}",
+            "html_url": f"{web}/compare/{spec}",
+            "permalink_url": f"{web}/compare/{repo.full_name.split('/')[0]}:{base[:7]}..."
+            f"{repo.full_name.split('/')[0]}:{head[:7]}",
+            "diff_url": f"{web}/compare/{spec}.diff",
+            "patch_url": f"{web}/compare/{spec}.patch",
+            "base_commit": _compare_commits(self, repo, base, single=True)[0],
+            "merge_base_commit": _compare_commits(self, repo, merge_base or base, single=True)[0],
+            "status": status,
+            "ahead_by": ahead,
+            "behind_by": behind,
+            "total_commits": ahead,
+            "commits": added,
+            "files": [],
+        },
+    )
+
+
+def _compare_commits(
+    fake: FakeGitHub, repo: _Repo, spec: str, single: bool = False
+) -> list[dict[str, Any]]:
+    """The commits ``spec`` names (a range, or one commit with ``single``) as GitHub's
+    ``commit`` objects, oldest first."""
+    assert repo.git_dir is not None
+    args = ["-1"] if single else ["--reverse"]
+    out = _git(repo.git_dir, "log", *args, f"--format={_LOG_FORMAT}", spec).stdout
+    api, web = fake._api(repo), f"{fake.web_url}/{repo.full_name}"
+    commits = []
+    for record in filter(str.strip, out.split("\x1e")):
+        sha, parents, an, ae, ad, cn, ce, cd, tree, message = record.strip("\n").split("\x1f")
+        commits.append(
+            {
+                "url": f"{api}/commits/{sha}",
+                "sha": sha,
+                "node_id": _node_id("Commit", int(sha[:7], 16)),
+                "html_url": f"{web}/commit/{sha}",
+                "comments_url": f"{api}/commits/{sha}/comments",
+                "commit": {
+                    "url": f"{api}/git/commits/{sha}",
+                    "author": {"name": an, "email": ae, "date": ad},
+                    "committer": {"name": cn, "email": ce, "date": cd},
+                    "message": message.strip(),
+                    "comment_count": 0,
+                    "tree": {"sha": tree, "url": f"{api}/git/trees/{tree}"},
+                    "verification": {
+                        "verified": False,
+                        "reason": "unsigned",
+                        "signature": None,
+                        "payload": None,
+                        "verified_at": None,
+                    },
+                },
+                "author": None,
+                "committer": None,
+                "parents": [
+                    {"sha": p, "url": f"{api}/commits/{p}", "html_url": f"{web}/commit/{p}"}
+                    for p in parents.split()
+                ],
+            }
+        )
+    return commits
+
+
+COMPARE_ROUTES = (_route("GET", "/repos/{owner}/{repo}/compare/{basehead}", "_compare"),)
+"""What a deploy changes: served outside the deployments subset; its answer carries the fields
+GitHub's ``commit-comparison`` schema requires and PyGithub reads (tests/test_changes.py)."""
+FakeGitHub._compare = _compare  # type: ignore[attr-defined]
+ROUTES += COMPARE_ROUTES
