@@ -16,7 +16,7 @@ from referencing import Registry, Resource
 from tests.fakes import FIXTURES
 
 SHARED_WEBHOOKS = FIXTURES / "github_webhooks"
-MORE_WEBHOOKS = Path(__file__).parent / "fakes" / "webhooks"
+MORE_WEBHOOKS = Path(__file__).parent / "fixtures" / "github_webhooks"
 """``check_run`` from octokit/webhooks (the shared fixtures have no example of it)."""
 SCHEMAS = {
     "status": "status/event.schema.json",

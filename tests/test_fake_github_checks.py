@@ -1,9 +1,9 @@
 """The fake GitHub's endpoints for deploy on green, and its Enterprise mode, held to GitHub.
 
 The shared OpenAPI subset covers deployments only, so these answers are held to real ones:
-exchanges PyGithub's test suite recorded against api.github.com
-(``tests/fakes/replay/``, README there). Every key of the real answer must be in the fake's,
-with a value of the same JSON type (nested objects and list items too); PyGithub must read them.
+exchanges PyGithub's test suite recorded against api.github.com (``tests/fixtures/github_replay/``,
+README there). Every key of the real answer must be in the fake's, with a value of the same JSON
+type (nested objects and list items too); PyGithub must read them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 from tests.fakes.github_api import GREEN_ROUTES, FakeGitHub
 from tests.testbed.gitrepo import AppRepo, make_app_repo
 
-REPLAY = Path(__file__).parent / "fakes" / "replay"
+REPLAY = Path(__file__).parent / "fixtures" / "github_replay"
 REPO = "acme/shop"
 FREE_FORM = ("/permissions",)
 """Objects whose keys are data, not shape (a GitHub App's permissions: name → access)."""

@@ -38,7 +38,7 @@ Deploy on green reads ``GET /repos/{owner}/{repo}/branches/{branch}`` (head, pro
 ``…/branches/{branch}/protection/required_status_checks``, ``…/commits/{ref}/check-runs``
 (``filter=latest`` by default: the newest run of each name) and CI posts
 ``POST …/statuses/{sha}``. The subset has no schema for them: tests/test_fake_github_checks.py
-holds their answers to real ones PyGithub recorded (``tests/fakes/replay/``).
+holds their answers to real ones PyGithub recorded (``tests/fixtures/github_replay/``).
 
 What every exchange is checked against (``OpenApiContract``, openapi-schema-validator's
 ``OAS30Validator`` with ``date-time`` and ``uri`` format checks):
