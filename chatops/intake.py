@@ -177,6 +177,16 @@ class Notifier(Protocol):
     async def post_slack_message(self, payload: dict[str, Any]) -> None: ...
 
 
+_JOB_COLUMNS = "id, key, kind, payload, reply, attempts, noticed, created"
+
+
+def _job(row: tuple[Any, ...]) -> Job:
+    """A :class:`Job` from a row that starts with :data:`_JOB_COLUMNS`."""
+    return Job(
+        *row[:3], json.loads(row[3]), ReplyTo(**json.loads(row[4])), row[5], bool(row[6]), row[7]
+    )
+
+
 class Store:
     """The SQLite file. Every call is short; callers run them in a thread."""
 
@@ -254,24 +264,15 @@ class Store:
         title = json.loads(row[2]).get("title", "")
         return Ticket(row[0], row[1], title, row[3], row[4], row[5], int(ahead), row[6])
 
-    def due(self, now: float, limit: int = 20) -> list[Job]:
-        """Queued jobs whose next try is due, oldest first."""
-        return self._jobs(
-            "WHERE state = 'queued' AND next_try <= ? ORDER BY id LIMIT ?", (now, limit)
-        )
-
     def queued(self, limit: int = QUEUED_LOOKED_AT) -> list[tuple[Job, float]]:
         """Queued jobs with the time of their next try, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, next_try FROM jobs WHERE state = 'queued' ORDER BY id LIMIT ?",
+                f"SELECT {_JOB_COLUMNS}, next_try FROM jobs WHERE state = 'queued' "
+                "ORDER BY id LIMIT ?",
                 (limit,),
             ).fetchall()
-        next_try = dict(rows)
-        if not rows:
-            return []
-        jobs = self._jobs("WHERE state = 'queued' AND id <= ? ORDER BY id", (max(next_try),))
-        return [(job, next_try[job.id]) for job in jobs if job.id in next_try]
+        return [(_job(row), row[-1]) for row in rows]
 
     def jobs(self) -> list[Job]:
         """Every job kept, oldest first."""
@@ -279,15 +280,8 @@ class Store:
 
     def _jobs(self, where: str, values: tuple[Any, ...]) -> list[Job]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT id, key, kind, payload, reply, attempts, noticed, created FROM jobs "
-                + where,
-                values,
-            ).fetchall()
-        return [
-            Job(*r[:3], json.loads(r[3]), ReplyTo(**json.loads(r[4])), r[5], bool(r[6]), r[7])
-            for r in rows
-        ]
+            rows = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs {where}", values).fetchall()
+        return [_job(row) for row in rows]
 
     def next_due(self) -> float | None:
         with self._lock:

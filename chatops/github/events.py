@@ -126,15 +126,15 @@ def _deployment(delivery: Delivery, config: Snapshot) -> list[tuple[Request, Rep
     payload = delivery.payload
     if payload.get("action") != "created":
         raise Ignored(f"deployment action {str(payload.get('action'))[:40]!r} is not used")
-    deployment = _dict(payload.get("deployment"))
+    deployment = as_dict(payload.get("deployment"))
     if _made_by_chatops(deployment.get("payload")):
         raise Ignored("this deployment was created by chatops; its run exists already")
     deployment_id = deployment.get("id")
     if type(deployment_id) is not int or deployment_id <= 0:
         raise BadDelivery("deployment.id is not a positive integer")
-    sha, ref = _sha(deployment.get("sha")), validate_ref(deployment.get("ref"))
+    sha, ref = sha_of(deployment.get("sha")), validate_ref(deployment.get("ref"))
     environment = _environment(deployment.get("environment"))
-    repository = _repository(payload)
+    repository = repository_of(payload)
     name, app = _app_for(config, repository, environment)
     reply_to = ReplyTo(repository=app.repository, deployment_id=deployment_id)
     task = _task(deployment.get("task"), app.tasks)
@@ -145,7 +145,7 @@ def _deployment(delivery: Delivery, config: Snapshot) -> list[tuple[Request, Rep
             reply_to,
         )
     command = Command("deploy", name, ref=ref, environment=environment, task=task)
-    requester = Requester("github", _login(_dict(deployment.get("creator")).get("login")))
+    requester = Requester("github", login_of(as_dict(deployment.get("creator")).get("login")))
     request = Request(
         requester,
         command,
@@ -163,10 +163,10 @@ def _push(delivery: Delivery, config: Snapshot) -> list[tuple[Request, ReplyTo]]
         raise Ignored("only branch pushes deploy")
     if payload.get("deleted") is not False or payload.get("after") == ZERO_SHA:
         raise Ignored("a deleted branch is never deployed")
-    branch, sha = validate_ref(ref.removeprefix("refs/heads/")), _sha(payload.get("after"))
+    branch, sha = validate_ref(ref.removeprefix("refs/heads/")), sha_of(payload.get("after"))
     if delivery.delivery_id is None:
         raise BadDelivery("missing X-GitHub-Delivery header")
-    repository = _repository(payload)
+    repository = repository_of(payload)
     targets = [
         (name, env_name)
         for name, app in config.apps_for_repository(repository)
@@ -177,8 +177,10 @@ def _push(delivery: Delivery, config: Snapshot) -> list[tuple[Request, ReplyTo]]
     ]
     if not targets:
         raise Ignored(f"no environment deploys each push to {branch} of {repository}")
-    pusher = _dict(payload.get("pusher")).get("name") or _dict(payload.get("sender")).get("login")
-    requester = Requester("github", _login(pusher))
+    pusher = as_dict(payload.get("pusher")).get("name") or as_dict(payload.get("sender")).get(
+        "login"
+    )
+    requester = Requester("github", login_of(pusher))
     return [
         (
             Request(
@@ -207,7 +209,7 @@ def _app_for(config: Snapshot, repository: str, environment: str) -> tuple[str, 
     return matches[0]
 
 
-def _dict(value: Any) -> dict[str, Any]:
+def as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
@@ -221,7 +223,7 @@ def _made_by_chatops(payload: Any) -> bool:
     return isinstance(payload, dict) and PAYLOAD_MARK in payload
 
 
-def _sha(value: Any) -> str:
+def sha_of(value: Any) -> str:
     if not isinstance(value, str) or not HEX_SHA.fullmatch(value):
         raise CommandError("the commit sha is not 40 hex digits")
     return value
@@ -232,8 +234,8 @@ def _environment(value: Any) -> str:
     return ENVIRONMENT_ALIASES.get(name, name)
 
 
-def _repository(payload: dict[str, Any]) -> str:
-    name = _dict(payload.get("repository")).get("full_name")
+def repository_of(payload: dict[str, Any]) -> str:
+    name = as_dict(payload.get("repository")).get("full_name")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", name):
         raise Ignored("the payload names no repository")
     return name
@@ -254,5 +256,5 @@ def _task(value: Any, tasks: dict[str, str]) -> str | None:
     return name if name in tasks else None
 
 
-def _login(value: Any) -> str:
+def login_of(value: Any) -> str:
     return value if isinstance(value, str) and LOGIN.fullmatch(value) else "github"

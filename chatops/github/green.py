@@ -39,10 +39,10 @@ from chatops.github.events import (
     Delivery,
     Ignored,
     NotReady,
-    _dict,
-    _login,
-    _repository,
-    _sha,
+    as_dict,
+    login_of,
+    repository_of,
+    sha_of,
 )
 from chatops.grammar import Command
 from chatops.intake import ReplyTo
@@ -112,15 +112,15 @@ def read_hint(delivery: Delivery) -> Hint:
     elif delivery.event == "check_suite":
         if payload.get("action") != "completed":
             raise Ignored(f"check_suite action {str(payload.get('action'))[:40]!r} is not used")
-        sha = _dict(payload.get("check_suite")).get("head_sha")
+        sha = as_dict(payload.get("check_suite")).get("head_sha")
     elif delivery.event == "check_run":
         if payload.get("action") != "completed":
             raise Ignored(f"check_run action {str(payload.get('action'))[:40]!r} is not used")
-        sha = _dict(payload.get("check_run")).get("head_sha")
+        sha = as_dict(payload.get("check_run")).get("head_sha")
     else:
         raise Ignored(f"{delivery.event} events are not used")
-    sender = _login(_dict(payload.get("sender")).get("login"))
-    return Hint(_repository(payload), _sha(sha), sender)
+    sender = login_of(as_dict(payload.get("sender")).get("login"))
+    return Hint(repository_of(payload), sha_of(sha), sender)
 
 
 def green_targets(config: Snapshot, repository: str) -> list[tuple[str, str, Environment]]:
@@ -265,9 +265,9 @@ def required_checks(branch: dict[str, Any]) -> list[str]:
     >>> required_checks({"protected": False})
     []
     """
-    checks = _dict(_dict(branch.get("protection")).get("required_status_checks"))
+    checks = as_dict(as_dict(branch.get("protection")).get("required_status_checks"))
     names = [str(c) for c in checks.get("contexts") or []]
-    names += [str(_dict(c).get("context")) for c in checks.get("checks") or [] if _dict(c)]
+    names += [str(as_dict(c).get("context")) for c in checks.get("checks") or [] if as_dict(c)]
     return list(dict.fromkeys(names))
 
 

@@ -45,7 +45,7 @@ from adapters.pull_request import (
 from blocks import GitHubAccess
 from chatops.answers import Answers, Reply
 from chatops.catalog import Snapshot
-from chatops.github.events import BadDelivery, Delivery, Ignored
+from chatops.github.events import BadDelivery, Delivery, Ignored, as_dict, repository_of
 from chatops.grammar import PULL_REQUEST_HELP, Command, CommandError, parse_pull_request
 from chatops.intake import ReplyTo
 from chatops.request import Refused, Request, Requester
@@ -55,7 +55,6 @@ logger = logging.getLogger("chatops.github")
 
 T = TypeVar("T")
 LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}")
-REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 PAGE = re.compile(r"https?://[^\s()<>]+")
 REMEMBERED = 1000
 """How many answered comments the gateway remembers, so a redelivery is not answered twice."""
@@ -83,10 +82,10 @@ def read_comment(delivery: Delivery) -> Asked:
     payload = delivery.payload
     if payload.get("action") != "created":
         raise Ignored(f"issue_comment action {str(payload.get('action'))[:40]!r} is not used")
-    issue, comment = _dict(payload.get("issue")), _dict(payload.get("comment"))
+    issue, comment = as_dict(payload.get("issue")), as_dict(payload.get("comment"))
     if not isinstance(issue.get("pull_request"), dict):
         raise Ignored("a comment on an issue, not on a pull request")
-    author = _dict(comment.get("user")) or _dict(payload.get("sender"))
+    author = as_dict(comment.get("user")) or as_dict(payload.get("sender"))
     login = author.get("login")
     if author.get("type") == "Bot" or not isinstance(login, str) or login.endswith("[bot]"):
         raise Ignored("comments by bots are not read")
@@ -101,7 +100,7 @@ def read_comment(delivery: Delivery) -> Asked:
     if not LOGIN.fullmatch(login):
         raise BadDelivery("comment.user.login is not a GitHub login")
     return Asked(
-        repository=_repository(payload),
+        repository=repository_of(payload),
         number=_positive(issue.get("number"), "issue.number"),
         comment_id=_positive(comment.get("id"), "comment.id"),
         login=login,
@@ -274,21 +273,10 @@ def _apps(config: Snapshot, repository: str, environment: str | None) -> list[st
     return having
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _positive(value: Any, what: str) -> int:
     if type(value) is not int or value <= 0:
         raise BadDelivery(f"{what} is not a positive integer")
     return value
-
-
-def _repository(payload: dict[str, Any]) -> str:
-    name = _dict(payload.get("repository")).get("full_name")
-    if not isinstance(name, str) or not REPOSITORY.fullmatch(name):
-        raise Ignored("the payload names no repository")
-    return name
 
 
 def _page(value: Any) -> str:
