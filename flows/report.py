@@ -252,7 +252,7 @@ class DeployReport:
             }
             with get_client(sync_client=True) as client:
                 client.update_flow_run(run_id, name=self.summary.title, tags=sorted(tags))
-            self._label_change(run_id)
+                self._label_change(client, run_id)
         self._update_slack()
 
     def _what_changes(self, sha: str) -> Change | None:
@@ -269,14 +269,13 @@ class DeployReport:
             self.logger.info("Changes: %s", change_label(change))
         return change
 
-    def _label_change(self, run_id: Any) -> None:
+    def _label_change(self, client: Any, run_id: Any) -> None:
         """Record what the deploy changes on its run, where the terminal following it reads it."""
         if self.summary.change is None:
             return
         label = {CHANGE_LABEL: change_label(self.summary.change)}
         try:
-            with get_client(sync_client=True) as client:
-                client.update_flow_run_labels(UUID(str(run_id)), label)
+            client.update_flow_run_labels(UUID(str(run_id)), label)
         except Exception as exc:  # the terminal misses the line; the deploy goes on
             self.logger.warning("Could not record what the deploy changes: %s", exc)
 
