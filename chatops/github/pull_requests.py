@@ -31,8 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from prefect.exceptions import ObjectNotFound
-
 from adapters.pull_request import (
     PULL_REF,
     PullRequestComment,
@@ -48,6 +46,7 @@ from chatops.catalog import Snapshot
 from chatops.github.events import BadDelivery, Delivery, Ignored, as_dict, repository_of
 from chatops.grammar import PULL_REQUEST_HELP, Command, CommandError, parse_pull_request
 from chatops.intake import ReplyTo
+from chatops.notify import configured_block
 from chatops.request import Refused, Request, Requester
 from render.pull_request import markdown, plain
 
@@ -130,9 +129,8 @@ class Remembered:
 async def answer(asked: Asked, answers: Answers, snapshot: Callable[[], Snapshot]) -> None:
     """Answer ``asked`` on its pull request; see the module docstring. Never raises: what
     goes wrong talking to GitHub is logged."""
-    try:
-        access = await GitHubAccess.aload("default")
-    except (ValueError, ObjectNotFound):
+    access = await configured_block(GitHubAccess)
+    if access is None:
         logger.warning(
             "A pull request comment asked %r, but there is no chatops-github/default block to "
             "answer it with",
