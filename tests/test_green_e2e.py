@@ -10,6 +10,7 @@ and GitHub's deliveries follow. The branch head is what the fake GitHub says it 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -87,6 +88,23 @@ def green(
     fake_github: FakeGitHub,
     fake_slack: FakeSlack,
 ) -> Iterator[Green]:
+    with deploying_on_green(deploy_hosts, app_repo, ssh_key, fake_github, fake_slack) as bed:
+        yield bed
+    assert fake_github.violations == []
+    assert fake_slack.violations == []
+
+
+@contextlib.contextmanager
+def deploying_on_green(
+    deploy_hosts: list[TestHost],
+    app_repo: AppRepo,
+    ssh_key: SshKey,
+    fake_github: FakeGitHub,
+    fake_slack: FakeSlack,
+    clone_url: bool = True,
+) -> Iterator[Green]:
+    """shop's staging deploying ``main`` on green (without a ``clone_url``: from GitHub's host),
+    the gateway up; shop as the other tests know it again afterwards."""
     connect_fakes(app_repo.path, fake_github, fake_slack)
     save_shop(
         app_repo,
@@ -97,13 +115,15 @@ def green(
         required_contexts=REQUIRED,
         slack_channel=CHANNEL,
     )
+    if not clone_url:
+        shop = App.load("shop")
+        shop.clone_url = None
+        shop.save("shop", overwrite=True)
     try:
         with gateway() as client:
             yield Green(client, deploy_hosts, app_repo, fake_github, fake_slack)
     finally:
         save_shop(app_repo, deploy_hosts, ssh_key)
-    assert fake_github.violations == []
-    assert fake_slack.violations == []
 
 
 def fresh_commits(repo: AppRepo, count: int) -> list[str]:
@@ -189,24 +209,11 @@ def enterprise(
     """The fake GitHub as an Enterprise server named ``localhost`` (API under /api/v3, git over
     HTTP); shop without a clone_url, so git fetches from the server's host."""
     fake_github.serve_as_enterprise("localhost")
-    connect_fakes(app_repo.path, fake_github, fake_slack)
-    save_shop(
-        app_repo,
-        deploy_hosts,
-        ssh_key,
-        auto_deploy_branch="main",
-        auto_deploy_on="green",
-        required_contexts=REQUIRED,
-        slack_channel=CHANNEL,
+    bed = deploying_on_green(
+        deploy_hosts, app_repo, ssh_key, fake_github, fake_slack, clone_url=False
     )
-    shop = App.load("shop")
-    shop.clone_url = None
-    shop.save("shop", overwrite=True)
-    try:
-        with gateway() as client:
-            yield Green(client, deploy_hosts, app_repo, fake_github, fake_slack)
-    finally:
-        save_shop(app_repo, deploy_hosts, ssh_key)
+    with bed as green:
+        yield green
     assert fake_github.violations == []
 
 
