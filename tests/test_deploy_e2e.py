@@ -60,8 +60,9 @@ def test_deploy_v1_then_v2_then_v1_again_without_building(shop: Shop) -> None:
     for host in shop.hosts:
         assert shop.repo.v1 in shop.serving(host)
 
+    assert third.run_url
     with get_client(sync_client=True) as client:
-        run = client.read_flow_runs()[0]
+        run = client.read_flow_run(third.run_url.rsplit("/", 1)[-1])
     assert {"app:shop", "env:staging"} <= set(run.tags)
 
 
