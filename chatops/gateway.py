@@ -104,11 +104,12 @@ from chatops.settings import (
 )
 from chatops.signatures import GITHUB_SIGNATURE_HEADER, SignatureError, verify_github, verify_slack
 from chatops.slack import form as slack_form
-from chatops.slack.respond import Responder, WebhookResponder
+from chatops.slack.respond import WebhookResponder
 from chatops.users import UserStore
 from model.errors import ChatopsError
 from model.summary import CHANGE_LABEL, WAITING_LABEL
 from render.slack_card import escape_mrkdwn
+from render.text import mrkdwn_to_text
 
 MAX_BODY_BYTES = 1024 * 1024
 SHUTDOWN_GRACE_SECONDS = 5.0
@@ -170,7 +171,7 @@ def create_app(
     settings: GatewaySettings | None = None,
     *,
     creator: Creator | type[Creator] | None = None,
-    responder: Responder | None = None,
+    responder: WebhookResponder | None = None,
     intake_path: Path | None = None,
     users_path: Path | None = None,
 ) -> Starlette:
@@ -466,7 +467,7 @@ async def store(
         try:
             run = resolve(chat, state.catalog.snapshot)
         except Refused as exc:
-            refused.append((chat, reply_to, str(exc).replace("*", "")))
+            refused.append((chat, reply_to, mrkdwn_to_text(str(exc))))
             continue
         ticket = await state.intake.submit(run, reply_to)
         queued.append({"title": ticket.title, "request": ticket.id, "state": ticket.state})

@@ -13,7 +13,7 @@ from prefect.exceptions import ObjectNotFound
 from adapters.slack import post_message, slack_client
 from blocks import GitHubAccess, SlackAccess
 from chatops.intake import Job, Started
-from chatops.slack.respond import Responder
+from chatops.slack.respond import WebhookResponder
 from render.slack_card import escape_mrkdwn
 from tasks.github import post_status
 
@@ -21,7 +21,7 @@ from tasks.github import post_status
 class PeopleNotifier:
     """The :class:`~chatops.intake.Notifier` of the gateway."""
 
-    def __init__(self, responder: Responder) -> None:
+    def __init__(self, responder: WebhookResponder) -> None:
         self.responder = responder
 
     async def started(self, job: Job, started: Started) -> None:

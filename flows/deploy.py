@@ -9,7 +9,8 @@ from prefect import runtime
 
 from adapters.pull_request import PullRequestComment
 from blocks.github import configured_web_url
-from flows.report import DeployReport, Notify
+from flows.audiences import Notify
+from flows.report import DeployReport
 from flows.results import on_hosts
 from flows.steps import check_hosts, go_live, hosts_flow, in_turn, record, recover_hosts
 from flows.target import admit, load_target, vouch

@@ -21,7 +21,7 @@ from adapters import ssh
 from adapters.history import write_plan
 from blocks import GitHubAccess
 from blocks.github import configured_web_url
-from flows.report import Notify, load_optional
+from flows.audiences import Notify, load_optional
 from flows.results import gather
 from flows.target import Asked, admit, check_afresh, load_target, vouch
 from model.errors import ChatopsError

@@ -27,10 +27,8 @@ first reports; the others find the run labelled :data:`REPORTED_LABEL` and stay 
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 from prefect import runtime
 from prefect.client.orchestration import get_client
@@ -38,7 +36,6 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_logger, get_run_logger
 from prefect.utilities.urls import url_for
-from slack_sdk import WebClient
 
 from adapters import history, notifications, slack
 from adapters.pauses import pause_point
@@ -46,28 +43,25 @@ from adapters.pull_request import PullRequestComment, edit_comment
 from adapters.run_signing import claims, problem, signing_key
 from blocks import App, Environment, GitHubAccess, SlackAccess
 from blocks.environment import Event
+from flows.audiences import GitHubReport, Notify, RunRecord, Secrets, SlackCard, load_optional
 from flows.changes import what_changes
 from flows.results import HostsFailed
 from model.errors import DeployFailure
 from model.summary import (
-    CHANGE_LABEL,
     Change,
     DeploySummary,
     Outcome,
     SlotHolder,
     Step,
     change_label,
-    run_tags,
     run_title,
 )
 from model.target import Target
-from render.pull_request import comment_markdown
 from tasks.github import (
     ChecksNotGreen,
     GitHubDeployment,
     find_deployment,
     post_status,
-    report_status,
 )
 
 EXCERPT_CHARS = 2000
@@ -75,50 +69,14 @@ REPORTED_LABEL = "chatops.crash-reported"
 """The flow run label that says its crash (or abort) was reported already, and when."""
 
 
-@dataclass(frozen=True)
-class Notify:
-    """Where the deploy's Slack message goes: a channel id, optionally inside a thread."""
-
-    channel: str
-    thread_ts: str | None = None
-
-
-@dataclass(frozen=True)
-class SlackCard:
-    """The deploy's Slack message, once posted."""
-
-    client: WebClient
-    channel: str
-    ts: str
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    r"""``text`` with each of ``secrets`` (and each line of a multi-line one) replaced by ``***``.
-
-    >>> key = "-----BEGIN KEY-----\nAAAAsecretAAAA\n-----END KEY-----"
-    >>> redact("token ghp_abc, key line AAAAsecretAAAA", ["ghp_abc", key])
-    'token ***, key line ***'
-    """
-    pieces = {line for secret in secrets for line in secret.splitlines() if len(line) >= 8}
-    pieces |= {secret for secret in secrets if secret}
-    for piece in sorted(pieces, key=len, reverse=True):
-        text = text.replace(piece, "***")
-    return text
-
-
-def load_optional(block_type: type, name: str = "default") -> Any | None:
-    try:
-        return block_type.load(name)
-    except (ValueError, ObjectNotFound):
-        return None
-
-
 def run_url(run_id: Any) -> str | None:
     return url_for("flow-run", obj_id=run_id) if run_id else None
 
 
 class DeployReport:
-    """The state of one deploy as people see it; see the module docstring."""
+    """The state of one deploy as people see it, timed step by step, told to each audience
+    (:class:`GitHubReport`, :class:`SlackCard`, :class:`RunRecord`, the notification targets);
+    see the module docstring."""
 
     def __init__(
         self,
@@ -135,7 +93,6 @@ class DeployReport:
         self.logger = get_run_logger()
         self.target = target
         self.action = action
-        self.github: GitHubAccess | None = load_optional(GitHubAccess)
         self.deployment_id = deployment_id
         self.again = again
         self.pull_request = pull_request
@@ -151,57 +108,45 @@ class DeployReport:
             deployment_id=deployment_id,
             pull_request_url=pull_request.url if pull_request else None,
         )
-        self.secrets = [s for s in [target.environment.ssh_private_key.get_secret_value()] if s]
-        if self.github is not None:
-            self.secrets.append(self.github.token.get_secret_value())
-        self.notifications = notifications.ready(target.environment.notifications, self.logger)
-        self.secrets += [ready.secret for ready in self.notifications]
-        self.slack = self._open_slack(notify)
+        self.secrets = Secrets(target.environment.ssh_private_key.get_secret_value())
+        self.github: GitHubAccess | None = load_optional(GitHubAccess)
+        self.on_github: GitHubReport | None = None
         if self.github is None:
             self.logger.warning("GitHub reporting is off: no chatops-github/default block")
+        else:
+            self.secrets.add(self.github.token.get_secret_value())
+            self.on_github = GitHubReport(
+                self.github,
+                target.app.repository,
+                target.environment.url,
+                pull_request,
+                self.secrets,
+                self.logger,
+            )
+        self.notifications = notifications.ready(target.environment.notifications, self.logger)
+        for ready in self.notifications:
+            self.secrets.add(ready.secret)
+        self.run = RunRecord(self.logger)
+        self.slack = SlackCard.post(notify, self.summary, self.secrets)
         self._notify("started")
 
     def redact(self, text: str) -> str:
         """``text`` with every secret this run knows replaced by ``***``."""
-        return redact(text, self.secrets)
+        return self.secrets.redact(text)
 
-    def _open_slack(self, notify: Notify | None) -> SlackCard | None:
-        access: SlackAccess | None = load_optional(SlackAccess) if notify else None
-        if access is None or notify is None:
-            return None
-        self.secrets.append(access.bot_token.get_secret_value())
-        client = slack.slack_client(access)
-        ts = slack.post_deploy_message(client, notify.channel, self.summary, notify.thread_ts)
-        return SlackCard(client, notify.channel, ts) if ts else None
-
-    def _update_slack(self) -> None:
+    def _show(self) -> None:
         """Show the summary as it is now: on the Slack card, and on the pull request comment."""
         if self.slack:
-            slack.update_deploy_message(
-                self.slack.client, self.slack.channel, self.slack.ts, self.summary
-            )
-        self._update_comment()
-
-    def _update_comment(self) -> None:
-        pull = self.pull_request
-        if pull is None or self.github is None:
-            return
-        try:
-            body = self.redact(comment_markdown(self.summary))
-            edit_comment(self.github, pull.repository, pull.comment_id, body)
-        except Exception as exc:  # GitHub being down must not fail or hide the deploy itself
-            self.logger.warning(
-                "Could not update the comment on pull request #%s: %s",
-                pull.number,
-                self.redact(str(exc)),
-            )
+            self.slack.show(self.summary)
+        if self.on_github:
+            self.on_github.show(self.summary)
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
         """Time one step (entering it again adds to its time) and publish its state."""
         entry = self.summary.step(name)
         entry.state = "running"
-        self._update_slack()
+        self._show()
         started = time.monotonic()
         try:
             yield
@@ -212,7 +157,7 @@ class DeployReport:
             entry.state = "done" if entry.state == "running" else entry.state
         finally:
             entry.seconds = (entry.seconds or 0) + time.monotonic() - started
-        self._update_slack()
+        self._show()
 
     def at(self) -> str:
         """The step (or steps) the run is at now, for messages such as "... at health check"."""
@@ -227,7 +172,7 @@ class DeployReport:
         waits): the Slack card shows it."""
         if holder != self.summary.waiting_for:
             self.summary.waiting_for = holder
-            self._update_slack()
+            self._show()
 
     def mark(self, name: str, state: Any) -> None:
         """Set a step's state by hand, e.g. ``cached`` for a build the cache answered."""
@@ -244,16 +189,8 @@ class DeployReport:
         say what it changes against what runs there now."""
         self.summary.sha, self.summary.release = sha, release
         self.summary.change = self._what_changes(sha)
-        run_id = runtime.flow_run.id
-        if run_id:
-            tags = {
-                *runtime.flow_run.tags,
-                *run_tags(self.target.app_name, self.summary.environment),
-            }
-            with get_client(sync_client=True) as client:
-                client.update_flow_run(run_id, name=self.summary.title, tags=sorted(tags))
-                self._label_change(client, run_id)
-        self._update_slack()
+        self.run.resolved(self.summary, self.target.app_name)
+        self._show()
 
     def _what_changes(self, sha: str) -> Change | None:
         """What the deploy changes; None (and a log line) when it cannot be told, which never
@@ -268,16 +205,6 @@ class DeployReport:
         if change is not None:
             self.logger.info("Changes: %s", change_label(change))
         return change
-
-    def _label_change(self, client: Any, run_id: Any) -> None:
-        """Record what the deploy changes on its run, where the terminal following it reads it."""
-        if self.summary.change is None:
-            return
-        label = {CHANGE_LABEL: change_label(self.summary.change)}
-        try:
-            client.update_flow_run_labels(UUID(str(run_id)), label)
-        except Exception as exc:  # the terminal misses the line; the deploy goes on
-            self.logger.warning("Could not record what the deploy changes: %s", exc)
 
     @contextmanager
     def failures(self) -> Iterator[None]:
@@ -299,25 +226,18 @@ class DeployReport:
         """
         self.summary.finished = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         pause_point("success")
-        history.write_deployed(self.summary, self._commit_url())
+        self.run.deployed(self.summary, self._commit_url())
         pause_point("success recorded")
         description = f"Deployed {self.target.ref} to {self.target.environment_name}"
         self._finish("success", None, description)
         self._notify("rolled_back" if self.action == "rollback" else "succeeded")
         pause_point("success told")
-        self._refresh_environments()
+        self.run.refresh_environments()
 
     def _commit_url(self) -> str | None:
         if self.github is None or not self.summary.sha:
             return None
         return self.github.commit_url(self.target.app.repository, self.summary.sha)
-
-    def _refresh_environments(self) -> None:
-        """Show this deploy on the ``environments`` page; a failure only leaves it stale."""
-        try:
-            history.write_environments()
-        except Exception as exc:
-            self.logger.warning("Could not update the environments page: %s", exc)
 
     def failed(self, outcome: Outcome, error: str) -> None:
         """The deploy ended with ``failure`` (it could not be done) or ``error`` (it broke)."""
@@ -325,8 +245,7 @@ class DeployReport:
         self._finish(outcome, text[-EXCERPT_CHARS:], f"Deploy {outcome}: {text.splitlines()[0]}")
         self._notify("failed")
         if self.slack and self.summary.error:
-            text = f"```{self.summary.error}```"
-            slack.post_message(self.slack.client, self.slack.channel, text, thread_ts=self.slack.ts)
+            self.slack.reply(f"```{self.summary.error}```")
 
     def _finish(self, outcome: Outcome, error: str | None, description: str) -> None:
         self.summary.outcome, self.summary.error = outcome, error
@@ -337,8 +256,8 @@ class DeployReport:
             if entry.state in ("pending", "running"):
                 entry.state = "skipped" if entry.state == "pending" else "failed"
         self._github_status(outcome, description)
-        self._update_slack()
-        history.write_report(self.summary)
+        self._show()
+        self.run.finished(self.summary)
 
     def _notify(self, event: Event) -> None:
         """Tell the environment's notification targets; a failing one is only logged."""
@@ -347,20 +266,8 @@ class DeployReport:
             notifications.notify(self.notifications, event, facts, self.logger)
 
     def _github_status(self, state: str, description: str) -> None:
-        if self.github is None or self.deployment_id is None:
-            return
-        try:
-            report_status(
-                self.github,
-                self.target.app.repository,
-                self.deployment_id,
-                state,
-                description=description,
-                log_url=self.summary.run_url,
-                environment_url=self.target.environment.url,
-            )
-        except Exception as exc:  # GitHub being down must not fail or hide the deploy itself
-            self.logger.warning("Could not report %s to GitHub: %s", state, self.redact(str(exc)))
+        if self.on_github is not None and self.deployment_id is not None:
+            self.on_github.status(self.deployment_id, state, description, self.summary.run_url)
 
 
 def facts_of(summary: DeploySummary) -> dict[str, Any]:

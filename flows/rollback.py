@@ -18,7 +18,8 @@ from prefect import runtime
 
 from blocks import UnknownTarget
 from blocks.github import configured_web_url
-from flows.report import DeployReport, Notify
+from flows.audiences import Notify
+from flows.report import DeployReport
 from flows.steps import check_hosts, go_live, hosts_flow, in_turn, record, recover_hosts
 from flows.target import admit, load_target, vouch
 from model.releases import HostState, Release

@@ -36,7 +36,8 @@ from prefect.transactions import transaction
 from adapters import history, ssh
 from blocks import Environment
 from flows import bounds, crash
-from flows.report import DeployReport, Notify
+from flows.audiences import Notify
+from flows.report import DeployReport
 from flows.results import HostResults, gather, on_hosts
 from flows.serial import one_at_a_time
 from flows.target import Asked, check_afresh

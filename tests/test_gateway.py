@@ -1190,7 +1190,11 @@ def test_a_refused_github_deployment_gets_a_failure_status(
         body = deployment_event(id=made.id, sha=made.sha)
         assert post_github(chat.client, body, "deployment").status_code == 409
         states = wait_for(lambda: fake_github.statuses(made.id))
-        assert states[-1]["state"] == "failure" and "locked by" in states[-1]["description"]
+        assert states[-1]["state"] == "failure"
+        # GitHub shows a status as plain text: no Slack markup in it.
+        description = states[-1]["description"]
+        assert "production on hello is locked by @U" in description and ": audit." in description
+        assert not set("*<>`") & set(description), description
         assert fake_github.violations == []
     finally:
         GitHubAccess.delete("default")

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from adapters import ssh
 from blocks import App, Environment, UnknownTarget
-from flows.report import redact
+from flows.audiences import redact
 from flows.rollback import choose_release
 from model.releases import HostState, Release, Switching, recovery
 from model.target import Target

@@ -49,8 +49,8 @@ from chatops.cli.server import (
     prefect_api_auth,
     store_credentials,
 )
-from chatops.cli.terminal import render
 from chatops.users import UserError, UserStore
+from render.text import mrkdwn_to_text
 
 CHAT_VERBS = {
     "deploy": "deploy APP[@REF] [to ENV[/HOSTS]] and follow it, e.g. shop@v1 to staging",
@@ -85,17 +85,18 @@ def chat(args: argparse.Namespace) -> int:
     body = {"text": " ".join(words), "key": key, "yes": args.yes, "ask": tty}
     status, answer = gateway.ask("POST", "/cli/commands", body)
     if status == 200 and answer.get("confirm"):  # an environment that asks first
-        print(render(answer["text"], bold=sys.stdout.isatty()), flush=True)
+        print(mrkdwn_to_text(answer["text"], bold=sys.stdout.isatty()), flush=True)
         if not confirmed():
             print("Not deployed: nothing was started.")
             return 2
         status, answer = gateway.ask("POST", "/cli/commands", {**body, "yes": True})
     if status != 200:
         print(
-            render(answer.get("text") or answer.get("error") or f"HTTP {status}"), file=sys.stderr
+            mrkdwn_to_text(answer.get("text") or answer.get("error") or f"HTTP {status}"),
+            file=sys.stderr,
         )
         return 2
-    print(render(answer["text"], bold=sys.stdout.isatty()), flush=True)
+    print(mrkdwn_to_text(answer["text"], bold=sys.stdout.isatty()), flush=True)
     if not answer.get("ok", True):
         return 2
     ticket = answer.get("ticket")

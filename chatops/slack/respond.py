@@ -2,25 +2,11 @@
 
 import asyncio
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 from slack_sdk.webhook import WebhookClient
 
 logger = logging.getLogger("chatops.slack")
-
-
-class Responder(Protocol):
-    """Posts a later answer to a ``response_url``."""
-
-    async def send(
-        self,
-        response_url: str,
-        text: str,
-        public: bool = False,
-        *,
-        blocks: list[dict[str, Any]] | None = None,
-        replace_original: bool = False,
-    ) -> None: ...
 
 
 class WebhookResponder:

@@ -1,6 +1,7 @@
-"""Slack's mrkdwn, as a terminal shows it: the CLI prints the gateway's answers with this.
+"""Slack's mrkdwn as plain text: how the CLI prints the gateway's answers, and how a refusal
+reads in a GitHub deployment status (which shows no markup).
 
->>> render("*shop* on <@U0ALICE001> &lt;x&gt; <http://p/runs/1|shop@v1> :lock: `v1`")
+>>> mrkdwn_to_text("*shop* on <@U0ALICE001> &lt;x&gt; <http://p/runs/1|shop@v1> :lock: `v1`")
 'shop on @U0ALICE001 <x> shop@v1 (http://p/runs/1) 🔒 v1'
 """
 
@@ -20,7 +21,7 @@ EMOJI = {
 _CODE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
 
 
-def render(text: str, bold: bool = False) -> str:
+def mrkdwn_to_text(text: str, bold: bool = False) -> str:
     """``text`` without mrkdwn markup; ``bold`` keeps ``*bold*`` as ANSI bold."""
     text = MRKDWN_LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
     text = MRKDWN_MENTION.sub(lambda m: m.group(1) + m.group(2), text)
