@@ -150,7 +150,12 @@ def test_a_new_version_that_fails_to_start_leaves_the_old_one_serving(
     before = versions(first)
 
     with polling(shop.hosts) as pollers:
+        started = time.monotonic()
         state = deploy(app="shop", environment="staging", ref="broken", return_state=True)
+        took = time.monotonic() - started
+    print(
+        f"measured: a version that fails to start failed the deploy in {took:.1f} s, build included"
+    )
     assert state.is_failed()
     for poller in pollers:
         assert poller.failures() == []

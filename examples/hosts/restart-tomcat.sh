@@ -190,6 +190,9 @@ switch_version() {
   local new=$1 old offset deadline why errors
   old=$(versions | tail -n 1)
   offset=$(stat -c %s "$CATALINA_OUT" 2>/dev/null || echo 0)
+  # Stopped before the new version answers (the pipeline's command_timeout): take it back out,
+  # so the old version goes on serving what the pipeline then switches current back to.
+  trap 'rm -f "$WEBAPPS/$new.war"; fail 143 "stopped while $new was deploying; removed it"' TERM INT HUP
   install_war "$new"
   deadline=$((SECONDS + SWITCH_TIMEOUT))
   until deployed "$offset" "$new" && healthy; do
@@ -211,6 +214,7 @@ switch_version() {
     errors=$(tomcat_errors "$offset")
     fail 3 "$new $why; removed it, ${old:-no version} still serves.${errors:+ Tomcat: $errors}"
   done
+  trap - TERM INT HUP
   remove_others "$new"
   say "$new serves on port $PORT (Tomcat pid $(tomcat_pid), not restarted); ${old:-no version} undeployed"
 }
