@@ -78,6 +78,7 @@ class Poller:
 
 @contextmanager
 def polling(hosts: list[TestHost]) -> Iterator[list[Poller]]:
+    """A :class:`Poller` on each host while the block runs."""
     pollers = [Poller(host) for host in hosts]
     for poller in pollers:
         poller.start()
@@ -89,10 +90,12 @@ def polling(hosts: list[TestHost]) -> Iterator[list[Poller]]:
 
 
 def tomcat_pid(host: TestHost) -> int:
+    """The pid of the host's Tomcat JVM, as catalina.sh wrote it."""
     return int((host.root / "tomcat" / "tomcat.pid").read_text())
 
 
 def versions(host: TestHost) -> list[str]:
+    """The wars in the host's webapps/: one per version of the app Tomcat has."""
     return sorted(war.name for war in (host.root / "tomcat" / "webapps").glob("*.war"))
 
 
