@@ -73,11 +73,12 @@ from tests.gateway_support import (
 @pytest.fixture(scope="module")
 def configured(prefect_server: None) -> None:
     save_config()
+    clear_locks()  # of tests before this module
 
 
 @pytest.fixture(autouse=True)
 def no_locks(configured: None) -> Iterator[None]:
-    clear_locks()
+    """Each test leaves no lock or freeze behind for the next."""
     yield
     clear_locks()
 
