@@ -996,7 +996,7 @@ def test_a_failed_refresh_keeps_the_last_good_configuration(configured: None) ->
             async def load() -> Snapshot:
                 return await prefect_loader(use["client"])()
 
-            catalog = Catalog(load, timeout=1.0)
+            catalog = Catalog(load, timeout=30.0)  # a busy machine's server may take seconds
             assert await catalog.refresh()
             good = catalog.snapshot
             assert good.app("shop") is not None
@@ -1006,6 +1006,7 @@ def test_a_failed_refresh_keeps_the_last_good_configuration(configured: None) ->
                 != "not-a-real-key"
             )  # read without secrets
             use["client"] = down
+            catalog.timeout = 1.0
             started = time.monotonic()
             assert not await catalog.refresh()
             assert time.monotonic() - started < 3
