@@ -587,9 +587,16 @@ class RunReader:
     """What the CLI may read of Prefect through the gateway: the runs of chatops' own
     deployments, their finished task runs, and which run a CLI request became."""
 
-    def __init__(self, client: PrefectClient, deployments: tuple[str, ...] = DEPLOYMENTS) -> None:
+    def __init__(
+        self,
+        client: PrefectClient,
+        deployments: tuple[str, ...] = DEPLOYMENTS,
+        page: int = TASK_RUN_PAGE,
+    ) -> None:
         self.client = client
         self.deployments = deployments
+        self.page = page
+        """How many task runs one read of the Prefect API asks for."""
         self._ours: set[UUID] = set()
 
     async def by_key(self, key: str) -> dict[str, str] | None:
@@ -664,11 +671,11 @@ class RunReader:
                     end_time=ended,
                 ),
                 sort=TaskRunSort.EXPECTED_START_TIME_ASC,
-                limit=TASK_RUN_PAGE,
+                limit=self.page,
                 offset=len(found),
             )
             found += page
-            if len(page) < TASK_RUN_PAGE:
+            if len(page) < self.page:
                 return found
 
 

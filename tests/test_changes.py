@@ -22,7 +22,13 @@ from render.pull_request import comment_markdown
 from render.slack_card import render_deploy_message
 from tasks.git import commits_apart
 from tests.fakes.github_api import COMPARE_REQUIRED, FakeGitHub
-from tests.test_follow import RUN_ID, Answers, gateway, run  # noqa: F401 - the fixture
+from tests.test_follow import (  # noqa: F401 - gateway: the fixture
+    RUN_ID,
+    Answers,
+    PretendClock,
+    gateway,
+    run,
+)
 
 URL = "https://github.com/acme/shop/compare/1a2b3c4...5d6e7f8"
 
@@ -73,7 +79,7 @@ def test_the_terminal_shows_the_change_once(
         (200, {**run("RUNNING"), "change": f"1 commit added ({URL})"}),
         (200, {**run("COMPLETED"), "change": f"1 commit added ({URL})"}),
     ]
-    follow(GatewayRuns(Gateway(url, "t")), RUN_ID)
+    follow(GatewayRuns(Gateway(url, "t")), RUN_ID, clock=PretendClock())
     assert capsys.readouterr().out.splitlines() == [f"  ↔ changes: 1 commit added ({URL})"]
 
 

@@ -16,7 +16,15 @@ from uuid import uuid4
 import pytest
 
 from chatops import cli
-from chatops.cli.follow import GIVE_UP_SECONDS, GatewayRuns, Unreachable, follow
+from chatops.cli.follow import (
+    GIVE_UP_SECONDS,
+    POLL_MAX_SECONDS,
+    POLL_SECONDS,
+    SETTLE_SECONDS,
+    GatewayRuns,
+    Unreachable,
+    follow,
+)
 from chatops.cli.server import Gateway
 from tests.up_server import free_port
 
@@ -66,10 +74,27 @@ def gateway() -> Iterator[tuple[str, Answers]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # a short poll interval: shutdown() waits for the loop to look
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}", answers
     server.shutdown()
     server.server_close()
+
+
+class PretendClock:
+    """A follow's clock whose pauses take no time: ``sleep`` records the pause and moves
+    ``monotonic`` on by it, so a test sees the pacing (and the bound) without waiting it out."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.pauses: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
 
 
 def run(state: str | None, waiting: dict | None = None, tasks: list | None = None) -> dict:
@@ -94,15 +119,15 @@ def test_a_gone_gateway_ends_the_follow_after_the_bound_naming_the_run(
     monkeypatch.setenv("CHATOPS_GATEWAY_URL", gone)
     monkeypatch.setenv("CHATOPS_TOKEN", "t0ken")
     started = time.monotonic()
-    code = cli.main(["follow", RUN_ID, "--give-up-after", "2"])
+    code = cli.main(["follow", RUN_ID, "--give-up-after", "1"])
     took = time.monotonic() - started
     out, err = capsys.readouterr()
     assert code == cli.GAVE_UP == 4
-    assert 2 <= took < 4, took
+    assert 1 <= took < 3, took
     assert out.count("lost contact with the gateway") == 1, out
-    assert "retrying (giving up after 2 s without an answer)" in out
+    assert "retrying (giving up after 1 s without an answer)" in out
     assert err == (
-        f"chatops: no answer from the gateway at {gone} for 2 s; the run may still be going: "
+        f"chatops: no answer from the gateway at {gone} for 1 s; the run may still be going: "
         f"{RUN_ID}; follow it again with `chatops follow {RUN_ID}` or check the UI\n"
     )
 
@@ -125,7 +150,7 @@ def test_silence_after_answers_gives_up_with_the_run_link_the_gateway_gave(
     url, answers = gateway
     answers.answers = [(200, run("RUNNING")), (503, {"error": "Prefect did not answer (x)"})]
     with pytest.raises(Unreachable) as gave_up:
-        follow(GatewayRuns(Gateway(url, "t")), RUN_ID, give_up_after=1)
+        follow(GatewayRuns(Gateway(url, "t")), RUN_ID, give_up_after=1, clock=PretendClock())
     assert str(gave_up.value).startswith(
         f"no answer from Prefect through the gateway at {url} for 1 s; the run may still be "
         f"going: http://127.0.0.1:4200/runs/flow-run/{RUN_ID};"
@@ -138,8 +163,10 @@ def test_a_long_run_is_followed_past_the_bound_while_the_gateway_answers(
     url, answers = gateway
     running = [(200, run("RUNNING"))] * 4  # pauses growing to 2 s: beyond the bound
     answers.answers = [*running, (200, run("COMPLETED"))]
-    outcome = follow(GatewayRuns(Gateway(url, "t")), RUN_ID, give_up_after=1)
+    clock = PretendClock()
+    outcome = follow(GatewayRuns(Gateway(url, "t")), RUN_ID, give_up_after=1, clock=clock)
     assert outcome.completed and answers.asked == 5
+    assert max(clock.pauses) > 1  # a pause longer than the bound did not end the follow
 
 
 def test_the_waiting_line_is_shown_once_per_holder_and_names_the_abort(
@@ -154,7 +181,7 @@ def test_the_waiting_line_is_shown_once_per_holder_and_names_the_abort(
         (200, run("RUNNING", None)),
         (200, run("COMPLETED")),
     ]
-    follow(GatewayRuns(Gateway(url, "t")), RUN_ID)
+    follow(GatewayRuns(Gateway(url, "t")), RUN_ID, clock=PretendClock())
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
         "  ⏳ waiting for shop@slow → staging (http://127.0.0.1:4200/runs/flow-run/7c0ffee0): "
@@ -182,7 +209,7 @@ def test_each_look_asks_only_for_what_ended_since_the_last_and_the_end_shows_eve
         # the last, full look: step-4 was recorded late, after the looks by cursor passed it
         (200, {**run("COMPLETED", tasks=[task(n) for n in range(1, 6)]), "cursor": "x"}),
     ]
-    outcome = follow(GatewayRuns(Gateway(url, "t")), RUN_ID)
+    outcome = follow(GatewayRuns(Gateway(url, "t")), RUN_ID, clock=PretendClock())
     assert outcome.completed
     base = f"/cli/runs/{RUN_ID}"
     assert answers.paths == [
@@ -210,21 +237,13 @@ def test_looks_slow_down_while_nothing_ends_and_speed_up_when_something_does(
     busy = (200, {**run("RUNNING", tasks=[task(1)]), "cursor": "2026-12-07T10:00:01+00:00"})
     done = (200, {**run("COMPLETED"), "cursor": "2026-12-07T10:00:01+00:00"})
     answers.answers = [*quiet, busy, done, done]
-    times: list[float] = []
-    original = GatewayRuns.run
-
-    def timed(self: GatewayRuns, *args: object, **kwargs: object) -> dict:
-        times.append(time.monotonic())
-        return original(self, *args, **kwargs)
-
-    GatewayRuns.run = timed  # type: ignore[method-assign]
-    try:
-        follow(GatewayRuns(Gateway(url, "t")), RUN_ID)
-    finally:
-        GatewayRuns.run = original  # type: ignore[method-assign]
-    pauses = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
-    print("measured: pauses between looks", " ".join(f"{p:.2f}" for p in pauses))
-    assert pauses[0] < pauses[1]  # nothing ends: the looks slow down
-    assert 1.95 < pauses[5] < 2.3  # six quiet looks: the pause has grown to its 2 s bound
-    assert pauses[6] < 0.7  # a task ended: quicker again (POLL_SECONDS)
-    assert len(times) == 9  # eight looks by cursor and the last, full one
+    clock = PretendClock()
+    follow(GatewayRuns(Gateway(url, "t")), RUN_ID, clock=clock)
+    assert answers.asked == 9  # eight looks by cursor and the last, full one
+    growing = clock.pauses[:6]  # after each of the six quiet looks
+    assert growing == sorted(growing) and growing[0] < growing[1]  # nothing ends: slower
+    assert growing[0] > POLL_SECONDS
+    assert growing[-1] == POLL_MAX_SECONDS  # grown to its bound, and no further
+    assert clock.pauses[6] == POLL_SECONDS  # a task ended: quick again
+    assert clock.pauses[7] == SETTLE_SECONDS  # the run is over: the pause before the full look
+    assert len(clock.pauses) == 8

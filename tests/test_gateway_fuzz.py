@@ -44,7 +44,7 @@ CONFIGURED = {  # what save_config() sets up: app -> environment -> hosts
 }
 TASKS = {"shop": {"deploy", "migrate"}, "billing": {"deploy"}, "hello": {"deploy"}}
 FUZZ = settings(
-    max_examples=150,
+    max_examples=60,  # each a request through the whole gateway
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

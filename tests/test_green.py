@@ -36,13 +36,11 @@ OLD, NEW = "1" * 40, "2" * 40
 CHANNEL = "C0GREEN001"
 
 
-@pytest.fixture
-def github(prefect_server: None, fake_github: FakeGitHub) -> Iterator[FakeGitHub]:
-    """acme/green on the fake GitHub; its app ``green``: staging deploys main on green with
-    two required statuses (and announces in CHANNEL), qa deploys main on green with GitHub's
-    required checks, dev deploys each push to main."""
-    fake_github.add_repo(REPO, refs={"main": NEW})
-    GitHubAccess(token=fake_github.token, api_url=fake_github.url).save("default", overwrite=True)
+@pytest.fixture(scope="module")
+def green_app(prefect_server: None) -> Iterator[None]:
+    """The app ``green`` on acme/green, for the module: staging deploys main on green with two
+    required statuses (and announces in CHANNEL), qa deploys main on green with GitHub's
+    required checks, dev deploys each push to main. No test changes it."""
     App(repository=REPO, environments=["staging", "qa", "dev"]).save("green", overwrite=True)
     common = dict(ssh_private_key="k", deploy_path="/srv/app", restart_command="true")
     Environment(
@@ -58,13 +56,21 @@ def github(prefect_server: None, fake_github: FakeGitHub) -> Iterator[FakeGitHub
     Environment(hosts=["g-3"], auto_deploy_branch="main", **common).save(
         "green-dev", overwrite=True
     )
+    yield
+    for name in ("green-staging", "green-qa", "green-dev"):
+        Environment.delete(name)
+    App.delete("green")
+
+
+@pytest.fixture
+def github(green_app: None, fake_github: FakeGitHub) -> Iterator[FakeGitHub]:
+    """acme/green on this test's fake GitHub, its main at NEW."""
+    fake_github.add_repo(REPO, refs={"main": NEW})
+    GitHubAccess(token=fake_github.token, api_url=fake_github.url).save("default", overwrite=True)
     try:
         yield fake_github
     finally:
         GitHubAccess.delete("default")
-        for name in ("green-staging", "green-qa", "green-dev"):
-            Environment.delete(name)
-        App.delete("green")
     assert fake_github.violations == []
 
 

@@ -18,9 +18,11 @@ from prefect.client.orchestration import PrefectClient, get_client
 from prefect.states import Completed, Failed, Running
 
 from chatops import gateway
-from chatops.gateway import TASK_RUN_PAGE, RunReader, cursor_time
+from chatops.gateway import RunReader, cursor_time
 
 DEPLOYMENT = "watch-probe/probe"
+PAGE = 20
+"""A page shorter than the gateway's 200: three full pages and a part take 65 task runs."""
 
 
 @task(name="probe-step")
@@ -54,8 +56,8 @@ def test_every_task_run_is_read_past_one_page_and_a_cursor_reads_only_what_ended
     async def go() -> tuple[dict, dict, dict]:
         async with get_client() as client:
             run_id = await _a_run(client)
-            reader = RunReader(client, deployments=(DEPLOYMENT,))
-            many = [f"host-{n:03d}" for n in range(TASK_RUN_PAGE + 50)]
+            reader = RunReader(client, deployments=(DEPLOYMENT,), page=PAGE)
+            many = [f"host-{n:03d}" for n in range(3 * PAGE + 5)]
             await _finish(client, run_id, many)
             await client.create_task_run(_step, run_id, dynamic_key="open", state=Running())
             everything = await reader.run(run_id)
@@ -67,8 +69,8 @@ def test_every_task_run_is_read_past_one_page_and_a_cursor_reads_only_what_ended
             return everything, since, nothing_new
 
     everything, since, nothing_new = asyncio.run(go())
-    assert len(everything["task_runs"]) == TASK_RUN_PAGE + 50  # all of them; not the open one
-    assert sorted(_names(everything)) == [f"host-{n:03d}" for n in range(TASK_RUN_PAGE + 50)]
+    assert len(everything["task_runs"]) == 3 * PAGE + 5  # all of them; not the open one
+    assert sorted(_names(everything)) == [f"host-{n:03d}" for n in range(3 * PAGE + 5)]
     assert set(_names(since)) - set(_names(everything)) == {"late-1", "late-2", "late-3"}
     # only what ended since the cursor (the last one seen may come again: "at or after")
     assert len(since["task_runs"]) <= 4

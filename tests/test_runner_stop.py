@@ -18,11 +18,12 @@ from chatops.runner import patient_kills
 from chatops.settings import STOP_GRACE_SECONDS, stop_grace_seconds
 
 IGNORES_SIGTERM = (
-    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True)"
+    "; time.sleep(60)"
 )
-ENDS_ON_SIGTERM_AFTER_2_S = (
+ENDS_ON_SIGTERM_AFTER_1_S = (
     "import signal, sys, time\n"
-    "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(2), sys.exit(0)))\n"
+    "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(1), sys.exit(0)))\n"
     "print('ready', flush=True)\n"
     "time.sleep(60)"
 )
@@ -51,19 +52,19 @@ def stop(process: subprocess.Popen, grace: float) -> float:
 
 def test_a_run_that_ignores_sigterm_is_killed_when_its_grace_is_over() -> None:
     process = started(IGNORES_SIGTERM)
-    time.sleep(0.5)
-    took = stop(process, grace=3.0)
+    assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    took = stop(process, grace=1.0)
     assert process.wait(timeout=5) == -9
-    assert 3.0 <= took < 5.0, took
+    assert 1.0 <= took < 3.0, took
 
 
 def test_a_run_that_ends_within_its_grace_is_waited_for_past_prefects_30_s() -> None:
     # the grace is longer than what the run takes; the stop returns as soon as it has ended
-    process = started(ENDS_ON_SIGTERM_AFTER_2_S)
+    process = started(ENDS_ON_SIGTERM_AFTER_1_S)
     assert process.stdout is not None and process.stdout.readline() == "ready\n"
     took = stop(process, grace=600.0)
     assert process.wait(timeout=5) == 0
-    assert 2.0 <= took < 3.5, took
+    assert 1.0 <= took < 2.5, took
 
 
 def test_the_grace_is_a_setting_and_chatops_up_waits_longer_for_the_runner(monkeypatch) -> None:

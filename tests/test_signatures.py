@@ -166,7 +166,7 @@ hex_signatures = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64).
     random_hex=hex_signatures,
     junk=st.text(alphabet=st.characters(max_codepoint=127), max_size=70),
 )
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_slack_verdict_matches_slack_sdk(
     secret: str,
     body: str,
@@ -256,7 +256,7 @@ def test_github_real_payloads_verify_over_their_exact_bytes(payload: Path) -> No
 
 
 @given(body=st.binary(max_size=300), secret=st.text(min_size=1).filter(str.strip), data=st.data())
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_github_any_changed_byte_is_refused(body: bytes, secret: str, data: st.DataObject) -> None:
     header = sign_github(body, secret)
     verify_github(body, header, secret)

@@ -35,18 +35,26 @@ from tests.gateway_support import DEPLOYS, SETTINGS, gateway, save_config
 SECRET = "silent-runs-secret-for-tests"
 
 
+@pytest.fixture(scope="module")
+def gateway_with_secret(prefect_server: None) -> Iterator[TestClient]:
+    """The gateway with the secret set, one for the module: it starts the settling process
+    (which loads the flow code, seconds), and the tests' runs are each their own. The process
+    it settles runs in finds the test server."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+        save_config()
+        with gateway(settings=replace(SETTINGS, silent_runs_secret=SECRET)) as test_client:
+            yield test_client
+
+
 @pytest.fixture
-def client(
-    prefect_server: None, monkeypatch: pytest.MonkeyPatch, fake_slack: FakeSlack
-) -> Iterator[TestClient]:
-    """The gateway with the secret set; the process it settles runs in finds the test server."""
-    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
-    save_config()
+def client(gateway_with_secret: TestClient, fake_slack: FakeSlack) -> TestClient:
+    """The module's gateway, telling this test's Slack (the settling process loads the Slack
+    block for each run it reports)."""
     SlackAccess(bot_token=fake_slack.token, api_url=fake_slack.api_url).save(
         "default", overwrite=True
     )
-    with gateway(settings=replace(SETTINGS, silent_runs_secret=SECRET)) as test_client:
-        yield test_client
+    return gateway_with_secret
 
 
 def running_deploy() -> FlowRun:

@@ -392,7 +392,7 @@ def test_step_timings_read_naturally(seconds: float, shown: str) -> None:
     assert f"record deployment  `{shown}`" in block(blocks, "deploy_steps")["text"]["text"]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(text=st.text(alphabet="<>&;a!@` \n", max_size=400), limit=st.integers(5, 300))
 def test_escaped_and_clipped_text_never_leaks_markup(text: str, limit: int) -> None:
     shown = clip(escape_mrkdwn(text), limit)

@@ -28,7 +28,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from chatops.cli.server import Gateway, GatewayError, TokenRefused
 from model.errors import DeployError
@@ -49,6 +49,18 @@ GIVE_UP_SECONDS = 120.0
 GIVE_UP_ENV = "CHATOPS_GIVE_UP_AFTER"
 MARKS = {"COMPLETED": "✓", "FAILED": "✗", "CRASHED": "✗", "CANCELLED": "–"}
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+class Clock(Protocol):
+    """What a follow reads the time from and pauses with: :data:`REAL_TIME`, or in tests one
+    whose ``sleep`` only moves its ``monotonic`` on, so the pacing is checked without waiting."""
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+REAL_TIME: Clock = time  # the module has both functions
 
 
 class Unreachable(DeployError):
@@ -138,16 +150,18 @@ def follow(
     *,
     give_up_after: float = GIVE_UP_SECONDS,
     run_url: str | None = None,
+    clock: Clock = REAL_TIME,
 ) -> Outcome:
     """Print each task run of ``flow_run_id`` as it ends; return the run once it is over.
 
     Raises :class:`Unreachable` once ``give_up_after`` seconds have passed since the last
-    answer (or the start), a look under way included.
+    answer (or the start), a look under way included. The pauses and the bound are measured on
+    ``clock``.
     """
     out = out or sys.stdout
     seen: dict[str, str] = {}
     holder: str | None = None
-    answered = time.monotonic()
+    answered = clock.monotonic()
     lost_who: str | None = None
     link = run_url
     cursor: str | None = None
@@ -158,7 +172,7 @@ def follow(
         try:
             run = runs.run(
                 flow_run_id,
-                within=answered + give_up_after - time.monotonic(),
+                within=answered + give_up_after - clock.monotonic(),
                 since=None if settling else cursor,
             )
         except Lost as exc:
@@ -169,12 +183,12 @@ def follow(
                     f"  … lost contact with {exc.who} ({exc}); retrying (giving up after "
                     f"{give_up_after:.0f} s without an answer)",
                 )
-            left = answered + give_up_after - time.monotonic()
+            left = answered + give_up_after - clock.monotonic()
             if left <= 0:
                 raise Unreachable(gave_up(exc.who, give_up_after, flow_run_id, link)) from None
-            time.sleep(min(RETRY_SECONDS, left))
+            clock.sleep(min(RETRY_SECONDS, left))
             continue
-        answered = time.monotonic()
+        answered = clock.monotonic()
         if lost_who is not None:
             again = "Prefect" if lost_who.startswith("Prefect") else "the gateway"
             say(out, f"  … {again} answers again")
@@ -195,7 +209,7 @@ def follow(
             settling, pause = True, SETTLE_SECONDS
         else:
             pause = POLL_SECONDS if news else min(POLL_MAX_SECONDS, pause * POLL_GROWTH)
-        time.sleep(pause)
+        clock.sleep(pause)
 
 
 def show_tasks(tasks: list[dict[str, Any]], seen: dict[str, str], out: TextIO) -> int:
