@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+CANCEL_AGAIN_SECONDS = 0.5
+"""How long :meth:`Loop.stop` waits for cancelled work to end before cancelling it again."""
 logger = logging.getLogger("chatops.background")
 
 
@@ -82,8 +84,13 @@ class Loop:
             self._task = asyncio.create_task(self._work(), name=self._name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Cancel the work and wait until it has ended; cancel it again while it goes on: on
+        Python 3.11 ``asyncio.wait_for`` swallows a cancellation that comes just as what it
+        waits for finishes, and the work would go round once more, or forever."""
+        task, self._task = self._task, None
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=CANCEL_AGAIN_SECONDS)
+        if task is not None:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                task.result()

@@ -135,7 +135,8 @@ class Catalog:
         """Load a new snapshot within the timeout; on any failure keep the old one."""
         started = time.monotonic()
         try:
-            snapshot = await asyncio.wait_for(self._load(), self.timeout)
+            async with asyncio.timeout(self.timeout):  # unlike wait_for, never eats a cancel
+                snapshot = await self._load()
         except Exception as exc:  # a Prefect outage must not take the gateway down
             if not self._failing:  # once per outage, not every few seconds
                 logger.warning(
