@@ -2,9 +2,10 @@
 
 A plain sequential fabric script, the way one is usually written: a fresh ``git clone`` of the
 repository at the commit, ``mvn -B clean package`` (with ``GIT_COMMIT`` set, so the app reports
-the commit), then for each host in turn: upload the war into a new release folder, switch the
-``current`` symlink, run the restart command, and poll the health URL until it answers 200 with
-the commit. No build cache, no parallelism, no bookkeeping.
+the commit), then for each host in turn: upload the war and a REVISION file (the sha, as chatops
+writes one) into a new release folder, switch the ``current`` symlink, run the restart command,
+and poll the health URL until it answers 200 with the commit. No build cache, no parallelism, no
+bookkeeping.
 
     python bench/baseline_fabric.py --repo /path/to/repo --sha <sha> --hosts 10.213.1.2,... \\
         --key id_ed25519 --known-hosts known_hosts [--json]
@@ -16,6 +17,7 @@ start-up included, as it measures ``chatops deploy``.
 """
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -109,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             with connect(host, args.user, args.key, args.known_hosts, args.connect_timeout) as c:
                 c.run(f"mkdir -p {release}", hide=True, in_stream=False)
                 c.put(war, f"{release}/demo.war")
+                c.put(io.StringIO(args.sha + "\n"), f"{release}/REVISION")
                 step["put"] = time.time()
                 c.run(f"ln -sfn {release} {args.deploy_path}/current", hide=True, in_stream=False)
                 step["switched"] = time.time()

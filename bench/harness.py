@@ -1,19 +1,15 @@
 """The benchmark: chatops-deploy as a user meets it, against a hand-written fabric script.
 
-``bench/run.sh [deploy] [burst]`` (as root, on the test bed); each scenario writes
-``results/<scenario>.json`` (bench/results.py), which ``python -m bench.report`` renders.
-
+``bench/run.sh [deploy] [burst] [sweep]`` (as root, on the test bed) writes one
+``results/<scenario>.json`` per scenario (bench/results.py); ``python -m bench.report`` renders.
 ``deploy``: ``chatops up`` in a fresh CHATOPS_HOME, timed to its milestones; ``chatops --help``;
-for each host count N: N network-namespace hosts (sshd + Tomcat 10.1), ``chatops config apply``
-of ``staging-N`` (``batch_size: N``), one warm-up round, then ``--rounds`` rounds of: the script
-(bench/baseline_fabric.py) and ``chatops deploy``, each of a fresh commit, alternating which goes
-first, then ``chatops deploy`` of a commit it built already (warm). On 1 host also: the warm
-deploy sent as a signed Slack slash command and GitHub webhook, the services' peak memory, and
-``--restarts`` restarts of ``chatops up``. ``burst``: bench/burst.py.
-
-A deploy is timed from spawning its process to its exit; after it the bench waits until the
-hosts' JVMs are idle (a JVM keeps compiling after it first answers), then 1 s. Everything it
-starts is stopped when it ends, fails or is interrupted.
+per host count N (sshd + Tomcat 10.1, ``batch_size: N``) a warm-up round, then ``--rounds`` of
+the script (bench/baseline_fabric.py) and ``chatops deploy`` of fresh commits, alternating which
+goes first, then ``chatops deploy`` of a built commit (warm). On 1 host also: the warm deploy as
+a signed Slack command and GitHub webhook, peak memory, ``--restarts`` restarts of chatops up.
+A deploy is timed spawn to exit; then the bench waits until the JVMs idle (they compile after
+the first answer), and 1 s. Everything it starts is stopped when it ends, fails or is stopped.
+``burst``: bench/burst.py; ``sweep``: bench/sweep.py.
 """
 
 from __future__ import annotations
@@ -33,7 +29,7 @@ from typing import Any
 from bench import burst
 from bench.results import Result, command_line
 from bench.signed import SECRETS, ResponseSink, deployment_webhook, slash_command
-from bench.system import RUN_ID, BenchError, Up, http, status_kb, ts, wait_for
+from bench.system import RUN_ID, BenchError, Up, cpu_seconds, http, status_kb, ts, wait_for
 from tests.testbed import hosts as testbed
 from tests.testbed.gitrepo import AppRepo, make_app_repo
 from tests.testbed.hosts import DEPLOY_PATH, TestHost, make_ssh_key
@@ -66,6 +62,7 @@ class DeployBench:
         self.built: list[str] = []  # commits chatops built, newest last
         self.serving: dict[str, str] = {}  # environment -> the commit it serves
         self.deliveries = 0
+        self.restart = RESTART  # the hosts' restart command (the sweep's light hosts have theirs)
 
     # ------------------------------------------------------------------ commits and config
     def fresh_commit(self) -> str:
@@ -84,16 +81,13 @@ class DeployBench:
         ssh = {"user": "root", "private_key_env": KEY_VAR, "connect_timeout": 3}
         ssh["known_hosts"] = [h.known_hosts_line for h in hosts]
         environment = {"hosts": [h.address for h in hosts], "ssh": ssh, "health_timeout": 120}
-        environment.update(deploy_path=DEPLOY_PATH, restart_command=RESTART, health_url=HEALTH_URL)
+        environment.update(deploy_path=DEPLOY_PATH, health_url=HEALTH_URL)
+        environment["restart_command"] = self.restart
         app = {"repository": "acme/demo", "clone_url": self.repo.url, "default_environment": env}
         app["environments"] = {env: {**environment, "batch_size": len(hosts)}}
         wall = self.up.apply_config({"apps": {"demo": app}}, {KEY_VAR: self.key.private_text})
         self.result.add(CLI, "`chatops config apply`", wall)
-
-        def sees() -> bool:
-            text = self.up.ask("where demo")
-            return env in text and hosts[0].address in text
-
+        sees = lambda: env in (t := self.up.ask("where demo")) and hosts[0].address in t  # noqa: E731
         wait_for("the gateway to see the configuration", sees, 60)
 
     # ------------------------------------------------------------------ one deploy
@@ -113,10 +107,8 @@ class DeployBench:
             entry.update(wall=cli.wall, rc=cli.rc, exited=sent + cli.wall)
         if run_id is not None:
             run = self.up.wait_final(run_id, DEPLOY_TIMEOUT)
-            tasks = [
-                {"name": t["name"], "start": ts(t.get("start_time")), "end": ts(t.get("end_time"))}
-                for t in self.up.task_runs(run_id)
-            ]
+            times = lambda t: {k: ts(t.get(f"{k}_time")) for k in ("start", "end")}  # noqa: E731
+            tasks = [{"name": t["name"], **times(t)} for t in self.up.task_runs(run_id)]
             state = (run.get("state") or {}).get("type")
             entry.update(state=state, ok=state == "COMPLETED" and (cli is None or cli.rc == 0))
             entry.update(created=ts(run.get("created")), start=ts(run.get("start_time")))
@@ -139,18 +131,22 @@ class DeployBench:
         argv = [sys.executable, str(Path(__file__).with_name("baseline_fabric.py"))]
         argv += ["--repo", self.repo.url, "--sha", sha, "--key", str(self.key.private)]
         argv += ["--hosts", ",".join(h.address for h in hosts), "--known-hosts", str(known)]
-        argv += ["--deploy-path", DEPLOY_PATH, "--restart", RESTART, "--health-url", HEALTH_URL]
-        argv += ["--workdir", str(self.work), "--json"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
+        argv += ["--deploy-path", DEPLOY_PATH, "--restart", self.restart]
+        argv += ["--health-url", HEALTH_URL, "--workdir", str(self.work), "--json"]
+        return self.baseline("script", argv, hosts, sha)
+
+    def baseline(self, who: str, argv: list, hosts: list, sha: str, **env: str) -> dict[str, Any]:
+        """A baseline's deploy (``who``: script, ansible) of ``sha``, timed spawn to exit."""
+        env |= {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
         sent, t0 = time.time(), time.monotonic()
         kw = {"capture_output": True, "text": True, "stdin": subprocess.DEVNULL}
         proc = subprocess.run(argv, env=env, timeout=DEPLOY_TIMEOUT, **kw)
-        entry = {"who": "script", "hosts": len(hosts), "sha": sha, "sent": sent}
+        entry = {"who": who, "hosts": len(hosts), "sha": sha, "sent": sent}
         entry.update(wall=time.monotonic() - t0, ok=proc.returncode == 0)
-        if entry["ok"]:
+        if entry["ok"] and who == "script":
             entry["steps"] = json.loads(proc.stdout.strip().splitlines()[-1])
-        else:
-            self.fail(f"the script's deploy of {sha[:7]}: {proc.stderr[-800:]}")
+        elif not entry["ok"]:
+            self.fail(f"the {who}'s deploy of {sha[:7]}: {(proc.stderr + proc.stdout)[-800:]}")
         self.result.data["raw"].append(entry)
         self.settle(hosts)
         return entry
@@ -188,13 +184,13 @@ class DeployBench:
         for number, warmup in enumerate(rounds):
             order = ("script", "chatops") if number % 2 == 0 else ("chatops", "script")
             for who in order:
-                sha = self.fresh_commit()
                 if who == "script":
-                    entry = self.script(hosts, sha)
+                    entry = self.script(hosts, self.fresh_commit())
                     self.result.add(WALL, f"script, {label}", ok_wall(entry), warmup=warmup)
                 else:
-                    entry = self.chatops(env, hosts, sha)
-                    self.sample("cold", label, entry, warmup)
+                    self.sample(
+                        "cold", label, self.chatops(env, hosts, self.fresh_commit()), warmup
+                    )
             if len(self.built) > 1:
                 entry = self.chatops(env, hosts, self.built_commit(env))
                 self.sample("warm", label, entry, warmup)
@@ -208,9 +204,8 @@ class DeployBench:
         self.result.add(WALL, f"chatops {kind}, {label}", ok_wall(entry), warmup=warmup)
         if not entry["ok"]:
             return
-        self.result.add(
-            FIRST, f"CLI, {kind}, {label}", entry["first_task"] - entry["sent"], warmup=warmup
-        )
+        first = entry["first_task"] - entry["sent"]
+        self.result.add(FIRST, f"CLI, {kind}, {label}", first, warmup=warmup)
         table = f"Where a chatops deploy's seconds go: {kind}, {label} (s)"
         for phase, seconds in phases(entry).items():
             self.result.add(table, phase, seconds, warmup=warmup)
@@ -247,12 +242,9 @@ class DeployBench:
             raise BenchError(f"{path}: HTTP {status} {answer[:300]!r}")
         if key is not None:
             return sent, answered, self.up.request_run(key)
-
         # Slack: the run link is in the answer, or follows on the response_url.
-        def link() -> str | None:
-            bodies = [answer.decode()] + [m for *_, m in self.sink.messages[seen:]]
-            return next((f.group(1) for b in bodies if (f := RUN_ID.search(b))), None)
-
+        bodies = lambda: [answer.decode()] + [m for *_, m in self.sink.messages[seen:]]  # noqa: E731
+        link = lambda: next((f.group(1) for b in bodies() if (f := RUN_ID.search(b))), None)  # noqa: E731
         return sent, answered, wait_for("the Slack run link", link, 60)
 
     def memory(self) -> None:
@@ -274,10 +266,8 @@ class DeployBench:
             for what, seconds in milestones.items():
                 self.result.add(UP, f"restart: {MILESTONES[what]}", seconds)
             if entry["ok"]:
-                seconds = entry["first_task"] - self.up.spawned
-                self.result.add(
-                    UP, "restart: a deploy sent then has its first task running", seconds
-                )
+                first = entry["first_task"] - self.up.spawned
+                self.result.add(UP, "restart: a deploy sent then has its first task running", first)
 
 
 MILESTONES = {"up_line": 'prints "chatops is up"', "gateway": "the gateway answers /healthz"}
@@ -317,19 +307,13 @@ def union(spans: list[tuple[float, float]]) -> float:
 
 def tomcat_cores(hosts: list[TestHost], window: float = 0.5) -> float:
     """Cores the hosts' Tomcat JVMs used over the next ``window`` seconds."""
-
-    def cpu() -> float:
-        total = 0
-        for host in hosts:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                pid = int((host.root / "tomcat" / "tomcat.pid").read_text().strip())
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-        return total / os.sysconf("SC_CLK_TCK")
-
-    before = cpu()
+    pids = []
+    for host in hosts:
+        with contextlib.suppress(OSError, ValueError):
+            pids.append(int((host.root / "tomcat" / "tomcat.pid").read_text().strip()))
+    before = cpu_seconds(pids)
     time.sleep(window)
-    return (cpu() - before) / window
+    return (cpu_seconds(pids) - before) / window
 
 
 # ---------------------------------------------------------------------- the scenarios
@@ -362,7 +346,13 @@ def burst_scenario(args: argparse.Namespace, work: Path, stack: contextlib.ExitS
     return result
 
 
-SCENARIOS = {"deploy": deploy_scenario, "burst": burst_scenario}
+def sweep_scenario(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack) -> Result:
+    from bench import sweep  # it builds on DeployBench
+
+    return sweep.sweep_scenario(args, work, stack)
+
+
+SCENARIOS = {"deploy": deploy_scenario, "burst": burst_scenario, "sweep": sweep_scenario}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -373,11 +363,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--restarts", type=int, default=3, help="restarts of chatops up (3)")
     p.add_argument("--burst-each", type=int, default=50, help="slash commands, as many webhooks")
     p.add_argument("--burst-rounds", type=int, default=1)
+    burst_on = "burst on: embedded (chatops up's default), sqlite, postgresql (an external one)"
     p.add_argument(
-        "--databases",
-        default="sqlite,postgresql",
-        type=lambda s: s.split(","),
-        help="burst on: embedded (chatops up's default), sqlite, postgresql (an external one)",
+        "--databases", default="sqlite,postgresql", type=lambda s: s.split(","), help=burst_on
     )
     p.add_argument("--out", type=Path, default=Path("results"), help="result directory")
     p.add_argument("--timeout", type=float, default=3600, help="for the whole run, seconds")
@@ -403,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.alarm(int(args.timeout))
     testbed.preclean()  # hosts of earlier runs whose owner is gone (a killed bench)
     failed = 0
-    for name in args.scenarios or list(SCENARIOS):
+    for name in args.scenarios:
         work = Path(tempfile.mkdtemp(prefix=f"chatops-bench-{name}-"))
         try:
             with contextlib.ExitStack() as stack:

@@ -97,6 +97,16 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds of ``pids``, the ended children they waited for included."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
@@ -227,8 +237,12 @@ class Up:
         return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
 
     def children(self) -> dict[str, int]:
-        """pids of the server, runner, gateway and the runner's forkserver."""
-        marks = {"prefect server start": "server", "chatops.runner": "runner"}
+        """pids of the server, its PostgreSQL, runner, gateway and the runner's forkserver."""
+        marks = {
+            "prefect server start": "server",
+            "chatops.runner": "runner",
+            "postgres -D": "postgres",
+        }
         marks |= {"chatops.gateway": "gateway", "multiprocessing.forkserver": "forkserver"}
         found: dict[str, int] = {}
         for pid in descendants(self.process.pid) if self.process else []:
