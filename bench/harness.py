@@ -5,10 +5,10 @@
 ``deploy``: ``chatops up`` in a fresh CHATOPS_HOME, timed to its milestones; ``chatops --help``;
 per host count N (sshd + Tomcat 10.1, ``batch_size: N``) a warm-up round, then ``--rounds`` of
 the script (bench/baseline_fabric.py) and ``chatops deploy`` of fresh commits, alternating which
-goes first, then ``chatops deploy`` of a built commit (warm). On 1 host also: the warm deploy as
-a signed Slack command and GitHub webhook, peak memory, ``--restarts`` restarts of chatops up.
-A deploy is timed spawn to exit; then the bench waits until the JVMs idle (they compile after
-the first answer), and 1 s. Everything it starts is stopped when it ends, fails or is stopped.
+goes first, then ``chatops deploy`` of a built commit (warm) (Slack commands and GitHub webhooks:
+``burst``). A deploy is timed spawn to exit; then the bench waits until the JVMs idle (they
+compile after the first answer), and 1 s. Everything it starts is
+stopped when it ends, fails or is interrupted.
 ``burst``: bench/burst.py; ``sweep``: bench/sweep.py.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -28,8 +27,8 @@ from typing import Any
 
 from bench import burst
 from bench.results import Result, command_line
-from bench.signed import SECRETS, ResponseSink, deployment_webhook, slash_command
-from bench.system import RUN_ID, BenchError, Up, cpu_seconds, http, status_kb, ts, wait_for
+from bench.signed import SECRETS
+from bench.system import BenchError, Up, cpu_seconds, state, ts, wait_for
 from tests.testbed import hosts as testbed
 from tests.testbed.gitrepo import AppRepo, make_app_repo
 from tests.testbed.hosts import DEPLOY_PATH, TestHost, make_ssh_key
@@ -58,10 +57,8 @@ class DeployBench:
         self.key = make_ssh_key(work / "key")
         self.repo: AppRepo = make_app_repo(work / "demo")
         self.up = Up(work / "home", extra_env=SECRETS)
-        self.sink = ResponseSink()
         self.built: list[str] = []  # commits chatops built, newest last
         self.serving: dict[str, str] = {}  # environment -> the commit it serves
-        self.deliveries = 0
         self.restart = RESTART  # the hosts' restart command (the sweep's light hosts have theirs)
 
     # ------------------------------------------------------------------ commits and config
@@ -92,34 +89,27 @@ class DeployBench:
 
     # ------------------------------------------------------------------ one deploy
     def chatops(self, env: str, hosts: list[TestHost], sha: str) -> dict[str, Any]:
-        """``chatops deploy demo@sha to env`` as a command; the run as Prefect recorded it."""
+        """``chatops deploy demo@sha to env`` as a command; the run as Prefect recorded it,
+        once it ended; then the hosts settle."""
         cli = self.up.cli("deploy", f"demo@{sha}", "to", env, timeout=DEPLOY_TIMEOUT)
-        entry = self.record("cli", env, hosts, sha, cli.started, cli.run_id, cli)
-        if entry["ok"] and sha not in self.built:
-            self.built.append(sha)
-        return entry
-
-    def record(self, via: str, env: str, hosts: list, sha: str, sent: float, run_id, cli=None):
-        """Wait for the run to end; keep what Prefect recorded of it; let the hosts settle."""
-        entry: dict[str, Any] = {"who": "chatops", "via": via, "env": env, "hosts": len(hosts)}
-        entry.update(sha=sha, sent=sent, run_id=run_id, ok=False)
-        if cli is not None:
-            entry.update(wall=cli.wall, rc=cli.rc, exited=sent + cli.wall)
-        if run_id is not None:
-            run = self.up.wait_final(run_id, DEPLOY_TIMEOUT)
+        entry: dict[str, Any] = {"who": "chatops", "via": "cli", "env": env, "hosts": len(hosts)}
+        entry.update(sha=sha, sent=cli.started, run_id=cli.run_id, ok=False, rc=cli.rc)
+        entry.update(wall=cli.wall, exited=cli.started + cli.wall)
+        if cli.run_id is not None:
+            run = self.up.wait_final(cli.run_id, DEPLOY_TIMEOUT)
             times = lambda t: {k: ts(t.get(f"{k}_time")) for k in ("start", "end")}  # noqa: E731
-            tasks = [{"name": t["name"], **times(t)} for t in self.up.task_runs(run_id)]
-            state = (run.get("state") or {}).get("type")
-            entry.update(state=state, ok=state == "COMPLETED" and (cli is None or cli.rc == 0))
+            tasks = [{"name": t["name"], **times(t)} for t in self.up.task_runs(cli.run_id)]
+            entry.update(state=state(run), ok=state(run) == "COMPLETED" and cli.rc == 0)
             entry.update(created=ts(run.get("created")), start=ts(run.get("start_time")))
             entry.update(end=ts(run.get("end_time")), tasks=tasks)
             starts = [t["start"] for t in tasks if t["start"]]
             entry["first_task"] = min(starts) if starts else None
         if entry["ok"]:
             self.serving[env] = sha
+            self.built += [sha] if sha not in self.built else []
         else:
-            tail = (cli.stdout + cli.stderr)[-800:] if cli else ""
-            self.fail(f"chatops deploy {sha[:7]} to {env} via {via}: {entry.get('state')} {tail}")
+            tail = (cli.stdout + cli.stderr)[-800:]
+            self.fail(f"chatops deploy {sha[:7]} to {env}: {entry.get('state')} {tail}")
         self.result.data["raw"].append(entry)
         self.settle(hosts)
         return entry
@@ -132,7 +122,7 @@ class DeployBench:
         argv += ["--repo", self.repo.url, "--sha", sha, "--key", str(self.key.private)]
         argv += ["--hosts", ",".join(h.address for h in hosts), "--known-hosts", str(known)]
         argv += ["--deploy-path", DEPLOY_PATH, "--restart", self.restart]
-        argv += ["--health-url", HEALTH_URL, "--workdir", str(self.work), "--json"]
+        argv += ["--health-url", HEALTH_URL, "--workdir", str(self.work)]
         return self.baseline("script", argv, hosts, sha)
 
     def baseline(self, who: str, argv: list, hosts: list, sha: str, **env: str) -> dict[str, Any]:
@@ -143,9 +133,7 @@ class DeployBench:
         proc = subprocess.run(argv, env=env, timeout=DEPLOY_TIMEOUT, **kw)
         entry = {"who": who, "hosts": len(hosts), "sha": sha, "sent": sent}
         entry.update(wall=time.monotonic() - t0, ok=proc.returncode == 0)
-        if entry["ok"] and who == "script":
-            entry["steps"] = json.loads(proc.stdout.strip().splitlines()[-1])
-        elif not entry["ok"]:
+        if not entry["ok"]:
             self.fail(f"the {who}'s deploy of {sha[:7]}: {(proc.stderr + proc.stdout)[-800:]}")
         self.result.data["raw"].append(entry)
         self.settle(hosts)
@@ -210,65 +198,6 @@ class DeployBench:
         for phase, seconds in phases(entry).items():
             self.result.add(table, phase, seconds, warmup=warmup)
 
-    def triggers(self, hosts: list[TestHost]) -> None:
-        """The warm deploy sent as a Slack slash command and as a GitHub webhook."""
-        for number in range(self.args.rounds):
-            for via in ("slack", "webhook"):
-                sha = self.built_commit("staging-1")
-                sent, answered, run_id = self.send(via, sha, number)
-                entry = self.record(via, "staging-1", hosts, sha, sent, run_id)
-                name = {"slack": "Slack slash command", "webhook": "GitHub `deployment` webhook"}
-                self.result.add("HTTP answer to the request (s)", name[via], answered - sent)
-                if entry["ok"]:
-                    self.result.add(FIRST, f"{name[via]}, warm, 1 host", entry["first_task"] - sent)
-
-    def send(self, via: str, sha: str, number: int) -> tuple[float, float, str | None]:
-        """Send one signed request; (sent, answered, the run's id)."""
-        if via == "slack":
-            trigger = f"{time.time_ns()}.{number}.bench"
-            body, headers = slash_command(
-                f"deploy demo@{sha} to staging-1", f"U0BENCH{number:03d}", self.sink.url(), trigger
-            )
-            path, key, seen = "/slack/commands", None, len(self.sink.messages)
-        else:
-            self.deliveries += 1
-            delivery = 7_000_000 + int(time.time()) % 1_000_000 * 10 + self.deliveries
-            body, headers = deployment_webhook(delivery, sha, "staging-1", "acme/demo")
-            path, key, seen = "/github/webhook", f"github-deployment-{delivery}", 0
-        sent = time.time()
-        status, answer = http("POST", f"{self.up.gateway}{path}", body, headers)
-        answered = time.time()
-        if status not in (200, 202):
-            raise BenchError(f"{path}: HTTP {status} {answer[:300]!r}")
-        if key is not None:
-            return sent, answered, self.up.request_run(key)
-        # Slack: the run link is in the answer, or follows on the response_url.
-        bodies = lambda: [answer.decode()] + [m for *_, m in self.sink.messages[seen:]]  # noqa: E731
-        link = lambda: next((f.group(1) for b in bodies() if (f := RUN_ID.search(b))), None)  # noqa: E731
-        return sent, answered, wait_for("the Slack run link", link, 60)
-
-    def memory(self) -> None:
-        table = "Peak resident memory of the services at the end (MB, VmHWM)"
-        for name, pid in self.up.children().items():
-            self.result.add(table, name, (status_kb(pid, "VmHWM") or 0) / 1024, unit="MB")
-
-    def restarts(self, hosts: list[TestHost]) -> None:
-        """Ctrl-C and start again on the same home; a deploy sent as soon as the gateway
-        answers, timed to its first task."""
-        for _ in range(self.args.restarts):
-            t0 = time.monotonic()
-            self.up.stop()
-            self.result.add(UP, "Ctrl-C → every process gone", time.monotonic() - t0)
-            milestones = self.up.start(wait_deployments=False, timeout=240)
-            sha = self.built_commit("staging-1")
-            cli = self.up.cli("deploy", f"demo@{sha}", "to", "staging-1", timeout=DEPLOY_TIMEOUT)
-            entry = self.record("cli", "staging-1", hosts, sha, cli.started, cli.run_id, cli)
-            for what, seconds in milestones.items():
-                self.result.add(UP, f"restart: {MILESTONES[what]}", seconds)
-            if entry["ok"]:
-                first = entry["first_task"] - self.up.spawned
-                self.result.add(UP, "restart: a deploy sent then has its first task running", first)
-
 
 MILESTONES = {"up_line": 'prints "chatops is up"', "gateway": "the gateway answers /healthz"}
 MILESTONES["deployments"] = "the deployments are served"
@@ -318,11 +247,11 @@ def tomcat_cores(hosts: list[TestHost], window: float = 0.5) -> float:
 
 # ---------------------------------------------------------------------- the scenarios
 def deploy_scenario(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack) -> Result:
-    params = {k: getattr(args, k) for k in ("hosts", "rounds", "restarts", "quick")}
+    params = {k: getattr(args, k) for k in ("hosts", "rounds", "quick")}
     result = Result("deploy", "Deploys: chatops against the script", command_line(), params)
     stack.callback(result.write, args.out / "deploy.json")  # what it has, even if interrupted
     bench = DeployBench(args, work, result)
-    stack.callback(bench.sink.close), stack.callback(bench.up.stop)
+    stack.callback(bench.up.stop)
     bench.start()
     bench.help()
     for count in args.hosts:
@@ -330,10 +259,6 @@ def deploy_scenario(args: argparse.Namespace, work: Path, stack: contextlib.Exit
         with testbed.netns_hosts(count, bench.key, work / f"hosts-{count}") as hosts:
             bench.apply_config(f"staging-{count}", hosts)
             bench.hosts_phase(count, hosts[:count], f"staging-{count}")
-            if count == 1 and not args.quick:
-                bench.triggers(hosts[:1])
-                bench.memory()
-                bench.restarts(hosts[:1])
     return result
 
 
@@ -360,7 +285,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("scenarios", nargs="*", default=["deploy", "burst"], choices=[[], *SCENARIOS])
     p.add_argument("--hosts", default="1,4,8", type=lambda s: sorted(map(int, s.split(","))))
     p.add_argument("--rounds", type=int, default=5, help="measured rounds per host count (5)")
-    p.add_argument("--restarts", type=int, default=3, help="restarts of chatops up (3)")
     p.add_argument("--burst-each", type=int, default=50, help="slash commands, as many webhooks")
     p.add_argument("--burst-rounds", type=int, default=1)
     burst_on = "burst on: embedded (chatops up's default), sqlite, postgresql (an external one)"
@@ -370,7 +294,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("results"), help="result directory")
     p.add_argument("--timeout", type=float, default=3600, help="for the whole run, seconds")
     p.add_argument("--max-failures", type=int, default=3)
-    p.add_argument("--quick", action="store_true", help="no warm-up, triggers or restarts")
+    p.add_argument("--quick", action="store_true", help="no warm-up")
     args = p.parse_args(argv)
     if args.rounds < 1 or min(args.hosts) < 1:
         p.error("need --rounds >= 1 and host counts >= 1")

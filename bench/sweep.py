@@ -17,6 +17,7 @@ import json
 import resource
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,7 @@ SERVICES["runner"] = "runner and its flow runs"
 
 
 def own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return (usage := resource.getrusage(resource.RUSAGE_CHILDREN)).ru_utime + usage.ru_stime
 
 
 def slope(points: list[tuple[int, float]]) -> float | None:
@@ -85,10 +85,10 @@ class SweepBench(DeployBench):
         label = f"{who}, {count} host{'s' if count > 1 else ''}"
         pids = lambda: [p for h in hosts for p in h.pids()]  # noqa: E731 - sessions end
         control, own, host = self.control_cpu(), own_cpu(), cpu(before := pids())
-        chatops = functools.partial(self.chatops, f"light-{count}")
-        entry = {"script": self.script, "ansible": self.ansible, "chatops": chatops}[who](
-            hosts, sha
-        )
+        deploy = {"script": self.script, "ansible": self.ansible}.get(who)
+        entry = (deploy or functools.partial(self.chatops, f"light-{count}"))(hosts, sha)
+        if who == "chatops" and entry["ok"]:  # the server records a run's last events later
+            self.writes(entry["run_id"], count)
         spent = {k: v - control.get(k, 0.0) for k, v in self.control_cpu().items()}
         own, host, entry["control_cpu"] = own_cpu() - own, cpu(before + pids()) - host, spent
         if not entry["ok"]:
@@ -100,18 +100,19 @@ class SweepBench(DeployBench):
         if who == "chatops":
             for service, seconds in spent.items():
                 self.result.add(CONTROL, f"{label}: {service}", seconds, unit="CPU-s")
-            self.writes(entry["run_id"], count)
 
     def writes(self, run_id: str, count: int) -> None:
-        """Task runs and log lines of the run, per host."""
-        of_run, logs = {"any_": [run_id]}, 0
+        """Task runs and log lines of the run, per host, once the count stays put for 1 s."""
+        of_run, logs, runs, seen = {"any_": [run_id]}, 0, 0, -1
+        while runs != seen:
+            seen, runs = runs, self.up.api_post("/task_runs/count", {"flow_runs": {"id": of_run}})
+            time.sleep(1.0)
         while page := self.up.api_post(
             "/logs/filter", {"logs": {"flow_run_id": of_run}, "limit": 200, "offset": logs}
         ):
             logs += len(page)
-        runs = self.up.api_post("/task_runs/count", {"flow_runs": {"id": of_run}})
         for what, number in (("task runs", runs), ("log lines", logs)):
-            self.result.add(WRITES, f"{what}, {count} hosts", number / count, unit="count")
+            self.result.add(WRITES, f"{what}, {count} hosts", number / count, unit="per host")
 
     def sweep(self, count: int, hosts: list[testbed.TestHost]) -> None:
         """The rounds at one host count; the medians the slopes are fitted to."""
@@ -138,7 +139,7 @@ def sweep_scenario(args, work: Path, stack) -> Result:
     result = Result("sweep", title, command_line(), params)
     stack.callback(result.write, args.out / "sweep.json")
     bench = SweepBench(args, work, result)
-    stack.callback(bench.sink.close), stack.callback(bench.up.stop)
+    stack.callback(bench.up.stop)
     bench.start()
     for count in args.hosts:
         log(f"{count} light host(s): bringing them up")
@@ -148,5 +149,5 @@ def sweep_scenario(args, work: Path, stack) -> Result:
             bench.apply_config(f"light-{count}", hosts)
             bench.sweep(count, hosts)
     for key, points in bench.medians.items():
-        result.add(SLOPE, f"{key} per host", slope(points), unit="per host")
+        result.add(SLOPE, key, slope(points), unit="per host")
     return result
