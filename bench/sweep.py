@@ -90,7 +90,8 @@ class SweepBench(DeployBench):
         if who == "chatops" and entry["ok"]:  # the server records a run's last events later
             self.writes(entry["run_id"], count)
         spent = {k: v - control.get(k, 0.0) for k, v in self.control_cpu().items()}
-        own, host, entry["control_cpu"] = own_cpu() - own, cpu(before + pids()) - host, spent
+        everyone = sorted(set(before + pids()))  # who ran during it, each counted once
+        own, host, entry["control_cpu"] = own_cpu() - own, cpu(everyone) - host, spent
         if not entry["ok"]:
             return
         for table, value in ((WALL, entry["wall"]), (OWN, own), (HOSTS, host)):
