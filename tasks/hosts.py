@@ -156,8 +156,8 @@ def switch_and_restart(
 def journaled_switch(host: HostSession, release_id: str, run_id: str) -> tuple[bool, str | None]:
     """After a failed :func:`switch_and_restart`: whether it switched ``host`` to
     ``release_id`` (its SWITCHING journal names that switch), and the release before."""
-    journal = shlex.quote(path_on_host(host.env, "SWITCHING"))
-    words = host.run(f"cat {journal} 2>/dev/null || true", "activate", quiet=True).split()
+    marker = shlex.quote(path_on_host(host.env, "SWITCHING"))
+    words = host.run(f"cat {marker} 2>/dev/null || true", "activate", quiet=True).split()
     if words[1:3] != [release_id, run_id]:
         return False, None
     return True, None if words[0] == "-" else words[0]
