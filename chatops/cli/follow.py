@@ -17,8 +17,9 @@ Following costs Prefect little: after the first look, each look asks only for th
 ended since the last one (the gateway's ``cursor``, passed back as ``since``), and the looks
 come every :data:`POLL_SECONDS` while lines come, slowing down to :data:`POLL_MAX_SECONDS` while
 none do. Once the run is over, one last full look (after :data:`SETTLE_SECONDS`, for task runs
-Prefect records late) shows any line the looks by cursor missed: the terminal shows every task
-of the run, however many hosts.
+Prefect records late, repeated while one of them is not over yet, up to
+:data:`SETTLE_LIMIT_SECONDS`) shows any line the looks by cursor missed: the terminal shows every
+task of the run, however many hosts.
 """
 
 import contextlib
