@@ -290,18 +290,24 @@ class HostSession:
         self.host = host
         self.connection = connection
 
-    def run(self, command: str, step: str, timeout: float = 30.0) -> str:
-        """Run ``command`` on the host, its output in the run's logs; return its stdout.
+    def run(self, command: str, step: str, timeout: float = 30.0, quiet: bool = False) -> str:
+        """Run ``command`` on the host, its output in the run's logs (not when ``quiet``: a
+        listing the step reads, not a person); return its stdout.
 
         A non-zero exit raises :class:`RemoteCommandFailed` (124/137, the exit codes of
-        :func:`bounded`, raise :class:`CommandHung`); a broken connection
-        :class:`HostUnreachable`.
+        :func:`bounded`, raise :class:`CommandHung`), its output's tail in the error either
+        way; a broken connection :class:`HostUnreachable`.
         """
         host = self.host
-        stream = LogStream(run_logger(__name__), host)
+        stream = None if quiet else LogStream(run_logger(__name__), host)
         try:
             result = self.connection.run(
-                command, timeout=timeout, warn=True, out_stream=stream, err_stream=stream
+                command,
+                timeout=timeout,
+                warn=True,
+                hide=quiet,
+                out_stream=stream,
+                err_stream=stream,
             )
         except CommandTimedOut as exc:
             output = exc.result.stdout + exc.result.stderr

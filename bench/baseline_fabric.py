@@ -2,21 +2,20 @@
 
 A plain sequential fabric script, the way one is usually written: a fresh ``git clone`` of the
 repository at the commit, ``mvn -B clean package`` (with ``GIT_COMMIT`` set, so the app reports
-the commit), then for each host in turn: upload the war into a new release folder, switch the
-``current`` symlink, run the restart command, and poll the health URL until it answers 200 with
-the commit. No build cache, no parallelism, no bookkeeping.
+the commit), then for each host in turn: upload the war and a REVISION file (the sha, as chatops
+writes one) into a new release folder, switch the ``current`` symlink, run the restart command,
+and poll the health URL until it answers 200 with the commit. No build cache, no parallelism, no
+bookkeeping.
 
     python bench/baseline_fabric.py --repo /path/to/repo --sha <sha> --hosts 10.213.1.2,... \\
-        --key id_ed25519 --known-hosts known_hosts [--json]
+        --key id_ed25519 --known-hosts known_hosts
 
-It pins host keys like chatops does (``--known-hosts``: any other key is refused). With
-``--json`` it prints one JSON line with the wall-clock time (``time.time()``) of every step,
-which bench/run.sh reads; the bench measures the script's whole run from the outside, Python
-start-up included, as it measures ``chatops deploy``.
+It pins host keys like chatops does (``--known-hosts``: any other key is refused). The bench
+times its whole run from the outside, Python start-up included, as it times ``chatops deploy``.
 """
 
 import argparse
-import json
+import io
 import os
 import shutil
 import subprocess
@@ -75,55 +74,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--health-timeout", type=float, default=120)
     p.add_argument("--connect-timeout", type=float, default=3)
     p.add_argument("--workdir", help="where to clone (default: a new temporary directory)")
-    p.add_argument("--json", action="store_true", help="print step times as one JSON line")
     args = p.parse_args(argv)
 
-    times: dict[str, object] = {"start": time.time()}
     work = tempfile.mkdtemp(prefix="baseline-", dir=args.workdir)
     try:
         src = os.path.join(work, "src")
         subprocess.run(["git", "clone", "-q", args.repo, src], check=True)
-        subprocess.run(
-            ["git", "-c", "advice.detachedHead=false", "checkout", "-q", args.sha],
-            cwd=src,
-            check=True,
-        )
-        times["cloned"] = time.time()
+        checkout = ["git", "-c", "advice.detachedHead=false", "checkout", "-q", args.sha]
+        subprocess.run(checkout, cwd=src, check=True)
         with open(os.path.join(work, "build.log"), "wb") as log:
-            subprocess.run(
-                ["mvn", "-B", "clean", "package"],
-                cwd=src,
-                env={**os.environ, "GIT_COMMIT": args.sha},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                check=True,
-            )
+            env = {**os.environ, "GIT_COMMIT": args.sha}
+            mvn = ["mvn", "-B", "clean", "package"]
+            subprocess.run(mvn, cwd=src, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
         war = os.path.join(src, "target", "demo.war")
-        times["built"] = time.time()
 
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         release = f"{args.deploy_path}/releases/{stamp}-{args.sha[:7]}"
-        hosts: list[dict[str, object]] = []
         for host in args.hosts.split(","):
-            step: dict[str, object] = {"host": host, "start": time.time()}
             with connect(host, args.user, args.key, args.known_hosts, args.connect_timeout) as c:
                 c.run(f"mkdir -p {release}", hide=True, in_stream=False)
                 c.put(war, f"{release}/demo.war")
-                step["put"] = time.time()
+                c.put(io.StringIO(args.sha + "\n"), f"{release}/REVISION")
                 c.run(f"ln -sfn {release} {args.deploy_path}/current", hide=True, in_stream=False)
-                step["switched"] = time.time()
                 c.run(args.restart, hide=True, in_stream=False)
-                step["restarted"] = time.time()
             wait_healthy(args.health_url.replace("{host}", host), args.sha, args.health_timeout)
-            step["healthy"] = time.time()
-            hosts.append(step)
             print(f"{host}: serving {args.sha[:7]}", file=sys.stderr)
-        times["hosts"] = hosts
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    times["end"] = time.time()
-    if args.json:
-        print(json.dumps(times))
     return 0
 
 

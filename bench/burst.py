@@ -26,7 +26,7 @@ from typing import Any
 
 from bench.results import Result
 from bench.signed import SECRETS, ResponseSink, deployment_webhook, slash_command
-from bench.system import FINAL, RUN_ID, BenchError, Up, http, ts, wait_for
+from bench.system import FINAL, RUN_ID, BenchError, Up, http, state, ts, wait_for
 
 APPS = 10
 WHERE = f"where burst{APPS - 1}"  # the gateway knows the apps when it knows the last one
@@ -73,9 +73,8 @@ def requests(each: int, sink: ResponseSink, tag: str) -> list[Sent]:
         body, headers = slash_command(text, user, sink.url(trigger), trigger)
         made.append(Sent(f"slack-{trigger}", "slack", "/slack/commands", body, headers))
         body, headers = deployment_webhook(base + n, f"{n:040x}", "production", f"acme/{app}")
-        made.append(
-            Sent(f"github-deployment-{base + n}", "github", "/github/webhook", body, headers)
-        )
+        key = f"github-deployment-{base + n}"
+        made.append(Sent(key, "github", "/github/webhook", body, headers))
     return made
 
 
@@ -136,16 +135,14 @@ def one_round(result: Result, up: Up, sink: ResponseSink, db: str, each: int, ta
         starts = [ts(r.get("start_time")) for r in runs]
         started = max(starts) - released if all(starts) and len(found) == len(keys) else None
     # The next round (or the next database) starts on an idle engine.
+    ended = lambda: all(state(up.flow_run(i)) in FINAL for i in ids)  # noqa: E731
     with contextlib.suppress(BenchError):
-        wait_for(
-            "every run to end", lambda: all(state(up.flow_run(i)) in FINAL for i in ids), 600, 2
-        )
+        wait_for("every run to end", ended, 600, 2)
     # The link comes in the ack when the run exists by then, else later on the response_url.
     linked = {path for _, path, body in sink.messages if RUN_ID.search(body)}
     slack = [r for r in burst if r.source == "slack" and r.accepted]
-    links = sum(
-        1 for r in slack if RUN_ID.search(r.answer) or any(p.endswith(r.key[6:]) for p in linked)
-    )
+    got = lambda r: RUN_ID.search(r.answer) or any(p.endswith(r.key[6:]) for p in linked)  # noqa: E731
+    links = sum(1 for r in slack if got(r))
     counts = {
         f"answered 2xx (of {len(burst)})": len(keys),
         f"without exactly one run (of {len(burst)})": lost,
@@ -159,10 +156,6 @@ def one_round(result: Result, up: Up, sink: ResponseSink, db: str, each: int, ta
     result.data["raw"].append({"database": db, "sent": len(burst), **counts, "started": started})
     if lost:
         result.data["failures"].append(f"{db}: {lost} of {len(burst)} requests without one run")
-
-
-def state(run: dict) -> str | None:
-    return (run.get("state") or {}).get("type")
 
 
 def measure(result: Result, work: Path, databases: list[str], each: int, rounds: int, log) -> None:

@@ -1,26 +1,21 @@
 """The benchmark: chatops-deploy as a user meets it, against a hand-written fabric script.
 
-``bench/run.sh [deploy] [burst]`` (as root, on the test bed); each scenario writes
-``results/<scenario>.json`` (bench/results.py), which ``python -m bench.report`` renders.
-
+``bench/run.sh [deploy] [burst] [sweep]`` (as root, on the test bed) writes one
+``results/<scenario>.json`` per scenario (bench/results.py); ``python -m bench.report`` renders.
 ``deploy``: ``chatops up`` in a fresh CHATOPS_HOME, timed to its milestones; ``chatops --help``;
-for each host count N: N network-namespace hosts (sshd + Tomcat 10.1), ``chatops config apply``
-of ``staging-N`` (``batch_size: N``), one warm-up round, then ``--rounds`` rounds of: the script
-(bench/baseline_fabric.py) and ``chatops deploy``, each of a fresh commit, alternating which goes
-first, then ``chatops deploy`` of a commit it built already (warm). On 1 host also: the warm
-deploy sent as a signed Slack slash command and GitHub webhook, the services' peak memory, and
-``--restarts`` restarts of ``chatops up``. ``burst``: bench/burst.py.
-
-A deploy is timed from spawning its process to its exit; after it the bench waits until the
-hosts' JVMs are idle (a JVM keeps compiling after it first answers), then 1 s. Everything it
-starts is stopped when it ends, fails or is interrupted.
+per host count N (sshd + Tomcat 10.1, ``batch_size: N``) a warm-up round, then ``--rounds`` of
+the script (bench/baseline_fabric.py) and ``chatops deploy`` of fresh commits, alternating which
+goes first, then ``chatops deploy`` of a built commit (warm) (Slack commands and GitHub webhooks:
+``burst``). A deploy is timed spawn to exit; then the bench waits until the JVMs idle (they
+compile after the first answer), and 1 s. Everything it starts is
+stopped when it ends, fails or is interrupted.
+``burst``: bench/burst.py; ``sweep``: bench/sweep.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -32,8 +27,8 @@ from typing import Any
 
 from bench import burst
 from bench.results import Result, command_line
-from bench.signed import SECRETS, ResponseSink, deployment_webhook, slash_command
-from bench.system import RUN_ID, BenchError, Up, http, status_kb, ts, wait_for
+from bench.signed import SECRETS
+from bench.system import BenchError, Up, cpu_seconds, state, ts, wait_for
 from tests.testbed import hosts as testbed
 from tests.testbed.gitrepo import AppRepo, make_app_repo
 from tests.testbed.hosts import DEPLOY_PATH, TestHost, make_ssh_key
@@ -62,10 +57,9 @@ class DeployBench:
         self.key = make_ssh_key(work / "key")
         self.repo: AppRepo = make_app_repo(work / "demo")
         self.up = Up(work / "home", extra_env=SECRETS)
-        self.sink = ResponseSink()
         self.built: list[str] = []  # commits chatops built, newest last
         self.serving: dict[str, str] = {}  # environment -> the commit it serves
-        self.deliveries = 0
+        self.restart = RESTART  # the hosts' restart command (the sweep's light hosts have theirs)
 
     # ------------------------------------------------------------------ commits and config
     def fresh_commit(self) -> str:
@@ -84,50 +78,38 @@ class DeployBench:
         ssh = {"user": "root", "private_key_env": KEY_VAR, "connect_timeout": 3}
         ssh["known_hosts"] = [h.known_hosts_line for h in hosts]
         environment = {"hosts": [h.address for h in hosts], "ssh": ssh, "health_timeout": 120}
-        environment.update(deploy_path=DEPLOY_PATH, restart_command=RESTART, health_url=HEALTH_URL)
+        environment.update(deploy_path=DEPLOY_PATH, health_url=HEALTH_URL)
+        environment["restart_command"] = self.restart
         app = {"repository": "acme/demo", "clone_url": self.repo.url, "default_environment": env}
         app["environments"] = {env: {**environment, "batch_size": len(hosts)}}
         wall = self.up.apply_config({"apps": {"demo": app}}, {KEY_VAR: self.key.private_text})
         self.result.add(CLI, "`chatops config apply`", wall)
-
-        def sees() -> bool:
-            text = self.up.ask("where demo")
-            return env in text and hosts[0].address in text
-
+        sees = lambda: env in (t := self.up.ask("where demo")) and hosts[0].address in t  # noqa: E731
         wait_for("the gateway to see the configuration", sees, 60)
 
     # ------------------------------------------------------------------ one deploy
     def chatops(self, env: str, hosts: list[TestHost], sha: str) -> dict[str, Any]:
-        """``chatops deploy demo@sha to env`` as a command; the run as Prefect recorded it."""
+        """``chatops deploy demo@sha to env`` as a command; the run as Prefect recorded it,
+        once it ended; then the hosts settle."""
         cli = self.up.cli("deploy", f"demo@{sha}", "to", env, timeout=DEPLOY_TIMEOUT)
-        entry = self.record("cli", env, hosts, sha, cli.started, cli.run_id, cli)
-        if entry["ok"] and sha not in self.built:
-            self.built.append(sha)
-        return entry
-
-    def record(self, via: str, env: str, hosts: list, sha: str, sent: float, run_id, cli=None):
-        """Wait for the run to end; keep what Prefect recorded of it; let the hosts settle."""
-        entry: dict[str, Any] = {"who": "chatops", "via": via, "env": env, "hosts": len(hosts)}
-        entry.update(sha=sha, sent=sent, run_id=run_id, ok=False)
-        if cli is not None:
-            entry.update(wall=cli.wall, rc=cli.rc, exited=sent + cli.wall)
-        if run_id is not None:
-            run = self.up.wait_final(run_id, DEPLOY_TIMEOUT)
-            tasks = [
-                {"name": t["name"], "start": ts(t.get("start_time")), "end": ts(t.get("end_time"))}
-                for t in self.up.task_runs(run_id)
-            ]
-            state = (run.get("state") or {}).get("type")
-            entry.update(state=state, ok=state == "COMPLETED" and (cli is None or cli.rc == 0))
+        entry: dict[str, Any] = {"who": "chatops", "via": "cli", "env": env, "hosts": len(hosts)}
+        entry.update(sha=sha, sent=cli.started, run_id=cli.run_id, ok=False, rc=cli.rc)
+        entry.update(wall=cli.wall, exited=cli.started + cli.wall)
+        if cli.run_id is not None:
+            run = self.up.wait_final(cli.run_id, DEPLOY_TIMEOUT)
+            times = lambda t: {k: ts(t.get(f"{k}_time")) for k in ("start", "end")}  # noqa: E731
+            tasks = [{"name": t["name"], **times(t)} for t in self.up.task_runs(cli.run_id)]
+            entry.update(state=state(run), ok=state(run) == "COMPLETED" and cli.rc == 0)
             entry.update(created=ts(run.get("created")), start=ts(run.get("start_time")))
             entry.update(end=ts(run.get("end_time")), tasks=tasks)
             starts = [t["start"] for t in tasks if t["start"]]
             entry["first_task"] = min(starts) if starts else None
         if entry["ok"]:
             self.serving[env] = sha
+            self.built += [sha] if sha not in self.built else []
         else:
-            tail = (cli.stdout + cli.stderr)[-800:] if cli else ""
-            self.fail(f"chatops deploy {sha[:7]} to {env} via {via}: {entry.get('state')} {tail}")
+            tail = (cli.stdout + cli.stderr)[-800:]
+            self.fail(f"chatops deploy {sha[:7]} to {env}: {entry.get('state')} {tail}")
         self.result.data["raw"].append(entry)
         self.settle(hosts)
         return entry
@@ -139,18 +121,20 @@ class DeployBench:
         argv = [sys.executable, str(Path(__file__).with_name("baseline_fabric.py"))]
         argv += ["--repo", self.repo.url, "--sha", sha, "--key", str(self.key.private)]
         argv += ["--hosts", ",".join(h.address for h in hosts), "--known-hosts", str(known)]
-        argv += ["--deploy-path", DEPLOY_PATH, "--restart", RESTART, "--health-url", HEALTH_URL]
-        argv += ["--workdir", str(self.work), "--json"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
+        argv += ["--deploy-path", DEPLOY_PATH, "--restart", self.restart]
+        argv += ["--health-url", HEALTH_URL, "--workdir", str(self.work)]
+        return self.baseline("script", argv, hosts, sha)
+
+    def baseline(self, who: str, argv: list, hosts: list, sha: str, **env: str) -> dict[str, Any]:
+        """A baseline's deploy (``who``: script, ansible) of ``sha``, timed spawn to exit."""
+        env |= {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
         sent, t0 = time.time(), time.monotonic()
         kw = {"capture_output": True, "text": True, "stdin": subprocess.DEVNULL}
         proc = subprocess.run(argv, env=env, timeout=DEPLOY_TIMEOUT, **kw)
-        entry = {"who": "script", "hosts": len(hosts), "sha": sha, "sent": sent}
+        entry = {"who": who, "hosts": len(hosts), "sha": sha, "sent": sent}
         entry.update(wall=time.monotonic() - t0, ok=proc.returncode == 0)
-        if entry["ok"]:
-            entry["steps"] = json.loads(proc.stdout.strip().splitlines()[-1])
-        else:
-            self.fail(f"the script's deploy of {sha[:7]}: {proc.stderr[-800:]}")
+        if not entry["ok"]:
+            self.fail(f"the {who}'s deploy of {sha[:7]}: {(proc.stderr + proc.stdout)[-800:]}")
         self.result.data["raw"].append(entry)
         self.settle(hosts)
         return entry
@@ -188,13 +172,13 @@ class DeployBench:
         for number, warmup in enumerate(rounds):
             order = ("script", "chatops") if number % 2 == 0 else ("chatops", "script")
             for who in order:
-                sha = self.fresh_commit()
                 if who == "script":
-                    entry = self.script(hosts, sha)
+                    entry = self.script(hosts, self.fresh_commit())
                     self.result.add(WALL, f"script, {label}", ok_wall(entry), warmup=warmup)
                 else:
-                    entry = self.chatops(env, hosts, sha)
-                    self.sample("cold", label, entry, warmup)
+                    self.sample(
+                        "cold", label, self.chatops(env, hosts, self.fresh_commit()), warmup
+                    )
             if len(self.built) > 1:
                 entry = self.chatops(env, hosts, self.built_commit(env))
                 self.sample("warm", label, entry, warmup)
@@ -208,76 +192,11 @@ class DeployBench:
         self.result.add(WALL, f"chatops {kind}, {label}", ok_wall(entry), warmup=warmup)
         if not entry["ok"]:
             return
-        self.result.add(
-            FIRST, f"CLI, {kind}, {label}", entry["first_task"] - entry["sent"], warmup=warmup
-        )
+        first = entry["first_task"] - entry["sent"]
+        self.result.add(FIRST, f"CLI, {kind}, {label}", first, warmup=warmup)
         table = f"Where a chatops deploy's seconds go: {kind}, {label} (s)"
         for phase, seconds in phases(entry).items():
             self.result.add(table, phase, seconds, warmup=warmup)
-
-    def triggers(self, hosts: list[TestHost]) -> None:
-        """The warm deploy sent as a Slack slash command and as a GitHub webhook."""
-        for number in range(self.args.rounds):
-            for via in ("slack", "webhook"):
-                sha = self.built_commit("staging-1")
-                sent, answered, run_id = self.send(via, sha, number)
-                entry = self.record(via, "staging-1", hosts, sha, sent, run_id)
-                name = {"slack": "Slack slash command", "webhook": "GitHub `deployment` webhook"}
-                self.result.add("HTTP answer to the request (s)", name[via], answered - sent)
-                if entry["ok"]:
-                    self.result.add(FIRST, f"{name[via]}, warm, 1 host", entry["first_task"] - sent)
-
-    def send(self, via: str, sha: str, number: int) -> tuple[float, float, str | None]:
-        """Send one signed request; (sent, answered, the run's id)."""
-        if via == "slack":
-            trigger = f"{time.time_ns()}.{number}.bench"
-            body, headers = slash_command(
-                f"deploy demo@{sha} to staging-1", f"U0BENCH{number:03d}", self.sink.url(), trigger
-            )
-            path, key, seen = "/slack/commands", None, len(self.sink.messages)
-        else:
-            self.deliveries += 1
-            delivery = 7_000_000 + int(time.time()) % 1_000_000 * 10 + self.deliveries
-            body, headers = deployment_webhook(delivery, sha, "staging-1", "acme/demo")
-            path, key, seen = "/github/webhook", f"github-deployment-{delivery}", 0
-        sent = time.time()
-        status, answer = http("POST", f"{self.up.gateway}{path}", body, headers)
-        answered = time.time()
-        if status not in (200, 202):
-            raise BenchError(f"{path}: HTTP {status} {answer[:300]!r}")
-        if key is not None:
-            return sent, answered, self.up.request_run(key)
-
-        # Slack: the run link is in the answer, or follows on the response_url.
-        def link() -> str | None:
-            bodies = [answer.decode()] + [m for *_, m in self.sink.messages[seen:]]
-            return next((f.group(1) for b in bodies if (f := RUN_ID.search(b))), None)
-
-        return sent, answered, wait_for("the Slack run link", link, 60)
-
-    def memory(self) -> None:
-        table = "Peak resident memory of the services at the end (MB, VmHWM)"
-        for name, pid in self.up.children().items():
-            self.result.add(table, name, (status_kb(pid, "VmHWM") or 0) / 1024, unit="MB")
-
-    def restarts(self, hosts: list[TestHost]) -> None:
-        """Ctrl-C and start again on the same home; a deploy sent as soon as the gateway
-        answers, timed to its first task."""
-        for _ in range(self.args.restarts):
-            t0 = time.monotonic()
-            self.up.stop()
-            self.result.add(UP, "Ctrl-C → every process gone", time.monotonic() - t0)
-            milestones = self.up.start(wait_deployments=False, timeout=240)
-            sha = self.built_commit("staging-1")
-            cli = self.up.cli("deploy", f"demo@{sha}", "to", "staging-1", timeout=DEPLOY_TIMEOUT)
-            entry = self.record("cli", "staging-1", hosts, sha, cli.started, cli.run_id, cli)
-            for what, seconds in milestones.items():
-                self.result.add(UP, f"restart: {MILESTONES[what]}", seconds)
-            if entry["ok"]:
-                seconds = entry["first_task"] - self.up.spawned
-                self.result.add(
-                    UP, "restart: a deploy sent then has its first task running", seconds
-                )
 
 
 MILESTONES = {"up_line": 'prints "chatops is up"', "gateway": "the gateway answers /healthz"}
@@ -317,28 +236,22 @@ def union(spans: list[tuple[float, float]]) -> float:
 
 def tomcat_cores(hosts: list[TestHost], window: float = 0.5) -> float:
     """Cores the hosts' Tomcat JVMs used over the next ``window`` seconds."""
-
-    def cpu() -> float:
-        total = 0
-        for host in hosts:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                pid = int((host.root / "tomcat" / "tomcat.pid").read_text().strip())
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-        return total / os.sysconf("SC_CLK_TCK")
-
-    before = cpu()
+    pids = []
+    for host in hosts:
+        with contextlib.suppress(OSError, ValueError):
+            pids.append(int((host.root / "tomcat" / "tomcat.pid").read_text().strip()))
+    before = cpu_seconds(pids)
     time.sleep(window)
-    return (cpu() - before) / window
+    return (cpu_seconds(pids) - before) / window
 
 
 # ---------------------------------------------------------------------- the scenarios
 def deploy_scenario(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack) -> Result:
-    params = {k: getattr(args, k) for k in ("hosts", "rounds", "restarts", "quick")}
+    params = {k: getattr(args, k) for k in ("hosts", "rounds", "quick")}
     result = Result("deploy", "Deploys: chatops against the script", command_line(), params)
     stack.callback(result.write, args.out / "deploy.json")  # what it has, even if interrupted
     bench = DeployBench(args, work, result)
-    stack.callback(bench.sink.close), stack.callback(bench.up.stop)
+    stack.callback(bench.up.stop)
     bench.start()
     bench.help()
     for count in args.hosts:
@@ -346,10 +259,6 @@ def deploy_scenario(args: argparse.Namespace, work: Path, stack: contextlib.Exit
         with testbed.netns_hosts(count, bench.key, work / f"hosts-{count}") as hosts:
             bench.apply_config(f"staging-{count}", hosts)
             bench.hosts_phase(count, hosts[:count], f"staging-{count}")
-            if count == 1 and not args.quick:
-                bench.triggers(hosts[:1])
-                bench.memory()
-                bench.restarts(hosts[:1])
     return result
 
 
@@ -362,7 +271,13 @@ def burst_scenario(args: argparse.Namespace, work: Path, stack: contextlib.ExitS
     return result
 
 
-SCENARIOS = {"deploy": deploy_scenario, "burst": burst_scenario}
+def sweep_scenario(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack) -> Result:
+    from bench import sweep  # it builds on DeployBench
+
+    return sweep.sweep_scenario(args, work, stack)
+
+
+SCENARIOS = {"deploy": deploy_scenario, "burst": burst_scenario, "sweep": sweep_scenario}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -370,19 +285,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("scenarios", nargs="*", default=["deploy", "burst"], choices=[[], *SCENARIOS])
     p.add_argument("--hosts", default="1,4,8", type=lambda s: sorted(map(int, s.split(","))))
     p.add_argument("--rounds", type=int, default=5, help="measured rounds per host count (5)")
-    p.add_argument("--restarts", type=int, default=3, help="restarts of chatops up (3)")
     p.add_argument("--burst-each", type=int, default=50, help="slash commands, as many webhooks")
     p.add_argument("--burst-rounds", type=int, default=1)
+    burst_on = "burst on: embedded (chatops up's default), sqlite, postgresql (an external one)"
     p.add_argument(
-        "--databases",
-        default="sqlite,postgresql",
-        type=lambda s: s.split(","),
-        help="burst on: embedded (chatops up's default), sqlite, postgresql (an external one)",
+        "--databases", default="sqlite,postgresql", type=lambda s: s.split(","), help=burst_on
     )
     p.add_argument("--out", type=Path, default=Path("results"), help="result directory")
     p.add_argument("--timeout", type=float, default=3600, help="for the whole run, seconds")
     p.add_argument("--max-failures", type=int, default=3)
-    p.add_argument("--quick", action="store_true", help="no warm-up, triggers or restarts")
+    p.add_argument("--quick", action="store_true", help="no warm-up")
     args = p.parse_args(argv)
     if args.rounds < 1 or min(args.hosts) < 1:
         p.error("need --rounds >= 1 and host counts >= 1")
@@ -403,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.alarm(int(args.timeout))
     testbed.preclean()  # hosts of earlier runs whose owner is gone (a killed bench)
     failed = 0
-    for name in args.scenarios or list(SCENARIOS):
+    for name in args.scenarios:
         work = Path(tempfile.mkdtemp(prefix=f"chatops-bench-{name}-"))
         try:
             with contextlib.ExitStack() as stack:

@@ -107,7 +107,7 @@ def facts(result: dict[str, Any]) -> list[str]:
     load = m.get("load_during") or [m["load_start"][0]]
     start, end = (time.strftime("%Y-%m-%d %H:%M", time.gmtime(result[k])) for k in TIMES)
     params = ", ".join(f"{k} {v}" for k, v in result["parameters"].items())
-    versions = ", ".join(f"{k} {m[k]}" for k in ("prefect", "fabric") if m.get(k))
+    versions = ", ".join(f"{k} {m[k]}" for k in ("prefect", "fabric", "ansible-core") if m.get(k))
     three = {k: " / ".join(f"{v:.2f}" for v in m[k]) for k in ("load_start", "load_end")}
     cut = result.get("cut_short")
     cut = f" **Cut short** ({cut}): the rows hold what it measured until then." if cut else ""
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--page", type=Path, default=PAGE, help="the page to write (docs/benchmarks.md)")
     args = p.parse_args(argv)
     results = [json.loads(path.read_text()) for path in args.results]
-    order = {"deploy": 0, "burst": 1}
+    order = {"deploy": 0, "sweep": 1, "burst": 2}
     results.sort(key=lambda r: (order.get(r["scenario"], 9), r["scenario"]))
     old = args.page.read_text() if args.page.exists() else ""
     kept = {name: text for name, text in HUMAN.findall(old)}

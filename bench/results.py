@@ -98,7 +98,7 @@ def machine_facts() -> dict[str, Any]:
         "java": _run(["java", "-version"], stderr=True),
         "mvn": _run(["mvn", "-B", "-v"]),
     }
-    for package in ("prefect", "fabric", "chatops-deploy"):
+    for package in ("prefect", "fabric", "chatops-deploy", "ansible-core"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             facts[package] = metadata.version(package)
     return facts

@@ -1,8 +1,10 @@
 #!/bin/bash
 # The benchmark, as root on the test bed (scripts/install-deps.sh): writes results/<scenario>.json;
 # `python -m bench.report results/*.json` renders docs/benchmarks.md. bench/harness.py says more.
-#   bench/run.sh [deploy] [burst] [--hosts 1,4,8] [--rounds 5] [--restarts 3] [--burst-each 50]
-#                [--burst-rounds 1] [--databases sqlite,postgresql] [--out results] [--quick]
+#   bench/run.sh [deploy] [burst] [sweep] [--hosts 1,4,8] [--rounds 5]
+#                [--burst-each 50] [--burst-rounds 1] [--databases sqlite,postgresql]
+#                [--out results] [--quick]
+#   bench/run.sh sweep --hosts 1,8,32,64 --rounds 3      (the host sweep, light hosts)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 if [ "$(id -u)" -ne 0 ] || [ ! -x "$ROOT/.venv/bin/chatops" ]; then

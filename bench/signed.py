@@ -28,20 +28,10 @@ def slash_command(
     text: str, user: str, response_url: str, trigger: str
 ) -> tuple[bytes, dict[str, str]]:
     """A ``/deploy`` slash command from ``user`` in #deploys: (body, headers)."""
-    form = {
-        "token": "ignored",
-        "team_id": "T0BENCH001",
-        "team_domain": "bench",
-        "channel_id": "C0BENCH001",
-        "channel_name": "deploys",
-        "user_id": user,
-        "user_name": user.lower(),
-        "command": "/deploy",
-        "text": text,
-        "api_app_id": "A0BENCH001",
-        "response_url": response_url,
-        "trigger_id": trigger,
-    }
+    form = dict(token="ignored", team_id="T0BENCH001", team_domain="bench", command="/deploy")
+    form |= dict(channel_id="C0BENCH001", channel_name="deploys", api_app_id="A0BENCH001")
+    form |= dict(user_id=user, user_name=user.lower(), text=text, response_url=response_url)
+    form["trigger_id"] = trigger
     body = urllib.parse.urlencode(form).encode()
     stamp = str(int(time.time()))
     return body, {

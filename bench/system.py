@@ -97,19 +97,21 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds of ``pids``, the ended children they waited for included."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
     except OSError:
         return ""
-
-
-def status_kb(pid: int, key: str) -> int | None:
-    """A ``kB`` field (VmHWM, VmRSS) of /proc/<pid>/status."""
-    with contextlib.suppress(OSError, ValueError, StopIteration):
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-        return int(next(line for line in lines if line.startswith(key + ":")).split()[1])
-    return None
 
 
 @dataclass
@@ -181,14 +183,11 @@ class Up:
         self.log = self.home.parent / f"up-{self.starts}.log"
         out = open(self.log, "wb")  # noqa: SIM115 - the child keeps it
         self.spawned = time.time()
+        io = {"stdout": out, "stderr": subprocess.STDOUT, "stdin": subprocess.DEVNULL}
+        argv = [str(CHATOPS), "up", "--port", str(self.port), *self.args]
+        # its own session: Ctrl-C reaches the bench, which stops it in order
         self.process = subprocess.Popen(
-            [str(CHATOPS), "up", "--port", str(self.port), *self.args],
-            env=self.env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C reaches the bench, which stops this in order
-            preexec_fn=_pdeathsig,
+            argv, env=self.env(), start_new_session=True, preexec_fn=_pdeathsig, **io
         )
         out.close()
         checks = {"up_line": lambda: "chatops is up" in self.output(), "gateway": self._gateway_ok}
@@ -227,9 +226,10 @@ class Up:
         return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
 
     def children(self) -> dict[str, int]:
-        """pids of the server, runner, gateway and the runner's forkserver."""
+        """pids of the server, its PostgreSQL, runner, gateway and the runner's forkserver."""
         marks = {"prefect server start": "server", "chatops.runner": "runner"}
         marks |= {"chatops.gateway": "gateway", "multiprocessing.forkserver": "forkserver"}
+        marks["postgres -D"] = "postgres"
         found: dict[str, int] = {}
         for pid in descendants(self.process.pid) if self.process else []:
             found.update({name: pid for mark, name in marks.items() if mark in cmdline(pid)})
@@ -257,13 +257,8 @@ class Up:
     def shell_env(self) -> dict[str, str]:
         """A user's shell: no PREFECT_*/CHATOPS_* but CHATOPS_HOME, and no stored login."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
-        no_login = str(self.home / "no-login")
-        return {
-            **env,
-            "CHATOPS_HOME": str(self.home),
-            "XDG_CONFIG_HOME": no_login,
-            "DO_NOT_TRACK": "1",
-        }
+        home = {"CHATOPS_HOME": str(self.home), "XDG_CONFIG_HOME": str(self.home / "no-login")}
+        return {**env, **home, "DO_NOT_TRACK": "1"}
 
     def cli(self, *args: str, timeout: float = 600, env: dict[str, str] | None = None) -> CliResult:
         """``chatops ARGS`` in a fresh process, found through CHATOPS_HOME as a shell does."""
@@ -311,29 +306,12 @@ class Up:
         return self.api_post("/task_runs/filter", {**query, "sort": "EXPECTED_START_TIME_ASC"})
 
     def wait_final(self, run_id: str, timeout: float = 600) -> dict:
-        def final() -> dict | None:
-            run = self.flow_run(run_id)
-            return run if (run.get("state") or {}).get("type") in FINAL else None
-
+        final = lambda: r if state(r := self.flow_run(run_id)) in FINAL else None  # noqa: E731
         return wait_for(f"flow run {run_id} to end", final, timeout, interval=0.25)
 
-    def request_run(self, key: str, timeout: float = 60) -> str:
-        """The flow run of the intake request with idempotency key ``key``, once it exists
-        (found in Prefect by that key, as the CLI does; the intake says if it failed)."""
 
-        def run_id() -> str | None:
-            query = {"flow_runs": {"idempotency_key": {"any_": [key]}}, "limit": 1}
-            runs = self.api_post("/flow_runs/filter", query)
-            if runs:
-                return runs[0]["id"]
-            bearer = {"Authorization": f"Bearer {self.token}"}
-            status, body = http("GET", f"{self.gateway}/cli/requests/{key}", headers=bearer)
-            ticket = json.loads(body) if status == 200 else {}
-            if ticket.get("state") == "failed":
-                raise BenchError(f"request {key} failed: {ticket.get('error')}")
-            return None
-
-        return wait_for(f"the run of request {key}", run_id, timeout, interval=0.05)
+def state(run: dict) -> str | None:
+    return (run.get("state") or {}).get("type")
 
 
 _JSON = {"Content-Type": "application/json"}

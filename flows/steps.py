@@ -54,13 +54,18 @@ class Interrupted(DeployError, RuntimeError):
     """The deploy was asked to stop (SIGTERM); switched hosts are switched back."""
 
 
+HOST_THREADS = 64
+"""Host tasks run at once: a host task mostly waits for SSH and the host, so a batch of up to
+64 hosts goes in one wave (a 64-host deploy took 4 waves of 16 before)."""
+
+
 def hosts_flow(name: str, run_name: Callable[[], str]) -> Flow:
-    """The flow decorator of a deploy or rollback: one thread per host task (16 at a time),
-    and the crash hooks that report a run whose process died."""
+    """The flow decorator of a deploy or rollback: one thread per host task (up to
+    :data:`HOST_THREADS` at a time), and the crash hooks that report a run whose process died."""
     return flow(
         name=name,
         flow_run_name=run_name,
-        task_runner=ThreadPoolTaskRunner(max_workers=16),
+        task_runner=ThreadPoolTaskRunner(max_workers=HOST_THREADS),
         **crash.crash_hooks,
     )
 

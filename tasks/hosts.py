@@ -81,7 +81,7 @@ def parse_state(listing: str) -> HostState:
 def read_state(host: HostSession, step: str) -> HostState:
     """What ``host`` has (see :class:`~model.releases.HostState`)."""
     command = f"sh -c {shlex.quote(_INSPECT)} sh {shlex.quote(host.env.deploy_path)} {HISTORY_KEPT}"
-    return parse_state(host.run(command, step))
+    return parse_state(host.run(command, step, quiet=True))
 
 
 def switch_command(env: Environment, release_id: str, run_id: str | None, keep: bool) -> str:
@@ -112,16 +112,55 @@ def switch(
     host: HostSession, release_id: str, run_id: str | None = None, keep: bool = False
 ) -> str | None:
     """Switch ``host`` to ``release_id`` (see :func:`switch_command`); return the one before."""
-    previous = host.run(switch_command(host.env, release_id, run_id, keep), "switch")
+    previous = host.run(switch_command(host.env, release_id, run_id, keep), "switch", quiet=True)
     return previous or None
+
+
+def restart_command(env: Environment) -> str:
+    """The environment's restart command, run in ``current``."""
+    return f"cd {shlex.quote(path_on_host(env, 'current'))} && {env.restart_command}"
 
 
 def restart(host: HostSession, timeout: float | None = None) -> None:
     """Run the restart command in ``current``, bounded by ``timeout`` (default:
     ``command_timeout``) on the host."""
     env = host.env
-    command = f"cd {shlex.quote(path_on_host(env, 'current'))} && {env.restart_command}"
-    host.run_bounded(command, "restart", env.command_timeout if timeout is None else timeout)
+    host.run_bounded(
+        restart_command(env), "restart", env.command_timeout if timeout is None else timeout
+    )
+
+
+SWITCHED = "switched from"
+"""What :func:`switch_and_restart` prints once ``current`` names the new release."""
+
+
+def switch_and_restart(
+    host: HostSession, release_id: str, run_id: str, timeout: float
+) -> str | None:
+    """Switch ``host`` to ``release_id`` (journaled) and restart it, in one SSH command (each
+    command costs the host a login shell); return the release it ran before.
+
+    The restart is bounded by ``timeout``, the switch too (it takes milliseconds). Raises
+    :class:`~adapters.ssh.RemoteCommandFailed` (step "restart") when either fails:
+    :func:`journaled_switch` then says whether the switch happened.
+    """
+    switch = switch_command(host.env, release_id, run_id, keep=False)
+    command = (
+        f'prev=$({switch}) && printf "{SWITCHED} %s\\n" "$prev" && {restart_command(host.env)}'
+    )
+    output = host.run_bounded(command, "restart", timeout)  # the step that fails, if one does
+    first = output.splitlines()[0] if output else ""
+    return first.removeprefix(SWITCHED).strip() or None
+
+
+def journaled_switch(host: HostSession, release_id: str, run_id: str) -> tuple[bool, str | None]:
+    """After a failed :func:`switch_and_restart`: whether it switched ``host`` to
+    ``release_id`` (its SWITCHING journal names that switch), and the release before."""
+    marker = shlex.quote(path_on_host(host.env, "SWITCHING"))
+    words = host.run(f"cat {marker} 2>/dev/null || true", "activate", quiet=True).split()
+    if words[1:3] != [release_id, run_id]:
+        return False, None
+    return True, None if words[0] == "-" else words[0]
 
 
 def record_command(env: Environment, release_id: str, run_id: str) -> str:
@@ -240,26 +279,41 @@ def activate(
     and the journal stays for the next deploy to finish the job. Inside a transaction, a later
     failure calls :func:`switch_back` for every host this task switched.
     """
+    timeout = env.command_timeout if restart_timeout is None else restart_timeout
     with ssh.session(env, host, "activate") as h:
-        previous = switch(h, release.id, run_id=run_id)
-        txn = get_transaction()
-        if txn is not None:
-            txn.set("host", host)
-            txn.set("environment", env)
-            txn.set("previous", previous)
-            txn.set("release", release.id)
-            txn.set("run_id", run_id)
         try:
-            restart(h, restart_timeout)
-        except ssh.CommandHung:
-            if previous:
-                switch(h, previous, keep=True)
+            previous = switch_and_restart(h, release.id, run_id, timeout)
+        except ssh.RemoteCommandFailed as exc:
+            switched, previous = journaled_switch(h, release.id, run_id)
+            if not switched:
+                raise
+            journal(get_transaction(), env, host, release, run_id, previous)
+            if isinstance(exc, ssh.CommandHung):
+                if previous:
+                    switch(h, previous, keep=True)
+            else:
+                restore(h, previous)
             raise
-        except ssh.RemoteCommandFailed:
-            restore(h, previous)
-            raise
+        journal(get_transaction(), env, host, release, run_id, previous)
     get_run_logger().info("%s now runs %s (was %s)", host, release.id, previous or "nothing")
     return previous
+
+
+def journal(
+    txn: Transaction | None,
+    env: Environment,
+    host: str,
+    release: Release,
+    run_id: str,
+    previous: str | None,
+) -> None:
+    """What :func:`switch_back` needs to undo one :func:`activate`, in its transaction."""
+    if txn is not None:
+        txn.set("host", host)
+        txn.set("environment", env)
+        txn.set("previous", previous)
+        txn.set("release", release.id)
+        txn.set("run_id", run_id)
 
 
 def restore(h: ssh.HostSession, previous: str | None) -> None:
@@ -315,5 +369,5 @@ def finish(
         command += f" && rm -rf -- {paths}"
     pause_point("finish")
     with ssh.session(env, host, "finish") as h:
-        h.run(command, "finish", timeout=120)
+        h.run(command, "finish", timeout=120, quiet=True)
     return doomed

@@ -5,6 +5,7 @@ No timing is asserted: the first test only keeps the harness working as the prod
 on the committed results and on made-up ones.
 """
 
+import itertools
 import json
 import os
 import subprocess
@@ -18,15 +19,15 @@ from tests.testbed.hosts import REPO_ROOT, live_namespaces, missing_requirements
 RESULTS = sorted((REPO_ROOT / "results").glob("*.json"))
 
 
-@pytest.mark.e2e
-def test_the_deploy_benchmark_runs_on_one_host(tmp_path: Path) -> None:
+def run_bench(out: Path, *args: str, timeout: int) -> dict:
+    """``bench/run.sh ARGS`` into ``out``; the result file of its one scenario. Checks that it
+    succeeded and left no test host behind."""
     missing = missing_requirements()
     if missing:
         pytest.fail(f"the bench needs: {', '.join(missing)}")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CHATOPS_"))}
-    argv = [str(REPO_ROOT / "bench" / "run.sh"), "deploy", "--hosts=1", "--rounds=1", "--quick"]
     proc = subprocess.Popen(
-        [*argv, f"--out={tmp_path}", "--timeout=200"],
+        [str(REPO_ROOT / "bench" / "run.sh"), *args, f"--out={out}", f"--timeout={timeout}"],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -34,7 +35,7 @@ def test_the_deploy_benchmark_runs_on_one_host(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        output, _ = proc.communicate(timeout=240)
+        output, _ = proc.communicate(timeout=timeout + 40)
     finally:
         if proc.poll() is None:  # the bench cleans up on SIGTERM
             proc.terminate()
@@ -42,9 +43,14 @@ def test_the_deploy_benchmark_runs_on_one_host(tmp_path: Path) -> None:
     # run.sh execs the bench, whose pid names its hosts (tb<pid hex>-N): none may be left.
     assert [n for n in live_namespaces() if n.startswith(f"tb{proc.pid:x}-")] == []
     assert proc.returncode == 0, output[-4000:]
-
-    result = json.loads((tmp_path / "deploy.json").read_text())
+    result = json.loads((out / f"{args[0]}.json").read_text())
     assert result["failures"] == [] and "cut_short" not in result
+    return result
+
+
+@pytest.mark.e2e
+def test_the_deploy_benchmark_runs_on_one_host(tmp_path: Path) -> None:
+    result = run_bench(tmp_path, "deploy", "--hosts=1", "--rounds=1", "--quick", timeout=200)
     samples = {s["name"]: s["samples"] for s in result["series"]}
     assert len(samples["script, 1 host"]) == len(samples["chatops cold, 1 host"]) == 1
     assert {"task: build", "task: health check", "task: upload"} <= samples.keys()
@@ -52,6 +58,25 @@ def test_the_deploy_benchmark_runs_on_one_host(tmp_path: Path) -> None:
     page = tmp_path / "benchmarks.md"
     report.main([str(tmp_path / "deploy.json"), f"--page={page}"])
     assert "| chatops cold, 1 host | 1 |" in page.read_text()
+
+
+@pytest.mark.e2e
+def test_the_host_sweep_runs_on_one_and_two_light_hosts(tmp_path: Path) -> None:
+    """Every deployer's wall time and CPU on both sides, and the slope per added host."""
+    result = run_bench(tmp_path, "sweep", "--hosts=1,2", "--rounds=1", timeout=420)
+    whos = ["script", "chatops"] + (["ansible"] if result["parameters"]["ansible"] else [])
+    rows = {
+        (s["table"].removeprefix("Host sweep: "), s["name"]): s["samples"] for s in result["series"]
+    }
+    for who, hosts in itertools.product(whos, ("1 host", "2 hosts")):
+        for table in ("wall time, spawn to exit (s)", "hosts' CPU (CPU-s)"):
+            assert len(rows[table, f"{who}, {hosts}"]) == 1
+    assert rows["hosts' CPU (CPU-s)", "chatops, 2 hosts"][0] > 0
+    control = rows["control-plane CPU (CPU-s)", "chatops, 2 hosts: Prefect server"]
+    assert control[0] > 0  # the server's CPU is found and counted
+    assert rows["what one chatops deploy writes to Prefect, per host", "task runs, 2 hosts"]
+    slopes = {s["name"] for s in result["series"] if "added host" in s["table"] and s["samples"]}
+    assert {f"{who}: wall time (s)" for who in whos} <= slopes
 
 
 def test_the_committed_page_is_what_the_committed_results_render_to(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """Faults injected for real into a deploy, and what every host serves afterwards.
 
-A restart that hangs, packets dropped in the middle of an upload over a slow link, and a failed
-deploy between two good ones (what "previous release" means). The deploy flow runs in this
-process against the test Prefect server; the hosts are real sshd hosts with Tomcat.
+A restart that hangs or fails, packets dropped in the middle of an upload over a slow link, and
+a failed deploy between two good ones (what "previous release" means). The deploy flow runs in
+this process against the test Prefect server; the hosts are real sshd hosts with Tomcat.
 """
 
 import threading
@@ -99,6 +99,28 @@ def test_a_hung_restart_is_killed_on_the_host_reported_and_not_run_again(shop: S
     for host in shop.hosts:
         assert shop.repo.v2 in shop.serving(host)
         assert not (host.root / "SWITCHING").exists()
+
+
+def test_a_failing_restart_puts_its_host_back_on_the_release_it_ran(shop: Shop) -> None:
+    """Activate switches and restarts in one SSH command: when the restart exits non-zero, the
+    host is switched back and restarted on its previous release, and the failure names the
+    restart and shows its output."""
+    shop.save_env(health_timeout=60)
+    deploy(app="shop", environment="staging", ref="v1")
+    broken = shop.hosts[-1]
+    break_restart(broken, shop.repo.v2, "echo port 8080 in use >&2; exit 3")
+    state = deploy(app="shop", environment="staging", ref="v2", return_state=True)
+    assert state.is_failed()
+    message = str(state.message)
+    assert f"{broken.address}: restart failed: exit code 3" in message, message
+    assert "port 8080 in use" in message
+    restarts = (broken.root / "RESTARTS").read_text().split()
+    assert restarts[0] == shop.repo.v2 and set(restarts[1:]) == {shop.repo.v1}, restarts
+    for host in shop.hosts:
+        assert shop.current(host).endswith(shop.repo.v1[:7])
+        assert shop.repo.v1 in shop.serving(host)
+    assert not (broken.root / "SWITCHING").exists()
+    mend_restart(broken)
 
 
 @pytest.mark.parametrize("deploy_hosts", [2], indirect=True)

@@ -229,6 +229,24 @@ def test_each_look_asks_only_for_what_ended_since_the_last_and_the_end_shows_eve
     ]  # every task once, the late one too
 
 
+def test_a_task_whose_end_the_server_records_after_the_runs_is_waited_for(
+    gateway: tuple[str, Answers], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run is over but the full look still shows a task running (a busy server records the
+    end of a wave of task runs late): the CLI looks again until that task's line can be shown."""
+    url, answers = gateway
+    answers.answers = [
+        (200, {**run("RUNNING", tasks=[task(1)]), "cursor": "2026-12-07T10:00:01+00:00"}),
+        (200, {**run("COMPLETED"), "cursor": "2026-12-07T10:00:01+00:00"}),
+        (200, {**run("COMPLETED", tasks=[task(1), task(2, "RUNNING")]), "cursor": "x"}),
+        (200, {**run("COMPLETED", tasks=[task(1), task(2)]), "cursor": "x"}),
+    ]
+    assert follow(GatewayRuns(Gateway(url, "t")), RUN_ID).completed
+    assert answers.asked == 4
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines] == ["step-1", "step-2"]
+
+
 def test_looks_slow_down_while_nothing_ends_and_speed_up_when_something_does(
     gateway: tuple[str, Answers],
 ) -> None:

@@ -17,8 +17,9 @@ Following costs Prefect little: after the first look, each look asks only for th
 ended since the last one (the gateway's ``cursor``, passed back as ``since``), and the looks
 come every :data:`POLL_SECONDS` while lines come, slowing down to :data:`POLL_MAX_SECONDS` while
 none do. Once the run is over, one last full look (after :data:`SETTLE_SECONDS`, for task runs
-Prefect records late) shows any line the looks by cursor missed: the terminal shows every task
-of the run, however many hosts.
+Prefect records late, repeated while one of them is not over yet, up to
+:data:`SETTLE_LIMIT_SECONDS`) shows any line the looks by cursor missed: the terminal shows every
+task of the run, however many hosts.
 """
 
 import contextlib
@@ -43,6 +44,9 @@ POLL_MAX_SECONDS = 2.0
 POLL_GROWTH = 1.5
 SETTLE_SECONDS = 0.5
 """After the run's end, the pause before the last full look (for late-recorded task runs)."""
+SETTLE_LIMIT_SECONDS = 15.0
+"""How long after the run's end the full looks go on while one of its task runs is not over yet:
+a busy server records the last task runs' ends a few seconds after the run's (a 42-host wave)."""
 RETRY_SECONDS = 1.0
 GIVE_UP_SECONDS = 120.0
 """How long the CLI follows a run without any answer from the gateway (or Prefect behind it)."""
@@ -167,6 +171,7 @@ def follow(
     cursor: str | None = None
     pause = POLL_SECONDS
     settling = False
+    settle_until: float | None = None
     change_shown = False
     while True:
         try:
@@ -202,7 +207,12 @@ def follow(
             change_shown = True
         state = run.get("state") or {}
         if state.get("type") in FINAL:
-            if settling or not cursor:  # the last look was a full one
+            settle_until = settle_until or time.monotonic() + SETTLE_LIMIT_SECONDS
+            tasks = run.get("task_runs", [])
+            over = (
+                all(t.get("state_type") in FINAL for t in tasks) or time.monotonic() > settle_until
+            )
+            if (settling or not cursor) and over:  # the last look was a full one
                 return Outcome(
                     run["name"], state["type"], state.get("name", ""), state.get("message")
                 )
