@@ -247,6 +247,19 @@ def test_a_task_whose_end_the_server_records_after_the_runs_is_waited_for(
     assert [line.split()[1] for line in lines] == ["step-1", "step-2"]
 
 
+def test_a_crashed_runs_task_left_running_is_not_waited_for(
+    gateway: tuple[str, Answers], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run that crashed leaves its task running for good: the CLI ends after its full look."""
+    url, answers = gateway
+    crashed = run("CRASHED", tasks=[task(1), task(2, "RUNNING")])
+    answers.answers = [(200, {**crashed, "cursor": "x"})] * 3
+    clock = PretendClock()
+    assert not follow(GatewayRuns(Gateway(url, "t")), RUN_ID, clock=clock).completed
+    assert answers.asked == 2  # the look by cursor, then the full one
+    assert [line.split()[1] for line in capsys.readouterr().out.splitlines()] == ["step-1"]
+
+
 def test_looks_slow_down_while_nothing_ends_and_speed_up_when_something_does(
     gateway: tuple[str, Answers],
 ) -> None:

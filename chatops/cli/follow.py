@@ -17,9 +17,9 @@ Following costs Prefect little: after the first look, each look asks only for th
 ended since the last one (the gateway's ``cursor``, passed back as ``since``), and the looks
 come every :data:`POLL_SECONDS` while lines come, slowing down to :data:`POLL_MAX_SECONDS` while
 none do. Once the run is over, one last full look (after :data:`SETTLE_SECONDS`, for task runs
-Prefect records late, repeated while one of them is not over yet, up to
-:data:`SETTLE_LIMIT_SECONDS`) shows any line the looks by cursor missed: the terminal shows every
-task of the run, however many hosts.
+Prefect records late, repeated after a success while one of them is not over yet, up to
+:data:`SETTLE_LIMIT_SECONDS`) shows any line the looks by cursor missed: the terminal shows
+every task of the run, however many hosts.
 """
 
 import contextlib
@@ -207,10 +207,11 @@ def follow(
             change_shown = True
         state = run.get("state") or {}
         if state.get("type") in FINAL:
-            settle_until = settle_until or time.monotonic() + SETTLE_LIMIT_SECONDS
-            tasks = run.get("task_runs", [])
+            settle_until = settle_until or clock.monotonic() + SETTLE_LIMIT_SECONDS
             over = (
-                all(t.get("state_type") in FINAL for t in tasks) or time.monotonic() > settle_until
+                state["type"] != "COMPLETED"  # a crashed run's tasks may never be over
+                or all(t.get("state_type") in FINAL for t in run.get("task_runs", []))
+                or clock.monotonic() > settle_until
             )
             if (settling or not cursor) and over:  # the last look was a full one
                 return Outcome(
