@@ -948,7 +948,9 @@ def test_a_locked_environment_refuses_github_deploys(chat: Chat, starter: Record
     response = post_github(chat.client, webhook_fixture("deployment"), "deployment")
     assert response.status_code == 409
     [refused] = response.json()["refused"]
-    assert f"is locked by <@{ALICE}>" in refused["refused"] and "audit" in refused["refused"]
+    # in plain words: GitHub shows the answer to its delivery as it is, no Slack markup
+    assert f"production on hello is locked by @{ALICE}" in refused["refused"]
+    assert "audit" in refused["refused"] and "<@" not in refused["refused"]
     time.sleep(0.3)
     assert starter.runs == []
 
