@@ -175,11 +175,23 @@ def shared_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatopsUp]:
 
 @pytest.fixture
 def shared_bed(bed: Bed, shared_up: ChatopsUp) -> Iterator[Bed]:
-    """:func:`bed` on the module's shared ``chatops up`` (and its home); no pause is left armed
-    for the next test, whatever happened in this one."""
+    """:func:`bed` on the module's shared ``chatops up`` (and its home). Each test starts with no
+    run of an earlier one still going (an aborted or killed run may still be switching back or
+    being marked Cancelled), and leaves no pause armed, whatever happened in it."""
+    until(lambda: not unfinished_runs(shared_up), 180, "the runs of earlier tests ending")
     yield replace(bed, home=shared_up.home, shared=shared_up)
     for armed in pause_dir(shared_up).iterdir():
         armed.unlink()
+
+
+UNFINISHED = ["SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "PAUSED"]
+
+
+def unfinished_runs(up: ChatopsUp) -> list[str]:
+    """The names of the flow runs on ``up``'s server that have not ended."""
+    state = {"type": {"any_": UNFINISHED}}
+    runs = post_json(f"{up.api}/flow_runs/filter", {"flow_runs": {"state": state}}, up.auth)
+    return [run["name"] for run in runs]  # type: ignore[union-attr,index]
 
 
 def pause_dir(up: ChatopsUp) -> Path:
