@@ -26,6 +26,7 @@ caller with :func:`shlex.quote`.
 import errno
 import io
 import logging
+import os
 import shlex
 import socket
 import threading
@@ -57,8 +58,15 @@ KILL_AFTER_SECONDS = 5
 """After a remote command's timeout, how long it has to exit on SIGTERM before SIGKILL."""
 _KEY_TYPES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 _CHUNK = 64 * 1024
-STORE_SECONDS = 30
-"""Once every byte is sent, how long the host may take to store the upload (a busy disk)."""
+STORE_SECONDS = 30.0
+"""Default of ``CHATOPS_UPLOAD_STORE_SECONDS``: once every byte is sent, how long the host may
+take to store the upload (a busy disk)."""
+
+
+def store_seconds() -> float:
+    """How long the host may take to store an upload once every byte is sent
+    (``CHATOPS_UPLOAD_STORE_SECONDS``, default :data:`STORE_SECONDS`)."""
+    return float(os.environ.get("CHATOPS_UPLOAD_STORE_SECONDS", STORE_SECONDS))
 
 
 class HostFailed(ChatopsError, RuntimeError):
@@ -390,14 +398,14 @@ def _send_file(
     A watchdog closes the connection when sending makes no progress for ``connect_timeout``
     seconds or runs past ``2 x connect_timeout + size / min_upload_rate`` (a blocked socket write
     would otherwise wait forever); once everything is sent, the host has
-    :data:`STORE_SECONDS` more to store it. The receiver runs under the host's ``timeout`` with
+    :func:`store_seconds` more to store it. The receiver runs under the host's ``timeout`` with
     that whole bound, so a stalled transfer is cleaned up on the host even when the host cannot
     be reached any more.
     """
     size = local.stat().st_size
     stall = env.connect_timeout
     limit = 2 * stall + size / env.min_upload_rate
-    settle = limit + STORE_SECONDS  # the host's own bound: receiving, then storing
+    settle = limit + store_seconds()  # the host's own bound: receiving, then storing
     started = time.monotonic()
     transport = conn.client.get_transport()
     moved, deadline = [started], [started + limit + stall]

@@ -6,7 +6,7 @@ deploy of two sshd hosts running Tomcat on a real ``chatops up``, while its last
 The host it switched goes back: every host ends on the release it ran before and serves it,
 with no switching journal left; GitHub (fake) gets ``error`` naming who aborted, and Slack (fake)
 is told. Someone the environment does not allow is refused and the deploy goes on; an abort with
-nothing running says so.
+nothing running says so. The tests share one ``chatops up``, each with its own hosts and fakes.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ import urllib.request
 import pytest
 
 from tests.gateway_support import ALICE, BOB, DEPLOYS, action_body, slack_headers, slash_body
-from tests.test_crash_e2e import (  # noqa: F401 - bed is a fixture
+from tests.test_crash_e2e import (  # noqa: F401 - bed, shared_bed and shared_up are fixtures
     Bed,
     bed,
     current,
     delay_restart,
     serves,
+    shared_bed,
+    shared_up,
     until,
 )
 from tests.testbed.hosts import TestHost
@@ -78,43 +80,43 @@ def card_button(bed: Bed, action_id: str) -> dict | None:
 
 
 @pytest.mark.parametrize("deploy_hosts", [2], indirect=True)
-def test_abort_from_slack_switches_every_host_back_and_says_who(bed: Bed) -> None:
-    v1, v2 = bed.repo.v1, bed.repo.v2
-    _, second = bed.hosts
-    with bed.up() as up:
-        bed.configure(up, health_timeout=60, allowed_users=[ALICE])
-        bed.deploy(up, "v1")
+def test_abort_from_slack_switches_every_host_back_and_says_who(shared_bed: Bed) -> None:
+    v1, v2 = shared_bed.repo.v1, shared_bed.repo.v2
+    _, second = shared_bed.hosts
+    with shared_bed.up() as up:
+        shared_bed.configure(up, health_timeout=60, allowed_users=[ALICE])
+        shared_bed.deploy(up, "v1")
         delay_restart(second, v2, "sleep 35")  # longer than Prefect's own 30 s to a kill
-        assert "shop@v2 → staging" in bed.slash(up, "shop@v2 to staging")["text"]
-        until(lambda: in_last_batch(bed), 120, "the last batch")
+        assert "shop@v2 → staging" in shared_bed.slash(up, "shop@v2 to staging")["text"]
+        until(lambda: in_last_batch(shared_bed), 120, "the last batch")
 
-        refused = slash_as(bed, up, BOB, "abort shop in staging")
+        refused = slash_as(shared_bed, up, BOB, "abort shop in staging")
         assert "may not deploy" in refused["text"], refused
-        assert run_states(up)[0] == "Running" and in_last_batch(bed)
+        assert run_states(up)[0] == "Running" and in_last_batch(shared_bed)
 
-        button = card_button(bed, "abort")
+        button = card_button(shared_bed, "abort")
         assert button is not None, "the running deploy's card has no Abort button"
-        url = bed.slack.response_url("abort-click")
+        url = shared_bed.slack.response_url("abort-click")
         post_slack(up, "/slack/interactions", action_body("abort", button["value"], url))
         clicked = time.monotonic()
-        until(lambda: bed.slack.responses("abort-click"), 20, "the click answered")
-        answer = bed.slack.responses("abort-click")[0]
+        until(lambda: shared_bed.slack.responses("abort-click"), 20, "the click answered")
+        answer = shared_bed.slack.responses("abort-click")[0]
         assert f"<@{ALICE}> aborted" in answer["text"], answer
         until(lambda: run_states(up)[0] in ("Cancelled", "Failed", "Crashed"), 120, "the run ends")
-        until(lambda: github_errors(bed, v2), 30, "GitHub told")
+        until(lambda: github_errors(shared_bed, v2), 30, "GitHub told")
         print(
             f"measured: abort from Slack: run over and GitHub told "
             f"{time.monotonic() - clicked:.1f} s after the click"
         )
 
-        on_release(bed.hosts, v1)
-        assert any("aborted by" in d.lower() and ALICE in d for d in github_errors(bed, v2)), (
-            github_errors(bed, v2)
-        )
-        told = [m.text for m in bed.slack.top_level(DEPLOYS)]
+        on_release(shared_bed.hosts, v1)
+        assert any(
+            "aborted by" in d.lower() and ALICE in d for d in github_errors(shared_bed, v2)
+        ), github_errors(shared_bed, v2)
+        told = [m.text for m in shared_bed.slack.top_level(DEPLOYS)]
         assert any(f"aborted by {ALICE}" in text for text in told), told
 
-        nothing = bed.slash(up, "abort shop in staging")
+        nothing = shared_bed.slash(up, "abort shop in staging")
         assert "Nothing is deploying *shop* to *staging*" in nothing["text"], nothing
 
 
@@ -124,15 +126,15 @@ def slash_as(bed: Bed, up: ChatopsUp, user: str, text: str) -> dict:
 
 
 @pytest.mark.parametrize("deploy_hosts", [2], indirect=True)
-def test_abort_from_the_terminal_switches_every_host_back(bed: Bed) -> None:
-    v1, v2 = bed.repo.v1, bed.repo.v2
-    _, second = bed.hosts
-    with bed.up() as up:
-        bed.configure(up, health_timeout=60, cli_users=["erin"])
-        bed.deploy(up, "v1")
+def test_abort_from_the_terminal_switches_every_host_back(shared_bed: Bed) -> None:
+    v1, v2 = shared_bed.repo.v1, shared_bed.repo.v2
+    _, second = shared_bed.hosts
+    with shared_bed.up() as up:
+        shared_bed.configure(up, health_timeout=60, cli_users=["erin"])
+        shared_bed.deploy(up, "v1")
         delay_restart(second, v2, "sleep 8")
         following = up.cli_process("deploy", "shop@v2", "to", "staging", user="erin")
-        until(lambda: in_last_batch(bed), 120, "the last batch")
+        until(lambda: in_last_batch(shared_bed), 120, "the last batch")
 
         refused = up.cli("abort", "shop", "in", "staging", user="mallory")
         assert refused.returncode == 2 and "may not deploy" in refused.stderr + refused.stdout
@@ -145,9 +147,9 @@ def test_abort_from_the_terminal_switches_every_host_back(bed: Bed) -> None:
         assert following.returncode == 1, out
         print(f"measured: abort from the terminal: run over {time.monotonic() - asked:.1f} s later")
 
-        on_release(bed.hosts, v1)
-        until(lambda: github_errors(bed, v2), 30, "GitHub told")
-        assert any("aborted by erin" in d.lower() for d in github_errors(bed, v2))
+        on_release(shared_bed.hosts, v1)
+        until(lambda: github_errors(shared_bed, v2), 30, "GitHub told")
+        assert any("aborted by erin" in d.lower() for d in github_errors(shared_bed, v2))
 
         nothing = up.cli("abort", "shop", "in", "staging", user="erin")
         assert "Nothing is deploying shop to staging" in nothing.stdout, nothing.stdout

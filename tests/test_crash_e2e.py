@@ -1,6 +1,9 @@
 """Crashes for real: the deploy's process and the runner are SIGKILLed mid-deploy, or
 ``chatops up`` gets SIGTERM, on a real ``chatops up`` with two sshd hosts running Tomcat.
 
+The tests that kill, stop or restart ``chatops up`` itself start their own; the others share one
+(:func:`shared_up`), each with its own hosts, fakes and configuration.
+
 After a kill ``chatops up`` is restarted and a new deploy is asked for at once: it must start
 within 10 s of the restart (the dead run's slot is released, not left to expire), bring
 every host back to one release first, and finish; GitHub (fake) must have ``error`` on the
@@ -10,13 +13,15 @@ the same release.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -30,7 +35,7 @@ from tests.gateway_support import ALICE, DEPLOYS, SLACK_SECRET, slack_headers, s
 from tests.shop import DEPLOY_PATH, save_shop
 from tests.testbed.gitrepo import AppRepo
 from tests.testbed.hosts import SshKey, TestHost
-from tests.up_server import ChatopsUp, post_json
+from tests.up_server import ChatopsUp, get, post_json
 
 pytestmark = pytest.mark.e2e
 PADDED = (
@@ -86,9 +91,16 @@ class Bed:
     github: FakeGitHub
     slack: FakeSlack
     key: SshKey
+    shared: ChatopsUp | None = None
+    """The module's running ``chatops up`` (:func:`shared_bed`); None: :meth:`up` starts one."""
 
-    def up(self, **env: str) -> ChatopsUp:
-        return ChatopsUp(self.home, env={"CHATOPS_SLACK_SIGNING_SECRET": SLACK_SECRET, **env})
+    def up(self, **env: str) -> AbstractContextManager[ChatopsUp]:
+        """A ``chatops up`` on :attr:`home`: the shared one when there is one (left running on
+        exit), else a new one with ``env`` (stopped on exit)."""
+        if self.shared is not None:
+            assert not env, "the shared chatops up runs with the environment it started with"
+            return contextlib.nullcontext(self.shared)
+        return ChatopsUp(self.home, env=up_env(**env))
 
     def configure(self, up: ChatopsUp, **environment: object) -> None:
         with temporary_settings(up.prefect_settings()):
@@ -106,6 +118,17 @@ class Bed:
                 environments=["staging"],
                 build_command=PADDED,
             ).save("shop", overwrite=True)
+        if self.shared is not None:
+            self.wait_until_the_gateway_reads_it(up)
+
+    def wait_until_the_gateway_reads_it(self, up: ChatopsUp) -> None:
+        """A shared gateway knew an earlier test's configuration and reads it again every few
+        seconds: wait until its answer to ``where shop`` names this test's hosts."""
+        until(
+            lambda: all(h.address in self.slash(up, "where shop")["text"] for h in self.hosts),
+            30,
+            "the gateway reading this test's configuration",
+        )
 
     def slash(self, up: ChatopsUp, text: str) -> dict:
         body = slash_body(text, self.slack.response_url(f"r{time.time_ns()}"), ALICE, DEPLOYS)
@@ -133,6 +156,48 @@ class Bed:
         return int(record.read_text().split()[0])
 
 
+def up_env(**env: str) -> dict[str, str]:
+    return {"CHATOPS_SLACK_SIGNING_SECRET": SLACK_SECRET, **env}
+
+
+@pytest.fixture(scope="module")
+def shared_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatopsUp]:
+    """One ``chatops up`` for the tests of a module that neither stop, kill nor restart it: its
+    start costs half a minute or more on this 2-core machine. Each test saves its own hosts,
+    fakes and configuration (:meth:`Bed.configure`) and deploys v1 to its fresh hosts first.
+    ``CHATOPS_PAUSE_DIR`` is ``pauses`` beside its home (empty: nothing pauses)."""
+    root = tmp_path_factory.mktemp("shared-up")
+    pauses = root / "pauses"
+    pauses.mkdir()
+    with ChatopsUp(root / "home", env=up_env(CHATOPS_PAUSE_DIR=str(pauses))) as up:
+        yield up
+
+
+@pytest.fixture
+def shared_bed(bed: Bed, shared_up: ChatopsUp) -> Iterator[Bed]:
+    """:func:`bed` on the module's shared ``chatops up`` (and its home). Each test starts with no
+    run of an earlier one still going (an aborted or killed run may still be switching back or
+    being marked Cancelled), and leaves no pause armed, whatever happened in it."""
+    until(lambda: not unfinished_runs(shared_up), 180, "the runs of earlier tests ending")
+    yield replace(bed, home=shared_up.home, shared=shared_up)
+    for armed in pause_dir(shared_up).iterdir():
+        armed.unlink()
+
+
+UNFINISHED = ["SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "PAUSED"]
+
+
+def unfinished_runs(up: ChatopsUp) -> list[str]:
+    """The names of the flow runs on ``up``'s server that have not ended."""
+    state = {"type": {"any_": UNFINISHED}}
+    runs = post_json(f"{up.api}/flow_runs/filter", {"flow_runs": {"state": state}}, up.auth)
+    return [run["name"] for run in runs]  # type: ignore[union-attr,index]
+
+
+def pause_dir(up: ChatopsUp) -> Path:
+    return Path(up.extra_env["CHATOPS_PAUSE_DIR"])
+
+
 @pytest.fixture
 def bed(
     tmp_path: Path,
@@ -149,8 +214,9 @@ def bed(
 
 
 def first_task_started(up: ChatopsUp, after: float) -> float | None:
-    """When the first task of a run that started after ``after`` (epoch seconds) began."""
-    tasks = post_json(f"{up.api}/task_runs/filter", {"sort": "EXPECTED_START_TIME_ASC"}, up.auth)
+    """When the first task of a run that started after ``after`` (epoch seconds) began. The
+    newest page of task runs holds them: a shared server has more than a page of older ones."""
+    tasks = post_json(f"{up.api}/task_runs/filter", {"sort": "EXPECTED_START_TIME_DESC"}, up.auth)
     starts = [
         datetime.fromisoformat(t["start_time"]).timestamp() for t in tasks if t.get("start_time")
     ]  # type: ignore[union-attr]
@@ -239,41 +305,44 @@ def test_sigterm_to_chatops_up_mid_deploy_leaves_every_host_on_one_release(bed: 
 @pytest.mark.parametrize("deploy_hosts", [2], indirect=True)
 @pytest.mark.parametrize("point", ["success", "success recorded", "success told"])
 def test_a_deploy_killed_after_its_last_health_check_keeps_its_release_once_it_is_a_success(
-    bed: Bed, tmp_path: Path, point: str
+    shared_bed: Bed, point: str
 ) -> None:
     """Every host is healthy on v2 and its ``finish`` (record, clear the journal) is held; the
     deploy's process is killed at ``point``: before its success is recorded (the next deploy
     switches back: nobody was told success), after it was recorded, after GitHub and Slack were
     told. Once recorded, nothing switches the hosts back and nothing says ``error``."""
-    v1, v2 = bed.repo.v1, bed.repo.v2
-    pauses = tmp_path / "pauses"
-    pauses.mkdir()
-    with bed.up(CHATOPS_PAUSE_DIR=str(pauses)) as up:
-        bed.configure(up, health_timeout=60)
-        bed.deploy(up, "v1")
-        for host in bed.hosts:  # from now on, a restart on v1 means a switch back
+    v1, v2 = shared_bed.repo.v1, shared_bed.repo.v2
+    with shared_bed.up() as up:
+        pauses = pause_dir(up)
+        shared_bed.configure(up, health_timeout=60)
+        shared_bed.deploy(up, "v1")
+        for host in shared_bed.hosts:  # from now on, a restart on v1 means a switch back
             delay_restart(host, v1, f"echo v1 >> {DEPLOY_PATH}/restarts-on-v1")
         (pauses / "finish").touch()
         (pauses / point).touch()
-        bed.slash(up, "shop@v2 to staging")
+        shared_bed.slash(up, "shop@v2 to staging")
         until(lambda: (pauses / f"{point}.paused").exists(), 180, f"the deploy at {point}")
-        killed_release = (bed.hosts[0].root / "SWITCHING").read_text().split()[1]
-        os.kill(bed.flow_pid(), signal.SIGKILL)
+        killed_release = (shared_bed.hosts[0].root / "SWITCHING").read_text().split()[1]
+        os.kill(shared_bed.flow_pid(), signal.SIGKILL)
         for armed in pauses.iterdir():
             armed.unlink()
         until(
-            lambda: any(m.text.startswith(":warning:") for m in bed.slack.top_level(DEPLOYS)),
+            lambda: any(
+                m.text.startswith(":warning:") for m in shared_bed.slack.top_level(DEPLOYS)
+            ),
             60,
             "Slack told about the killed deploy",
         )
-        bed.deploy(up, "v2")
-        for host in bed.hosts:
+        shared_bed.deploy(up, "v2")
+        for host in shared_bed.hosts:
             assert serves(host, v2) and (current(host) or "").endswith(v2[:7])
             assert not (host.root / "SWITCHING").exists()
-        killed = next(d for d in bed.github.deployments if d["sha"] == v2)
-        states = [s["state"] for s in bed.github.statuses(killed["id"])]
-        switched_back = [h.address for h in bed.hosts if (h.root / "restarts-on-v1").exists()]
-        recorded = [killed_release in (h.root / "HISTORY").read_text() for h in bed.hosts]
+        killed = next(d for d in shared_bed.github.deployments if d["sha"] == v2)
+        states = [s["state"] for s in shared_bed.github.statuses(killed["id"])]
+        switched_back = [
+            h.address for h in shared_bed.hosts if (h.root / "restarts-on-v1").exists()
+        ]
+        recorded = [killed_release in (h.root / "HISTORY").read_text() for h in shared_bed.hosts]
         print(f"measured: killed at {point}: GitHub {states}, switched back on {switched_back}")
     if point == "success":  # nobody was told success: switching back is right
         assert "success" not in states and states[-1] == "error"
@@ -284,17 +353,18 @@ def test_a_deploy_killed_after_its_last_health_check_keeps_its_release_once_it_i
 
 
 @pytest.mark.parametrize("deploy_hosts", [2], indirect=True)
-def test_a_killed_deploy_process_is_reported_at_once_by_the_runner(bed: Bed) -> None:
-    first, _ = bed.hosts
-    v2 = bed.repo.v2
-    with bed.up() as up:
-        bed.deploy_v2_until(up, "health check")
-        os.kill(bed.flow_pid(), signal.SIGKILL)
+def test_a_killed_deploy_process_is_reported_at_once_by_the_runner(shared_bed: Bed) -> None:
+    first, _ = shared_bed.hosts
+    v2 = shared_bed.repo.v2
+    with shared_bed.up() as up:
+        shared_bed.deploy_v2_until(up, "health check")
+        os.kill(shared_bed.flow_pid(), signal.SIGKILL)
         killed = time.monotonic()
-        crashed = lambda: next((d for d in bed.github.deployments if d["sha"] == v2), None)  # noqa: E731
+        crashed = lambda: next((d for d in shared_bed.github.deployments if d["sha"] == v2), None)  # noqa: E731
         until(
             lambda: (
-                crashed() and "error" in [s["state"] for s in bed.github.statuses(crashed()["id"])]
+                crashed()
+                and "error" in [s["state"] for s in shared_bed.github.statuses(crashed()["id"])]
             ),
             30,
             "GitHub told",
@@ -304,42 +374,56 @@ def test_a_killed_deploy_process_is_reported_at_once_by_the_runner(bed: Bed) -> 
             "after the kill"
         )
         until(
-            lambda: any("crashed" in m.text for m in bed.slack.top_level(DEPLOYS)), 10, "Slack told"
+            lambda: any("crashed" in m.text for m in shared_bed.slack.top_level(DEPLOYS)),
+            10,
+            "Slack told",
         )
         mend_restart(first)
         asked = time.time()
-        bed.deploy(up, "v2")
+        shared_bed.deploy(up, "v2")
         started = first_task_started(up, after=asked)
         assert started is not None
         print(f"measured: the next deploy started {started - asked:.1f} s after it was asked")
         assert started - asked <= 10  # the runner released the dead run's slot
-        assert all(serves(host, v2) for host in bed.hosts)
+        assert all(serves(host, v2) for host in shared_bed.hosts)
 
 
 @pytest.mark.parametrize("deploy_hosts", [1], indirect=True)
-def test_the_cli_follows_a_run_through_a_prefect_server_restart(bed: Bed) -> None:
-    [host] = bed.hosts
-    with bed.up() as up:
-        bed.configure(up, health_timeout=60)
-        bed.deploy(up, "v1")
+def test_the_cli_follows_a_run_through_a_prefect_server_restart(shared_bed: Bed) -> None:
+    [host] = shared_bed.hosts
+    with shared_bed.up() as up:
+        shared_bed.configure(up, health_timeout=60)
+        shared_bed.deploy(up, "v1")
+        # The app comes up once the test says so: the run outlasts the server's restart.
+        go = f"{DEPLOY_PATH}/go"
         delay_restart(
             host,
-            bed.repo.v2,
-            f'(sleep 20; exec {DEPLOY_PATH}/bin/real-restart "$@") >/dev/null 2>&1 & exit 0',
-        )  # the run outlasts the server's restart
+            shared_bed.repo.v2,
+            f"(while [ ! -e {go} ]; do sleep 0.2; done; "
+            f'exec {DEPLOY_PATH}/bin/real-restart "$@") >/dev/null 2>&1 & exit 0',
+        )
         follow = up.cli_process("deploy", "shop@v2", "to", "staging", user="erin")
-        until(lambda: (current(host) or "").endswith(bed.repo.v2[:7]), 120, "the switch")
+        until(lambda: (current(host) or "").endswith(shared_bed.repo.v2[:7]), 120, "the switch")
         server = up.child("prefect")
         os.kill(server, signal.SIGKILL)  # chatops up starts it again
         until(lambda: server_of(up) not in (None, server), 60, "the server started again")
+        until(lambda: answers(f"{up.api}/health", up.auth), 60, "the server answering again")
         assert follow.poll() is None, "the CLI was still following when the server came back"
+        host.run(f"touch {go}", check=True)
         out, _ = follow.communicate(timeout=180)
         assert follow.returncode == 0, out
         # The gateway waits up to 10 s for Prefect on each look; a longer outage is said once.
         if "lost contact with Prefect" in out:
             assert "Prefect answers again" in out, out
         assert out.rstrip().endswith("→ staging: Completed"), out
-        assert serves(host, bed.repo.v2)
+        assert serves(host, shared_bed.repo.v2)
+
+
+def answers(url: str, auth: str) -> bool:
+    try:
+        return get(url, auth)[0] == 200
+    except OSError:  # refused, or an error status while it starts
+        return False
 
 
 def server_of(up: ChatopsUp) -> int | None:
@@ -397,25 +481,27 @@ def test_sigkill_of_chatops_up_leaves_no_process_of_it_and_the_next_start_report
 
 @pytest.mark.parametrize("deploy_hosts", [2], indirect=True)
 def test_a_run_past_run_timeout_fails_switches_every_host_back_and_frees_the_slot(
-    bed: Bed,
+    shared_bed: Bed,
 ) -> None:
-    _, second = bed.hosts
-    v1, v2 = bed.repo.v1, bed.repo.v2
+    _, second = shared_bed.hosts
+    v1, v2 = shared_bed.repo.v1, shared_bed.repo.v2
     bound = 20  # seconds from the slot: past batch 1 (checkout, cached build, upload, switch)
-    with bed.up() as up:
-        bed.configure(up, health_timeout=60)
-        bed.deploy(up, "v2")  # v2's build is cached from here on
-        bed.deploy(up, "v1")
-        bed.configure(up, health_timeout=60, run_timeout=bound)
+    with shared_bed.up() as up:
+        shared_bed.configure(up, health_timeout=60)
+        shared_bed.deploy(up, "v2")  # v2's build is cached from here on
+        shared_bed.deploy(up, "v1")
+        shared_bed.configure(up, health_timeout=60, run_timeout=bound)
         delay_restart(second, v2, "sleep 300")  # batch 2's restart hangs (command_timeout 60)
         asked = time.monotonic()
-        reply = bed.slash(up, "shop@v2 to staging")
+        reply = shared_bed.slash(up, "shop@v2 to staging")
         assert "shop@v2 → staging" in reply["text"]
         deployment = lambda: next(  # noqa: E731
-            (d for d in reversed(bed.github.deployments) if d["sha"] == v2), None
+            (d for d in reversed(shared_bed.github.deployments) if d["sha"] == v2), None
         )
         ended = lambda: [  # noqa: E731
-            s for s in bed.github.statuses(deployment()["id"]) if s["state"] in ("error", "failure")
+            s
+            for s in shared_bed.github.statuses(deployment()["id"])
+            if s["state"] in ("error", "failure")
         ]
         until(lambda: deployment() and ended(), 120, "GitHub told the deploy failed")
         told = time.monotonic() - asked
@@ -426,20 +512,20 @@ def test_a_run_past_run_timeout_fails_switches_every_host_back_and_frees_the_slo
         )
         assert f"run_timeout ({bound} s)" in status["description"], status
         assert told < bound + 30  # not the restart's 60 s command_timeout
-        for host in bed.hosts:
+        for host in shared_bed.hosts:
             assert (current(host) or "").endswith(v1[:7]), f"{host.address} left on {current(host)}"
             assert serves(host, v1)
         slack = lambda: " ".join(  # noqa: E731
-            m.text for m in list(bed.slack.messages.values()) if m.channel == DEPLOYS
+            m.text for m in list(shared_bed.slack.messages.values()) if m.channel == DEPLOYS
         )
         until(lambda: f"run_timeout ({bound} s)" in slack(), 10, "Slack told which bound")
 
         mend_restart(second)
-        bed.configure(up, health_timeout=60)
+        shared_bed.configure(up, health_timeout=60)
         again = time.time()
-        bed.deploy(up, "v2")
+        shared_bed.deploy(up, "v2")
         started = first_task_started(up, after=again)
         assert started is not None
         print(f"measured: the next deploy started {started - again:.1f} s after it was asked")
         assert started - again <= 10  # the slot was free
-        assert all(serves(host, v2) for host in bed.hosts)
+        assert all(serves(host, v2) for host in shared_bed.hosts)
