@@ -7,7 +7,8 @@ Inside the dead process nothing can run any more, so this happens outside it:
 - a runner that died *with* its children finds their runs when it starts again
   (:func:`recover_orphans`): every run of its deployments still Running or Pending whose process
   is gone (each run records its process in ``$CHATOPS_HOME/runs/``) is marked Crashed and
-  reported the same way;
+  reported the same way, and so is every run that ended in the last hour without anyone telling
+  (the runner died just before its hook, or in it: :func:`untold`);
 - a run whose process (or machine) died anywhere, or froze, stops sending heartbeats: Prefect's
   automation marks it Crashed and the gateway frees and reports it (:mod:`chatops.dead_runs`).
 
@@ -23,6 +24,7 @@ the environment brings every host back to one consistent release
 import contextlib
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -33,6 +35,7 @@ from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
     FlowRunFilter,
+    FlowRunFilterEndTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
@@ -41,11 +44,15 @@ from prefect.states import Crashed
 
 from adapters.home import home
 from adapters.logs import run_logger
-from flows.report import report_crash
+from adapters.processes import started
+from flows.report import REPORTED_LABEL, abandoned, report_crash
 from flows.serial import release_dead
 from model.summary import aborted_by
 
 UNFINISHED = [StateType.RUNNING, StateType.PENDING, StateType.CANCELLING]
+ENDED_BADLY = [StateType.CRASHED, StateType.CANCELLED]
+UNTOLD_WITHIN = 3600
+"""How far back a starting runner looks for ended runs whose reporter died while telling."""
 
 
 def crashed(flow: Any, flow_run: FlowRun, state: State) -> None:
@@ -82,16 +89,6 @@ def _record(run_id: str) -> Path:
     return home().root / "runs" / f"{run_id}.pid"
 
 
-def _started(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot), so a reused pid is not mistaken
-    for it; None when there is no such process (or only its zombie)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] == "Z" else fields[19]
-
-
 @contextlib.contextmanager
 def recorded() -> Iterator[None]:
     """Note this run's process while the block runs, so a restarted runner can tell whether it
@@ -100,7 +97,7 @@ def recorded() -> Iterator[None]:
     path = _record(str(run_id)) if run_id else None
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"{os.getpid()} {_started(os.getpid())}\n")
+        path.write_text(f"{os.getpid()} {started(os.getpid())}\n")
     try:
         yield
     finally:
@@ -111,24 +108,23 @@ def recorded() -> Iterator[None]:
 def alive(run_id: str) -> bool:
     """Whether the process that recorded ``run_id`` still runs (on this machine)."""
     try:
-        pid, started = _record(run_id).read_text().split()
+        pid, when = _record(run_id).read_text().split()
     except (OSError, ValueError):
         return False
-    return _started(int(pid)) == started
+    return started(int(pid)) == when
 
 
 def recover_orphans(deployment_ids: list[UUID]) -> list[str]:
     """Mark Crashed, and report, the unfinished runs of these deployments whose process is
-    gone; return their ids. Called by a runner before it starts taking runs."""
+    gone; report the ended ones whose reporter died while telling (:func:`untold`); return the
+    ids of both. Called by a runner before it starts taking runs."""
     logger = run_logger(__name__)
+    ours = DeploymentFilter(id=DeploymentFilterId(any_=deployment_ids))
     unfinished = FlowRunFilter(
         state=FlowRunFilterState(type=FlowRunFilterStateType(any_=UNFINISHED))
     )
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=deployment_ids)),
-            flow_run_filter=unfinished,
-        )
+        runs = client.read_flow_runs(deployment_filter=ours, flow_run_filter=unfinished)
         # Runs a worker picked up are that worker's to report (docs/scale-out.md).
         orphans = [r for r in runs if not r.work_pool_name and not alive(str(r.id))]
         for run in orphans:
@@ -138,4 +134,29 @@ def recover_orphans(deployment_ids: list[UUID]) -> list[str]:
             free_slot(str(run.id))
             report_crash(run, why)
             _record(str(run.id)).unlink(missing_ok=True)
-    return [str(run.id) for run in orphans]
+        unheard = untold(client, ours)
+    for run in unheard:
+        logger.warning("Run %s (%s) ended untold: its reporter died; telling now", run.id, run.name)
+        if run.state is not None:
+            crashed(None, run, run.state)
+    return [str(run.id) for run in [*orphans, *unheard]]
+
+
+def untold(client: Any, ours: DeploymentFilter) -> list[FlowRun]:
+    """Runs that ended in the last :data:`UNTOLD_WITHIN` seconds whose end nobody told: Crashed
+    and never claimed, or Crashed or Cancelled and claimed by a process that died before it
+    told everyone (a runner killed just before or in the middle of its crash hook)."""
+    since = datetime.now(UTC) - timedelta(seconds=UNTOLD_WITHIN)
+    ended = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=ENDED_BADLY)),
+        end_time=FlowRunFilterEndTime(after_=since),
+    )
+    runs = client.read_flow_runs(deployment_filter=ours, flow_run_filter=ended)
+    return [run for run in runs if not run.work_pool_name and _untold(run)]
+
+
+def _untold(run: FlowRun) -> bool:
+    label = (run.labels or {}).get(REPORTED_LABEL)
+    if label is None:  # a crash nobody claimed: the runner died before its hook could
+        return run.state is not None and run.state.type == StateType.CRASHED
+    return abandoned(str(label))

@@ -39,6 +39,7 @@ from prefect.utilities.urls import url_for
 
 from adapters import history, notifications, slack
 from adapters.pauses import pause_point
+from adapters.processes import running, this_process
 from adapters.pull_request import PullRequestComment, edit_comment
 from adapters.run_signing import claims, problem, signing_key
 from blocks import App, Environment, GitHubAccess, SlackAccess
@@ -311,23 +312,47 @@ def signed(flow_run: FlowRun) -> bool:
     return problem(values, parameters.get("signature"), signing_key(False)) is None
 
 
-def claim_report(flow_run_id: Any) -> bool:
-    """Label the run as reported; False when it was labelled already (someone else reported).
+TELLING = "telling"
+"""In :data:`REPORTED_LABEL` while the run's end is being told: ``<stamp> telling <process>``;
+once everyone was told, the label is the stamp alone."""
+
+
+def claim_report(flow_run_id: Any) -> str | None:
+    """Label the run as being reported by this process; None when someone else reported it, or
+    is reporting it now; else the label's stamp, for :func:`reported`.
 
     Whoever notices a dead run first (the runner, a restarted runner, the gateway) claims it
-    here, just before telling anyone, so a run is reported once. When Prefect cannot be asked,
+    here, just before telling anyone, so a run is reported once. A claim whose process died
+    before it told everyone (:func:`abandoned`) is taken over. When Prefect cannot be asked,
     the run is reported anyway.
     """
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
         with get_client(sync_client=True) as client:
             run = client.read_flow_run(flow_run_id)
-            if REPORTED_LABEL in (run.labels or {}):
-                return False
-            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            client.update_flow_run_labels(flow_run_id, {REPORTED_LABEL: stamp})
+            label = (run.labels or {}).get(REPORTED_LABEL)
+            if label is not None and not abandoned(str(label)):
+                return None
+            claim = f"{stamp} {TELLING} {this_process()}"
+            client.update_flow_run_labels(flow_run_id, {REPORTED_LABEL: claim})
     except Exception as exc:  # Prefect unreachable: better told twice than never
         get_logger("chatops.crash").warning("Could not label run %s: %s", flow_run_id, exc)
-    return True
+    return stamp
+
+
+def abandoned(label: str) -> bool:
+    """Whether :data:`REPORTED_LABEL` ``label`` is a claim whose process died while telling."""
+    _, telling, process = (label.split(" ") + ["", ""])[:3]
+    return telling == TELLING and not running(process)
+
+
+def reported(flow_run_id: Any, stamp: str) -> None:
+    """Everyone was told of the run's end: its label drops the claim (see :data:`TELLING`)."""
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run_labels(flow_run_id, {REPORTED_LABEL: stamp})
+    except Exception as exc:  # the claim stays; a restarted runner may tell again
+        get_logger("chatops.crash").warning("Could not label run %s: %s", flow_run_id, exc)
 
 
 def report_crash(flow_run: FlowRun, why: str, aborted: str | None = None) -> bool:
@@ -347,9 +372,18 @@ def report_crash(flow_run: FlowRun, why: str, aborted: str | None = None) -> boo
     Reports once per run (:func:`claim_report`); returns whether this call reported.
     """
     logger = get_logger("chatops.crash")
-    if not claim_report(flow_run.id):
+    stamp = claim_report(flow_run.id)
+    if stamp is None:
         logger.info("The end of run %s was reported already", flow_run.id)
         return False
+    pause_point("crash claimed")
+    try:
+        return _tell_crash(flow_run, why, aborted, logger)
+    finally:
+        reported(flow_run.id, stamp)
+
+
+def _tell_crash(flow_run: FlowRun, why: str, aborted: str | None, logger: Any) -> bool:
     parameters = flow_run.parameters
     app_name, environment = parameters.get("app"), parameters.get("environment")
     title = flow_run.name or run_title(

@@ -274,6 +274,49 @@ def test_a_killed_deploy_is_reported_and_the_next_one_recovers_every_host(
 
 
 @pytest.mark.parametrize("deploy_hosts", [2], indirect=True)
+def test_a_runner_killed_while_it_reports_a_dead_run_leaves_the_report_to_the_next_one(
+    bed: Bed, tmp_path: Path
+) -> None:
+    """The deploy's process is killed; the runner claims the report of its end and is killed
+    itself before telling anyone. The runner ``chatops up`` starts again tells GitHub and
+    Slack, once."""
+    pauses = tmp_path / "pauses"
+    pauses.mkdir()
+    v2 = bed.repo.v2
+    with bed.up(CHATOPS_PAUSE_DIR=str(pauses)) as up:
+        bed.deploy_v2_until(up, "health check")
+        (pauses / "crash claimed").touch()
+        os.kill(bed.flow_pid(), signal.SIGKILL)
+        claimed = pauses / "crash claimed.paused"
+        until(claimed.exists, 60, "the runner claiming the report of the killed run")
+        os.kill(int(claimed.read_text()), signal.SIGKILL)
+        killed = time.monotonic()
+        (pauses / "crash claimed").unlink()
+        deployment = lambda: next((d for d in bed.github.deployments if d["sha"] == v2), None)  # noqa: E731
+        until(
+            lambda: (
+                deployment()
+                and "error" in [s["state"] for s in bed.github.statuses(deployment()["id"])]
+            ),
+            120,
+            "GitHub told of the killed deploy",
+        )
+        print(
+            f"measured: the runner started again told GitHub {time.monotonic() - killed:.1f} s "
+            "after the reporting runner was killed"
+        )
+        until(
+            lambda: any("crashed" in m.text for m in bed.slack.top_level(DEPLOYS)),
+            30,
+            "Slack told",
+        )
+        time.sleep(2)  # a second report would come right after the first
+        told = [m.text for m in bed.slack.top_level(DEPLOYS) if "crashed" in m.text]
+        assert len(told) == 1, told
+        assert [s["state"] for s in bed.github.statuses(deployment()["id"])].count("error") == 1
+
+
+@pytest.mark.parametrize("deploy_hosts", [2], indirect=True)
 def test_sigterm_to_chatops_up_mid_deploy_leaves_every_host_on_one_release(bed: Bed) -> None:
     first, second = bed.hosts
     v1, v2 = bed.repo.v1, bed.repo.v2
