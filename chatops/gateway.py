@@ -613,16 +613,17 @@ class RunReader:
         return {"run_id": str(found[0].id), "run_url": url_for("flow-run", obj_id=found[0].id)}
 
     async def run(self, run_id: UUID, since: datetime | None = None) -> dict[str, Any]:
-        """The run's name and state, and every task run of it that has finished, oldest first
-        (:class:`ObjectNotFound` for a run that is not one of chatops' deployments); with
-        ``since`` (a ``cursor`` this answered before), only those that ended since then (and
-        :data:`SINCE_LAG_SECONDS` before), so following a run costs Prefect what changed, not
-        the whole run each time."""
+        """The run's name and state, and every task run of it, oldest first (:class:`ObjectNotFound`
+        for a run that is not one of chatops' deployments); with ``since`` (a ``cursor`` this
+        answered before), only those that ended since then (and :data:`SINCE_LAG_SECONDS`
+        before), so following a run costs Prefect what changed, not the whole run each time.
+        The full answer has the unfinished ones too: a busy server records task runs' ends
+        after their run's, and the follow waits for them (:mod:`chatops.cli.follow`)."""
         async with asyncio.timeout(PREFECT_READ_SECONDS):
             run = await self.client.read_flow_run(run_id)
             if run.deployment_id not in await self._deployment_ids(run.deployment_id):
                 raise ObjectNotFound(None, "not a run of chatops")
-            tasks = await self._finished_task_runs(run_id, since)
+            tasks = await self._task_runs(run_id, since)
         state = run.state
         ends = [task.end_time for task in tasks if task.end_time is not None]
         cursor = max([*ends, since]) if since else max(ends, default=None)
@@ -656,20 +657,18 @@ class RunReader:
                     self._ours.add((await self.client.read_deployment_by_name(name)).id)
         return self._ours
 
-    async def _finished_task_runs(self, run_id: UUID, since: datetime | None = None) -> list[Any]:
-        """All of them (that ended since ``since``), page by page: a run with more task runs
-        than one page shows them all."""
-        ended = None
+    async def _task_runs(self, run_id: UUID, since: datetime | None = None) -> list[Any]:
+        """All of them (those that ended since ``since``), page by page: a run with more task
+        runs than one page shows them all."""
+        ended = states = None
         if since is not None:
             ended = TaskRunFilterEndTime(after_=since - timedelta(seconds=SINCE_LAG_SECONDS))
+            states = TaskRunFilterState(type=TaskRunFilterStateType(any_=FINISHED))
         found: list[Any] = []
         while True:
             page = await self.client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
-                task_run_filter=TaskRunFilter(
-                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=FINISHED)),
-                    end_time=ended,
-                ),
+                task_run_filter=TaskRunFilter(state=states, end_time=ended),
                 sort=TaskRunSort.EXPECTED_START_TIME_ASC,
                 limit=self.page,
                 offset=len(found),

@@ -17,9 +17,9 @@ Following costs Prefect little: after the first look, each look asks only for th
 ended since the last one (the gateway's ``cursor``, passed back as ``since``), and the looks
 come every :data:`POLL_SECONDS` while lines come, slowing down to :data:`POLL_MAX_SECONDS` while
 none do. Once the run is over, one last full look (after :data:`SETTLE_SECONDS`, for task runs
-Prefect records late, repeated after a success while one of them is not over yet, up to
-:data:`SETTLE_LIMIT_SECONDS`) shows any line the looks by cursor missed: the terminal shows
-every task of the run, however many hosts.
+Prefect records late, repeated after a success while one of them is not over yet, slowing down
+to :data:`POLL_MAX_SECONDS`, up to :data:`SETTLE_LIMIT_SECONDS`) shows any line the looks by
+cursor missed: the terminal shows every task of the run, however many hosts.
 """
 
 import contextlib
@@ -217,7 +217,9 @@ def follow(
                 return Outcome(
                     run["name"], state["type"], state.get("name", ""), state.get("message")
                 )
-            settling, pause = True, SETTLE_SECONDS
+            # each full look reads every task run: the repeats slow down as the looks by cursor do
+            pause = min(POLL_MAX_SECONDS, pause * POLL_GROWTH) if settling else SETTLE_SECONDS
+            settling = True
         else:
             pause = POLL_SECONDS if news else min(POLL_MAX_SECONDS, pause * POLL_GROWTH)
         clock.sleep(pause)
