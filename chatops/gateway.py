@@ -11,7 +11,7 @@ Routes::
     POST /cli/commands          a terminal line (bearer token)  → chatops.grammar
     GET  /cli/whoami            the CLI user a token belongs to
     GET  /cli/requests/{key}    what became of a CLI request (by its idempotency key)
-    GET  /cli/runs/{id}         a run's state, its finished task runs, and who holds the slot it
+    GET  /cli/runs/{id}         a run's state, its task runs, and who holds the slot it
                                 waits for (``waiting``), for ``chatops`` to follow; with
                                 ``?since=<cursor>`` only the task runs that ended since then
     POST /prefect/silent-runs   Prefect's automation: a run went silent → chatops.dead_runs
@@ -585,7 +585,7 @@ def prefect_unavailable(exc: Exception) -> Response:
 
 class RunReader:
     """What the CLI may read of Prefect through the gateway: the runs of chatops' own
-    deployments, their finished task runs, and which run a CLI request became."""
+    deployments, their task runs, and which run a CLI request became."""
 
     def __init__(
         self,
