@@ -1,5 +1,5 @@
 """Processes of this machine, named so that a reused pid is not mistaken for them: the pid and
-the process's start time (``<pid>:<ticks since boot>``)."""
+the process's start time (``<pid> <ticks since boot>``)."""
 
 import os
 from pathlib import Path
@@ -17,10 +17,10 @@ def started(pid: int) -> str | None:
 
 def this_process() -> str:
     """This process, as :func:`running` reads it back."""
-    return f"{os.getpid()}:{started(os.getpid())}"
+    return f"{os.getpid()} {started(os.getpid())}"
 
 
 def running(process: str) -> bool:
     """Whether the process named by :func:`this_process` (in this or another process) runs."""
-    pid, _, when = process.partition(":")
+    pid, _, when = process.strip().partition(" ")
     return pid.isdigit() and started(int(pid)) == when

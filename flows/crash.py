@@ -22,7 +22,6 @@ the environment brings every host back to one consistent release
 """
 
 import contextlib
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,7 +43,7 @@ from prefect.states import Crashed
 
 from adapters.home import home
 from adapters.logs import run_logger
-from adapters.processes import started
+from adapters.processes import running, this_process
 from flows.report import REPORTED_LABEL, abandoned, report_crash
 from flows.serial import release_dead
 from model.summary import aborted_by
@@ -97,7 +96,7 @@ def recorded() -> Iterator[None]:
     path = _record(str(run_id)) if run_id else None
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"{os.getpid()} {started(os.getpid())}\n")
+        path.write_text(f"{this_process()}\n")
     try:
         yield
     finally:
@@ -108,10 +107,9 @@ def recorded() -> Iterator[None]:
 def alive(run_id: str) -> bool:
     """Whether the process that recorded ``run_id`` still runs (on this machine)."""
     try:
-        pid, when = _record(run_id).read_text().split()
-    except (OSError, ValueError):
+        return running(_record(run_id).read_text())
+    except OSError:
         return False
-    return started(int(pid)) == when
 
 
 def recover_orphans(deployment_ids: list[UUID]) -> list[str]:

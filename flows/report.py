@@ -342,8 +342,8 @@ def claim_report(flow_run_id: Any) -> str | None:
 
 def abandoned(label: str) -> bool:
     """Whether :data:`REPORTED_LABEL` ``label`` is a claim whose process died while telling."""
-    _, telling, process = (label.split(" ") + ["", ""])[:3]
-    return telling == TELLING and not running(process)
+    parts = label.split(" ", 2)  # the process names itself with a space too
+    return len(parts) == 3 and parts[1] == TELLING and not running(parts[2])
 
 
 def reported(flow_run_id: Any, stamp: str) -> None:

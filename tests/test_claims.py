@@ -19,7 +19,7 @@ def a_finished_process() -> str:
 def test_a_process_is_running_until_it_exits() -> None:
     assert running(this_process())
     assert not running(a_finished_process())
-    assert not running("") and not running("12:garbage")
+    assert not running("") and not running("12 garbage")
 
 
 def test_only_a_claim_whose_process_died_is_abandoned() -> None:

@@ -151,6 +151,11 @@ class Bed:
         assert "shop@v2 → staging" in reply["text"]
         until(caught, 120, f"the deploy reaching {phase}")
 
+    def github_states(self, sha: str) -> list[str]:
+        """The states GitHub was told for the deployment of ``sha`` ([] before there is one)."""
+        made = next((d for d in self.github.deployments if d["sha"] == sha), None)
+        return [s["state"] for s in self.github.statuses(made["id"])] if made else []
+
     def flow_pid(self) -> int:
         [record] = list((self.home / "runs").glob("*.pid"))
         return int(record.read_text().split()[0])
@@ -267,8 +272,7 @@ def test_a_killed_deploy_is_reported_and_the_next_one_recovers_every_host(
         for host in bed.hosts:
             assert serves(host, v2) and (current(host) or "").endswith(v2[:7])
             assert not (host.root / "SWITCHING").exists()
-    crashed = next(d for d in bed.github.deployments if d["sha"] == v2)
-    assert "error" in [s["state"] for s in bed.github.statuses(crashed["id"])]
+    assert "error" in bed.github_states(v2)
     told = [m.text for m in bed.slack.top_level(DEPLOYS)]
     assert any("crashed" in text for text in told), told
 
@@ -292,15 +296,7 @@ def test_a_runner_killed_while_it_reports_a_dead_run_leaves_the_report_to_the_ne
         os.kill(int(claimed.read_text()), signal.SIGKILL)
         killed = time.monotonic()
         (pauses / "crash claimed").unlink()
-        deployment = lambda: next((d for d in bed.github.deployments if d["sha"] == v2), None)  # noqa: E731
-        until(
-            lambda: (
-                deployment()
-                and "error" in [s["state"] for s in bed.github.statuses(deployment()["id"])]
-            ),
-            120,
-            "GitHub told of the killed deploy",
-        )
+        until(lambda: "error" in bed.github_states(v2), 120, "GitHub told of the killed deploy")
         print(
             f"measured: the runner started again told GitHub {time.monotonic() - killed:.1f} s "
             "after the reporting runner was killed"
@@ -313,7 +309,7 @@ def test_a_runner_killed_while_it_reports_a_dead_run_leaves_the_report_to_the_ne
         time.sleep(2)  # a second report would come right after the first
         told = [m.text for m in bed.slack.top_level(DEPLOYS) if "crashed" in m.text]
         assert len(told) == 1, told
-        assert [s["state"] for s in bed.github.statuses(deployment()["id"])].count("error") == 1
+        assert bed.github_states(v2).count("error") == 1
 
 
 @pytest.mark.parametrize("deploy_hosts", [2], indirect=True)
@@ -380,8 +376,7 @@ def test_a_deploy_killed_after_its_last_health_check_keeps_its_release_once_it_i
         for host in shared_bed.hosts:
             assert serves(host, v2) and (current(host) or "").endswith(v2[:7])
             assert not (host.root / "SWITCHING").exists()
-        killed = next(d for d in shared_bed.github.deployments if d["sha"] == v2)
-        states = [s["state"] for s in shared_bed.github.statuses(killed["id"])]
+        states = shared_bed.github_states(v2)
         switched_back = [
             h.address for h in shared_bed.hosts if (h.root / "restarts-on-v1").exists()
         ]
@@ -403,15 +398,7 @@ def test_a_killed_deploy_process_is_reported_at_once_by_the_runner(shared_bed: B
         shared_bed.deploy_v2_until(up, "health check")
         os.kill(shared_bed.flow_pid(), signal.SIGKILL)
         killed = time.monotonic()
-        crashed = lambda: next((d for d in shared_bed.github.deployments if d["sha"] == v2), None)  # noqa: E731
-        until(
-            lambda: (
-                crashed()
-                and "error" in [s["state"] for s in shared_bed.github.statuses(crashed()["id"])]
-            ),
-            30,
-            "GitHub told",
-        )
+        until(lambda: "error" in shared_bed.github_states(v2), 30, "GitHub told")
         print(
             f"measured: a killed deploy process was reported {time.monotonic() - killed:.1f} s "
             "after the kill"
@@ -514,9 +501,8 @@ def test_sigkill_of_chatops_up_leaves_no_process_of_it_and_the_next_start_report
     mend_restart(bed.hosts[0])
 
     with bed.up():
-        crashed = next(d for d in bed.github.deployments if d["sha"] == v2)
         until(
-            lambda: "error" in [s["state"] for s in bed.github.statuses(crashed["id"])],
+            lambda: "error" in bed.github_states(v2),
             30,
             "GitHub told of the run the dead chatops up left",
         )
