@@ -110,14 +110,14 @@ class DeployReport:
             pull_request_url=pull_request.url if pull_request else None,
         )
         self.secrets = Secrets(target.environment.ssh_private_key.get_secret_value())
-        self.github: GitHubAccess | None = load_optional(GitHubAccess)
+        github: GitHubAccess | None = load_optional(GitHubAccess)
         self.on_github: GitHubReport | None = None
-        if self.github is None:
+        if github is None:
             self.logger.warning("GitHub reporting is off: no chatops-github/default block")
         else:
-            self.secrets.add(self.github.token.get_secret_value())
+            self.secrets.add(github.token.get_secret_value())
             self.on_github = GitHubReport(
-                self.github,
+                github,
                 target.app.repository,
                 target.environment.url,
                 pull_request,
@@ -130,6 +130,11 @@ class DeployReport:
         self.run = RunRecord(self.logger)
         self.slack = SlackCard.post(notify, self.summary, self.secrets)
         self._notify("started")
+
+    @property
+    def github(self) -> GitHubAccess | None:
+        """The GitHub block; None when GitHub reporting is off."""
+        return self.on_github.access if self.on_github else None
 
     def redact(self, text: str) -> str:
         """``text`` with every secret this run knows replaced by ``***``."""
