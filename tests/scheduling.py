@@ -4,7 +4,10 @@ modules are shared out among the workers that scripts/test.sh starts.
 Each module goes to one worker whole, so its module fixtures start once. Every module with an
 end-to-end test goes to the same worker, one after another: those tests start ``chatops up``,
 test hosts and builds, and their timing bounds hold on this 2-core machine only when they do not
-run two at a time. The other modules run in the other worker meanwhile.
+run two at a time. Two exceptions (``WAITING``) are one scope of their own: their tests spend
+most of their time waiting for Prefect, not on the CPU (a heartbeat comes at most every 30 s, and
+a run is taken for dead after two missed ones), so they run beside the others. The other modules
+run in whichever worker is free meanwhile.
 """
 
 from __future__ import annotations
@@ -14,9 +17,14 @@ from pathlib import Path
 
 import pytest
 from xdist.scheduler import LoadScopeScheduling
+from xdist.workermanage import WorkerController
 
 END_TO_END = "end-to-end"
 """The scope every module with an end-to-end test shares."""
+WAITING = frozenset({"tests/test_crash_e2e.py", "tests/test_dead_runs_e2e.py"})
+"""End-to-end modules that mostly wait for runs to be found silent: a scope of their own."""
+LONGEST_FIRST = (f"{END_TO_END}, waiting", END_TO_END)
+"""The two scopes that take longest, started first, each by its own worker."""
 
 
 @functools.cache
@@ -27,11 +35,21 @@ def has_end_to_end_tests(module: str) -> bool:
 
 
 class EndToEndInOneWorker(LoadScopeScheduling):
-    """Load-scope scheduling with modules as scopes, the end-to-end ones merged into one."""
+    """Load-scope scheduling with modules as scopes, the end-to-end ones merged into two."""
 
     def _split_scope(self, nodeid: str) -> str:
         module = nodeid.split("::", 1)[0]
+        if module in WAITING:
+            return f"{END_TO_END}, waiting"
         return END_TO_END if has_end_to_end_tests(module) else module
+
+    def _assign_work_unit(self, node: WorkerController) -> None:
+        # xdist hands out scopes in the order of its queue (the most tests first), one to each
+        # worker before any gets a second: the two long scopes go first, so to two workers.
+        for scope in LONGEST_FIRST:
+            if scope in self.workqueue:
+                self.workqueue.move_to_end(scope, last=False)
+        super()._assign_work_unit(node)
 
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's, absent under -p no:xdist

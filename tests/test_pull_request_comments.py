@@ -82,6 +82,11 @@ def answers(github: FakeGitHub, count: int = 1) -> list[str]:
     return wait_for(mine, 20)
 
 
+def settled(answer: str) -> str | None:
+    """``answer`` once it is final: not the placeholder a deploy's answer is edited from."""
+    return None if answer.endswith("starting…") else answer
+
+
 def asked_comment(github: FakeGitHub, text: str) -> int:
     return next(c["id"] for c in github.comments("acme/shop", 7) if c["body"] == text)
 
@@ -193,7 +198,8 @@ def test_lock_and_unlock_from_a_pull_request(
     ask(client, github, ".deploy to staging", login="bob")
     github.set_permission("acme/shop", "bob", "write")
     ask(client, github, ".deploy to staging", login="bob")
-    refused = answers(github, 3)[2]
+    # The deploy is answered "starting…" at once, then that comment is edited into the refusal.
+    refused = wait_for(lambda: settled(answers(github, 3)[2]), 20)
     assert refused.startswith(":lock: ") and "alice" in refused, refused
     assert starter.runs == []
     ask(client, github, ".unlock staging")

@@ -19,7 +19,7 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.events import emit_event
-from prefect.events.filters import EventFilter, EventResourceFilter
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Completed, Running
 from starlette.testclient import TestClient
@@ -140,7 +140,10 @@ def test_a_run_that_sent_a_heartbeat_lately_is_left_alone(
     run = running_deploy()
     resource = {"prefect.resource.id": f"prefect.flow-run.{run.id}"}
     emit_event("prefect.flow-run.heartbeat", resource=resource)
-    heard = EventFilter(resource=EventResourceFilter(id=[resource["prefect.resource.id"]]))
+    heard = EventFilter(  # the heartbeat itself: the run's Running event has the same resource
+        event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+        resource=EventResourceFilter(id=[resource["prefect.resource.id"]]),
+    )
     with get_client(sync_client=True) as prefect:
         deadline = time.monotonic() + 30
         while not prefect.read_events(filter=heard, limit=1).events:
