@@ -4,9 +4,10 @@
 # Usage: scripts/test.sh [pytest arguments]     e.g. scripts/test.sh -k rollback
 #
 # pytest runs in CHATOPS_TEST_WORKERS processes (pytest-xdist, default 2; 0 runs every test in
-# pytest's own process): the end-to-end tests one after another in one worker, the other modules
-# beside them (tests/scheduling.py). With -s (output shown as it comes, e.g. the
-# "measured" lines) the tests run in pytest's own process: workers do not pass it through.
+# pytest's own process): the end-to-end tests one after another in one worker, those that mostly
+# wait in another, the other modules wherever a worker is free (tests/scheduling.py). With -s
+# (output shown as it comes, e.g. the "measured" lines) the tests run in pytest's own process:
+# workers do not pass it through.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 cd "$ROOT"

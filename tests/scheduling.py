@@ -4,10 +4,11 @@ modules are shared out among the workers that scripts/test.sh starts.
 Each module goes to one worker whole, so its module fixtures start once. Every module with an
 end-to-end test goes to the same worker, one after another: those tests start ``chatops up``,
 test hosts and builds, and their timing bounds hold on this 2-core machine only when they do not
-run two at a time. Two exceptions (``WAITING``) are one scope of their own: their tests spend
-most of their time waiting for Prefect, not on the CPU (a heartbeat comes at most every 30 s, and
-a run is taken for dead after two missed ones), so they run beside the others. The other modules
-run in whichever worker is free meanwhile.
+run two at a time. The exceptions (``WAITING``) are one scope of their own: their tests
+spend most of their time waiting, not on the CPU (for Prefect to find a run silent: a heartbeat
+comes at most every 30 s, and a run is taken for dead after two missed ones; for a restart held
+on a host while a deploy is aborted or another waits its turn), so they run beside the others.
+The other modules run in whichever worker is free meanwhile.
 """
 
 from __future__ import annotations
@@ -21,8 +22,15 @@ from xdist.workermanage import WorkerController
 
 END_TO_END = "end-to-end"
 """The scope every module with an end-to-end test shares."""
-WAITING = frozenset({"tests/test_crash_e2e.py", "tests/test_dead_runs_e2e.py"})
-"""End-to-end modules that mostly wait for runs to be found silent: a scope of their own."""
+WAITING = frozenset(
+    {
+        "tests/test_abort_e2e.py",
+        "tests/test_crash_e2e.py",
+        "tests/test_dead_runs_e2e.py",
+        "tests/test_waiting_e2e.py",
+    }
+)
+"""End-to-end modules whose tests mostly wait: a scope of their own."""
 LONGEST_FIRST = (f"{END_TO_END}, waiting", END_TO_END)
 """The two scopes that take longest, started first, each by its own worker."""
 
