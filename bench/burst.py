@@ -33,6 +33,7 @@ WHERE = f"where burst{APPS - 1}"  # the gateway knows the apps when it knows the
 KEY_VAR = "BURST_SSH_KEY"
 ACKS, RUNS = "Answer to each request (s)", "Requests per round"
 AFTER = "Seconds after the burst was released"
+CPU = "CPU per run, from the burst until every run ended (CPU-s)"
 
 
 @dataclass
@@ -111,6 +112,7 @@ def runs_of(up: Up, keys: list[str]) -> dict[str, list[dict]]:
 def one_round(result: Result, up: Up, sink: ResponseSink, db: str, each: int, tag: str) -> None:
     """One burst, into ``result``'s rows (and its counts under ``raw``)."""
     burst = requests(each, sink, tag)
+    cpu_before = up.services_cpu()
     released = fire(up, burst)
     for source, name in (("slack", "Slack slash command"), ("github", "GitHub webhook")):
         for item in burst:
@@ -124,9 +126,7 @@ def one_round(result: Result, up: Up, sink: ResponseSink, db: str, each: int, ta
     created = [ts(run["created"]) or 0 for runs in found.values() for run in runs]
     started = None
 
-    def every_run() -> list[dict]:
-        # One filter request per 100 runs: reading each run by itself every 2 s is 50 requests
-        # a second at 100 runs, work for the Prefect server that the runs being timed wait for.
+    def every_run() -> list[dict]:  # one request per 100 runs, not one per run every 2 s
         return [run for runs in runs_of(up, keys).values() for run in runs]
 
     def all_started() -> list[dict] | None:
@@ -142,6 +142,8 @@ def one_round(result: Result, up: Up, sink: ResponseSink, db: str, each: int, ta
     ended = lambda: all(state(run) in FINAL for run in every_run())  # noqa: E731
     with contextlib.suppress(BenchError):
         wait_for("every run to end", ended, 600, 2)
+    for name, spent in up.services_cpu().items():
+        result.add(CPU, f"{db}: {name}", (spent - cpu_before[name]) / (len(keys) or 1), "CPU-s")
     # The link comes in the ack when the run exists by then, else later on the response_url.
     linked = {path for _, path, body in sink.messages if RUN_ID.search(body)}
     slack = [r for r in burst if r.source == "slack" and r.accepted]

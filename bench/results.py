@@ -41,14 +41,11 @@ class Result:
             return
         found = [s for s in self.data["series"] if (s["table"], s["name"]) == (table, name)]
         if not found:
-            made = {"table": table, "name": name, "unit": unit}
-            found.append({**made, "warmup": [], "samples": [], "load1": []})
+            found.append(dict(table=table, name=name, unit=unit, warmup=[], samples=[], load1=[]))
             self.data["series"].append(found[0])
         row = found[0]
-        if warmup:
-            row["warmup"].append(round(value, 4))
-        else:
-            row["samples"].append(round(value, 4))
+        row["warmup" if warmup else "samples"].append(round(value, 4))
+        if not warmup:
             row["load1"].append(round(os.getloadavg()[0], 2))
 
     def compare(self, name: str, a: tuple[str, str], b: tuple[str, str]) -> None:

@@ -24,7 +24,6 @@ from typing import Any
 from bench.harness import DeployBench, log
 from bench.results import Result, command_line
 from bench.system import cpu_seconds as cpu
-from bench.system import descendants
 from tests.testbed import hosts as testbed
 from tests.testbed.light import RESTART, make_light
 
@@ -34,8 +33,6 @@ WALL, CONTROL = "Host sweep: wall time, spawn to exit (s)", "Host sweep: control
 OWN, HOSTS = "Host sweep: the deploying command's own CPU (CPU-s)", "Host sweep: hosts' CPU (CPU-s)"
 SLOPE = "Host sweep: each added host costs (least-squares slope of the medians)"
 WRITES = "Host sweep: what one chatops deploy writes to Prefect, per host"
-SERVICES = {"server": "Prefect server", "postgres": "PostgreSQL", "gateway": "gateway"}
-SERVICES["runner"] = "runner and its flow runs"
 
 
 def own_cpu() -> float:
@@ -58,12 +55,6 @@ class SweepBench(DeployBench):
         self.restart = RESTART
         self.medians: dict[str, list[tuple[int, float]]] = {}
 
-    def control_cpu(self) -> dict[str, float]:
-        """CPU seconds so far of ``chatops up`` and each service, with everything under it."""
-        found = {SERVICES[k]: v for k, v in self.up.children().items() if k in SERVICES}
-        out = {name: cpu([pid, *descendants(pid)]) for name, pid in found.items()}
-        return {**out, "chatops up": cpu([self.up.process.pid])}
-
     def ansible(self, hosts: list[testbed.TestHost], sha: str) -> dict[str, Any]:
         """The playbook's deploy of ``sha``, timed from spawn to exit."""
         work = self.work / "ansible"
@@ -84,12 +75,12 @@ class SweepBench(DeployBench):
         """One deploy, and the CPU it cost the control plane, the command and the hosts."""
         label = f"{who}, {count} host{'s' if count > 1 else ''}"
         pids = lambda: [p for h in hosts for p in h.pids()]  # noqa: E731 - sessions end
-        control, own, host = self.control_cpu(), own_cpu(), cpu(before := pids())
+        control, own, host = self.up.services_cpu(), own_cpu(), cpu(before := pids())
         deploy = {"script": self.script, "ansible": self.ansible}.get(who)
         entry = (deploy or functools.partial(self.chatops, f"light-{count}"))(hosts, sha)
         if who == "chatops" and entry["ok"]:  # the server records a run's last events later
             self.writes(entry["run_id"], count)
-        spent = {k: v - control.get(k, 0.0) for k, v in self.control_cpu().items()}
+        spent = {k: v - control.get(k, 0.0) for k, v in self.up.services_cpu().items()}
         everyone = sorted(set(before + pids()))  # who ran during it, each counted once
         own, host, entry["control_cpu"] = own_cpu() - own, cpu(everyone) - host, spent
         if not entry["ok"]:

@@ -32,6 +32,8 @@ _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _PR_SET_PDEATHSIG = 1
 RUN_ID = re.compile(r"/runs/flow-run/([0-9a-f-]{36})")
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+SERVICES = {"server": "Prefect server", "postgres": "PostgreSQL", "gateway": "gateway"}
+SERVICES["runner"] = "runner and its flow runs"
 
 
 class BenchError(RuntimeError):
@@ -108,10 +110,9 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def cmdline(pid: int) -> str:
-    try:
+    with contextlib.suppress(OSError):
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-    except OSError:
-        return ""
+    return ""
 
 
 @dataclass
@@ -234,6 +235,12 @@ class Up:
         for pid in descendants(self.process.pid) if self.process else []:
             found.update({name: pid for mark, name in marks.items() if mark in cmdline(pid)})
         return found
+
+    def services_cpu(self) -> dict[str, float]:
+        """CPU seconds so far of ``chatops up`` and each service, with everything under it."""
+        found = {SERVICES[k]: v for k, v in self.children().items() if k in SERVICES}
+        out = {name: cpu_seconds([pid, *descendants(pid)]) for name, pid in found.items()}
+        return {**out, "chatops up": cpu_seconds([self.process.pid] if self.process else [])}
 
     def stop(self, grace: float = 60) -> None:
         """Ctrl-C as a person would; anything left after ``grace`` seconds is killed."""
