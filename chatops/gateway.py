@@ -76,6 +76,7 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from adapters import task_ledger
 from adapters.home import home
 from blocks import GitHubAccess
 from chatops.answers import Answers, Reply
@@ -618,12 +619,19 @@ class RunReader:
         answered before), only those that ended since then (and :data:`SINCE_LAG_SECONDS`
         before), so following a run costs Prefect what changed, not the whole run each time.
         The full answer has the unfinished ones too: a busy server records task runs' ends
-        after their run's, and the follow waits for them (:mod:`chatops.cli.follow`)."""
+        after their run's, and the follow waits for them (:mod:`chatops.cli.follow`). Once the
+        run has ended, the answer is ``complete`` when the run wrote its own account of its task
+        runs (:mod:`adapters.task_ledger`): then its task runs are that account, in the order
+        they ended, whatever the server has recorded yet."""
         async with asyncio.timeout(PREFECT_READ_SECONDS):
             run = await self.client.read_flow_run(run_id)
             if run.deployment_id not in await self._deployment_ids(run.deployment_id):
                 raise ObjectNotFound(None, "not a run of chatops")
-            tasks = await self._task_runs(run_id, since)
+            # An ended run's own account of its task runs is whole at once; the server's
+            # records of the last ones may come seconds later (adapters.task_ledger).
+            ended = run.state is not None and run.state.is_final()
+            ledger = await task_ledger.read(self.client, run_id) if ended else None
+            tasks = [] if ledger is not None else await self._task_runs(run_id, since)
         state = run.state
         ends = [task.end_time for task in tasks if task.end_time is not None]
         cursor = max([*ends, since]) if since else max(ends, default=None)
@@ -639,7 +647,10 @@ class RunReader:
             },
             "waiting": waiting_for(run),
             "change": run.labels.get(CHANGE_LABEL) or None,
-            "task_runs": [
+            "complete": ledger is not None,
+            "task_runs": ledger
+            if ledger is not None
+            else [
                 {
                     "id": str(task.id),
                     "name": task.name,

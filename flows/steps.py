@@ -20,11 +20,13 @@ set to Cancelling, "Aborted by …", on which the runner sends that SIGTERM) doe
 during the last batch, and the failure it reports names who aborted.
 """
 
+import functools
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any, TypeVar
 
 from prefect import Flow, flow, runtime
 from prefect.client.orchestration import get_client
@@ -33,7 +35,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.transactions import transaction
 
-from adapters import history, ssh
+from adapters import history, ssh, task_ledger
 from blocks import Environment
 from flows import bounds, crash
 from flows.audiences import Notify
@@ -54,20 +56,35 @@ class Interrupted(DeployError, RuntimeError):
     """The deploy was asked to stop (SIGTERM); switched hosts are switched back."""
 
 
+T = TypeVar("T")
 HOST_THREADS = 64
 """Host tasks run at once: a host task mostly waits for SSH and the host, so a batch of up to
 64 hosts goes in one wave (a 64-host deploy took 4 waves of 16 before)."""
 
 
-def hosts_flow(name: str, run_name: Callable[[], str]) -> Flow:
+def hosts_flow(name: str, run_name: Callable[[], str]) -> Callable[[Callable[..., T]], Flow]:
     """The flow decorator of a deploy or rollback: one thread per host task (up to
-    :data:`HOST_THREADS` at a time), and the crash hooks that report a run whose process died."""
-    return flow(
+    :data:`HOST_THREADS` at a time), the crash hooks that report a run whose process died, and
+    the run's own account of its task runs, written as its last act
+    (:mod:`adapters.task_ledger`)."""
+    as_flow = flow(
         name=name,
         flow_run_name=run_name,
         task_runner=ThreadPoolTaskRunner(max_workers=HOST_THREADS),
         **crash.crash_hooks,
     )
+
+    def decorate(body: Callable[..., T]) -> Flow:
+        @functools.wraps(body)
+        def run(*args: Any, **kwargs: Any) -> T:
+            try:
+                return body(*args, **kwargs)
+            finally:
+                task_ledger.write()
+
+        return as_flow(run)
+
+    return decorate
 
 
 def record(

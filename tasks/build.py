@@ -44,6 +44,7 @@ from adapters.sandbox import (
     stream_as,
     working_copy,
 )
+from adapters.task_ledger import HOOKS
 from model.errors import DeployFailure
 
 TAIL_LINES = 30
@@ -165,7 +166,7 @@ def run_build(
         raise BuildFailed(f"build command failed with exit code {code}", list(tail))
 
 
-@task(name="build", task_run_name="build", cache_policy=NO_CACHE)
+@task(name="build", task_run_name="build", cache_policy=NO_CACHE, **HOOKS)
 def build(
     sha: str,
     build_command: str,

@@ -20,6 +20,7 @@ from prefect.logging import get_run_logger
 
 from adapters.files import file_lock
 from adapters.home import home
+from adapters.task_ledger import HOOKS
 from model.errors import DeployError, DeployFailure, worth_retrying
 
 GIT_TIMEOUT = 600
@@ -140,6 +141,7 @@ def remove_worktree(checkout: Checkout) -> None:
     retry_delay_seconds=2,
     retry_condition_fn=worth_retrying,
     cache_policy=NO_CACHE,
+    **HOOKS,
 )
 def checkout(clone_url: str, ref: str, sha: str | None = None) -> Checkout:
     """Fetch the app's mirror and add a clean work tree at ``sha`` (or at what ``ref`` names).

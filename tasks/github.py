@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from adapters.github import github_client
+from adapters.task_ledger import HOOKS
 from blocks.github import GitHubAccess
 from model.errors import DeployFailure, worth_retrying
 
@@ -79,6 +80,7 @@ def refusal(exc: GithubException, ref: str, required: list[str] | None) -> Deplo
     retry_delay_seconds=2,
     retry_condition_fn=worth_retrying,
     cache_policy=NO_CACHE,
+    **HOOKS,
 )
 def record_deployment(
     access: GitHubAccess,
@@ -155,7 +157,7 @@ def post_status(
 
 
 report_status = task(
-    name="report to github", retries=3, retry_delay_seconds=2, cache_policy=NO_CACHE
+    name="report to github", retries=3, retry_delay_seconds=2, cache_policy=NO_CACHE, **HOOKS
 )(post_status)
 """:func:`post_status` as a task of the deploy run, retried when GitHub fails."""
 

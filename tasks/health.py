@@ -14,6 +14,7 @@ from prefect.logging import get_run_logger
 
 from adapters.net import probe, split_host
 from adapters.ssh import HostFailed
+from adapters.task_ledger import HOOKS
 from model.errors import DeployFailure
 
 FIRST_POLL_SECONDS = 0.05
@@ -40,7 +41,7 @@ def serves(url_template: str, host: str, sha: str, timeout: float = 2.0) -> bool
     return status == 200 and sha in body
 
 
-@task(name="health check", task_run_name="health check {host}", cache_policy=NO_CACHE)
+@task(name="health check", task_run_name="health check {host}", cache_policy=NO_CACHE, **HOOKS)
 def health_check(url_template: str, host: str, sha: str, timeout: float) -> float:
     """Poll the host's health URL until it answers 200 with ``sha``; return the seconds it took."""
     return wait_healthy(url_template, host, sha, timeout)

@@ -32,6 +32,7 @@ from prefect.transactions import Transaction, get_transaction
 from adapters import ssh
 from adapters.pauses import pause_point
 from adapters.ssh import HostSession
+from adapters.task_ledger import HOOKS
 from blocks.environment import Environment
 from model.releases import HostState, Recovery, Release, Switching
 from tasks.health import Unhealthy, serves, wait_healthy
@@ -178,7 +179,7 @@ df -Pk "$d" | awk 'NR == 2 { print $4 }'"""
 
 
 # --------------------------------------------------------------------------- tasks
-@task(name="check host", task_run_name="check {host}", retries=1, cache_policy=NO_CACHE)
+@task(name="check host", task_run_name="check {host}", retries=1, cache_policy=NO_CACHE, **HOOKS)
 def inspect(env: Environment, host: str) -> tuple[HostState, bool | None]:
     """The host's state, and whether it serves the sha ``current`` names (None: no health URL)."""
     with ssh.session(env, host, "check") as h:
@@ -188,7 +189,7 @@ def inspect(env: Environment, host: str) -> tuple[HostState, bool | None]:
     return state, serving
 
 
-@task(name="free space", task_run_name="free space on {host}", cache_policy=NO_CACHE)
+@task(name="free space", task_run_name="free space on {host}", cache_policy=NO_CACHE, **HOOKS)
 def free_space(env: Environment, host: str) -> int:
     """Bytes free where the host keeps its releases (its nearest existing folder, if the deploy
     path does not exist yet), as ``df`` says: a dry run's look, it writes nothing."""
@@ -198,7 +199,7 @@ def free_space(env: Environment, host: str) -> int:
     return int(free_kib.strip()) * 1024
 
 
-@task(name="recover", task_run_name="recover {host}", cache_policy=NO_CACHE)
+@task(name="recover", task_run_name="recover {host}", cache_policy=NO_CACHE, **HOOKS)
 def recover(env: Environment, host: str, state: HostState, plan: Recovery) -> str:
     """Carry out ``plan`` on ``host``; return what was done, for the log and the report."""
     logger = get_run_logger()
@@ -222,6 +223,7 @@ def recover(env: Environment, host: str, state: HostState, plan: Recovery) -> st
     retries=2,
     retry_delay_seconds=1,
     cache_policy=NO_CACHE,
+    **HOOKS,
 )
 def upload(env: Environment, host: str, artifact: str, release: Release) -> str:
     """Copy ``artifact`` and a REVISION file into ``releases/<release.id>/`` on ``host``.
@@ -252,7 +254,7 @@ def upload(env: Environment, host: str, artifact: str, release: Release) -> str:
     return host
 
 
-@task(name="run task", task_run_name="run task on {host}", cache_policy=NO_CACHE)
+@task(name="run task", task_run_name="run task on {host}", cache_policy=NO_CACHE, **HOOKS)
 def run_task_command(env: Environment, host: str, release: Release, command: str) -> None:
     """Run a custom deploy task's ``command`` in the new release's folder, before any switch."""
     folder = shlex.quote(f"{releases_dir(env)}/{release.id}")
@@ -260,7 +262,7 @@ def run_task_command(env: Environment, host: str, release: Release, command: str
         h.run_bounded(f"cd {folder} && {command}", "task", env.command_timeout)
 
 
-@task(name="activate", task_run_name="activate {host}", cache_policy=NO_CACHE)
+@task(name="activate", task_run_name="activate {host}", cache_policy=NO_CACHE, **HOOKS)
 def activate(
     env: Environment,
     host: str,
@@ -346,7 +348,7 @@ def switch_back(txn: Transaction) -> None:
         restore(h, txn.get("previous"))
 
 
-@task(name="finish", task_run_name="finish {host}", cache_policy=NO_CACHE)
+@task(name="finish", task_run_name="finish {host}", cache_policy=NO_CACHE, **HOOKS)
 def finish(
     env: Environment, host: str, release: Release, run_id: str, before: HostState
 ) -> list[str]:

@@ -278,3 +278,19 @@ def test_looks_slow_down_while_nothing_ends_and_speed_up_when_something_does(
     assert clock.pauses[6] == POLL_SECONDS  # a task ended: quick again
     assert clock.pauses[7] == SETTLE_SECONDS  # the run is over: the pause before the full look
     assert len(clock.pauses) == 8
+
+
+def test_an_ended_run_s_own_account_of_its_task_runs_ends_the_follow_at_once(
+    gateway: tuple[str, Answers], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server has recorded one of three task runs; the run's account has all three."""
+    url, answers = gateway
+    cursor = "2026-12-07T10:00:00+00:00"
+    ended = {**run("COMPLETED", tasks=[task(1), task(2), task(3)]), "complete": True}
+    answers.answers = [(200, {**run("RUNNING", tasks=[task(1)]), "cursor": cursor}), (200, ended)]
+    clock = PretendClock()
+    assert follow(GatewayRuns(Gateway(url, "t")), RUN_ID, clock=clock).completed
+    assert answers.asked == 2  # no full look after it, no pause for late records
+    assert clock.pauses == [POLL_SECONDS]
+    shown = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
+    assert shown == ["step-1", "step-2", "step-3"]

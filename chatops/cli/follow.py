@@ -16,10 +16,12 @@ knows its commit, the answer says what it changes against what runs there now (`
 Following costs Prefect little: after the first look, each look asks only for the task runs that
 ended since the last one (the gateway's ``cursor``, passed back as ``since``), and the looks
 come every :data:`POLL_SECONDS` while lines come, slowing down to :data:`POLL_MAX_SECONDS` while
-none do. Once the run is over, one last full look (after :data:`SETTLE_SECONDS`, for task runs
-Prefect records late, repeated after a success while one of them is not over yet, slowing down
-to :data:`POLL_MAX_SECONDS`, up to :data:`SETTLE_LIMIT_SECONDS`) shows any line the looks by
-cursor missed: the terminal shows every task of the run, however many hosts.
+none do. Once the run is over, the first look that finds its own account of its task runs
+(``complete``: a deploy or rollback writes it as its last act) shows every line left and ends
+the follow. Without one (a crashed run), one last full look (after :data:`SETTLE_SECONDS`, for
+task runs Prefect records late, repeated after a success while one of them is not over yet,
+slowing down to :data:`POLL_MAX_SECONDS`, up to :data:`SETTLE_LIMIT_SECONDS`) shows any line the
+looks by cursor missed: the terminal shows every task of the run, however many hosts.
 """
 
 import contextlib
@@ -213,7 +215,8 @@ def follow(
                 or all(t.get("state_type") in FINAL for t in run.get("task_runs", []))
                 or clock.monotonic() > settle_until
             )
-            if (settling or not cursor) and over:  # the last look was a full one
+            # the last look was a full one, or the run's own account of every task run
+            if (run.get("complete") or settling or not cursor) and over:
                 return Outcome(
                     run["name"], state["type"], state.get("name", ""), state.get("message")
                 )
