@@ -38,8 +38,8 @@ from model.errors import DeployError
 
 POLL_SECONDS = 1.0
 """The pause between looks while task runs keep ending. Each look costs the Prefect server two
-small reads; at 1 s a 42-host deploy followed cost it 8 % more CPU than one nobody follows, at
-0.5 s 16.5 % (docs/operations.md)."""
+small reads; at 1 s a 42-host deploy followed cost it 8 % (means) to 12 % (medians) more CPU
+than one nobody follows, at 0.5 s 16.5 % (docs/operations.md)."""
 POLL_MAX_SECONDS = 2.0
 """The longest pause between looks: it grows by :data:`POLL_GROWTH` per look that found nothing
 (a build, a wait for the slot); the next task that ends brings it back to :data:`POLL_SECONDS`."""
