@@ -51,7 +51,7 @@ def prefect_server() -> Iterator[None]:
     authentication (every client of the tests sends ``PREFECT_API_AUTH_STRING``).
 
     The database starts as a copy of a migrated one kept between sessions (``migrated_database``):
-    a fresh one spends about 6 of the server's 9.5 s start in Prefect's migrations."""
+    a fresh one spends about 6 of the server's 9.3 s start in Prefect's migrations."""
     from unittest import mock
 
     import prefect.testing.utilities as harness

@@ -42,7 +42,7 @@ def has_end_to_end_tests(module: str) -> bool:
     return path.is_file() and "pytest.mark.e2e" in path.read_text()
 
 
-class EndToEndInOneWorker(LoadScopeScheduling):
+class EndToEndScopes(LoadScopeScheduling):
     """Load-scope scheduling with modules as scopes, the end-to-end ones merged into two."""
 
     def _split_scope(self, nodeid: str) -> str:
@@ -61,5 +61,5 @@ class EndToEndInOneWorker(LoadScopeScheduling):
 
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's, absent under -p no:xdist
-def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> EndToEndInOneWorker:
-    return EndToEndInOneWorker(config, log)  # type: ignore[arg-type]
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> EndToEndScopes:
+    return EndToEndScopes(config, log)  # type: ignore[arg-type]
