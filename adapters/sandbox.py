@@ -23,6 +23,7 @@ import signal
 import subprocess
 import tarfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -194,20 +195,40 @@ def stream_as(
     return code
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     """Stop a build we were interrupted in: its whole process group when we may signal it
-    (as root), else the process we started (sudo passes the signal on)."""
+    (as root), else the process we started (sudo passes the signal on). Returns once nothing of
+    the group runs: what the build started in the background may outlive its own process by a
+    moment, and is SIGKILLed after ``grace`` seconds."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except (PermissionError, ProcessLookupError):
         proc.terminate()
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(PermissionError, ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.kill()
         proc.wait()
+    deadline = time.monotonic() + grace
+    while _running_in_group(proc.pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(PermissionError, ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            return
+        time.sleep(0.02)
+
+
+def _running_in_group(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` is still running (a zombie waiting to be reaped is
+    not), from /proc."""
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
 
 
 def _tar_tree(tree: Path) -> Callable[[io.BufferedWriter], None]:
