@@ -5,14 +5,29 @@ import os
 from pathlib import Path
 
 
+def stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, parent, process
+    group, …); None when there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def started(pid: int) -> str | None:
     """When process ``pid`` started (clock ticks since boot); None when there is no such
     process (or only its zombie)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] == "Z" else fields[19]
+    fields = stat(pid)
+    return None if fields is None or fields[0] == "Z" else fields[19]
+
+
+def group_running(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` runs (a zombie waiting to be reaped does not)."""
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        fields = stat(entry)
+        if fields is not None and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
 def this_process() -> str:

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapters.processes import group_running
 from model.errors import DeployError
 
 BUILD_USER_VARIABLE = "CHATOPS_BUILD_USER"
@@ -212,23 +213,12 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         proc.kill()
         proc.wait()
     deadline = time.monotonic() + grace
-    while _running_in_group(proc.pid):
+    while group_running(proc.pid):
         if time.monotonic() > deadline:
             with contextlib.suppress(PermissionError, ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             return
         time.sleep(0.02)
-
-
-def _running_in_group(pgid: int) -> bool:
-    """Whether a process of group ``pgid`` is still running (a zombie waiting to be reaped is
-    not), from /proc."""
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                return True
-    return False
 
 
 def _tar_tree(tree: Path) -> Callable[[io.BufferedWriter], None]:

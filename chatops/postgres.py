@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.home import Home
+from adapters.processes import stat
 from model.errors import DeployError
 
 DATABASE = "prefect"
@@ -274,19 +275,14 @@ def _cmdline(pid: int) -> str:
 
 
 def _parent(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
+    fields = stat(pid)
+    return int(fields[1]) if fields else None
 
 
 def _running(pid: int) -> bool:
     """``pid`` exists and is no zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
+    fields = stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
 
 
 def postmaster(data: Path) -> int | None:
