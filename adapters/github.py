@@ -4,13 +4,19 @@ from github import Auth, Github, GithubRetry
 
 from blocks.github import GitHubAccess
 
+RETRY_BACKOFF_SECONDS = 0.5
+"""urllib3's backoff factor for GETs GitHub answered with a 5xx: 0, 1 and 2 s before the three
+tries again."""
+
 
 def github_client(access: GitHubAccess, lazy: bool = False) -> Github:
     """A PyGithub client for ``access``: GETs retried on 5xx, writes never retried here.
 
     A ``lazy`` client builds objects from ids without fetching them first.
     """
-    retry = GithubRetry(total=3, backoff_factor=0.5, allowed_methods={"GET", "HEAD"})
+    retry = GithubRetry(
+        total=3, backoff_factor=RETRY_BACKOFF_SECONDS, allowed_methods={"GET", "HEAD"}
+    )
     return Github(
         auth=Auth.Token(access.token.get_secret_value()),
         base_url=access.api_url,

@@ -6,6 +6,7 @@ from typing import Annotated
 from prefect.blocks.core import Block
 from pydantic import Field, StringConstraints
 
+from blocks.schema import SchemaOnce
 from model.errors import UnknownTarget, unknown
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -18,7 +19,7 @@ DEPLOY_TASK = "deploy"
 """The task of a plain deploy; any other task name is one of the app's custom ``tasks``."""
 
 
-class App(Block):
+class App(SchemaOnce, Block):
     """A repository that builds into one artifact and deploys to named environments.
 
     Saved under the app's name (``App(...).save("shop")``); each name in ``environments`` has an

@@ -13,6 +13,7 @@ from pydantic import (
     model_validator,
 )
 
+from blocks.schema import SchemaOnce
 from model.errors import UnknownTarget
 from model.target import NotAllowed
 
@@ -93,7 +94,7 @@ class Notification(BaseModel):
         return str(self.webhook_secret if self.webhook is not None else self.apprise_secret)
 
 
-class Environment(Block):
+class Environment(SchemaOnce, Block):
     """Where and how one app runs in one environment (staging, production, ...).
 
     Hosts are ``name`` or ``name:port``. Releases go to ``<deploy_path>/releases/<id>/`` and

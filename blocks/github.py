@@ -5,9 +5,10 @@ from prefect.exceptions import ObjectNotFound
 from pydantic import Field, SecretStr
 
 from blocks.app import GITHUB_WEB_URL
+from blocks.schema import SchemaOnce
 
 
-class GitHubAccess(Block):
+class GitHubAccess(SchemaOnce, Block):
     """A token for GitHub's REST API; ``api_url`` points at GitHub Enterprise when needed."""
 
     _block_type_name = "ChatOps GitHub"

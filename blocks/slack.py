@@ -3,8 +3,10 @@
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
+from blocks.schema import SchemaOnce
 
-class SlackAccess(Block):
+
+class SlackAccess(SchemaOnce, Block):
     """A Slack bot token (``xoxb-...``) with the chat:write scope."""
 
     _block_type_name = "ChatOps Slack"

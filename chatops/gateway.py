@@ -93,7 +93,7 @@ from chatops.github.events import (
     requests_for,
 )
 from chatops.grammar import CommandError, parse
-from chatops.intake import Creator, Intake, PrefectCreator, ReplyTo
+from chatops.intake import CLIENT_SETTINGS, Creator, Intake, PrefectCreator, ReplyTo
 from chatops.locks import Locks
 from chatops.notify import PeopleNotifier, configured_block
 from chatops.request import Refused, Request, Requester, resolve
@@ -197,7 +197,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with get_client() as client:
+        async with get_client(httpx_settings=CLIENT_SETTINGS) as client:
             catalog = Catalog(
                 prefect_loader(client),
                 settings.catalog_refresh_seconds,

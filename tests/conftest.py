@@ -5,11 +5,13 @@ State lives in a throwaway CHATOPS_HOME / PREFECT_HOME, set here before Prefect 
 """
 
 import contextlib
+import functools
 import importlib.util
 import os
 import secrets
 import shutil
 import sqlite3
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -31,6 +33,11 @@ os.environ.update(
     PREFECT_SERVER_ANALYTICS_ENABLED="false",
     PREFECT_LOGGING_LEVEL="INFO",
     PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW="ignore",
+    # The test server stores events every 0.5 s, not every 5 s: tests that read an event back
+    # (a heartbeat, a run's state change) wait for that.
+    PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL="0.5",
+    # A run refused an app environment's slot asks again within 0.5 s (chatops up: 5 s).
+    PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS="0.5",
     # The key the gateway signs runs with and the flows check (tests/signed.py signs with it).
     CHATOPS_RUN_SIGNING_KEY="test-run-signing-key-" + os.urandom(8).hex(),
 )
@@ -45,6 +52,28 @@ if importlib.util.find_spec("xdist"):  # scripts/test.sh runs two workers (tests
     pytest_plugins.append("tests.scheduling")
 
 
+class _SharedTlsContexts:
+    """The ``ssl`` module as Prefect's client module sees it in the test processes: one TLS
+    context per CA file instead of a new one for every client.
+
+    Prefect's ``PrefectClient`` loads the whole CA bundle for each client it makes (about 25 ms
+    of CPU); a test process makes about 500 of them in the fast tier (every block load or save,
+    every ``get_client``), so about a fifth of the tier's CPU went to loading the same file. A
+    verifying context is not changed once made, so clients can share one. (Prefect changes the
+    one it makes without a CA file, for PREFECT_API_TLS_INSECURE_SKIP_VERIFY: not shared.)"""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(ssl, name)
+
+    def create_default_context(self, cafile: str | None = None) -> ssl.SSLContext:
+        return _verifying_context(cafile) if cafile else ssl.create_default_context()
+
+
+@functools.cache
+def _verifying_context(cafile: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=cafile)
+
+
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     """A real Prefect API (temporary SQLite database) for the whole session, with API
@@ -54,7 +83,10 @@ def prefect_server() -> Iterator[None]:
     a fresh one spends about 6 of the server's 9.3 s start in Prefect's migrations."""
     from unittest import mock
 
+    import prefect.client.orchestration
     import prefect.testing.utilities as harness
+
+    prefect.client.orchestration.ssl = _SharedTlsContexts()  # type: ignore[assignment]
 
     directory = tempfile.mkdtemp()  # the harness removes it at exit
     shutil.copyfile(migrated_database(), Path(directory) / "prefect-test.db")

@@ -193,6 +193,30 @@ def test_apply_saves_blocks_and_updates_them(api: None, tmp_path: Path) -> None:
     assert Environment.load("shop-staging").batch_size == 2
 
 
+def test_a_block_s_schema_is_made_once_and_each_caller_gets_its_own_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.blocks.core import Block
+
+    from blocks.schema import SchemaOnce
+
+    made: list[type] = []
+    make = Block.model_json_schema.__func__
+
+    def counted(cls: type, *args: object, **kwargs: object) -> dict:
+        made.append(cls)
+        return make(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Block, "model_json_schema", classmethod(counted))
+    monkeypatch.setattr(SchemaOnce, "_schemas", {})
+    first = Environment.model_json_schema()
+    first["properties"].clear()  # as a caller may change what it gets
+    again = Environment.model_json_schema()
+    assert again == make(Environment) and "hosts" in again["properties"]
+    assert Environment.model_json_schema(by_alias=False) == make(Environment, by_alias=False)
+    assert made.count(Environment) == 2  # one per argument set
+
+
 def test_invalid_file_saves_nothing(api: None, tmp_path: Path, capsys) -> None:
     data = example()
     data["apps"]["cart"] = dict(data["apps"]["shop"], repository="acme/cart")

@@ -241,7 +241,7 @@ def test_a_task_whose_end_the_server_records_after_the_runs_is_waited_for(
         (200, {**run("COMPLETED", tasks=[task(1), task(2, "RUNNING")]), "cursor": "x"}),
         (200, {**run("COMPLETED", tasks=[task(1), task(2)]), "cursor": "x"}),
     ]
-    assert follow(GatewayRuns(Gateway(url, "t")), RUN_ID).completed
+    assert follow(GatewayRuns(Gateway(url, "t")), RUN_ID, clock=PretendClock()).completed
     assert answers.asked == 4
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines] == ["step-1", "step-2"]

@@ -24,7 +24,8 @@ def record(access: GitHubAccess, ref: str = "main", **options):
         production=False,
     )
     settings.update(options)
-    return record_deployment(access, "acme/shop", ref, "staging", **settings)
+    record_now = record_deployment.with_options(retry_delay_seconds=0)  # the tries, not the pauses
+    return record_now(access, "acme/shop", ref, "staging", **settings)
 
 
 def test_records_the_deployment_with_our_mark(prefect_server, fake_github, access) -> None:
@@ -81,7 +82,7 @@ def test_merged_branch_202_is_not_a_deployment(prefect_server, fake_github, acce
 def test_statuses_carry_links_and_short_descriptions(prefect_server, fake_github, access) -> None:
     made = record(access)
     fake_github.fail_next("POST", r"/statuses$", 500)
-    report_status(
+    report_status.with_options(retry_delay_seconds=0)(
         access,
         "acme/shop",
         made.id,

@@ -201,8 +201,12 @@ def test_without_a_list_the_branch_protection_says_which_checks_and_check_runs_c
 
 
 def test_when_github_cannot_be_asked_the_delivery_is_answered_503_and_the_next_one_deploys(
-    client: TestClient, github: FakeGitHub, starter: RecordingCreator
+    client: TestClient,
+    github: FakeGitHub,
+    starter: RecordingCreator,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr("adapters.github.RETRY_BACKOFF_SECONDS", 0.01)  # the tries, not the pauses
     github.set_commit_statuses(REPO, NEW, {"ci/build": "success", "ci/test": "success"})
     github.fail_next("GET", r"/branches/main$", 502, times=4)  # past the client's 3 retries
     failed = post_github(client, status_event(REPO, NEW, "ci/test", "success", "main"), "status")
