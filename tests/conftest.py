@@ -10,7 +10,6 @@ import importlib.util
 import os
 import secrets
 import shutil
-import sqlite3
 import ssl
 import subprocess
 import sys
@@ -76,52 +75,84 @@ def _verifying_context(cafile: str) -> ssl.SSLContext:
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
-    """A real Prefect API (temporary SQLite database) for the whole session, with API
-    authentication (every client of the tests sends ``PREFECT_API_AUTH_STRING``).
+    """A real Prefect API for the whole session, on PostgreSQL as ``chatops up`` runs it by
+    default, with API authentication (every client of the tests sends
+    ``PREFECT_API_AUTH_STRING``).
 
-    The database starts as a copy of a migrated one kept between sessions (``migrated_database``):
-    a fresh one spends about 6 of the server's 9.3 s start in Prefect's migrations."""
-    from unittest import mock
-
+    The cluster starts as a copy of one whose Prefect database is migrated already, kept in the
+    user's cache (:func:`migrated_cluster`). On SQLite, a write that raced the server's own event
+    writer was answered 503 "database is locked", and Prefect's client waited 2 s before trying
+    again: about ten times in each run of the fast tier."""
     import prefect.client.orchestration
-    import prefect.testing.utilities as harness
+
+    from tests.testbed.postgres import throwaway_postgres
 
     prefect.client.orchestration.ssl = _SharedTlsContexts()  # type: ignore[assignment]
-
-    directory = tempfile.mkdtemp()  # the harness removes it at exit
-    shutil.copyfile(migrated_database(), Path(directory) / "prefect-test.db")
-    started = harness.prefect_test_harness(server_startup_timeout=120)
-    with mock.patch.object(harness, "mkdtemp", return_value=directory):
-        started.__enter__()  # the harness names its database file in the directory it is given
-    try:
+    with throwaway_postgres(template=migrated_cluster()) as cluster, prefect_api(cluster.url):
         yield
-    finally:
-        started.__exit__(None, None, None)
 
 
-def migrated_database() -> Path:
-    """An empty Prefect database, migrated to this Prefect's schema, kept in the user's cache
-    (one file per Prefect version): made by starting a server on it once."""
+@contextlib.contextmanager
+def prefect_api(database_url: str) -> Iterator[None]:
+    """A Prefect server on ``database_url`` that every Prefect client of this process talks to,
+    as Prefect's own ``prefect_test_harness`` sets one up on a SQLite file."""
+    import prefect.context
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_DATABASE_CONNECTION_URL,
+        temporary_settings,
+    )
+    from prefect.testing.utilities import _find_available_port
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:  # what this process still sends, before the server stops
+        with contextlib.suppress(RuntimeError):  # never started
+            await APILogWorker.instance().drain()
+        await EventsWorker.drain_all()
+
+    with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: database_url}):
+        server = SubprocessASGIServer(port=_find_available_port())
+        SubprocessASGIServer._instances[None] = server  # flows run here find this one
+        server.start(timeout=120)
+        try:
+            with (
+                temporary_settings(updates={PREFECT_API_URL: server.api_url}),
+                # Threads that start with a fresh context (a test client's) see it too.
+                prefect.context._temporary_global_settings_context(
+                    prefect.context.get_settings_context()
+                ),
+            ):
+                yield
+                run_coro_as_sync(drain())
+        finally:
+            server.stop()
+            SubprocessASGIServer._instances.pop(None, None)
+
+
+def migrated_cluster() -> Path:
+    """A stopped PostgreSQL cluster whose Prefect database has this Prefect's schema, kept in the
+    user's cache (one per Prefect and PostgreSQL version): made by starting a server on it once.
+    Migrating a new database takes about 6 s of a server's start."""
     import prefect
     import prefect.settings
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.testing.utilities import _find_available_port
 
+    from tests.testbed.postgres import PG_BIN, Postgres, template_cluster
+
+    def migrate(cluster: Postgres) -> None:
+        url = prefect.settings.PREFECT_SERVER_DATABASE_CONNECTION_URL
+        with prefect.settings.temporary_settings(updates={url: cluster.url}):
+            server = SubprocessASGIServer(port=_find_available_port())
+            server.start(timeout=120)
+            server.stop()
+
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "chatops-deploy"
-    template = cache / f"prefect-{prefect.__version__}-migrated.db"
-    if template.exists():
-        return template
-    cache.mkdir(parents=True, exist_ok=True)
-    making = cache / f"{template.name}.{os.getpid()}"
-    url = prefect.settings.PREFECT_SERVER_DATABASE_CONNECTION_URL
-    with prefect.settings.temporary_settings(updates={url: f"sqlite+aiosqlite:///{making}"}):
-        server = SubprocessASGIServer(port=_find_available_port())
-        server.start(timeout=120)
-        server.stop()
-    with contextlib.closing(sqlite3.connect(making)) as db:  # one file: fold the server's WAL in
-        db.execute("PRAGMA journal_mode = DELETE")
-    os.replace(making, template)  # another worker may make one at the same time: either wins
-    return template
+    name = f"prefect-{prefect.__version__}-postgresql-{PG_BIN.parent.name}"
+    return template_cluster(cache / name, migrate)
 
 
 @pytest.fixture

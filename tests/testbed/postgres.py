@@ -31,7 +31,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,6 +214,17 @@ def _initdb(directory: Path) -> None:
         f.writelines(f"{key} = {value}\n" for key, value in conf.items())
 
 
+def _from_template(directory: Path, template: Path) -> None:
+    """The cluster in ``directory`` starts as a copy of the stopped one in ``template``."""
+    sock = directory / "sock"
+    sock.mkdir(parents=True)
+    subprocess.run(["cp", "-a", str(template), str(directory / "data")], check=True)
+    if os.geteuid() == 0:
+        for path in (directory, sock):
+            shutil.chown(path, RUN_AS, RUN_AS)
+    sock.chmod(0o700)
+
+
 def _start(directory: Path, port: int) -> None:
     log = directory / "postgres.log"
     _pg(
@@ -224,7 +235,7 @@ def _start(directory: Path, port: int) -> None:
             "-l",
             log,
             "-o",
-            f"-p {port}",
+            f"-p {port} -k {directory / 'sock'}",  # a copied cluster names its old socket dir
             "-w",
             "-t",
             "60",
@@ -257,11 +268,12 @@ def _create_role_and_database(directory: Path, port: int) -> None:
 
 
 @contextlib.contextmanager
-def throwaway_postgres(attempts: int = 3) -> Iterator[Postgres]:
+def throwaway_postgres(attempts: int = 3, template: Path | None = None) -> Iterator[Postgres]:
     """A fresh cluster on a free 127.0.0.1 port; stopped and deleted on exit, even on errors.
 
-    Another process may take the free port between the pick and the start: then a new port is
-    tried (``attempts`` in all).
+    ``template``: the data directory of a stopped cluster (:func:`template_cluster`) to start
+    from, role and database included, instead of a new one. Another process may take the free
+    port between the pick and the start: then a new port is tried (``attempts`` in all).
     """
     missing = missing_requirements()
     if missing:
@@ -275,7 +287,10 @@ def throwaway_postgres(attempts: int = 3) -> Iterator[Postgres]:
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir()
     try:
-        _initdb(directory)
+        if template is None:
+            _initdb(directory)
+        else:
+            _from_template(directory, template)
         for attempt in range(attempts):
             port = _free_port()
             try:
@@ -285,11 +300,34 @@ def throwaway_postgres(attempts: int = 3) -> Iterator[Postgres]:
                 log = (directory / "postgres.log").read_text(errors="replace")
                 if attempt + 1 == attempts or "could not bind" not in log:
                     raise RuntimeError(f"PostgreSQL did not start:\n{log[-3000:]}") from None
-        _create_role_and_database(directory, port)
+        if template is None:
+            _create_role_and_database(directory, port)
         yield Postgres(directory=directory, port=port)
     finally:
         stop(directory)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def template_cluster(path: Path, fill: Callable[[Postgres], None]) -> Path:
+    """The data directory of a stopped cluster at ``path``, made once by ``fill`` (given a new
+    running cluster) and kept: later clusters start as copies of it (``template=``)."""
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    making = path.with_name(f"{path.name}.{os.getpid()}")
+    with throwaway_postgres() as cluster:
+        fill(cluster)
+        _pg(
+            [PG_BIN / "pg_ctl", "-D", cluster.data, "-m", "fast", "-w", "stop"],
+            cwd=cluster.directory,
+        )
+        shutil.rmtree(making, ignore_errors=True)
+        subprocess.run(["cp", "-a", str(cluster.data), str(making)], check=True)
+    try:
+        os.replace(making, path)
+    except OSError:  # another test process made one at the same time: theirs is as good
+        shutil.rmtree(making, ignore_errors=True)
+    return path
 
 
 @pytest.fixture
