@@ -171,9 +171,13 @@ def test_without_known_hosts_a_host_is_refused_with_its_fingerprint_and_the_line
 
 LEARN_IN_ANOTHER_RUN = """
 import logging, sys
+from prefect.logging.configuration import setup_logging
 from blocks import Environment
 from adapters import ssh
-logging.getLogger("prefect.adapters.host_keys").addHandler(logging.StreamHandler(sys.stdout))
+setup_logging()  # first: Prefect's set-up takes the handlers off the loggers below its own
+learned = logging.getLogger("prefect.adapters.host_keys")
+learned.addHandler(logging.StreamHandler(sys.stdout))
+learned.propagate = False  # its lines once, as they are
 env = Environment.load(sys.argv[1])
 for host in env.hosts:
     with ssh.session(env, host, "check") as conn:
