@@ -40,6 +40,7 @@ from pydantic import (
     model_validator,
 )
 
+from adapters import prefect_tls
 from adapters.host_keys import host_keys_locked, keep_learned
 from blocks import App, Environment, GitHubAccess, SlackAccess, environment_block_name
 from blocks.app import NAME_PATTERN
@@ -368,6 +369,7 @@ def apply(
     """
     path = Path(path)
     blocks = build_blocks(path, load(path), environ)
+    prefect_tls.share()  # each block saved makes a Prefect client
     applied = Applied()
     # Environments before their apps: an app never names an environment that is not saved yet.
     for slug_and_name, block in sorted(

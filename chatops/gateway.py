@@ -76,7 +76,7 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from adapters import task_ledger
+from adapters import prefect_tls, task_ledger
 from adapters.home import home
 from blocks import GitHubAccess
 from chatops.answers import Answers, Reply
@@ -753,6 +753,7 @@ def main(host: str | None = None, port: int | None = None) -> None:
             "(e.g. http://127.0.0.1:4200/api)"
         )
     settings = GatewaySettings.from_env()
+    prefect_tls.share()  # a request that reads Prefect makes a client
     uvicorn.run(
         create_app(settings),
         host=host or settings.host,

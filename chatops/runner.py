@@ -41,6 +41,7 @@ from prefect.runner._process_manager import ProcessManager
 from prefect.settings import PREFECT_API_URL
 from prefect.types._datetime import now
 
+from adapters import prefect_tls
 from adapters.home import home
 from adapters.net import direct
 from chatops import warmstart
@@ -212,6 +213,7 @@ def wait_for_api(seconds: float = 120) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     home().ensure()  # mirrors, work trees and artifacts go there: readable by us alone, not builds
+    prefect_tls.share()
     started = time.monotonic()
     warmstart.install(FLOW_MODULES)
     logger.info("Flows loaded in %.1f s", time.monotonic() - started)

@@ -5,12 +5,10 @@ State lives in a throwaway CHATOPS_HOME / PREFECT_HOME, set here before Prefect 
 """
 
 import contextlib
-import functools
 import importlib.util
 import os
 import secrets
 import shutil
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -51,28 +49,6 @@ if importlib.util.find_spec("xdist"):  # scripts/test.sh runs two workers (tests
     pytest_plugins.append("tests.scheduling")
 
 
-class _SharedTlsContexts:
-    """The ``ssl`` module as Prefect's client module sees it in the test processes: one TLS
-    context per CA file instead of a new one for every client.
-
-    Prefect's ``PrefectClient`` loads the whole CA bundle for each client it makes (about 25 ms
-    of CPU); a test process makes about 500 of them in the fast tier (every block load or save,
-    every ``get_client``), so about a fifth of the tier's CPU went to loading the same file. A
-    verifying context is not changed once made, so clients can share one. (Prefect changes the
-    one it makes without a CA file, for PREFECT_API_TLS_INSECURE_SKIP_VERIFY: not shared.)"""
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(ssl, name)
-
-    def create_default_context(self, cafile: str | None = None) -> ssl.SSLContext:
-        return _verifying_context(cafile) if cafile else ssl.create_default_context()
-
-
-@functools.cache
-def _verifying_context(cafile: str) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=cafile)
-
-
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     """A real Prefect API for the whole session, on PostgreSQL as ``chatops up`` runs it by
@@ -83,11 +59,10 @@ def prefect_server() -> Iterator[None]:
     user's cache (:func:`migrated_cluster`). On SQLite, a write that raced the server's own event
     writer was answered 503 "database is locked", and Prefect's client waited 2 s before trying
     again: about ten times in each run of the fast tier."""
-    import prefect.client.orchestration
-
+    from adapters import prefect_tls
     from tests.testbed.postgres import throwaway_postgres
 
-    prefect.client.orchestration.ssl = _SharedTlsContexts()  # type: ignore[assignment]
+    prefect_tls.share()  # as the runner's and the gateway's (a test process makes ~500 clients)
     with throwaway_postgres(template=migrated_cluster()) as cluster, prefect_api(cluster.url):
         yield
 
