@@ -1,8 +1,9 @@
 """A throwaway PostgreSQL server for tests, run as a plain process (no systemd, no pg_ctlcluster).
 
 ``throwaway_postgres()`` (a context manager) or the ``postgres`` fixture gives a
-:class:`Postgres`: a fresh cluster made by ``initdb`` in its own directory, listening on
-127.0.0.1 and a free port only, with a login role and a database for Prefect; ``.url`` is the
+:class:`Postgres`: a fresh cluster made by ``initdb`` (or copied from a kept one,
+:func:`template_cluster`) in its own directory, listening on 127.0.0.1 and a free port only,
+with a login role and a database for Prefect; ``.url`` is the
 SQLAlchemy URL Prefect wants (``postgresql+asyncpg://prefect:prefect@127.0.0.1:<port>/prefect``).
 On exit the server is stopped and its directory removed.
 
