@@ -63,10 +63,15 @@ install_packages() {
 }
 
 install_venv() {
-  local venv=${VENV:-.venv}
+  local venv=${VENV:-.venv} wanted
   [[ $venv = /* ]] || venv="$ROOT/$venv"
   [ -x "$venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$venv"
-  (cd "$ROOT" && "$venv/bin/python" -m pip install -q -e '.[test]')
+  # pip takes 5 s to find nothing to do: skip it while pyproject.toml is what was installed.
+  wanted=$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)
+  if [ "$(cat "$venv/.chatops-installed" 2>/dev/null)" != "$wanted" ]; then
+    (cd "$ROOT" && "$venv/bin/python" -m pip install -q -e '.[test]')
+    echo "$wanted" > "$venv/.chatops-installed"
+  fi
   echo "install-deps: venv ready at $venv ($("$venv/bin/python" --version))"
 }
 
