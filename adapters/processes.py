@@ -21,6 +21,14 @@ def started(pid: int) -> str | None:
     return None if fields is None or fields[0] == "Z" else fields[19]
 
 
+def cmdline(pid: int) -> str:
+    """The command line of process ``pid``, its arguments joined by spaces ("" when gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
 def group_running(pgid: int) -> bool:
     """Whether a process of group ``pgid`` runs (a zombie waiting to be reaped does not)."""
     for entry in filter(str.isdigit, os.listdir("/proc")):

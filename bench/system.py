@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from adapters.processes import cmdline, stat
 from chatops.settings import DEPLOYMENTS
 
 CHATOPS = Path(sys.executable).parent / "chatops"
@@ -88,9 +89,8 @@ def descendants(pid: int) -> list[int]:
     """Every process below ``pid``, from /proc."""
     tree: dict[int, list[int]] = {}
     for entry in filter(str.isdigit, os.listdir("/proc")):
-        with contextlib.suppress(OSError, IndexError):
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            tree.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+        if fields := stat(entry):
+            tree.setdefault(int(fields[1]), []).append(int(entry))
     found, todo = [], [pid]
     while todo:
         children = tree.get(todo.pop(), [])
@@ -103,16 +103,9 @@ def cpu_seconds(pids: list[int]) -> float:
     """CPU seconds of ``pids``, the ended children they waited for included."""
     ticks = 0
     for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if fields := stat(pid):
             ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def cmdline(pid: int) -> str:
-    with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-    return ""
 
 
 @dataclass

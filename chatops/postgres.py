@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.home import Home
-from adapters.processes import stat
+from adapters.processes import cmdline, stat
 from model.errors import DeployError
 
 DATABASE = "prefect"
@@ -267,13 +267,6 @@ def _status(data: Path) -> tuple[int, str] | None:
         return None
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
 def _parent(pid: int) -> int | None:
     fields = stat(pid)
     return int(fields[1]) if fields else None
@@ -291,7 +284,7 @@ def postmaster(data: Path) -> int | None:
     if status is None:
         return None
     pid = status[0]
-    return pid if _running(pid) and f"-D {data} " in _cmdline(pid) + " " else None
+    return pid if _running(pid) and f"-D {data} " in cmdline(pid) + " " else None
 
 
 def stop_leftover(data: Path, up_pid: int | None = None) -> int | None:
