@@ -112,18 +112,12 @@ def migrated_cluster() -> Path:
     user's cache (one per Prefect and PostgreSQL version): made by starting a server on it once.
     Migrating a new database takes about 6 s of a server's start."""
     import prefect
-    import prefect.settings
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.testing.utilities import _find_available_port
 
     from tests.testbed.postgres import PG_BIN, Postgres, template_cluster
 
     def migrate(cluster: Postgres) -> None:
-        url = prefect.settings.PREFECT_SERVER_DATABASE_CONNECTION_URL
-        with prefect.settings.temporary_settings(updates={url: cluster.url}):
-            server = SubprocessASGIServer(port=_find_available_port())
-            server.start(timeout=120)
-            server.stop()
+        with prefect_api(cluster.url):  # a server migrates its database as it starts
+            pass
 
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "chatops-deploy"
     name = f"prefect-{prefect.__version__}-postgresql-{PG_BIN.parent.name}"
