@@ -185,13 +185,20 @@ def preclean() -> list[Path]:
     return removed
 
 
-def _initdb(directory: Path) -> None:
+def _own_directory(directory: Path) -> Path:
+    """Give ``directory`` to the cluster's owner, with its socket directory (returned) inside:
+    0700, so only the owner gets in through the socket."""
     sock = directory / "sock"
     sock.mkdir(parents=True)
     if os.geteuid() == 0:
         for path in (directory, sock):
             shutil.chown(path, RUN_AS, RUN_AS)
     sock.chmod(0o700)
+    return sock
+
+
+def _initdb(directory: Path) -> None:
+    sock = _own_directory(directory)
     _pg(
         [
             PG_BIN / "initdb",
@@ -217,13 +224,8 @@ def _initdb(directory: Path) -> None:
 
 def _from_template(directory: Path, template: Path) -> None:
     """The cluster in ``directory`` starts as a copy of the stopped one in ``template``."""
-    sock = directory / "sock"
-    sock.mkdir(parents=True)
+    _own_directory(directory)
     subprocess.run(["cp", "-a", str(template), str(directory / "data")], check=True)
-    if os.geteuid() == 0:
-        for path in (directory, sock):
-            shutil.chown(path, RUN_AS, RUN_AS)
-    sock.chmod(0o700)
 
 
 def _start(directory: Path, port: int) -> None:
