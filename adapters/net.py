@@ -8,6 +8,7 @@ Light on purpose (standard library only): the CLI uses it without loading Prefec
     ('web-1', 22)
 """
 
+import socket
 import urllib.error
 import urllib.request
 
@@ -32,3 +33,10 @@ def probe(url: str, timeout: float) -> tuple[int | None, str]:
         return exc.code, ""
     except (OSError, ValueError) as exc:
         return None, str(exc)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (the system's pick)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

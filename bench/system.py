@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from adapters.net import free_port
 from adapters.processes import cmdline, stat
 from chatops.settings import DEPLOYMENTS
 
@@ -39,12 +39,6 @@ SERVICES["runner"] = "runner and its flow runs"
 
 class BenchError(RuntimeError):
     """Something the benchmark needs did not happen (in time)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(

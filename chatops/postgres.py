@@ -25,13 +25,13 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.home import Home
+from adapters.net import free_port
 from adapters.processes import cmdline, stat
 from model.errors import DeployError
 
@@ -81,12 +81,6 @@ def as_owner() -> list[str]:
     if os.geteuid() != 0:
         return []
     return ["unshare", "--user", f"--map-user={NAMESPACE_UID}", f"--map-group={NAMESPACE_UID}"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ os.environ.update(
 )
 
 pytest_plugins = [
+    "tests.gateway_fixtures",
     "tests.testbed.fixtures",
     "tests.testbed.postgres",
     "tests.fakes.github_api",
@@ -70,41 +71,79 @@ def prefect_server() -> Iterator[None]:
 @contextlib.contextmanager
 def prefect_api(database_url: str) -> Iterator[None]:
     """A Prefect server on ``database_url`` that every Prefect client of this process talks to,
-    as Prefect's own ``prefect_test_harness`` sets one up on a SQLite file."""
+    as Prefect's own ``prefect_test_harness`` sets one up on a SQLite file.
+
+    The server is started the way Prefect starts its ephemeral one (``SubprocessASGIServer``: the
+    same uvicorn command and environment), but from here: importing that class imports the whole
+    server application into the test process, about 3 CPU-s per process for nothing."""
+    import prefect
     import prefect.context
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import (
-        PREFECT_API_URL,
-        PREFECT_SERVER_DATABASE_CONNECTION_URL,
-        temporary_settings,
-    )
-    from prefect.testing.utilities import _find_available_port
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
     from prefect.utilities.asyncutils import run_coro_as_sync
+
+    from adapters.net import free_port
 
     async def drain() -> None:  # what this process still sends, before the server stops
         with contextlib.suppress(RuntimeError):  # never started
             await APILogWorker.instance().drain()
         await EventsWorker.drain_all()
 
-    with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: database_url}):
-        server = SubprocessASGIServer(port=_find_available_port())
-        SubprocessASGIServer._instances[None] = server  # flows run here find this one
-        server.start(timeout=120)
+    port = free_port()
+    env = {
+        **os.environ,
+        **get_current_settings().to_environment_variables(exclude_unset=True),
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url,
+        "PREFECT_UI_ENABLED": "0",
+        "PREFECT__SERVER_EPHEMERAL": "1",
+        "PREFECT__SERVER_FINAL": "1",
+    }
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app"),
+            *("--app-dir", str(prefect.__module_path__.parent)),
+            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "error"),
+            *("--lifespan", "on"),
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    api_url = f"http://127.0.0.1:{port}/api"
+    try:
+        wait_for_health(api_url, server)
+        with (
+            temporary_settings(updates={PREFECT_API_URL: api_url}),
+            # Threads that start with a fresh context (a test client's) see it too.
+            prefect.context._temporary_global_settings_context(
+                prefect.context.get_settings_context()
+            ),
+        ):
+            yield
+            run_coro_as_sync(drain())
+    finally:
+        server.terminate()
         try:
-            with (
-                temporary_settings(updates={PREFECT_API_URL: server.api_url}),
-                # Threads that start with a fresh context (a test client's) see it too.
-                prefect.context._temporary_global_settings_context(
-                    prefect.context.get_settings_context()
-                ),
-            ):
-                yield
-                run_coro_as_sync(drain())
-        finally:
-            server.stop()
-            SubprocessASGIServer._instances.pop(None, None)
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def wait_for_health(api_url: str, server: subprocess.Popen, seconds: float = 120) -> None:
+    """Until the Prefect server at ``api_url`` answers its health check."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    with httpx.Client() as client:
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise RuntimeError(f"the Prefect server exited with {server.returncode}")
+            with contextlib.suppress(httpx.TransportError):
+                if client.get(f"{api_url}/health").status_code == 200:
+                    return
+            time.sleep(0.1)
+    raise RuntimeError(f"the Prefect server at {api_url} did not answer within {seconds} s")
 
 
 def migrated_cluster() -> Path:

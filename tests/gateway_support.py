@@ -1,7 +1,8 @@
 """Shared pieces of the gateway tests: signed requests, a test configuration, a recording creator
-of runs.
+of runs, a user who types into Slack.
 
-No tests here; ``test_gateway*.py`` import what they need.
+No tests here; ``test_gateway*.py`` import what they need, and take the fixtures of
+tests/gateway_fixtures.py.
 """
 
 from __future__ import annotations
@@ -23,14 +24,16 @@ from prefect.exceptions import PrefectHTTPStatusError
 from starlette.testclient import TestClient
 
 from adapters.locks import FREEZE_TAG, LOCK_TAG
+from adapters.run_signing import claims, problem, signing_key
 from blocks import App, Environment, GitHubAccess, SlackAccess
-from chatops.gateway import create_app
+from chatops.gateway import SLOW_NOTE, create_app
 from chatops.intake import Started
 from chatops.request import Run
 from chatops.settings import GatewaySettings
 from chatops.signatures import sign_github, sign_slack
 from chatops.users import UserStore
 from tests.fakes import FIXTURES
+from tests.fakes.slack_api import FakeSlack
 
 SLACK_SECRET = "slack-signing-secret-for-tests"
 GITHUB_SECRET = "github-webhook-secret-for-tests"
@@ -60,6 +63,8 @@ def cli_headers(user: str = "alice") -> dict[str, str]:
 
 
 WEBHOOKS = FIXTURES / "github_webhooks"
+OCTOKIT_SHA = "f95f852bd8fca8fcc58a9a2d6c842781e32a215e"
+"""The commit of octokit's example payloads."""
 SLACK_FIXTURES = FIXTURES / "slack"
 
 
@@ -312,6 +317,21 @@ def deployment_made_on_github(github: Any, ref: str, note: str) -> tuple[Any, by
     return made, body
 
 
+@contextlib.contextmanager
+def deployment_on_fake_github(
+    github: Any, repository: str, ref: str, environment: str
+) -> Iterator[Any]:
+    """A deployment of ``repository``'s ``ref`` (at octokit's example commit) to
+    ``environment``, made on the fake GitHub while the GitHub block points at it (removed after)."""
+    github.add_repo(repository, refs={ref: OCTOKIT_SHA})
+    GitHubAccess(token=github.token, api_url=github.url).save("default", overwrite=True)
+    try:
+        repo = github.client().get_repo(repository)
+        yield repo.create_deployment(ref, environment=environment, required_contexts=[])
+    finally:
+        GitHubAccess.delete("default")
+
+
 def post_github(
     client: TestClient,
     body: bytes,
@@ -351,3 +371,58 @@ def post_cli(
         json=body,
         headers={"Authorization": f"Bearer {token_for(user) if token is None else token}"},
     )
+
+
+# --------------------------------------------------------------------------- runs
+def signed_by_the_gateway(flow_name: str, run: Run) -> dict:
+    """The run's parameters without its signature, once the signature is shown to cover them
+    and the run's request key (and to fail when one of them is changed)."""
+    parameters = dict(run.parameters)
+    signature = parameters.pop("signature")
+    key = signing_key()
+    assert problem(claims(flow_name, parameters, run.key), signature, key) is None
+    assert problem(claims(flow_name, parameters, "another-key"), signature, key) is not None
+    changed = {**parameters, "force": not parameters["force"]}
+    assert problem(claims(flow_name, changed, run.key), signature, key) is not None
+    return parameters
+
+
+# --------------------------------------------------------------------------- Slack users
+class Chat:
+    """Types slash commands as a user would, and reads what came back."""
+
+    def __init__(self, client: TestClient, slack: FakeSlack) -> None:
+        self.client = client
+        self.slack = slack
+        self.count = 0
+
+    def command(
+        self, text: str, user: str = ALICE, channel: str = DEPLOYS, patient: bool = True
+    ) -> dict:
+        """The answer to ``text``. A ``patient`` user also reads the follow-up when the reply
+        only said Prefect is slow (a busy machine's Prefect may answer after Slack's budget)."""
+        response = post_slack(self.client, "/slack/commands", self.body(text, user, channel))
+        assert response.status_code == 200, response.text
+        reply = response.json()
+        if patient and reply["text"].endswith(SLOW_NOTE):
+            [reply] = self.later(seconds=30)
+        return reply
+
+    def body(self, text: str, user: str = ALICE, channel: str = DEPLOYS) -> bytes:
+        self.count += 1
+        self.last_url_name = f"cmd-{self.count}"
+        return slash_body(text, self.slack.response_url(self.last_url_name), user, channel)
+
+    def later(self, seconds: float = 10.0) -> list[dict]:
+        """What the gateway posted to the last command's response_url."""
+        return wait_for(lambda: self.slack.responses(self.last_url_name), seconds)
+
+    def click(
+        self, action_id: str, value: object, user: str = ALICE, channel: str = DEPLOYS
+    ) -> list[dict]:
+        self.count += 1
+        name = f"click-{self.count}"
+        body = action_body(action_id, value, self.slack.response_url(name), user, channel)
+        response = post_slack(self.client, "/slack/interactions", body)
+        assert response.status_code == 200 and response.content == b""
+        return wait_for(lambda: self.slack.responses(name))

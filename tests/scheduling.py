@@ -1,5 +1,5 @@
-"""pytest plugin (loaded by tests/conftest.py when pytest-xdist is installed): how the test
-modules are shared out among the workers that scripts/test.sh starts.
+"""pytest plugin (loaded by tests/conftest.py when pytest-xdist is installed): how many workers
+``-n auto`` starts (scripts/test.sh passes it), and how the test modules are shared out among them.
 
 Each module goes to one worker whole, so its module fixtures start once. Every module with an
 end-to-end test goes to the same worker, one after another: those tests start ``chatops up``,
@@ -17,6 +17,7 @@ import functools
 from pathlib import Path
 
 import pytest
+from _pytest.mark.expression import Expression
 from xdist.scheduler import LoadScopeScheduling
 from xdist.workermanage import WorkerController
 
@@ -33,6 +34,17 @@ WAITING = frozenset(
 """End-to-end modules whose tests mostly wait: a scope of their own."""
 LONGEST_FIRST = (f"{END_TO_END}, waiting", END_TO_END)
 """The two scopes that take longest, started first, each by its own worker."""
+WORKERS = 2
+"""Workers for a run with end-to-end tests: one per core of the reference machine."""
+WORKERS_WITHOUT_END_TO_END = 3
+"""Workers for a run without: its tests spend about a third of their time waiting (a bound of
+a second, a slow fake), so a third worker keeps both cores busy."""
+
+
+def selects_end_to_end(config: pytest.Config) -> bool:
+    """Whether ``-m`` (if given) lets a test marked ``e2e`` run."""
+    markexpr = config.option.markexpr
+    return not markexpr or Expression.compile(markexpr).evaluate(lambda mark: mark == "e2e")
 
 
 @functools.cache
@@ -63,3 +75,8 @@ class EndToEndScopes(LoadScopeScheduling):
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's, absent under -p no:xdist
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> EndToEndScopes:
     return EndToEndScopes(config, log)  # type: ignore[arg-type]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    return WORKERS if selects_end_to_end(config) else WORKERS_WITHOUT_END_TO_END

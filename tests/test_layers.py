@@ -46,17 +46,19 @@ def test_every_module_in_tasks_defines_a_prefect_task(name: str) -> None:
     assert defined, f"{name} defines no Prefect task: it belongs in adapters/, model/ or render/"
 
 
-def test_a_running_gateway_has_loaded_no_ssh_code_and_no_flows(prefect_server: None) -> None:
+def test_a_running_gateway_has_loaded_no_ssh_code_and_no_flows(
+    prefect_server: None, tmp_path: Path
+) -> None:
     from prefect.settings import PREFECT_API_URL
 
     script = textwrap.dedent(
         """
-        import sys, tempfile, pathlib
+        import sys, pathlib
         from starlette.testclient import TestClient
         from chatops.gateway import create_app
         from chatops.settings import GatewaySettings
         from chatops.users import UserStore
-        scratch = pathlib.Path(tempfile.mkdtemp())
+        scratch = pathlib.Path(sys.argv[1])
         token = UserStore(scratch / "users.json").add("u")
         app = create_app(
             GatewaySettings(), intake_path=scratch / "intake.db", users_path=scratch / "users.json"
@@ -77,7 +79,7 @@ def test_a_running_gateway_has_loaded_no_ssh_code_and_no_flows(prefect_server: N
         "PATH": "/usr/bin:/bin",
     }
     result = subprocess.run(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", script, str(tmp_path)],
         cwd=ROOT,
         env=env,
         capture_output=True,

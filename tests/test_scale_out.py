@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -48,6 +47,7 @@ from prefect.client.schemas.sorting import LogSort
 from prefect.deployments import arun_deployment
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
+from adapters.net import free_port
 from blocks import App, Environment
 from tests.testbed.gitrepo import AppRepo
 from tests.testbed.hosts import SshKey, TestHost
@@ -151,12 +151,6 @@ def preclean() -> None:
             continue
         kill_test_processes(state)
         shutil.rmtree(state, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def base_env(state: Path, **extra: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,15 +11,10 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from adapters.net import free_port
 from chatops.settings import DEPLOYMENTS
 
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def basic_auth(auth: str | None) -> dict[str, str]:

@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from adapters.net import free_port
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 BASE = Path("/tmp/chatops-testpg")
@@ -115,12 +116,6 @@ def _pg(args: list[object], cwd: Path, timeout: float = 60) -> subprocess.Comple
             f"{proc.stderr[-2000:]}"
         )
     return proc
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _alive(pid: int) -> bool:
@@ -295,7 +290,7 @@ def throwaway_postgres(attempts: int = 3, template: Path | None = None) -> Itera
         else:
             _from_template(directory, template)
         for attempt in range(attempts):
-            port = _free_port()
+            port = free_port()
             try:
                 _start(directory, port)
                 break
