@@ -36,11 +36,12 @@ from prefect.client.schemas.filters import (
     FlowRunFilterTags,
 )
 from prefect.client.schemas.sorting import ArtifactCollectionSort, ArtifactSort, FlowRunSort
-from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.utilities.urls import url_for
 
 from adapters.locks import FREEZES_QUERY, all_locks, freezes_from
+from blocks import documents
 from blocks.app import App
+from blocks.documents import documents_query
 from model.history import Deployed, EnvironmentRow, PlanCheck, RecentRun, Verified
 from model.summary import PREVIOUS, DeploySummary, run_tags
 from model.verify import Checked
@@ -218,20 +219,14 @@ def _configured(client: Any) -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
     offset = 0
     while True:
-        try:
-            page = client.read_block_documents_by_type(
-                App.get_block_type_slug(), offset=offset, limit=200, include_secrets=False
-            )
-        except (ObjectNotFound, PrefectHTTPStatusError) as exc:
-            if getattr(getattr(exc, "response", None), "status_code", 404) != 404:
-                raise
-            return found  # no app configured yet: the block type is unknown
+        query = documents_query([App.get_block_type_slug()], offset)
+        page = client.request("POST", documents.PATH, json=query).json()
         for document in page:
-            environments = (document.data or {}).get("environments") or []
-            found |= {(str(document.name), str(env)) for env in environments}
-        if len(page) < 200:
+            environments = (document["data"] or {}).get("environments") or []
+            found |= {(str(document["name"]), str(env)) for env in environments}
+        if len(page) < documents.PAGE_SIZE:
             return found
-        offset += 200
+        offset += documents.PAGE_SIZE
 
 
 def environment_rows() -> list[EnvironmentRow]:

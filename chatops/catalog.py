@@ -27,7 +27,6 @@ from types import MappingProxyType
 from typing import Any
 
 from prefect.client.orchestration import PrefectClient
-from prefect.exceptions import PrefectHTTPStatusError
 from pydantic import ValidationError
 
 from adapters.locks import (
@@ -37,13 +36,13 @@ from adapters.locks import (
     lock_name,
     locks_from,
 )
-from blocks import App, Environment, environment_block_name
+from blocks import App, Environment, documents, environment_block_name
+from blocks.documents import documents_query
 from chatops.background import Loop
 from model.locks import Freeze, Lock
 
 APP_SLUG = "chatops-app"
 ENVIRONMENT_SLUG = "chatops-environment"
-PAGE_SIZE = 200
 
 logger = logging.getLogger("chatops.catalog")
 
@@ -199,16 +198,16 @@ class Catalog:
 
 def prefect_loader(client: PrefectClient) -> Loader:
     """A loader reading every ``chatops-app`` and ``chatops-environment`` block and every lock
-    via ``client``."""
+    via ``client``: three Prefect API calls while there are at most
+    :data:`blocks.documents.PAGE_SIZE` blocks."""
 
     async def load() -> Snapshot:
-        apps = await _read_blocks(client, APP_SLUG, App)
-        environments = await _read_blocks(client, ENVIRONMENT_SLUG, Environment)
+        blocks = await _read_blocks(client, {APP_SLUG: App, ENVIRONMENT_SLUG: Environment})
         locks = await read_locks(client)
         freezes = await read_freezes(client)
         return Snapshot(
-            MappingProxyType(apps),
-            MappingProxyType(environments),
+            MappingProxyType(blocks[APP_SLUG]),
+            MappingProxyType(blocks[ENVIRONMENT_SLUG]),
             MappingProxyType({lock_name(lk.app, lk.environment): lk for lk in locks}),
             time.monotonic(),
             MappingProxyType({f.environment: f for f in freezes}),
@@ -217,28 +216,24 @@ def prefect_loader(client: PrefectClient) -> Loader:
     return load
 
 
-async def _read_blocks(client: PrefectClient, slug: str, kind: type[Any]) -> dict[str, Any]:
-    """Every block of one type by name; a type never saved yet is simply empty."""
-    found: dict[str, Any] = {}
+async def _read_blocks(client: PrefectClient, kinds: Mapping[str, type]) -> dict[str, dict]:
+    """Every named block of the types ``kinds`` (block type slug → class), by slug and name,
+    read without secrets in one query per page; a type never saved yet is simply empty."""
+    found: dict[str, dict[str, Any]] = {slug: {} for slug in kinds}
     offset = 0
     while True:
-        try:
-            page = await client.read_block_documents_by_type(
-                slug, offset=offset, limit=PAGE_SIZE, include_secrets=False
-            )
-        except PrefectHTTPStatusError as exc:
-            if exc.response.status_code == 404:
-                return found
-            raise
+        response = await client.request("POST", documents.PATH, json=documents_query(kinds, offset))
+        page = response.json()
         for document in page:
+            slug, name = document["block_type"]["slug"], document["name"]
             try:
                 # model_validate, not Block.load: no "block loaded" event per refresh.
-                found[document.name] = kind.model_validate(document.data)
+                found[slug][name] = kinds[slug].model_validate(document["data"])
             except ValidationError:
-                logger.warning("Skipping block %s/%s: it does not validate", slug, document.name)
-        if len(page) < PAGE_SIZE:
+                logger.warning("Skipping block %s/%s: it does not validate", slug, name)
+        if len(page) < documents.PAGE_SIZE:
             return found
-        offset += PAGE_SIZE
+        offset += documents.PAGE_SIZE
 
 
 async def read_locks(client: PrefectClient) -> list[Lock]:

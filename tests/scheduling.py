@@ -37,8 +37,8 @@ LONGEST_FIRST = (f"{END_TO_END}, waiting", END_TO_END)
 WORKERS = 2
 """Workers for a run with end-to-end tests: one per core of the reference machine."""
 WORKERS_WITHOUT_END_TO_END = 3
-"""Workers for a run without: its tests spend about a third of their time waiting (a bound of
-a second, a slow fake), so a third worker keeps both cores busy."""
+"""Workers for a run without: its tests often wait (on a bound of a second, a slow fake), and a
+third worker uses that time."""
 
 
 def selects_end_to_end(config: pytest.Config) -> bool:

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from prefect.client.orchestration import PrefectClient, get_client
@@ -28,7 +29,8 @@ from prefect.client.schemas.filters import (
 )
 from starlette.testclient import TestClient
 
-from blocks import App, Environment
+from adapters import history
+from blocks import App, Environment, documents
 from chatops.catalog import Catalog, Snapshot, prefect_loader
 from chatops.gateway import MAX_BODY_BYTES
 from chatops.intake import CLIENT_SETTINGS, Busy, PrefectCreator, Started
@@ -242,6 +244,46 @@ def test_configuration_changes_reach_a_running_gateway(fake_slack: FakeSlack) ->
     finally:
         App.delete("newapp")
         Environment.delete("newapp-staging")
+
+
+def test_the_configuration_is_read_page_by_page_both_block_types_in_one_query(
+    configured: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(documents, "PAGE_SIZE", 3)  # the test configuration: 4 apps, 7 environments
+    asked: list[dict] = []
+
+    async def load() -> Snapshot:
+        async with get_client() as client:
+            request = client.request
+
+            async def recorded(method: str, path: str, **kwargs: Any) -> Any:
+                if path == "/block_documents/filter":
+                    asked.append(kwargs["json"])
+                return await request(method, path, **kwargs)
+
+            client.request = recorded  # type: ignore[method-assign]
+            return await prefect_loader(client)()
+
+    snapshot = asyncio.run(load())
+    assert {"shop", "billing", "hello", "ghost"} <= set(snapshot.apps)
+    assert snapshot.app("hello").default_ref == "master"
+    wanted = {f"{a}-{e}" for a in ("shop", "billing", "hello") for e in ("staging", "production")}
+    assert wanted <= set(snapshot.environments)
+    assert snapshot.environment("shop", "production").allowed_users == [BOSS]
+    blocks = len(snapshot.apps) + len(snapshot.environments)
+    assert len(asked) == blocks // 3 + 1, "one query per page of either type"
+    assert [q["offset"] for q in asked] == [3 * n for n in range(len(asked))]
+
+
+def test_the_environments_page_lists_every_configured_app_past_one_page(
+    configured: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(documents, "PAGE_SIZE", 2)  # 4 apps in the test configuration
+    rows = {(row.app, row.environment) for row in history.environment_rows()}
+    configured_there = {
+        (a, e) for a in ("shop", "billing", "hello") for e in ("staging", "production")
+    }
+    assert configured_there | {("ghost", "qa")} <= rows
 
 
 def test_a_failed_refresh_keeps_the_last_good_configuration(configured: None) -> None:

@@ -1,0 +1,30 @@
+"""How readers page through saved blocks of some types: Prefect's ``POST /block_documents/filter``.
+
+Prefect's read of one block type (``read_block_documents_by_type``) answers every document of
+the type and ignores ``offset`` and ``limit``: a reader that pages with it and gets a full page
+asks again for the same page, for ever.
+
+    >>> query = documents_query(["chatops-app"], offset=200)
+    >>> query["block_types"], query["offset"], query["limit"]
+    ({'slug': {'any_': ['chatops-app']}}, 200, 200)
+"""
+
+from collections.abc import Iterable
+from typing import Any
+
+PATH = "/block_documents/filter"
+PAGE_SIZE = 200
+"""Documents per answer: the Prefect API's largest page."""
+
+
+def documents_query(slugs: Iterable[str], offset: int) -> dict[str, Any]:
+    """The body of one page's query: the named blocks of the types ``slugs``, without secrets,
+    by name, from ``offset`` on."""
+    return {
+        "block_types": {"slug": {"any_": list(slugs)}},
+        "block_documents": {"is_anonymous": {"eq_": False}},
+        "include_secrets": False,
+        "sort": "NAME_ASC",
+        "offset": offset,
+        "limit": PAGE_SIZE,
+    }
