@@ -75,7 +75,7 @@ def prefect_api(database_url: str) -> Iterator[None]:
 
     The server is started the way Prefect starts its ephemeral one (``SubprocessASGIServer``: the
     same uvicorn command and environment), but from here: importing that class imports the whole
-    server application into the test process, about 3 CPU-s per process for nothing."""
+    server application into the test process, 2 to 3 CPU-s per process for nothing."""
     import prefect
     import prefect.context
     from prefect.events.worker import EventsWorker
