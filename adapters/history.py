@@ -39,9 +39,8 @@ from prefect.client.schemas.sorting import ArtifactCollectionSort, ArtifactSort,
 from prefect.utilities.urls import url_for
 
 from adapters.locks import FREEZES_QUERY, all_locks, freezes_from
-from blocks import documents
 from blocks.app import App
-from blocks.documents import documents_query
+from blocks.documents import DOCUMENTS_FILTER, documents_query
 from model.history import Deployed, EnvironmentRow, PlanCheck, RecentRun, Verified
 from model.summary import PREVIOUS, DeploySummary, run_tags
 from model.verify import Checked
@@ -220,13 +219,13 @@ def _configured(client: Any) -> set[tuple[str, str]]:
     offset = 0
     while True:
         query = documents_query([App.get_block_type_slug()], offset)
-        page = client.request("POST", documents.PATH, json=query).json()
+        page = client.request("POST", DOCUMENTS_FILTER, json=query).json()
         for document in page:
             environments = (document["data"] or {}).get("environments") or []
             found |= {(str(document["name"]), str(env)) for env in environments}
-        if len(page) < documents.PAGE_SIZE:
+        if len(page) < query["limit"]:
             return found
-        offset += documents.PAGE_SIZE
+        offset += len(page)
 
 
 def environment_rows() -> list[EnvironmentRow]:

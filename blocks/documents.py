@@ -12,14 +12,15 @@ asks again for the same page, for ever.
 from collections.abc import Iterable
 from typing import Any
 
-PATH = "/block_documents/filter"
+DOCUMENTS_FILTER = "/block_documents/filter"
+"""The Prefect API path the query is posted to."""
 PAGE_SIZE = 200
 """Documents per answer: the Prefect API's largest page."""
 
 
 def documents_query(slugs: Iterable[str], offset: int) -> dict[str, Any]:
     """The body of one page's query: the named blocks of the types ``slugs``, without secrets,
-    by name, from ``offset`` on."""
+    by name, from ``offset`` on. An answer shorter than its ``limit`` is the last page."""
     return {
         "block_types": {"slug": {"any_": list(slugs)}},
         "block_documents": {"is_anonymous": {"eq_": False}},

@@ -36,8 +36,8 @@ from adapters.locks import (
     lock_name,
     locks_from,
 )
-from blocks import App, Environment, documents, environment_block_name
-from blocks.documents import documents_query
+from blocks import App, Environment, environment_block_name
+from blocks.documents import DOCUMENTS_FILTER, documents_query
 from chatops.background import Loop
 from model.locks import Freeze, Lock
 
@@ -222,8 +222,8 @@ async def _read_blocks(client: PrefectClient, kinds: Mapping[str, type]) -> dict
     found: dict[str, dict[str, Any]] = {slug: {} for slug in kinds}
     offset = 0
     while True:
-        response = await client.request("POST", documents.PATH, json=documents_query(kinds, offset))
-        page = response.json()
+        query = documents_query(kinds, offset)
+        page = (await client.request("POST", DOCUMENTS_FILTER, json=query)).json()
         for document in page:
             slug, name = document["block_type"]["slug"], document["name"]
             try:
@@ -231,9 +231,9 @@ async def _read_blocks(client: PrefectClient, kinds: Mapping[str, type]) -> dict
                 found[slug][name] = kinds[slug].model_validate(document["data"])
             except ValidationError:
                 logger.warning("Skipping block %s/%s: it does not validate", slug, name)
-        if len(page) < documents.PAGE_SIZE:
+        if len(page) < query["limit"]:
             return found
-        offset += documents.PAGE_SIZE
+        offset += len(page)
 
 
 async def read_locks(client: PrefectClient) -> list[Lock]:

@@ -132,17 +132,15 @@ def prefect_api(database_url: str) -> Iterator[None]:
 
 def wait_for_health(api_url: str, server: subprocess.Popen, seconds: float = 120) -> None:
     """Until the Prefect server at ``api_url`` answers its health check."""
-    import httpx
+    from adapters.net import probe
 
     deadline = time.monotonic() + seconds
-    with httpx.Client() as client:
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise RuntimeError(f"the Prefect server exited with {server.returncode}")
-            with contextlib.suppress(httpx.TransportError):
-                if client.get(f"{api_url}/health").status_code == 200:
-                    return
-            time.sleep(0.1)
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the Prefect server exited with {server.returncode}")
+        if probe(f"{api_url}/health", timeout=2)[0] == 200:
+            return
+        time.sleep(0.1)
     raise RuntimeError(f"the Prefect server at {api_url} did not answer within {seconds} s")
 
 
