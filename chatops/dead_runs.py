@@ -1,11 +1,10 @@
 """Runs that went silent, wherever they ran: found by Prefect, reported through the gateway.
 
 Every process that runs a deploy or a rollback sends Prefect a heartbeat event
-(``prefect.flow-run.heartbeat``) every ``CHATOPS_HEARTBEAT_SECONDS`` (30): the runner of
-``chatops up`` and the workers of docs/scale-out.md set ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``
-from it. An automation on the Prefect server (:func:`watch_silent_runs`, named
-:data:`AUTOMATION`) expects, after each heartbeat of a deploy or rollback run, another heartbeat
-or the run's end within :func:`~chatops.settings.silence_seconds` (two heartbeats). When neither
+(:mod:`adapters.heartbeat`) every ``CHATOPS_HEARTBEAT_SECONDS`` (30). An automation on the
+Prefect server (:func:`watch_silent_runs`, named :data:`AUTOMATION`) expects, after each
+heartbeat of a deploy or rollback run, another heartbeat or the run's end within
+:func:`~adapters.heartbeat.silence_seconds` (two heartbeats). When neither
 comes, the run's process or its machine died, or the process froze; the automation then
 
 1. marks the run Crashed, naming the cause, and
@@ -40,14 +39,10 @@ from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed
 
+from adapters import heartbeat
+from adapters.heartbeat import heartbeat_seconds, silence_seconds
 from adapters.home import home
-from chatops.settings import (
-    DEAD_RUN_SECRET,
-    SILENT_RUNS_HEADER,
-    SILENT_RUNS_PATH,
-    heartbeat_seconds,
-    silence_seconds,
-)
+from chatops.settings import DEAD_RUN_SECRET, SILENT_RUNS_HEADER, SILENT_RUNS_PATH
 from flows.crash import free_slot
 from flows.report import report_crash
 
@@ -73,8 +68,8 @@ def silent_run_trigger(silence: int) -> EventTrigger:
     """After a heartbeat of a deploy or rollback run: another heartbeat or its end within
     ``silence`` seconds, else fire (once per run)."""
     return EventTrigger(
-        after={"prefect.flow-run.heartbeat"},
-        expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{end}" for end in ENDS)},
+        after={heartbeat.EVENT},
+        expect={heartbeat.EVENT, *(f"prefect.flow-run.{end}" for end in ENDS)},
         match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
         match_related=ResourceSpecification(
             {"prefect.resource.role": "flow", "prefect.resource.name": WATCHED_FLOWS}
@@ -101,7 +96,7 @@ def watch_silent_runs(gateway_url: str, secret: str | None = None) -> Automation
         name=AUTOMATION,
         description=(
             "Marks a deploy or rollback run Crashed when its process sent no heartbeat for "
-            f"{silence_seconds()} s (heartbeat every {heartbeat_seconds()} s), and tells the "
+            f"{silence_seconds()} s (heartbeat every {heartbeat_seconds():g} s), and tells the "
             "chatops gateway, which frees its environment and reports it."
         ),
         trigger=silent_run_trigger(silence_seconds()),
@@ -129,7 +124,7 @@ def heard_from_lately(client: SyncPrefectClient, run_id: UUID) -> bool:
             since=datetime.now(UTC) - timedelta(seconds=silence_seconds()),
             until=datetime.now(UTC) + timedelta(seconds=60),
         ),
-        event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+        event=EventNameFilter(name=[heartbeat.EVENT]),
         resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
     )
     return bool(client.read_events(filter=recent, limit=1).events)

@@ -23,8 +23,6 @@ STOP_GRACE_SECONDS = 600.0
 health check, ``health_timeout`` 120 s by default) and the switch back after it."""
 
 
-HEARTBEAT_SECONDS = 30
-"""Default of ``CHATOPS_HEARTBEAT_SECONDS``: the shortest flow run heartbeat Prefect allows."""
 DEAD_RUN_SECRET = "dead-run-webhook"
 """The secret (``$CHATOPS_HOME/secrets/dead-run-webhook``) Prefect's automation sends the gateway
 when it finds a silent run (:mod:`chatops.dead_runs`)."""
@@ -32,18 +30,6 @@ SILENT_RUNS_PATH = "/prefect/silent-runs"
 """Where the gateway listens for that automation."""
 SILENT_RUNS_HEADER = "X-Chatops-Secret"
 """The header that carries the secret."""
-
-
-def heartbeat_seconds() -> int:
-    """How often a run's process tells the Prefect server it is alive
-    (``CHATOPS_HEARTBEAT_SECONDS``, at least 30: Prefect sends no heartbeat more often)."""
-    return max(int(os.environ.get("CHATOPS_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS)), 30)
-
-
-def silence_seconds() -> int:
-    """How long a run may stay silent (no heartbeat, no end) before it is taken for dead: two
-    heartbeats, so one late heartbeat on a loaded machine is no false alarm."""
-    return 2 * heartbeat_seconds()
 
 
 def stop_grace_seconds() -> float:

@@ -49,7 +49,7 @@ from adapters.run_signing import signing_key
 from chatops.cli.server import PREFECT_API_AUTH, write_up_file
 from chatops.lifeline import die_with_parent
 from chatops.postgres import DatabaseError, EmbeddedPostgres, sqlite_database, sqlite_home_advice
-from chatops.settings import DEAD_RUN_SECRET, DEPLOYMENTS, heartbeat_seconds, stop_grace_seconds
+from chatops.settings import DEAD_RUN_SECRET, DEPLOYMENTS, stop_grace_seconds
 from model.errors import DeployError
 
 SERVER_START_SECONDS = 120
@@ -189,9 +189,6 @@ def base_environment(api_url: str, database: str | None, api_auth: str = "") -> 
         CHATOPS_HOME=str(state.root),
         # The gateway signs the runs it starts and the runner's flows check it (one key).
         CHATOPS_RUN_SIGNING_KEY=signing_key(create=True),
-        # Each run tells the server it is alive this often; silence means it died or froze
-        # (chatops.dead_runs).
-        PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(heartbeat_seconds()),
     )
     home().secret(DEAD_RUN_SECRET, create=True)  # the gateway reads it when it starts
     if database and database not in (EMBEDDED, SQLITE):

@@ -35,7 +35,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.transactions import transaction
 
-from adapters import history, ssh, task_ledger
+from adapters import heartbeat, history, ssh, task_ledger
 from blocks import Environment
 from flows import bounds, crash
 from flows.audiences import Notify
@@ -64,8 +64,9 @@ HOST_THREADS = 64
 
 def hosts_flow(name: str, run_name: Callable[[], str]) -> Callable[[Callable[..., T]], Flow]:
     """The flow decorator of a deploy or rollback: one thread per host task (up to
-    :data:`HOST_THREADS` at a time), the crash hooks that report a run whose process died, and
-    the run's own account of its task runs, written as its last act
+    :data:`HOST_THREADS` at a time), the crash hooks that report a run whose process died, a
+    heartbeat while it runs (:mod:`adapters.heartbeat`: silence means the process died or froze),
+    and the run's own account of its task runs, written as its last act
     (:mod:`adapters.task_ledger`)."""
     as_flow = flow(
         name=name,
@@ -77,10 +78,11 @@ def hosts_flow(name: str, run_name: Callable[[], str]) -> Callable[[Callable[...
     def decorate(body: Callable[..., T]) -> Flow:
         @functools.wraps(body)
         def run(*args: Any, **kwargs: Any) -> T:
-            try:
-                return body(*args, **kwargs)
-            finally:
-                task_ledger.write()
+            with heartbeat.beating():
+                try:
+                    return body(*args, **kwargs)
+                finally:
+                    task_ledger.write()
 
         return as_flow(run)
 

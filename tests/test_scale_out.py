@@ -62,6 +62,9 @@ APPS = [f"shop{n}" for n in range(1, 11)]
 FIRST_PORT = 8101  # shopN serves on FIRST_PORT + N - 1 on every host
 WORKERS = 2
 WORKER_LIMIT = 5  # runs at once per worker: ten runs need both workers
+HEARTBEAT_SECONDS = "5"
+"""The workers' runs say they are alive this often (docs/scale-out.md: 30 s), so a dead one is
+found within 10 s of its last heartbeat, not 60 (tests/test_dead_runs_e2e.py)."""
 DEPLOYS_SECONDS = 240  # all ten runs final within this
 API_AUTH = "admin:scale-out-test"  # the server wants it from every client, as in the docs
 _serial = itertools.count(1)
@@ -305,7 +308,7 @@ def workers(prefect_on_postgres: Server, state: Path) -> Iterator[list[Worker]]:
                 PREFECT_API_AUTH_STRING=API_AUTH,
                 PREFECT_HOME=str(home / "prefect"),
                 PREFECT_WORKER_QUERY_SECONDS="1",
-                PREFECT_FLOWS_HEARTBEAT_FREQUENCY="30",  # as docs/scale-out.md sets it
+                CHATOPS_HEARTBEAT_SECONDS=HEARTBEAT_SECONDS,
                 CHATOPS_HOME=str(home / "chatops"),
                 CHATOPS_ARTIFACT_CACHE=str(shared_cache),
             )

@@ -9,6 +9,7 @@ The automation itself is checked end to end in tests/test_dead_runs_e2e.py.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,10 +21,12 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.events import emit_event
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Completed, Running
 from starlette.testclient import TestClient
 
+from adapters import heartbeat
 from blocks import SlackAccess
 from chatops.dead_runs import AUTOMATION, silent_run_trigger
 from chatops.settings import SILENT_RUNS_HEADER, SILENT_RUNS_PATH
@@ -139,9 +142,9 @@ def test_a_run_that_sent_a_heartbeat_lately_is_left_alone(
     """Only the automation knows the secret; still, a call about a live run changes nothing."""
     run = running_deploy()
     resource = {"prefect.resource.id": f"prefect.flow-run.{run.id}"}
-    emit_event("prefect.flow-run.heartbeat", resource=resource)
+    emit_event(heartbeat.EVENT, resource=resource)
     heard = EventFilter(  # the heartbeat itself: the run's Running event has the same resource
-        event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+        event=EventNameFilter(name=[heartbeat.EVENT]),
         resource=EventResourceFilter(id=[resource["prefect.resource.id"]]),
     )
     with get_client(sync_client=True) as prefect:
@@ -158,6 +161,52 @@ def test_a_run_that_sent_a_heartbeat_lately_is_left_alone(
 @flow(name="something-else")
 def something_else() -> None:
     pass
+
+
+def heartbeats_of(run_id: uuid.UUID, at_least: int) -> list:
+    """The heartbeat events the server stored for the run, once it has ``at_least`` of them
+    (it stores events in batches)."""
+    beats = EventFilter(
+        event=EventNameFilter(name=[heartbeat.EVENT]),
+        resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
+    )
+    deadline = time.monotonic() + 30
+    with get_client(sync_client=True) as prefect:
+        while True:
+            events = prefect.read_events(filter=beats, limit=50).events
+            if len(events) >= at_least or time.monotonic() > deadline:
+                return events
+            time.sleep(0.5)
+
+
+def test_a_run_sends_heartbeats_naming_it_and_its_flow_until_it_ends(
+    prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the automation matches on: the run as the resource, its flow as a related one."""
+    monkeypatch.setenv("CHATOPS_HEARTBEAT_SECONDS", "0.2")
+
+    @flow(name="something-beating")
+    def beating() -> uuid.UUID:
+        with heartbeat.beating():
+            time.sleep(1.5)
+        return flow_run.id
+
+    run_id = beating()
+    events = heartbeats_of(run_id, at_least=3)
+    assert len(events) >= 3, events
+    for event in events:
+        assert event.resource.id == f"prefect.flow-run.{run_id}"
+        [flow_resource] = [r for r in event.related if r.role == "flow"]
+        assert flow_resource.name == "something-beating"
+    time.sleep(1.5)  # longer than four heartbeats and the server's storing of events
+    with get_client(sync_client=True) as prefect:
+        ended = prefect.read_flow_run(run_id).end_time
+    assert max(e.occurred for e in heartbeats_of(run_id, at_least=len(events))) < ended
+
+
+def test_outside_a_flow_run_nothing_beats() -> None:
+    with heartbeat.beating():
+        assert not [t for t in threading.enumerate() if t.name.startswith("heartbeat")]
 
 
 def test_unknown_runs_and_runs_of_other_flows_are_not_touched(client: TestClient) -> None:
