@@ -4,9 +4,10 @@
 # Usage: scripts/test.sh [pytest arguments]     e.g. scripts/test.sh -k rollback
 #
 # pytest runs in CHATOPS_TEST_WORKERS processes (pytest-xdist; 0 runs every test in pytest's own
-# process; by default 3), each module in one of them, the longest first (tests/scheduling.py).
-# With -s (output shown as it comes, e.g. the "measured" lines) the tests run in pytest's own
-# process: workers do not pass it through.
+# process; by default 2, or 3 when -m leaves out the end-to-end tests): the end-to-end tests one
+# after another in one worker, those that mostly wait in another, the other modules wherever a
+# worker is free (tests/scheduling.py). With -s (output shown as it comes, e.g. the "measured"
+# lines) the tests run in pytest's own process: workers do not pass it through.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 cd "$ROOT"

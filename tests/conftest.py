@@ -46,7 +46,7 @@ pytest_plugins = [
     "tests.fakes.github_api",
     "tests.fakes.slack_api",
 ]
-if importlib.util.find_spec("xdist"):  # scripts/test.sh runs three workers (tests/scheduling.py)
+if importlib.util.find_spec("xdist"):  # scripts/test.sh runs two workers (tests/scheduling.py)
     pytest_plugins.append("tests.scheduling")
 
 

@@ -1,59 +1,88 @@
 """pytest plugin (loaded by tests/conftest.py when pytest-xdist is installed): how many workers
-``-n auto`` starts (scripts/test.sh passes it), and in which order the test modules are handed
-out.
+``-n auto`` starts (scripts/test.sh passes it), and how the test modules are shared out among them.
 
-Each module goes to one worker whole, so its module fixtures (a shared ``chatops up``, a Prefect
-server on PostgreSQL) start once. The longest modules go first (:data:`LONGEST_FIRST`), each to
-the first free worker, and the short ones fill in behind them: the run ends about when the
-longest stream of work does, not when one worker has worked through every end-to-end test
-alone. Much of the suite's time is waiting (for a Tomcat to answer, a heartbeat to be missed, a
-restart held on a host, a bound of a second, a slow fake), so three workers share the 2 cores of
-the reference machine.
+Each module goes to one worker whole, so its module fixtures start once. Every module with an
+end-to-end test goes to the same worker, one after another: those tests start ``chatops up``,
+test hosts and builds, and their timing bounds hold on this 2-core machine only when they do not
+run two at a time. The exceptions (``WAITING``) are one scope of their own, run beside the
+others: their tests spend most of their time waiting, not on the CPU (for Prefect to find a run
+silent, two missed heartbeats; for a restart held on a host while a deploy is aborted or another
+waits its turn), or have no time bound another test's load could break (``chatops up`` itself).
+The other modules run in whichever worker is free meanwhile.
+
+Three workers, each module to the first free one, took longer: 29 min 38 s at commit 17f3d32,
+against 25 min 48 s for this split at b8daf34 (whose dead-run tests took 150 s more), one run
+each on one evening; on average 1.94 of the 2 cores were busy, and a bound broke (a Slack
+answer within 0.6 s).
 """
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import pytest
+from _pytest.mark.expression import Expression
 from xdist.scheduler import LoadScopeScheduling
 from xdist.workermanage import WorkerController
 
-LONGEST_FIRST = (
-    "tests/test_crash_e2e.py",
-    "tests/test_cli_e2e.py",
-    "tests/test_deploy_e2e.py",
-    "tests/test_dead_runs_e2e.py",
-    "tests/test_bench_smoke.py",
-    "tests/test_abort_e2e.py",
-    "tests/test_many_hosts_e2e.py",
-    "tests/test_waiting_e2e.py",
-    "tests/test_up.py",
-    "tests/test_failures_e2e.py",
-    "tests/test_scale_out.py",
-    "tests/test_api_auth.py",
+END_TO_END = "end-to-end"
+"""The scope every module with an end-to-end test shares."""
+WAITING = frozenset(
+    {
+        "tests/test_abort_e2e.py",
+        "tests/test_crash_e2e.py",
+        "tests/test_dead_runs_e2e.py",
+        "tests/test_up.py",
+        "tests/test_waiting_e2e.py",
+    }
 )
-"""The modules that took longer than a minute in a full run (longest first)."""
-WORKERS = 3
+"""End-to-end modules that run beside the others: a scope of their own."""
+LONGEST_FIRST = (f"{END_TO_END}, waiting", END_TO_END)
+"""The two scopes that take longest, started first, each by its own worker."""
+WORKERS = 2
+"""Workers for a run with end-to-end tests: one per core of the reference machine."""
+WORKERS_WITHOUT_END_TO_END = 3
+"""Workers for a run without: its tests often wait (on a bound of a second, a slow fake), and a
+third worker uses that time."""
 
 
-class LongestFirst(LoadScopeScheduling):
-    """Load-scope scheduling with modules as scopes, the longest handed out first."""
+def selects_end_to_end(config: pytest.Config) -> bool:
+    """Whether ``-m`` (if given) lets a test marked ``e2e`` run."""
+    markexpr = config.option.markexpr
+    return not markexpr or Expression.compile(markexpr).evaluate(lambda mark: mark == "e2e")
+
+
+@functools.cache
+def has_end_to_end_tests(module: str) -> bool:
+    """Whether the test module at ``module`` (a path from the root) marks any test e2e."""
+    path = Path(__file__).parents[1] / module
+    return path.is_file() and "pytest.mark.e2e" in path.read_text()
+
+
+class EndToEndScopes(LoadScopeScheduling):
+    """Load-scope scheduling with modules as scopes, the end-to-end ones merged into two."""
 
     def _split_scope(self, nodeid: str) -> str:
-        return nodeid.split("::", 1)[0]
+        module = nodeid.split("::", 1)[0]
+        if module in WAITING:
+            return f"{END_TO_END}, waiting"
+        return END_TO_END if has_end_to_end_tests(module) else module
 
     def _assign_work_unit(self, node: WorkerController) -> None:
-        # xdist hands out scopes in the order of its queue (the most tests first).
-        for scope in reversed(LONGEST_FIRST):
+        # xdist hands out scopes in the order of its queue (the most tests first), one to each
+        # worker before any gets a second: the two long scopes go first, so to two workers.
+        for scope in LONGEST_FIRST:
             if scope in self.workqueue:
                 self.workqueue.move_to_end(scope, last=False)
         super()._assign_work_unit(node)
 
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's, absent under -p no:xdist
-def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> LongestFirst:
-    return LongestFirst(config, log)  # type: ignore[arg-type]
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> EndToEndScopes:
+    return EndToEndScopes(config, log)  # type: ignore[arg-type]
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    return WORKERS
+    return WORKERS if selects_end_to_end(config) else WORKERS_WITHOUT_END_TO_END
