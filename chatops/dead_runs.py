@@ -20,6 +20,7 @@ next deploy of the environment brings its hosts back to one release
 
 import logging
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -43,8 +44,6 @@ from adapters import heartbeat
 from adapters.heartbeat import heartbeat_seconds, silence_seconds
 from adapters.home import home
 from chatops.settings import DEAD_RUN_SECRET, SILENT_RUNS_HEADER, SILENT_RUNS_PATH
-from flows.crash import free_slot
-from flows.report import report_crash
 
 AUTOMATION = "chatops: crash silent deploys"
 """The automation's name: :func:`watch_silent_runs` creates or updates it by this name."""
@@ -53,6 +52,8 @@ WEBHOOK_BLOCK = "chatops-silent-runs"
 WATCHED_FLOWS = ["deploy", "rollback"]
 """The flows whose runs act on hosts and hold an environment's slot."""
 ENDS = ["Completed", "Failed", "Cancelled", "Crashed"]
+WATCH_WAIT_SECONDS = 120.0
+"""How long ``watch`` waits for the Prefect API to answer."""
 logger = logging.getLogger("chatops.dead_runs")
 
 
@@ -117,6 +118,19 @@ def watch_silent_runs(gateway_url: str, secret: str | None = None) -> Automation
     return wanted
 
 
+def wait_for_the_api(seconds: float) -> None:
+    """Return once the Prefect API answers; raise after ``seconds`` without an answer
+    (``chatops up`` starts ``watch`` beside the server, before it answers)."""
+    deadline = time.monotonic() + seconds
+    with get_client(sync_client=True) as client:
+        while (problem := client.api_healthcheck()) is not None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the Prefect API did not answer within {seconds:g} s: {problem}"
+                )
+            time.sleep(0.5)
+
+
 def heard_from_lately(client: SyncPrefectClient, run_id: UUID) -> bool:
     """Whether the server got a heartbeat of the run within the silence window."""
     recent = EventFilter(
@@ -139,6 +153,10 @@ def settle(run_id: UUID) -> str:
     is free and it was reported (``reported``), unless someone had reported it already
     (``reported already``).
     """
+    # The flow code loads here, not with the module: `chatops up` runs `watch` at every start.
+    from flows.crash import free_slot
+    from flows.report import report_crash
+
     with get_client(sync_client=True) as client:
         try:
             run = client.read_flow_run(run_id)
@@ -174,13 +192,16 @@ def serve() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m chatops.dead_runs serve``: :func:`serve` (the gateway runs this);
-    ``... watch GATEWAY_URL``: :func:`watch_silent_runs` (``chatops up`` runs this)."""
+    ``... watch GATEWAY_URL [--wait]``: :func:`watch_silent_runs`, with ``--wait`` once the API
+    answers (``chatops up`` runs it so, beside the server it starts)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     command, *rest = argv if argv is not None else sys.argv[1:]
     if command == "serve":
         serve()
     else:
-        [url] = rest
+        url, *options = rest
+        if "--wait" in options:
+            wait_for_the_api(WATCH_WAIT_SECONDS)
         watch_silent_runs(url)
         print(f"Silent deploy and rollback runs are reported through {url}", flush=True)
     return 0

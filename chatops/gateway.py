@@ -218,8 +218,6 @@ def create_app(
             app.state.catalog, app.state.intake, app.state.background = catalog, intake, background
             app.state.runs = RunReader(client)
             app.state.settler = settler = Settler()
-            if settings.silent_runs_secret.strip():
-                await settler.start()
             app.state.answers = Answers(catalog, Locks(client, catalog), intake, client)
             app.state.comments = pull_requests.Remembered()
             try:
@@ -516,9 +514,10 @@ class Settler:
     """Settles the runs Prefect found silent in a process of its own, ``python -m
     chatops.dead_runs serve`` (the gateway loads no flow code), one run at a time.
 
-    The process starts with the gateway (when the automation's secret is set), so a call finds
-    the flow code loaded: loading it takes seconds, more on a busy machine, and the report is
-    due within 90 s of a death. It is started again if it died.
+    The process starts at the first call and stays for the next ones (it is started again if it
+    died): loading the flow code costs it seconds of CPU, which a gateway that never hears of a
+    silent run should not spend at every start, and which a report that comes two heartbeats
+    after a death can afford once.
     """
 
     def __init__(self) -> None:

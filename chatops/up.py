@@ -16,8 +16,8 @@ It starts, as child processes sharing one environment:
 2. the runner that executes deploys (:mod:`chatops.runner`);
 3. the HTTP gateway for Slack, GitHub and the CLI (:mod:`chatops.gateway`).
 
-Once the API answers, it creates or updates Prefect's automation that crashes and reports,
-through the gateway, a deploy or rollback that stopped sending heartbeats
+Meanwhile it creates or updates, once the API answers, Prefect's automation that crashes and
+reports, through the gateway, a deploy or rollback that stopped sending heartbeats
 (:mod:`chatops.dead_runs`; the runner's runs send one every ``CHATOPS_HEARTBEAT_SECONDS``).
 Then it records where it runs in ``$CHATOPS_HOME/up.json`` (the CLI finds it there) and watches:
 a child that dies is started again (the others keep running). Ctrl-C or SIGTERM stops them in
@@ -294,14 +294,14 @@ def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) 
     watching: subprocess.Popen | None = None
     try:
         start_all(services, env, own_postgres)
+        # It loads Prefect while the server starts, then waits for the API to answer.
+        watching = watch_silent_runs(env, gateway_url)
         for service in services:
             url = {"server": f"{api_url}/health", "gateway": f"{gateway_url}/healthz"}.get(
                 service.name
             )
             if url:
                 wait_answering(url, service, SERVER_START_SECONDS)
-            if service is _clients_first(services):  # the API answers: set up the watch meanwhile
-                watching = watch_silent_runs(env, gateway_url)
         wait_watching(watching)
         wait_served(
             api_url, services[-2], SERVER_START_SECONDS, env.get("PREFECT_API_AUTH_STRING", "")
@@ -314,6 +314,8 @@ def run(host: str = "127.0.0.1", port: int = 4200, database: str | None = None) 
         print(sign_in_hint(external), flush=True)
         supervise(services, env, stopping)
     finally:
+        if watching is not None and watching.poll() is None:  # the server never answered
+            watching.kill()
         # The gateway and the runner stop together (the runner lets deploys in flight finish
         # their batch), then the server they both talk to, then its database.
         clients = [service for service in services if service.name not in ("server", "database")]
@@ -353,12 +355,6 @@ def start_all(
         started["server"].start(env)
 
 
-def _clients_first(services: list[Service]) -> Service:
-    """The first service that talks to the Prefect API (the server, or the runner when the
-    server is external)."""
-    return next(service for service in services if service.name != "database")
-
-
 def _recorded_pid() -> int | None:
     """The pid in ``up.json``: a ``chatops up`` that runs, or ran, on this home."""
     with contextlib.suppress(OSError, ValueError, AttributeError):
@@ -368,10 +364,11 @@ def _recorded_pid() -> int | None:
 
 
 def watch_silent_runs(env: Mapping[str, str], gateway_url: str) -> subprocess.Popen:
-    """Start creating (or updating) Prefect's automation that crashes and reports, through our
-    gateway, the runs that stopped sending heartbeats (:mod:`chatops.dead_runs`)."""
+    """Start creating (or updating), once the API answers, Prefect's automation that crashes
+    and reports, through our gateway, the runs that stopped sending heartbeats
+    (:mod:`chatops.dead_runs`)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "chatops.dead_runs", "watch", gateway_url],
+        [sys.executable, "-m", "chatops.dead_runs", "watch", gateway_url, "--wait"],
         env=dict(env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

@@ -22,13 +22,13 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.events import emit_event
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.runtime import flow_run
-from prefect.settings import PREFECT_API_URL
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Completed, Running
 from starlette.testclient import TestClient
 
 from adapters import heartbeat
 from blocks import SlackAccess
-from chatops.dead_runs import AUTOMATION, silent_run_trigger
+from chatops.dead_runs import AUTOMATION, silent_run_trigger, wait_for_the_api
 from chatops.settings import SILENT_RUNS_HEADER, SILENT_RUNS_PATH
 from flows.deploy import deploy
 from flows.report import REPORTED_LABEL
@@ -40,9 +40,9 @@ SECRET = "silent-runs-secret-for-tests"
 
 @pytest.fixture(scope="module")
 def gateway_with_secret(prefect_server: None) -> Iterator[TestClient]:
-    """The gateway with the secret set, one for the module: it starts the settling process
-    (which loads the flow code, seconds), and the tests' runs are each their own. The process
-    it settles runs in finds the test server."""
+    """The gateway with the secret set, one for the module: it starts the settling process at
+    the first call (which loads the flow code, seconds), and the tests' runs are each their own.
+    The process it settles runs in finds the test server."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
         save_config()
@@ -192,12 +192,14 @@ def test_a_run_sends_heartbeats_naming_it_and_its_flow_until_it_ends(
         return flow_run.id
 
     run_id = beating()
+    with get_client(sync_client=True) as prefect:
+        flow_id = prefect.read_flow_run(run_id).flow_id
     events = heartbeats_of(run_id, at_least=3)
     assert len(events) >= 3, events
     for event in events:
         assert event.resource.id == f"prefect.flow-run.{run_id}"
-        [flow_resource] = [r for r in event.related if r.role == "flow"]
-        assert flow_resource.name == "something-beating"
+        flows = {(r.id, r.name) for r in event.related if r.role == "flow"}
+        assert flows == {(f"prefect.flow.{flow_id}", "something-beating")}, event.related
     time.sleep(1.5)  # longer than four heartbeats and the server's storing of events
     with get_client(sync_client=True) as prefect:
         ended = prefect.read_flow_run(run_id).end_time
@@ -236,3 +238,12 @@ def test_the_automation_watches_deploys_and_rollbacks_for_two_heartbeats(
     assert stored.trigger == silent_run_trigger(90)
     assert [a.type for a in stored.actions] == ["change-flow-run-state", "call-webhook"]
     os.environ.pop("CHATOPS_HEARTBEAT_SECONDS", None)
+
+
+def test_watch_waits_for_the_api_and_gives_up_saying_so(prefect_server: None) -> None:
+    wait_for_the_api(5)  # the test server answers: at once
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match="did not answer within 1 s"):
+            wait_for_the_api(1)
+    assert time.monotonic() - started < 10
