@@ -40,7 +40,7 @@ from prefect.utilities.urls import url_for
 
 from adapters.locks import FREEZES_QUERY, all_locks, freezes_from
 from blocks.app import App
-from blocks.documents import DOCUMENTS_FILTER, documents_query
+from blocks.documents import saved_documents
 from model.history import Deployed, EnvironmentRow, PlanCheck, RecentRun, Verified
 from model.summary import PREVIOUS, DeploySummary, run_tags
 from model.verify import Checked
@@ -216,16 +216,10 @@ def _verified(artifact: Any) -> Verified:
 def _configured(client: Any) -> set[tuple[str, str]]:
     """Every app environment the configuration names (App blocks, read without secrets)."""
     found: set[tuple[str, str]] = set()
-    offset = 0
-    while True:
-        query = documents_query([App.get_block_type_slug()], offset)
-        page = client.request("POST", DOCUMENTS_FILTER, json=query).json()
-        for document in page:
-            environments = (document["data"] or {}).get("environments") or []
-            found |= {(str(document["name"]), str(env)) for env in environments}
-        if len(page) < query["limit"]:
-            return found
-        offset += len(page)
+    for document in saved_documents(client, [App.get_block_type_slug()]):
+        environments = (document["data"] or {}).get("environments") or []
+        found |= {(str(document["name"]), str(env)) for env in environments}
+    return found
 
 
 def environment_rows() -> list[EnvironmentRow]:

@@ -9,8 +9,11 @@ asks again for the same page, for ever.
     ({'slug': {'any_': ['chatops-app']}}, 200, 200)
 """
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
 
 DOCUMENTS_FILTER = "/block_documents/filter"
 """The Prefect API path the query is posted to."""
@@ -29,3 +32,17 @@ def documents_query(slugs: Iterable[str], offset: int) -> dict[str, Any]:
         "offset": offset,
         "limit": PAGE_SIZE,
     }
+
+
+def saved_documents(client: "SyncPrefectClient", slugs: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """Every named document of the block types ``slugs`` (JSON, without secrets; its
+    ``block_type.slug`` says which type), page by page. A type never saved yet has none."""
+    slugs = list(slugs)
+    offset = 0
+    while True:
+        query = documents_query(slugs, offset)
+        page = client.request("POST", DOCUMENTS_FILTER, json=query).json()
+        yield from page
+        if len(page) < query["limit"]:
+            return
+        offset += len(page)

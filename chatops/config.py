@@ -44,6 +44,7 @@ from adapters import prefect_tls
 from adapters.host_keys import host_keys_locked, keep_learned
 from blocks import App, Environment, GitHubAccess, SlackAccess, environment_block_name
 from blocks.app import NAME_PATTERN
+from blocks.documents import saved_documents
 from blocks.environment import EVENTS, Event, Notification, WebhookUrl
 from model.errors import DeployError
 
@@ -330,15 +331,10 @@ def build_blocks(
 
 def saved_names() -> dict[str, str]:
     """``<slug>/<name>`` → block document id, of every app and environment block saved."""
-    found: dict[str, str] = {}
     with get_client(sync_client=True) as client:
-        for slug in ("chatops-app", "chatops-environment"):
-            try:
-                documents = client.read_block_documents_by_type(slug, include_secrets=False)
-            except Exception:  # a type never saved yet has no documents
-                continue
-            found.update({f"{slug}/{d.name}": str(d.id) for d in documents if d.name})
-    return found
+        slugs = [App.get_block_type_slug(), Environment.get_block_type_slug()]
+        documents = saved_documents(client, slugs)
+        return {f"{d['block_type']['slug']}/{d['name']}": str(d["id"]) for d in documents}
 
 
 def save_environment(name: str, block: Environment) -> int:

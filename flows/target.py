@@ -25,6 +25,7 @@ from prefect.logging import get_run_logger
 from adapters.locks import read_freeze, read_lock
 from adapters.run_signing import claims, problem, signing_key
 from blocks import App, Environment, UnknownTarget, environment_block_name
+from blocks.documents import saved_documents
 from blocks.environment import VIA_UI
 from model.errors import unknown
 from model.target import NotAllowed, Target, check_access
@@ -103,8 +104,7 @@ def load_app(name: str) -> App:
 
 def known_apps() -> list[str]:
     with get_client(sync_client=True) as client:
-        documents = client.read_block_documents_by_type("chatops-app", include_secrets=False)
-    return sorted(d.name for d in documents if d.name)
+        return sorted(d["name"] for d in saved_documents(client, [App.get_block_type_slug()]))
 
 
 def load_target(

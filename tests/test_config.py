@@ -8,7 +8,7 @@ import yaml
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 
-from blocks import App, Environment, GitHubAccess
+from blocks import App, Environment, GitHubAccess, documents
 from chatops import cli, config
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "chatops.yaml"
@@ -228,8 +228,9 @@ def test_invalid_file_saves_nothing(api: None, tmp_path: Path, capsys) -> None:
 
 
 def test_the_file_is_the_source_of_truth_removed_entries_are_listed_or_pruned(
-    api: None, tmp_path: Path, capsys
+    api: None, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(documents, "PAGE_SIZE", 2)  # saved blocks are read past one page
     assert cli.main(["config", "apply", str(EXAMPLE)]) == 0
     data = example()
     del data["apps"]["shop"]["environments"]["production"]

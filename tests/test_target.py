@@ -3,8 +3,8 @@
 import pytest
 from pydantic import SecretStr
 
-from blocks import App, Environment
-from flows.target import UnknownTarget, load_target
+from blocks import App, Environment, documents
+from flows.target import UnknownTarget, known_apps, load_target
 
 
 @pytest.fixture(scope="module")
@@ -15,6 +15,7 @@ def configured(prefect_server: None) -> None:
         environments=["staging", "production"],
         tasks={"migrate": "bin/migrate"},
     ).save("cart", overwrite=True)
+    App(repository="acme/cart-admin").save("cart-admin", overwrite=True)
     for name, hosts in (("staging", ["s1"]), ("production", ["p1", "p2:2222", "p3"])):
         Environment(
             hosts=hosts,
@@ -45,3 +46,10 @@ def test_resolves_defaults_hosts_and_tasks(configured: None) -> None:
 def test_unknown_parts_are_named(configured: None, args: tuple, message: str) -> None:
     with pytest.raises(UnknownTarget, match=message):
         load_target(*args)
+
+
+def test_every_saved_app_is_named_page_by_page(
+    configured: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(documents, "PAGE_SIZE", 1)
+    assert {"cart", "cart-admin"} <= set(known_apps())
