@@ -28,9 +28,13 @@ logger = logging.getLogger("chatops.heartbeat")
 
 def heartbeat_seconds() -> float:
     """How often a run's process says it is alive (``CHATOPS_HEARTBEAT_SECONDS``, above 0)."""
-    seconds = float(os.environ.get("CHATOPS_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS))
-    if seconds <= 0:
-        raise ValueError(f"CHATOPS_HEARTBEAT_SECONDS must be above 0, not {seconds:g}")
+    text = os.environ.get("CHATOPS_HEARTBEAT_SECONDS", str(HEARTBEAT_SECONDS))
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ValueError(f"CHATOPS_HEARTBEAT_SECONDS must be seconds above 0, not {text!r}")
     return seconds
 
 

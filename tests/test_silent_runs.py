@@ -247,3 +247,12 @@ def test_watch_waits_for_the_api_and_gives_up_saying_so(prefect_server: None) ->
         with pytest.raises(RuntimeError, match="did not answer within 1 s"):
             wait_for_the_api(1)
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("setting", ["0", "-5", "soon", "nan"])
+def test_a_heartbeat_setting_that_is_no_period_is_refused_naming_it(
+    setting: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHATOPS_HEARTBEAT_SECONDS", setting)
+    with pytest.raises(ValueError, match=f"CHATOPS_HEARTBEAT_SECONDS must be .* not '{setting}'"):
+        heartbeat.heartbeat_seconds()
