@@ -12,7 +12,7 @@ waits its turn). The other modules run in whichever worker is free meanwhile.
 Tried and dropped, one run each on one evening (this split at b8daf34: 25 min 48 s): three
 workers, each module to the first free one, took 29 min 38 s at 17f3d32 with on average 1.94 of
 the 2 cores busy, and broke a bound (a Slack answer within 0.6 s); ``chatops up``'s own tests
-moved into the scope that runs beside the end-to-end ones took 29 min 30 s at b7806a5 and broke
+moved into the scope that runs beside the end-to-end ones took 29 min 30 s at 4bdca12 and broke
 two (a Slack answer within 0.6 s; the server recording 42 hosts' task runs within 60 s).
 """
 
